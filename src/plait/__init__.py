@@ -1,0 +1,1 @@
+"""plait: concurrent execution made effortless."""
