@@ -1,1 +1,30 @@
-"""plait: concurrent execution made effortless."""
+"""plait: concurrent execution made effortless.
+
+Threads for waiting, processes for computing, one small API: ``plait.map`` for a lazy, ordered,
+bounded concurrent map, and ``plait.Pool`` to keep workers across many maps (it is a
+``concurrent.futures.Executor``).
+"""
+
+from ._api import map as map
+from ._errors import PlaitError as PlaitError
+from ._errors import PoolClosed as PoolClosed
+from ._errors import RemoteError as RemoteError
+from ._errors import RemoteTraceback as RemoteTraceback
+from ._errors import WorkerCrashed as WorkerCrashed
+from ._events import MapObserver as MapObserver
+from ._pool import Pool as Pool
+from ._scheduler import MapIterator as MapIterator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MapIterator",
+    "MapObserver",
+    "PlaitError",
+    "Pool",
+    "PoolClosed",
+    "RemoteError",
+    "RemoteTraceback",
+    "WorkerCrashed",
+    "map",
+]

@@ -4,7 +4,7 @@
      └── PlaitError                    anything plait itself reports
           ├── WorkerCrashed            a worker process died while it held an item
           ├── RemoteError              a worker's exception that could not be rebuilt here
-          └── PoolClosed               work was given to a pool that is shut down (also a RuntimeError)
+          └── PoolClosed               work given to a pool that is shut down (a RuntimeError)
 
 A failure inside the user's function is never wrapped: it reaches the caller as the user's own
 exception, with a note naming the item, and (from a process) the worker's traceback as

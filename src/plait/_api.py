@@ -1,0 +1,71 @@
+"""The one-call entry points: thin layers over Pool and the scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypeVar, overload
+
+from . import _validate as check
+from ._pool import Pool
+from ._scheduler import MapIterator
+
+R = TypeVar("R")
+
+
+@overload
+def map(
+    fn: Callable[..., R],
+    *iterables: Iterable[Any],
+    workers: int | None = None,
+    backend: str = "thread",
+    ordered: bool = True,
+    chunksize: int | None = None,
+    errors: Literal["raise"] = "raise",
+    progress: bool = False,
+) -> MapIterator[R]: ...
+
+
+@overload
+def map(
+    fn: Callable[..., R],
+    *iterables: Iterable[Any],
+    workers: int | None = None,
+    backend: str = "thread",
+    ordered: bool = True,
+    chunksize: int | None = None,
+    errors: Literal["return"],
+    progress: bool = False,
+) -> MapIterator[R | BaseException]: ...
+
+
+def map(
+    fn: Callable[..., R],
+    *iterables: Iterable[Any],
+    workers: int | None = None,
+    backend: str = "thread",
+    ordered: bool = True,
+    chunksize: int | None = None,
+    errors: Literal["raise", "return"] = "raise",
+    progress: bool = False,
+) -> MapIterator[R] | MapIterator[R | BaseException]:
+    """Apply ``fn`` to every item, concurrently, and iterate over the results.
+
+    Lazy like the builtin ``map``: nothing runs until the first result is asked for, and the
+    input is read only a bounded window ahead of what has been consumed. The workers are started
+    for this map and released when it ends, fails, or is abandoned. Use ``plait.Pool`` to keep
+    workers across several maps.
+    """
+    check.check_backend(backend, "plait.map")
+    check.check_workers(workers, "plait.map")
+    pool = Pool(backend, workers)
+    return pool._map(
+        fn,
+        iterables,
+        "plait.map",
+        chunksize=chunksize,
+        ordered=ordered,
+        errors=errors,
+        progress=progress,
+        deadline=None,
+        owned=True,
+    )

@@ -1,0 +1,52 @@
+"""Backends: where tasks run. Each is a small lifecycle object chosen by name, imported lazily.
+
+A backend takes Tasks (batches of one Job's items) and calls each task's ``finish`` when it ends.
+It knows nothing of ordering, windows or chunk sizes: that is the scheduler's business.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from .._task import Job, Task
+
+BACKENDS = ("thread", "process")
+
+
+class Backend(Protocol):
+    name: str
+    workers: int
+
+    def submit(self, task: Task) -> None:
+        """Queue a task; raises PoolClosed after shutdown."""
+
+    def release(self, job: Job) -> None:
+        """The job will get no more tasks: workers may forget its function."""
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        """Stop taking work; with ``wait``, return once every worker is gone."""
+
+    def terminate(self) -> None:
+        """Stop now: drop pending work, end workers without waiting for running tasks when
+        the backend can (processes), and return once they are gone."""
+
+
+def default_workers(backend: str) -> int:
+    """Threads wait more than they compute, so more of them than cores pays (the same rule as
+    concurrent.futures); processes compute, so one per usable core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return min(32, cores + 4) if backend == "thread" else cores
+
+
+def create_backend(name: str, workers: int) -> Backend:
+    if name == "thread":
+        from ._thread import ThreadBackend
+
+        return ThreadBackend(workers)
+    if name == "process":
+        from ._process import ProcessBackend
+
+        return ProcessBackend(workers)
+    raise ValueError(f"unknown backend {name!r}")  # validated earlier; kept as a guard

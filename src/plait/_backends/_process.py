@@ -1,0 +1,336 @@
+"""Process backend: worker processes fed by one dispatcher thread over socket pairs.
+
+    callers (any thread)         dispatcher thread                      worker processes
+    ────────────────────         ─────────────────                      ────────────────
+    submit(task) ─► pending ─┐   select() over every socket + a wake-up pipe
+                  wake-up ───┴─► assign: each worker holds ≤ 2 tasks ──► RUN frame
+                                 (a worker gets a function once: DEF)    execute(batch)
+                                 read DONE frames ◄──────────────────── DONE frame
+                                 task.finish(outcome)
+                                 EOF on a socket: the worker died ─► WorkerCrashed for its
+                                 running task, queued ones go back, a new worker starts
+
+Workers are fresh interpreters (``python -c``; see ``_worker``), never forks of this process:
+forking a process that runs threads can deadlock. The dispatcher never blocks on a write (the
+sockets are non-blocking, writes queue up), so a worker sending a large result while we send it
+a large batch cannot deadlock the pair.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from collections import deque
+
+from .. import _wire as wire
+from .._errors import PlaitError, PoolClosed, RemoteError, RemoteTraceback, WorkerCrashed
+from .._task import Job, Outcome, Task
+from .._worker import BOOTSTRAP
+
+TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
+KILL_GRACE = 0.5  # seconds between SIGTERM and SIGKILL
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        parent_end, child_end = socket.socketpair()
+        self.index = index
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", BOOTSTRAP, str(child_end.fileno())],
+            pass_fds=(child_end.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+        child_end.close()
+        parent_end.setblocking(False)
+        self.sock = parent_end
+        self.reader = wire.FrameReader()
+        self.writer = wire.FrameWriter()
+        self.tasks: dict[int, Task] = {}  # in flight, in the order the worker runs them
+        self.jobs: set[int] = set()
+        self.writer.add(wire.frame(wire.INIT, payload=pickle.dumps(sys.path)))
+
+    def stop(self, kill: bool) -> int:
+        """End the process (politely: close its socket; or SIGTERM then SIGKILL) and reap it."""
+        self.sock.close()
+        if kill and self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(KILL_GRACE if kill else None)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def crash_message(pid: int, returncode: int) -> str:
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with code {returncode}"
+    return f"the worker process (pid {pid}) {how} while running this item"
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pending: deque[Task] = deque()  # not started yet
+        self._requeued: deque[Task] = deque()  # started, sent to a worker that died before them
+        self._forget: list[int] = []
+        self._closed = False
+        self._stop_now = False
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector = selectors.DefaultSelector()
+        self._workers: list[_Worker] = []
+
+    # -- callers' side -------------------------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("cannot submit work: the pool is shut down")
+            self._pending.append(task)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._dispatch, name="plait-process-dispatcher", daemon=True
+                )
+                self._thread.start()
+        self._wake()
+
+    def release(self, job: Job) -> None:
+        with self._lock:
+            self._forget.append(job.id)
+        self._wake()
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        with self._lock:
+            self._closed = True
+            dropped = self._take_pending() if cancel_pending else []
+        for task in dropped:
+            task.discard()
+        self._wake()
+        self._join(wait)
+
+    def terminate(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._stop_now = True
+            dropped = self._take_pending()
+        for task in dropped:
+            task.discard()
+        self._wake()
+        self._join(True)
+
+    def _take_pending(self) -> list[Task]:
+        dropped = list(self._pending)
+        self._pending.clear()
+        return dropped
+
+    def _join(self, wait: bool) -> None:
+        thread = self._thread
+        if thread is None:
+            self._close_wakeup()
+        elif wait and thread is not threading.current_thread():
+            thread.join()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass  # full (a wake-up is pending anyway) or closed (the dispatcher is gone)
+
+    def _close_wakeup(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._selector.close()
+
+    # -- dispatcher thread ---------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        try:
+            self._selector.register(self._wake_r, selectors.EVENT_READ)
+            for index in range(self.workers):
+                self._start_worker(index)
+            while not self._finished():
+                self._assign()
+                self._forget_jobs()
+                self._poll()
+        except BaseException as exc:  # a bug in plait: fail everything rather than hang
+            self._fail_everything(exc)
+            raise
+        finally:
+            kill = self._stop_now
+            for worker in self._workers:
+                worker.stop(kill)
+            self._workers.clear()
+            self._close_wakeup()
+
+    def _start_worker(self, index: int) -> None:
+        worker = _Worker(index)
+        self._workers.append(worker)
+        self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+
+    def _finished(self) -> bool:
+        with self._lock:
+            if self._stop_now:
+                return True
+            if not self._closed or self._pending or self._requeued:
+                return False
+        return not any(worker.tasks for worker in self._workers)
+
+    def _assign(self) -> None:
+        # Fill the emptiest workers first, so a lone task never queues behind another.
+        for slot in range(TASKS_PER_WORKER):
+            for worker in self._workers:
+                if len(worker.tasks) > slot:
+                    continue
+                task = self._next_task()
+                if task is None:
+                    return
+                self._send(worker, task)
+
+    def _next_task(self) -> Task | None:
+        with self._lock:
+            if self._requeued:
+                return self._requeued.popleft()
+            while self._pending:
+                task = self._pending.popleft()
+                if task.start():
+                    return task
+        return None
+
+    def _send(self, worker: _Worker, task: Task) -> None:
+        job = task.job
+        try:
+            if job.id not in worker.jobs:
+                worker.writer.add(wire.frame(wire.DEF, job.id, payload=job.payload()))
+                worker.jobs.add(job.id)
+            items = pickle.dumps(task.items, protocol=5)
+        except Exception:
+            try:
+                items = _cloudpickle(task.items)
+            except Exception as exc:
+                exc.add_note("plait: could not pickle the function or the items for a worker")
+                self._finish(task, Outcome([None] * len(task.items), _everywhere(task, exc)))
+                return
+        worker.tasks[id(task)] = task
+        worker.writer.add(wire.frame(wire.RUN, id(task), job.id, job.kind, items))
+        self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+
+    def _forget_jobs(self) -> None:
+        with self._lock:
+            forget, self._forget = self._forget, []
+        for job_id in forget:
+            for worker in self._workers:
+                if job_id in worker.jobs:
+                    worker.jobs.discard(job_id)
+                    worker.writer.add(wire.frame(wire.FORGET, job_id))
+                    self._want_write(worker)
+
+    def _want_write(self, worker: _Worker) -> None:
+        self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+
+    def _poll(self) -> None:
+        for key, mask in self._selector.select():
+            if key.data is None:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            worker: _Worker = key.data
+            if mask & selectors.EVENT_WRITE:
+                worker.writer.flush(worker.sock)
+                if not worker.writer:
+                    self._selector.modify(worker.sock, selectors.EVENT_READ, worker)
+            if mask & selectors.EVENT_READ:
+                frames = worker.reader.read(worker.sock)
+                for body in frames or ():
+                    self._receive(worker, body)
+                if frames is None:
+                    self._replace(worker)
+
+    def _receive(self, worker: _Worker, body: bytes) -> None:
+        _, task_id, _, _, payload = wire.parse(body)
+        task = worker.tasks.pop(task_id)
+        values, encoded, elapsed = pickle.loads(payload)
+        errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
+        if -1 in errors:
+            values, errors = [None] * len(task.items), _everywhere(task, errors[-1])
+        self._finish(task, Outcome(values, errors, elapsed))
+
+    def _replace(self, worker: _Worker) -> None:
+        """The worker's socket closed: it died. Fail what it was running, start another."""
+        self._selector.unregister(worker.sock)
+        self._workers.remove(worker)
+        returncode = worker.stop(kill=True)
+        tasks = list(worker.tasks.values())
+        if tasks:
+            running, queued = tasks[0], tasks[1:]
+            with self._lock:
+                self._requeued.extendleft(reversed(queued))
+            crash = WorkerCrashed(crash_message(worker.proc.pid, returncode), exitcode=returncode)
+            self._finish(running, Outcome([None] * len(running.items), _everywhere(running, crash)))
+        if not self._stop_now:
+            self._start_worker(worker.index)
+
+    def _finish(self, task: Task, outcome: Outcome) -> None:
+        try:
+            task.finish(task, outcome)
+        except Exception:  # a bug in the owner's callback: report it, keep dispatching
+            traceback.print_exc()
+
+    def _fail_everything(self, exc: BaseException) -> None:
+        error = PlaitError(f"plait's process dispatcher failed: {exc!r}")
+        error.__cause__ = exc
+        with self._lock:
+            self._closed = True
+            tasks = [*self._requeued, *self._take_pending()]
+            self._requeued.clear()
+        for worker in self._workers:
+            tasks.extend(worker.tasks.values())
+            worker.tasks.clear()
+        for task in tasks:
+            self._finish(task, Outcome([None] * len(task.items), _everywhere(task, error)))
+
+
+def _everywhere(task: Task, exc: BaseException) -> dict[int, BaseException]:
+    return dict.fromkeys(range(len(task.items)), exc)
+
+
+def _cloudpickle(obj: object) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+
+
+def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
+    """Rebuild a worker's exception, its traceback as ``__cause__``; RemoteError if it can't be."""
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(type_name, message, tb)
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc

@@ -1,0 +1,199 @@
+"""Pool: a context manager that owns one backend's workers, reusable for many maps.
+
+It is a real ``concurrent.futures.Executor``: ``submit`` returns a standard Future, ``map``
+keeps the Executor's meaning of ``timeout`` (a deadline for the whole map) and ``shutdown``
+its semantics. ``map`` is lazy, unlike the Executor's, which reads all of its input at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
+from typing import Any, Literal, ParamSpec, TypeVar, overload
+
+from . import _validate as check
+from ._backends import Backend, create_backend, default_workers
+from ._chunking import ChunkSizer
+from ._events import MapObserver, Observers
+from ._scheduler import MapIterator, MapRun
+from ._task import Job, Kind, Outcome, Task
+
+R = TypeVar("R")
+P = ParamSpec("P")
+
+_SUBMIT_JOBS_CACHED = 64  # functions a process pool keeps shipped for submit()
+
+
+class Pool(Executor):
+    """Workers of one backend (``"thread"`` or ``"process"``), started on first use."""
+
+    def __init__(self, backend: str = "thread", workers: int | None = None) -> None:
+        check.check_backend(backend, "plait.Pool")
+        check.check_workers(workers, "plait.Pool")
+        self._backend: Backend = create_backend(backend, workers or default_workers(backend))
+        self._submit_jobs: OrderedDict[Callable[..., Any], Job] = OrderedDict()
+        self._closed = False
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def workers(self) -> int:
+        return self._backend.workers
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._closed else "open"
+        return f"<plait.Pool backend={self.backend!r} workers={self.workers} {state}>"
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        check.check_fn(fn, "Pool.submit")
+        future: Future[R] = Future()
+        task = Task(
+            self._job_for_submit(fn),
+            [(args, kwargs)],
+            start=future.set_running_or_notify_cancel,
+            finish=lambda _task, outcome: _settle(future, outcome),
+            discard=future.cancel,
+        )
+        self._backend.submit(task)
+        return future
+
+    def _job_for_submit(self, fn: Callable[..., Any]) -> Job:
+        # A process backend ships each Job's function once per worker: reuse the Job for a
+        # function submitted again and again. Unhashable callables just get a fresh Job.
+        try:
+            job = self._submit_jobs.pop(fn, None)
+        except TypeError:
+            return Job(fn, Kind.CALL)
+        if job is None:
+            job = Job(fn, Kind.CALL)
+            if len(self._submit_jobs) >= _SUBMIT_JOBS_CACHED:
+                _, evicted = self._submit_jobs.popitem(last=False)
+                self._backend.release(evicted)
+        self._submit_jobs[fn] = job
+        return job
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        errors: Literal["raise"] = "raise",
+        progress: bool = False,
+    ) -> MapIterator[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        errors: Literal["return"],
+        progress: bool = False,
+    ) -> MapIterator[R | BaseException]: ...
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        ordered: bool = True,
+        errors: Literal["raise", "return"] = "raise",
+        progress: bool = False,
+    ) -> MapIterator[R] | MapIterator[R | BaseException]:
+        """Like ``Executor.map``, but lazy: input is read as results are consumed.
+
+        ``timeout`` is the deadline of the whole map, counted from this call: a result not
+        ready by then raises ``TimeoutError`` when it is asked for.
+        """
+        check.check_timeout(timeout, "Pool.map")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._map(
+            fn,
+            iterables,
+            "Pool.map",
+            chunksize=chunksize,
+            ordered=ordered,
+            errors=errors,
+            progress=progress,
+            deadline=deadline,
+            owned=False,
+        )
+
+    def _map(
+        self,
+        fn: Callable[..., R],
+        iterables: tuple[Iterable[Any], ...],
+        where: str,
+        *,
+        chunksize: int | None,
+        ordered: bool,
+        errors: Literal["raise", "return"],
+        progress: bool,
+        deadline: float | None,
+        owned: bool,
+    ) -> MapIterator[R]:
+        check.check_fn(fn, where)
+        check.check_chunksize(chunksize, where)
+        check.check_choice("ordered", ordered, (True, False), where)
+        check.check_choice("errors", errors, ("raise", "return"), where)
+        check.check_choice("progress", progress, (True, False), where)
+        total = check.check_iterables(iterables, where)
+        if self._closed:
+            raise RuntimeError(f"{where}: cannot start a map on a pool that is shut down")
+        observers: list[MapObserver] = []
+        if progress:
+            from ._progress import ProgressBar
+
+            observers.append(ProgressBar())
+        if len(iterables) == 1:
+            job, source = Job(fn, Kind.MAP), iter(iterables[0])
+        else:
+            job, source = Job(fn, Kind.STAR), zip(*iterables, strict=True)
+        backend = self._backend
+
+        def on_close(complete: bool) -> None:
+            backend.release(job)
+            if not owned:
+                return
+            self._closed = True
+            if complete:
+                backend.shutdown(wait=True, cancel_pending=False)
+            else:
+                backend.terminate()
+
+        run = MapRun(
+            backend,
+            job,
+            source,
+            sizer=ChunkSizer(backend.name, backend.workers, fixed=chunksize, total=total),
+            ordered=ordered,
+            errors=errors,
+            deadline=deadline,
+            observer=Observers(observers),
+            on_close=on_close,
+            total=total,
+        )
+        return MapIterator(run)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking work. Pending work still runs unless ``cancel_futures``; with ``wait``,
+        return once every worker has exited."""
+        self._closed = True
+        self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
+
+
+def _settle(future: Future[Any], outcome: Outcome) -> None:
+    if outcome.errors:
+        future.set_exception(outcome.errors[0])
+    else:
+        future.set_result(outcome.values[0])

@@ -1,0 +1,261 @@
+"""The engine behind every map: a bounded window of batches in flight, results in order.
+
+    consumer thread                         backend (threads, or a dispatcher + processes)
+    ───────────────                         ──────────────────────────────────────────────
+    next(results)
+      └─ top up: read the input lazily ──► submit(Task)  ──►  worker runs execute(batch)
+         while the window has room                                   │
+      └─ wait for the next batch  ◄──────── finish(task, outcome) ◄──┘  (any thread)
+      └─ yield its values one by one
+
+The input is read only in the consumer's thread, one batch at a time, and only while fewer than
+``max_batches`` batches (and ``max_items`` items) are between "read" and "yielded": memory stays
+flat on an endless generator, and a slow consumer slows the workers instead of filling memory.
+In order mode a batch that finishes early waits in a small reorder buffer keyed by sequence
+number, bounded by the same window.
+"""
+
+from __future__ import annotations
+
+import reprlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from itertools import islice
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+from ._backends import Backend
+from ._chunking import ChunkSizer
+from ._events import MapObserver
+from ._task import Job, Outcome, Task
+
+R = TypeVar("R")
+
+BATCHES_PER_WORKER = 2  # one running, one queued behind it: no worker waits for the consumer
+MAX_ITEMS_IN_FLIGHT = 65536  # bounds memory when batches are large (tiny tasks)
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+def describe_item(item: object) -> str:
+    try:
+        return _short.repr(item)
+    except Exception:
+        return f"<{type(item).__name__} object>"
+
+
+class MapRun:
+    """The state of one map: what was read, what is in flight, what is ready to yield."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        job: Job,
+        source: Iterator[Any],
+        *,
+        sizer: ChunkSizer,
+        ordered: bool,
+        errors: Literal["raise", "return"],
+        deadline: float | None,
+        observer: MapObserver,
+        on_close: Callable[[bool], None],
+        total: int | None,
+    ) -> None:
+        self._backend = backend
+        self._job = job
+        self._source = source
+        self._sizer = sizer
+        self._ordered = ordered
+        self._raise = errors == "raise"
+        self._deadline = deadline
+        self._observer = observer
+        self._on_close = on_close
+        self._total = total
+        self._max_batches = BATCHES_PER_WORKER * backend.workers
+        self._max_items = max(MAX_ITEMS_IN_FLIGHT, sizer.max_size)
+        self._cond = threading.Condition(threading.Lock())
+        # Filled by worker threads under _cond; emptied by the consumer.
+        self._ready: dict[int, tuple[Task, Outcome]] = {}
+        self._ready_unordered: deque[tuple[Task, Outcome]] = deque()
+        # Touched by the consumer thread only.
+        self._started = False
+        self._exhausted = False
+        self._input_error: Exception | None = None
+        self._batches_out = 0
+        self._items_out = 0
+        self._next_seq = 0
+        self._next_index = 0
+        self._next_to_yield = 0
+        self._complete = False  # every result was handed out: workers are idle
+        self.closed = False
+
+    # -- consumer side ---------------------------------------------------------------------
+
+    def next_batch(self) -> tuple[Task, Outcome] | None:
+        """Top up the window, then wait for the next batch to yield (None: the map is done)."""
+        if not self._started:
+            self._started = True
+            self._observer.started(self._total)
+        self._top_up()
+        with self._cond:
+            while True:
+                entry = self._pop_ready()
+                if entry is not None:
+                    break
+                if self._exhausted and self._batches_out == 0:
+                    if self._input_error is not None:
+                        raise self._input_error
+                    self._complete = True
+                    return None
+                self._wait()
+        self._batches_out -= 1
+        self._items_out -= len(entry[0].items)
+        return entry
+
+    def _pop_ready(self) -> tuple[Task, Outcome] | None:
+        if not self._ordered:
+            return self._ready_unordered.popleft() if self._ready_unordered else None
+        entry = self._ready.pop(self._next_to_yield, None)
+        if entry is not None:
+            self._next_to_yield += 1
+        return entry
+
+    def _wait(self) -> None:
+        if self._deadline is None:
+            self._cond.wait()
+            return
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the map did not finish within its timeout")
+        self._cond.wait(remaining)
+
+    def _top_up(self) -> None:
+        while (
+            not self._exhausted
+            and self._batches_out < self._max_batches
+            and self._items_out < self._max_items
+        ):
+            size = self._sizer.next_size()
+            try:
+                items = list(islice(self._source, size))
+            except Exception as exc:  # the input itself failed: raised after earlier results
+                self._input_error = exc
+                self._exhausted = True
+                return
+            if len(items) < size:
+                self._exhausted = True
+                if not items:
+                    return
+            self._sizer.taken(len(items))
+            task = Task(
+                self._job,
+                items,
+                start=self._is_open,
+                finish=self._finish,
+                seq=self._next_seq,
+                first_index=self._next_index,
+            )
+            self._next_seq += 1
+            self._next_index += len(items)
+            self._batches_out += 1
+            self._items_out += len(items)
+            self._backend.submit(task)
+
+    def with_errors(self, task: Task, outcome: Outcome) -> Iterator[Any]:
+        """Yield a batch that holds failures: raise the first, or yield exceptions as values."""
+        for offset, value in enumerate(outcome.values):
+            exc = outcome.errors.get(offset)
+            if exc is None:
+                yield value
+                continue
+            index = task.first_index + offset
+            exc.add_note(f"plait: raised by item {index}: {describe_item(task.items[offset])}")
+            if self._raise:
+                raise exc
+            yield exc
+
+    def close(self) -> None:
+        """Stop: batches not yet started are skipped; running ones finish and are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        with self._cond:
+            self._ready.clear()
+            self._ready_unordered.clear()
+        try:
+            self._on_close(self._complete)
+        finally:
+            if self._started:
+                self._observer.finished()
+
+    # -- worker side (any thread) ------------------------------------------------------------
+
+    def _is_open(self) -> bool:
+        return not self.closed
+
+    def _finish(self, task: Task, outcome: Outcome) -> None:
+        with self._cond:
+            self._sizer.observe(len(task.items), outcome.elapsed)
+            if self.closed:
+                return
+            if self._ordered:
+                self._ready[task.seq] = (task, outcome)
+            else:
+                self._ready_unordered.append((task, outcome))
+            self._cond.notify()
+        self._observer.progressed(len(task.items))
+
+
+def stream(run: MapRun) -> Iterator[Any]:
+    """The results, one by one. Closing this generator (or losing it) closes the run."""
+    try:
+        while (entry := run.next_batch()) is not None:
+            task, outcome = entry
+            if outcome.errors:
+                yield from run.with_errors(task, outcome)
+            else:
+                yield from outcome.values
+    finally:
+        run.close()
+
+
+class MapIterator(Generic[R]):
+    """The lazy iterator ``plait.map`` and ``Pool.map`` return; also a context manager.
+
+    Nothing runs until the first ``next()``. Breaking out of a loop, ``close()``, leaving the
+    ``with`` block, an exception in the consumer, or dropping the last reference all stop the
+    work and release the workers.
+
+    ``iter()`` hands out the underlying generator rather than ``self``: a ``for`` loop then
+    pays one generator resume per item instead of an extra method call, and since the generator
+    does not refer back to this object, losing the last reference still closes it promptly.
+    """
+
+    def __init__(self, run: MapRun) -> None:
+        self._run = run
+        self._results: Iterator[R] = stream(run)
+
+    def __iter__(self) -> Iterator[R]:
+        return self._results
+
+    def __next__(self) -> R:
+        return next(self._results)
+
+    def close(self) -> None:
+        """Stop the map now and release its workers. Safe to call more than once."""
+        self._results.close()  # type: ignore[attr-defined]
+        self._run.close()  # the generator may never have started
+
+    def __enter__(self) -> MapIterator[R]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

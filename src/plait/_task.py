@@ -1,0 +1,117 @@
+"""What travels from the scheduler to a backend: a Job (the function) and Tasks (batches of items).
+
+A leaf module: the thread backend runs tasks in place, the process backend ships them, and the
+worker process runs them with the same ``execute`` function, so a batch behaves alike everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import starmap
+from typing import Any
+
+
+class Kind(enum.IntEnum):
+    """How the function is called on each item of a batch."""
+
+    MAP = 0  # fn(item)
+    STAR = 1  # fn(*item): plait.map over several iterables
+    CALL = 2  # fn(*args, **kwargs), item == (args, kwargs): Pool.submit
+
+
+_job_ids = itertools.count()
+
+
+class Job:
+    """A function and how to call it. A process worker receives it once, not once per item."""
+
+    __slots__ = ("_payload", "fn", "id", "kind")
+
+    def __init__(self, fn: Callable[..., Any], kind: Kind) -> None:
+        self.fn = fn
+        self.kind = kind
+        self.id = next(_job_ids)
+        self._payload: bytes | None = None
+
+    def payload(self) -> bytes:
+        """The function pickled with cloudpickle (so lambdas and closures travel), made once."""
+        if self._payload is None:
+            import cloudpickle  # imported here: thread-only users never pay for it
+
+            self._payload = cloudpickle.dumps((self.fn, source_files(self.fn)), protocol=5)
+        return self._payload
+
+
+def source_files(fn: Callable[..., Any]) -> dict[str, str]:
+    """Where the function's module lives. cloudpickle drops the file name of functions it
+    sends by value (lambdas, ``__main__``); the worker puts it back so tracebacks show code."""
+    module = getattr(fn, "__module__", None)
+    file = getattr(sys.modules.get(module or ""), "__file__", None)
+    return {module: file} if module and file else {}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one batch: a value per item, and the exceptions of the items that failed.
+
+    ``values[i]`` is a placeholder (None) where ``i in errors``. ``elapsed`` is the time the
+    worker spent running the batch, which the chunk sizer learns from.
+    """
+
+    values: list[Any]
+    errors: dict[int, BaseException] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """A batch of items for one job, with the two callbacks that tie it back to its owner.
+
+    ``start()`` is asked just before the batch runs: False means its owner gave up on it (an
+    abandoned map, a cancelled future) and the batch is skipped. ``finish(task, outcome)`` is
+    called exactly once for a batch that started, from whichever thread saw it end.
+    ``discard()`` is called instead of both when a shutdown drops the batch before it started.
+    """
+
+    job: Job
+    items: list[Any]
+    start: Callable[[], bool]
+    finish: Callable[[Task, Outcome], None]
+    discard: Callable[[], object] = lambda: None
+    seq: int = 0
+    first_index: int = 0
+
+
+def call_one(fn: Callable[..., Any], item: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+    args, kwargs = item
+    return fn(*args, **kwargs)
+
+
+def execute(fn: Callable[..., Any], kind: Kind, items: list[Any]) -> Outcome:
+    """Run ``fn`` over ``items``; a failing item records its exception and the batch goes on.
+
+    The happy path stays in C (``list.extend(map(...))``); a failure costs one Python-level
+    iteration, and resumes the same iterator after the failing item.
+    """
+    started = time.perf_counter()
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    remaining = iter(items)
+    while True:
+        try:
+            if kind is Kind.MAP:
+                values.extend(map(fn, remaining))
+            elif kind is Kind.STAR:
+                values.extend(starmap(fn, remaining))
+            else:
+                values.extend(call_one(fn, item) for item in remaining)
+        except BaseException as exc:
+            errors[len(values)] = exc
+            values.append(None)
+        else:
+            return Outcome(values, errors, time.perf_counter() - started)

@@ -1,0 +1,87 @@
+"""Argument checks shared by the public API: each error names the parameter and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._backends import BACKENDS
+
+
+def check_fn(fn: object, where: str) -> None:
+    if not callable(fn):
+        raise TypeError(
+            f"{where}: fn must be callable, got {type(fn).__name__} {fn!r:.60}; "
+            f"pass the function itself, e.g. {where}(str.upper, items)"
+        )
+
+
+def check_workers(workers: object, where: str) -> None:
+    if workers is None:
+        return
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"{where}: workers must be an int >= 1 or None, got {workers!r}")
+    if workers < 1:
+        raise ValueError(
+            f"{where}: workers must be >= 1, got {workers}; "
+            "use None to let plait choose for the backend"
+        )
+
+
+def check_backend(backend: object, where: str) -> None:
+    if backend not in BACKENDS:
+        choices = ", ".join(repr(b) for b in BACKENDS)
+        raise ValueError(f"{where}: unknown backend {backend!r}; choose one of {choices}")
+
+
+def check_chunksize(chunksize: object, where: str) -> None:
+    if chunksize is None:
+        return
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+        raise TypeError(f"{where}: chunksize must be an int >= 1 or None, got {chunksize!r}")
+    if chunksize < 1:
+        raise ValueError(
+            f"{where}: chunksize must be >= 1, got {chunksize}; "
+            "use None (the default) to let plait size batches by itself"
+        )
+
+
+def check_choice(name: str, value: object, choices: tuple[object, ...], where: str) -> None:
+    if value not in choices:
+        allowed = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"{where}: {name} must be {allowed}, got {value!r}")
+
+
+def check_timeout(timeout: object, where: str, name: str = "timeout") -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{where}: {name} must be a number of seconds or None, got {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"{where}: {name} must be >= 0 seconds, got {timeout}")
+
+
+def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | None:
+    """Check the inputs; return their common length when every one has a length."""
+    if not iterables:
+        raise TypeError(f"{where}: give at least one iterable of inputs, e.g. {where}(fn, items)")
+    lengths: list[int | None] = []
+    for position, iterable in enumerate(iterables, start=1):
+        if not hasattr(iterable, "__iter__") and not hasattr(iterable, "__getitem__"):
+            raise TypeError(
+                f"{where}: iterable #{position} is a {type(iterable).__name__}, which is not "
+                "iterable; pass a list, a generator or any other iterable"
+            )
+        try:
+            lengths.append(len(iterable))  # type: ignore[arg-type]
+        except TypeError:
+            lengths.append(None)
+    known = [n for n in lengths if n is not None]
+    if len(set(known)) > 1:
+        raise ValueError(
+            f"{where}: the iterables have different lengths {known}; pass iterables of equal "
+            "length (cut the longer ones with itertools.islice if that is what you mean)"
+        )
+    if known and len(known) == len(lengths):
+        return known[0]
+    return None

@@ -1,0 +1,138 @@
+"""The only code that runs inside a worker process.
+
+The parent starts ``python -c BOOTSTRAP <fd>`` with one end of a socket pair. The worker reads
+frames in order (functions, batches of items, "forget" notes), runs each batch with
+``plait._task.execute`` and writes one DONE frame per batch. It ends when the parent closes the
+socket. It does not re-import the parent's ``__main__``: functions travel by value (cloudpickle),
+so a script needs no ``if __name__ == "__main__"`` guard.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import socket
+import sys
+import traceback
+from contextlib import suppress
+from pathlib import Path
+from types import CodeType, FunctionType
+from typing import Any
+
+from . import _wire as wire
+from ._task import Kind, Outcome, execute
+
+PLAIT_DIR = str(Path(__file__).resolve().parent.parent)
+BOOTSTRAP = (
+    f"import sys; sys.path.insert(0, {PLAIT_DIR!r}); "
+    "from plait._worker import main; main(int(sys.argv[1]))"
+)
+
+
+def dumps(obj: object) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+
+
+class Unloadable:
+    """Stands in for a function the worker could not unpickle; every item gets the error."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def main(fd: int) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what to do with workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    jobs: dict[int, Any] = {}
+    while (body := wire.recv_frame(sock)) is not None:
+        tag, a, b, kind, payload = wire.parse(body)
+        if tag == wire.INIT:  # the parent's sys.path, so its modules import here too
+            sys.path[:0] = [p for p in pickle.loads(payload) if p not in sys.path]
+        elif tag == wire.DEF:
+            try:
+                fn, files = pickle.loads(payload)
+                restore_filenames(fn, files)
+                jobs[a] = fn
+            except BaseException as exc:
+                exc.add_note("plait: the function could not be loaded in the worker process")
+                jobs[a] = Unloadable(exc)
+        elif tag == wire.FORGET:
+            jobs.pop(a, None)
+        elif tag == wire.RUN:
+            result = run(jobs[b], Kind(kind), payload)
+            wire.send_frame(sock, wire.frame(wire.DONE, a, payload=result))
+
+
+def run(fn: Any, kind: Kind, payload: memoryview) -> bytes:
+    try:
+        items = pickle.loads(payload)
+    except BaseException as exc:
+        exc.add_note("plait: the items could not be unpickled in the worker process")
+        return dumps(([], {-1: encode_error(exc)}, 0.0))
+    if isinstance(fn, Unloadable):
+        outcome = Outcome([None] * len(items), dict.fromkeys(range(len(items)), fn.error))
+    else:
+        outcome = execute(fn, kind, items)
+    errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
+    try:
+        return dumps((outcome.values, errors, outcome.elapsed))
+    except Exception:
+        pass
+    # Some value would not pickle: find which, and fail only those items.
+    values = outcome.values
+    for offset, value in enumerate(values):
+        if offset in errors:
+            continue
+        try:
+            dumps(value)
+        except Exception as exc:
+            exc.add_note(f"plait: the result ({type(value).__name__}) could not be pickled")
+            errors[offset] = encode_error(exc)
+            values[offset] = None
+    return dumps((values, errors, outcome.elapsed))
+
+
+def encode_error(exc: BaseException) -> tuple[bytes | None, str, str, str]:
+    """The exception pickled (when it survives a round trip) plus its type, text and traceback."""
+    tb = "".join(traceback.format_exception(type(exc), exc, user_frames(exc)))
+    blob: bytes | None
+    try:
+        blob = dumps(exc)
+        pickle.loads(blob)  # an exception whose __init__ needs other arguments fails here
+    except Exception:
+        blob = None
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return blob, name, str(exc), tb
+
+
+def user_frames(exc: BaseException) -> Any:
+    """The traceback without plait's own frames at the top (``execute`` and its helpers)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("plait."):
+        tb = tb.tb_next
+    return tb or exc.__traceback__
+
+
+def restore_filenames(fn: object, files: dict[str, str], seen: set[int] | None = None) -> None:
+    """Give functions sent by value their source file back, so tracebacks show their lines."""
+    seen = set() if seen is None else seen
+    if not isinstance(fn, FunctionType) or id(fn) in seen:
+        return
+    seen.add(id(fn))
+    file = files.get(fn.__module__)
+    if file is None or fn.__code__.co_filename != "<dynamic-code>":
+        return
+    fn.__code__ = with_filename(fn.__code__, file)
+    for cell in fn.__closure__ or ():
+        with suppress(ValueError):  # an empty cell
+            restore_filenames(cell.cell_contents, files, seen)
+    for value in list(fn.__globals__.values()):
+        restore_filenames(value, files, seen)
+
+
+def with_filename(code: CodeType, file: str) -> CodeType:
+    consts = tuple(with_filename(c, file) if isinstance(c, CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=file, co_consts=consts)

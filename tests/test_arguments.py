@@ -1,0 +1,61 @@
+"""Bad input is refused at the call, with a message that names the parameter and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import plait
+
+
+def ident(x: object) -> object:
+    return x
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"workers": 0}, ValueError, "workers must be >= 1"),
+        ({"workers": 2.5}, TypeError, "workers must be an int"),
+        ({"backend": "gpu"}, ValueError, "unknown backend 'gpu'"),
+        ({"chunksize": 0}, ValueError, "chunksize must be >= 1"),
+        ({"errors": "ignore"}, ValueError, "errors must be 'raise' or 'return'"),
+        ({"ordered": "yes"}, ValueError, "ordered must be True or False"),
+    ],
+)
+def test_bad_options(kwargs: dict[str, Any], error: type[Exception], words: str) -> None:
+    with pytest.raises(error, match=words):
+        plait.map(ident, [1], **kwargs)
+
+
+def test_fn_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="fn must be callable"):
+        plait.map(3, [1])  # type: ignore[call-overload]
+
+
+def test_at_least_one_iterable() -> None:
+    with pytest.raises(TypeError, match="at least one iterable"):
+        plait.map(ident)
+
+
+def test_input_must_be_iterable() -> None:
+    with pytest.raises(TypeError, match="iterable #2 is a int"):
+        plait.map(pow, [1], 5)  # type: ignore[call-overload]
+
+
+def test_sized_iterables_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match=r"different lengths \[3, 2\]"):
+        plait.map(pow, [1, 2, 3], [1, 2])
+
+
+def test_pool_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown backend"):
+        plait.Pool("cluster")
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        plait.Pool(workers=-1)
+
+
+def test_pool_map_timeout_must_be_positive() -> None:
+    with plait.Pool() as pool, pytest.raises(ValueError, match="timeout must be >= 0"):
+        pool.map(ident, [1], timeout=-1)

@@ -1,0 +1,244 @@
+"""plait.map on every backend: results, order, laziness, errors, abandoning."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import traceback
+from collections.abc import Iterator
+
+import pytest
+
+import plait
+from plait._chunking import MAX_BATCH
+from plait._scheduler import MAX_ITEMS_IN_FLIGHT
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+class Counted:
+    """An endless input that counts how many items were read from it."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for i in itertools.count():
+            self.read = i + 1
+            yield i
+
+
+def test_results_in_input_order(backend: str) -> None:
+    assert list(plait.map(double, range(1000), backend=backend)) == [x * 2 for x in range(1000)]
+
+
+def test_empty_input(backend: str) -> None:
+    assert list(plait.map(double, [], backend=backend)) == []
+
+
+def test_several_iterables_call_fn_with_one_item_of_each(backend: str) -> None:
+    assert list(plait.map(pow, [2, 3, 4], [5, 2, 0], backend=backend)) == [32, 9, 1]
+
+
+def test_unordered_yields_every_result_once(backend: str) -> None:
+    results = list(plait.map(double, range(5000), backend=backend, ordered=False))
+    assert sorted(results) == [x * 2 for x in range(5000)]
+
+
+def test_unordered_yields_in_completion_order() -> None:
+    release_first = threading.Event()
+
+    def wait_for_release(x: int) -> int:
+        if x == 0:
+            assert release_first.wait(10)
+        return x
+
+    with plait.map(wait_for_release, range(4), workers=4, chunksize=1, ordered=False) as results:
+        later = [next(results) for _ in range(3)]  # item 0 is still blocked
+        release_first.set()
+        assert sorted(later) == [1, 2, 3]
+        assert list(results) == [0]
+
+
+def test_lambdas_and_closures_run_on_processes() -> None:
+    offset = 10
+    assert list(plait.map(lambda x: x + offset, range(5), backend="process")) == list(range(10, 15))
+
+
+def test_workers_run_in_other_processes() -> None:
+    pids = set(plait.map(lambda _: os.getpid(), range(50), backend="process", chunksize=1))
+    assert os.getpid() not in pids
+
+
+def test_explicit_chunksize(backend: str) -> None:
+    results = plait.map(double, range(100), backend=backend, chunksize=7)
+    assert list(results) == [x * 2 for x in range(100)]
+
+
+def test_endless_input_is_read_a_bounded_window_ahead(backend: str) -> None:
+    source = Counted()
+    consumed = 0
+    worst_lead = 0
+    with plait.map(double, source, backend=backend) as results:
+        for value in itertools.islice(results, 200_000):
+            assert value == consumed * 2
+            consumed += 1
+            worst_lead = max(worst_lead, source.read - consumed)
+    assert consumed == 200_000
+    assert worst_lead <= MAX_ITEMS_IN_FLIGHT + MAX_BATCH
+
+
+def test_input_is_not_read_while_the_consumer_pauses(backend: str) -> None:
+    source = Counted()
+    with plait.map(double, source, backend=backend, chunksize=1) as results:
+        assert next(results) == 0
+        read_after_first = source.read
+        assert next(results) == 2  # one more result may read at most one more batch
+        assert source.read <= read_after_first + 1
+
+
+def test_input_is_read_lazily_nothing_before_the_first_result() -> None:
+    source = Counted()
+    results = plait.map(double, source)
+    assert source.read == 0
+    results.close()
+
+
+def test_error_reaches_the_caller_as_its_own_type_with_item_note(backend: str) -> None:
+    results = plait.map(fail_on_three, range(10), backend=backend, chunksize=2)
+    assert next(results) == 0
+    with pytest.raises(ValueError, match="bad item 3") as info:
+        list(results)
+    assert any("item 3: 3" in note for note in info.value.__notes__)
+    text = "".join(traceback.format_exception(info.value))
+    assert 'raise ValueError(f"bad item {x}")' in text  # the worker's frame is in the story
+
+
+def test_error_from_a_process_carries_the_worker_traceback_as_cause() -> None:
+    with pytest.raises(ValueError, match="bad item 3") as info:
+        list(plait.map(fail_on_three, range(10), backend="process"))
+    cause = info.value.__cause__
+    assert isinstance(cause, plait.RemoteTraceback)
+    assert "fail_on_three" in str(cause)
+    assert "Traceback (most recent call last)" in str(cause)
+
+
+def test_errors_return_puts_the_exception_in_the_items_place(backend: str) -> None:
+    results = list(plait.map(fail_on_three, range(6), backend=backend, errors="return"))
+    assert results[:3] == [0, 1, 2]
+    assert results[4:] == [4, 5]
+    assert isinstance(results[3], ValueError)
+    assert str(results[3]) == "bad item 3"
+
+
+def test_exception_that_cannot_be_rebuilt_arrives_as_remote_error() -> None:
+    class Picky(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a}/{b}")  # args no longer match __init__: unpickling fails
+
+    def raise_picky(x: int) -> int:
+        raise Picky(x, 2)
+
+    with pytest.raises(plait.RemoteError, match="Picky") as info:
+        list(plait.map(raise_picky, [1], backend="process"))
+    assert info.value.type_name.endswith("Picky")
+    assert "raise Picky(x, 2)" in info.value.traceback
+
+
+def test_unpicklable_result_fails_only_that_item() -> None:
+    def make(x: int) -> object:
+        return threading.Lock() if x == 2 else x
+
+    results = list(plait.map(make, range(4), backend="process", errors="return", chunksize=4))
+    assert results[:2] == [0, 1]
+    assert results[3] == 3
+    assert isinstance(results[2], TypeError)
+    assert any("could not be pickled" in note for note in results[2].__notes__)
+
+
+def test_a_failing_input_raises_after_the_results_before_it(backend: str) -> None:
+    def source() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    results = plait.map(double, source(), backend=backend)
+    assert next(results) == 2
+    assert next(results) == 4
+    with pytest.raises(OSError, match="disk gone"):
+        next(results)
+
+
+def test_iterables_of_different_lengths_fail_when_it_shows(backend: str) -> None:
+    results = plait.map(pow, iter([1, 2, 3]), iter([1, 2]), backend=backend)
+    with pytest.raises(ValueError, match="shorter"):
+        list(results)
+
+
+def test_break_stops_the_work_and_releases_workers(backend: str) -> None:
+    for value in plait.map(double, range(10**9), backend=backend):
+        if value >= 100:
+            break
+    # The leak fixture checks that every worker thread and process is gone.
+
+
+def test_close_stops_calling_fn() -> None:
+    calls = 0
+    lock = threading.Lock()
+
+    def count(x: int) -> int:
+        nonlocal calls
+        with lock:
+            calls += 1
+        return x
+
+    results = plait.map(count, range(10**9), chunksize=10, workers=2)
+    assert next(results) == 0
+    results.close()
+    settled = calls
+    assert settled <= MAX_ITEMS_IN_FLIGHT + 100
+    with pytest.raises(StopIteration):
+        next(results)
+    assert calls == settled
+
+
+def test_dropping_the_iterator_releases_workers(backend: str) -> None:
+    results = plait.map(double, range(10**9), backend=backend)
+    assert next(results) == 0
+    del results
+
+
+def test_exception_in_the_consumer_releases_workers(backend: str) -> None:
+    def consume() -> None:
+        with plait.map(double, range(10**9), backend=backend) as results:
+            for _ in results:
+                raise KeyError("consumer failed")
+
+    with pytest.raises(KeyError):
+        consume()
+
+
+def test_never_iterated_starts_nothing(backend: str) -> None:
+    plait.map(double, range(10), backend=backend)
+    assert threading.active_count() >= 1  # the leak fixture does the real check
+
+
+def test_progress_bar_counts_items(capsys: pytest.CaptureFixture[str]) -> None:
+    assert list(plait.map(double, range(300), progress=True, chunksize=50)) == [
+        x * 2 for x in range(300)
+    ]
+    assert "300/300" in capsys.readouterr().err
+
+
+def test_progress_bar_without_length(capsys: pytest.CaptureFixture[str]) -> None:
+    list(plait.map(double, iter(range(120)), progress=True))
+    assert "120" in capsys.readouterr().err

@@ -1,0 +1,182 @@
+"""Pool is a concurrent.futures.Executor: the standard contract, on every backend."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import CancelledError, Executor, Future, as_completed, wait
+
+import pytest
+
+import plait
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+def fail(message: str) -> None:
+    raise RuntimeError(message)
+
+
+def test_pool_is_an_executor() -> None:
+    with plait.Pool() as pool:
+        assert isinstance(pool, Executor)
+
+
+def test_submit_returns_a_standard_future(backend: str) -> None:
+    with plait.Pool(backend, workers=2) as pool:
+        future = pool.submit(pow, 2, 10)
+        assert isinstance(future, Future)
+        assert future.result(timeout=30) == 1024
+
+
+def test_submit_passes_keyword_arguments(backend: str) -> None:
+    with plait.Pool(backend, workers=1) as pool:
+        assert pool.submit(int, "ff", base=16).result(timeout=30) == 255
+
+
+def test_submit_exception_is_the_users_own(backend: str) -> None:
+    with plait.Pool(backend, workers=1) as pool:
+        future = pool.submit(fail, "boom")
+        with pytest.raises(RuntimeError, match="boom"):
+            future.result(timeout=30)
+        assert isinstance(future.exception(), RuntimeError)
+
+
+def test_many_submits_complete(backend: str) -> None:
+    with plait.Pool(backend, workers=2) as pool:
+        futures = [pool.submit(double, i) for i in range(200)]
+        assert sorted(f.result(timeout=30) for f in as_completed(futures)) == [
+            i * 2 for i in range(200)
+        ]
+
+
+def test_pool_runs_many_maps(backend: str) -> None:
+    with plait.Pool(backend, workers=2) as pool:
+        for n in (0, 1, 10, 1000):
+            assert list(pool.map(double, range(n))) == [x * 2 for x in range(n)]
+        assert list(pool.map(lambda a, b: a + b, [1, 2], [10, 20])) == [11, 22]
+
+
+def test_map_timeout_is_a_deadline_for_the_whole_map() -> None:
+    release = threading.Event()
+
+    def wait_for_release(x: int) -> int:
+        release.wait(30)
+        return x
+
+    with plait.Pool(workers=1) as pool:
+        results = pool.map(wait_for_release, [1, 2], timeout=0.05)
+        with pytest.raises(TimeoutError):
+            next(results)
+        release.set()
+
+
+def test_shutdown_waits_for_pending_work(backend: str) -> None:
+    pool = plait.Pool(backend, workers=1)
+    futures = [pool.submit(double, i) for i in range(20)]
+    pool.shutdown(wait=True)
+    assert all(f.done() for f in futures)
+    assert [f.result() for f in futures] == [i * 2 for i in range(20)]
+
+
+def test_shutdown_cancel_futures_cancels_what_has_not_started() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(30)
+
+    pool = plait.Pool(workers=1)
+    running = pool.submit(block)
+    queued = [pool.submit(double, i) for i in range(5)]
+    assert started.wait(10)
+    closer = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
+    closer.start()
+    release.set()
+    closer.join()
+    assert running.result() is None
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(CancelledError):
+        queued[0].result()
+
+
+def test_shutdown_without_wait_still_finishes_the_work(backend: str) -> None:
+    pool = plait.Pool(backend, workers=2)
+    futures = [pool.submit(double, i) for i in range(10)]
+    pool.shutdown(wait=False)
+    done, _ = wait(futures, timeout=30)
+    assert len(done) == 10
+    pool.shutdown(wait=True)  # joins what is left, so nothing leaks
+
+
+def test_submit_after_shutdown_is_refused(backend: str) -> None:
+    pool = plait.Pool(backend)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(double, 1)
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.map(double, [1])
+
+
+def test_shutdown_twice_is_harmless(backend: str) -> None:
+    pool = plait.Pool(backend)
+    pool.submit(double, 1).result(timeout=30)
+    pool.shutdown()
+    pool.shutdown()
+
+
+def test_a_cancelled_future_never_runs() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    ran: list[int] = []
+
+    def block() -> None:
+        started.set()
+        release.wait(30)
+
+    with plait.Pool(workers=1) as pool:
+        pool.submit(block)
+        assert started.wait(10)
+        queued = pool.submit(ran.append, 1)
+        assert queued.cancel()
+        release.set()
+    assert ran == []
+
+
+def test_abandoned_pool_map_leaves_the_pool_usable(backend: str) -> None:
+    with plait.Pool(backend, workers=2) as pool:
+        for value in pool.map(double, range(10**9)):
+            if value > 10:
+                break
+        assert pool.submit(double, 21).result(timeout=30) == 42
+
+
+def test_worker_crash_fails_its_item_and_the_pool_goes_on() -> None:
+    import os
+
+    with plait.Pool("process", workers=1) as pool:
+        crashed = pool.submit(os._exit, 3)
+        with pytest.raises(plait.WorkerCrashed, match="exited with code 3"):
+            crashed.result(timeout=30)
+        assert pool.submit(double, 4).result(timeout=30) == 8
+
+
+def test_repr_names_backend_and_workers() -> None:
+    pool = plait.Pool("process", workers=3)
+    assert repr(pool) == "<plait.Pool backend='process' workers=3 open>"
+    pool.shutdown()
+    assert "shut down" in repr(pool)
+
+
+def test_time_is_spent_concurrently_on_threads() -> None:
+    barrier = threading.Barrier(4, timeout=10)
+
+    def meet(_: int) -> float:
+        barrier.wait()  # only returns if all four run at once
+        return time.monotonic()
+
+    with plait.Pool(workers=4) as pool:
+        assert len(list(pool.map(meet, range(4), chunksize=1))) == 4
