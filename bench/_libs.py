@@ -119,10 +119,9 @@ def _serial(job: Job) -> Iterator[Iterator[Any]]:
 def _plait(job: Job) -> Iterator[Iterator[Any]]:
     import plait
 
-    plait_map: Any = getattr(plait, "map", None)
-    if plait_map is None:
+    if not hasattr(plait, "map"):  # an engine-less checkout
         raise Unavailable("plait.map not available")
-    with plait_map(job.fn, job.items, workers=job.workers, backend=job.kind) as results:
+    with plait.map(job.fn, job.items, workers=job.workers, backend=job.kind) as results:
         yield results
 
 

@@ -61,7 +61,8 @@ def verdict(table: Table) -> Verdict:
     peers = [o for o in outcomes.values() if o.lib not in PEERLESS and o.seconds is not None]
     best = min(peers, key=lambda o: o.seconds or 0.0, default=None)
     if plait is None:
-        return Verdict(None, best, None, "plait did not run")
+        why = outcomes["plait"].failure if "plait" in outcomes else None
+        return Verdict(None, best, None, f"plait {why or 'did not run'}")
     if sc.goal == "vs_serial":
         ratio = plait / s if (s := outcomes["serial"].seconds) else None
         return Verdict(plait, best, _le(ratio, sc.limit), f"{_ratio(plait, s)} serial")
