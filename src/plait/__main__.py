@@ -1,0 +1,7 @@
+"""``python -m plait``: the same as the ``plait`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""The ``plait`` command. It uses only what the package exports to its users."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plait", description="Concurrent execution made effortless."
+    )
+    parser.add_argument("--version", action="version", version=f"plait {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("demo", help="a short offline tour with timings (about 10 s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from ._demo import main as demo
+
+        return demo()
+    parser.print_help(sys.stderr)
+    return 2

@@ -1,0 +1,40 @@
+"""The plait command: demo, version, help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from plait._cli import main
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("plait ")
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_every_scenario_and_prints_the_table() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "plait", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for line in ("both functions have finished", "results identical", "speed-up"):
+        assert line in out
+    for how in ("plait, 2 threads", "plait, 20 threads", "plait, 2 processes"):
+        assert how in out
+    assert out.count("    3\n") == 2  # each function printed all of its lines, twice over
