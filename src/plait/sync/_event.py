@@ -1,0 +1,57 @@
+"""Event: threading's one-way flag, plus how many waited and for how long."""
+
+from __future__ import annotations
+
+import threading
+from time import monotonic
+
+from ._stats import EventStatistics, WaitRecorder, base_fields
+
+
+class Event:
+    """A drop-in ``threading.Event``."""
+
+    def __init__(self, *, name: str | None = None) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._flag = False
+        self._rec = WaitRecorder()
+        self.name = name if name is not None else f"Event-{id(self):x}"
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter; later waits return at once."""
+        with self._cond:
+            self._flag = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or the timeout ends; return the flag."""
+        with self._cond:
+            if self._flag:
+                self._rec.acquisitions += 1
+                return True
+            self._rec.waiting += 1
+            start = monotonic()
+            try:
+                # one wait, as threading does: a set() that wakes us counts even if a clear()
+                # follows before we run again
+                signaled = self._cond.wait(timeout)
+            finally:
+                self._rec.waiting -= 1
+            self._rec.waited(monotonic() - start, succeeded=signaled)
+            if signaled:
+                self._rec.acquisitions += 1
+            return signaled
+
+    def statistics(self) -> EventStatistics:
+        with self._cond:
+            return EventStatistics(**base_fields(self.name, self._rec), is_set=self._flag)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<plait.sync.Event {self.name!r} {'set' if self._flag else 'unset'}>"
