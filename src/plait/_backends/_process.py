@@ -28,6 +28,8 @@ import sys
 import threading
 import traceback
 from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
 
 from .. import _wire as wire
 from .._errors import PlaitError, PoolClosed, RemoteError, RemoteTraceback, WorkerCrashed
@@ -52,7 +54,7 @@ class _Worker:
         self.sock = parent_end
         self.reader = wire.FrameReader()
         self.writer = wire.FrameWriter()
-        self.tasks: dict[int, Task] = {}  # in flight, in the order the worker runs them
+        self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
         self.jobs: set[int] = set()
         self.writer.add(wire.frame(wire.INIT, payload=pickle.dumps(sys.path)))
 
@@ -218,21 +220,22 @@ class ProcessBackend:
 
     def _send(self, worker: _Worker, task: Task) -> None:
         job = task.job
-        try:
-            if job.id not in worker.jobs:
-                worker.writer.add(wire.frame(wire.DEF, job.id, payload=job.payload()))
-                worker.jobs.add(job.id)
-            items = pickle.dumps(task.items, protocol=5)
-        except Exception:
+        if job.id not in worker.jobs:
             try:
-                items = _cloudpickle(task.items)
+                payload = job.payload()
             except Exception as exc:
-                exc.add_note("plait: could not pickle the function or the items for a worker")
+                exc.add_note("plait: the function could not be pickled for a worker process")
                 self._finish(task, Outcome([None] * len(task.items), _everywhere(task, exc)))
                 return
-        worker.tasks[id(task)] = task
-        worker.writer.add(wire.frame(wire.RUN, id(task), job.id, job.kind, items))
-        self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+            worker.writer.add(wire.frame(wire.DEF, job.id, payload=payload))
+            worker.jobs.add(job.id)
+        sent = Sent.encode(task)
+        if sent.blob is None:  # not one item would pickle
+            self._finish(task, sent.outcome([], {}, 0.0))
+            return
+        worker.tasks[id(task)] = sent
+        worker.writer.add(wire.frame(wire.RUN, id(task), job.id, job.kind, sent.blob))
+        self._want_write(worker)
 
     def _forget_jobs(self) -> None:
         with self._lock:
@@ -270,19 +273,17 @@ class ProcessBackend:
 
     def _receive(self, worker: _Worker, body: bytes) -> None:
         _, task_id, _, _, payload = wire.parse(body)
-        task = worker.tasks.pop(task_id)
+        sent = worker.tasks.pop(task_id)
         values, encoded, elapsed = pickle.loads(payload)
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
-        if -1 in errors:
-            values, errors = [None] * len(task.items), _everywhere(task, errors[-1])
-        self._finish(task, Outcome(values, errors, elapsed))
+        self._finish(sent.task, sent.outcome(values, errors, elapsed))
 
     def _replace(self, worker: _Worker) -> None:
         """The worker's socket closed: it died. Fail what it was running, start another."""
         self._selector.unregister(worker.sock)
         self._workers.remove(worker)
         returncode = worker.stop(kill=True)
-        tasks = list(worker.tasks.values())
+        tasks = [sent.task for sent in worker.tasks.values()]
         if tasks:
             running, queued = tasks[0], tasks[1:]
             with self._lock:
@@ -306,7 +307,7 @@ class ProcessBackend:
             tasks = [*self._requeued, *self._take_pending()]
             self._requeued.clear()
         for worker in self._workers:
-            tasks.extend(worker.tasks.values())
+            tasks.extend(sent.task for sent in worker.tasks.values())
             worker.tasks.clear()
         for task in tasks:
             self._finish(task, Outcome([None] * len(task.items), _everywhere(task, error)))
@@ -316,10 +317,60 @@ def _everywhere(task: Task, exc: BaseException) -> dict[int, BaseException]:
     return dict.fromkeys(range(len(task.items)), exc)
 
 
-def _cloudpickle(obj: object) -> bytes:
-    import cloudpickle
+def dumps(obj: object) -> bytes:
+    """pickle first (fastest); cloudpickle for what it cannot do (lambdas, local classes)."""
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:
+        import cloudpickle
 
-    return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+        return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class Sent:
+    """A task as it went to a worker: the items that pickled, and errors for those that did not."""
+
+    task: Task
+    blob: bytes | None
+    offsets: list[int] | None = None  # where each sent item sits in the task; None: all of them
+    unsent: dict[int, BaseException] = field(default_factory=dict)
+
+    @classmethod
+    def encode(cls, task: Task) -> Sent:
+        try:
+            return cls(task, dumps(task.items))
+        except Exception:
+            pass
+        offsets: list[int] = []
+        unsent: dict[int, BaseException] = {}
+        for offset, item in enumerate(task.items):
+            try:
+                dumps(item)
+            except Exception as exc:
+                exc.add_note("plait: this item could not be pickled to send it to a worker")
+                unsent[offset] = exc
+            else:
+                offsets.append(offset)
+        blob = dumps([task.items[o] for o in offsets]) if offsets else None
+        return cls(task, blob, offsets, unsent)
+
+    def outcome(
+        self, values: list[Any], errors: dict[int, BaseException], elapsed: float
+    ) -> Outcome:
+        """The task's outcome from the worker's answer about the items it was sent."""
+        size = len(self.task.items)
+        if -1 in errors:  # the worker could not read the batch at all
+            return Outcome([None] * size, dict.fromkeys(range(size), errors[-1]), elapsed)
+        if self.offsets is None:
+            return Outcome(values, errors, elapsed)
+        full: list[Any] = [None] * size
+        merged = dict(self.unsent)
+        for position, offset in enumerate(self.offsets):
+            full[offset] = values[position]
+            if position in errors:
+                merged[offset] = errors[position]
+        return Outcome(full, merged, elapsed)
 
 
 def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
