@@ -309,7 +309,13 @@ def test_condition_wait_for_returns_the_predicate_value(impl: ModuleType) -> Non
     box: list[int] = []
     with cond:
         assert cond.wait_for(lambda: len(box), 0.01) == 0
-    t = in_thread(lambda: (cond.acquire(), box.append(1), cond.notify(), cond.release()))
+
+    def put() -> None:
+        with cond:
+            box.append(1)
+            cond.notify()
+
+    t = in_thread(put)
     with cond:
         assert cond.wait_for(lambda: len(box), 5) == 1
     join(t)
