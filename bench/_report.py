@@ -104,7 +104,8 @@ def _header(tables: Sequence[Table], *, repeat: int, started: float, quick: bool
         "",
         f"Each case runs in a fresh process; time is the median of {repeat} run(s) and includes "
         "pool start and teardown, not imports. `x plait` is a library's time over plait's "
-        "(above 1: slower than plait). Peers use tuned settings (shown); plait its defaults.",
+        "(above 1: slower than plait); spread is (slowest - fastest run) / median. Peers use "
+        "tuned settings (shown); plait its defaults.",
     ]
     if quick:
         lines += ["", "**Quick run**: small sizes, not representative; use a full run to judge."]
@@ -114,7 +115,7 @@ def _header(tables: Sequence[Table], *, repeat: int, started: float, quick: bool
 def _scenario_section(table: Table, by_name: dict[str, Table]) -> list[str]:
     sc = table.scenario
     plait = table.outcomes["plait"].seconds if "plait" in table.outcomes else None
-    head = ["Library", "Settings", "Median time"]
+    head = ["Library", "Settings", "Median time", "Spread"]
     if sc.goal == "vs_serial":
         head.append("x serial")
     head.append("x plait")
@@ -135,6 +136,7 @@ def _scenario_section(table: Table, by_name: dict[str, Table]) -> list[str]:
     for o in table.outcomes.values():
         t = o.seconds
         cells = [o.label, o.settings, _secs(t) if o.failure is None else o.failure]
+        cells.append("-" if o.spread is None else f"{100 * o.spread:.0f} %")
         if sc.goal == "vs_serial":
             cells.append(_ratio(t, serial))
         cells.append(_ratio(t, plait))

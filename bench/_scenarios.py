@@ -158,6 +158,15 @@ class Outcome:
             return None
         return statistics.median(float(run["seconds"]) for run in self.runs)
 
+    @property
+    def spread(self) -> float | None:
+        """(slowest - fastest run) / median: how noisy the median is."""
+        median = self.seconds
+        if median is None or len(self.runs) < 2:
+            return None
+        times = [float(run["seconds"]) for run in self.runs]
+        return (max(times) - min(times)) / median
+
 
 @dataclass
 class Table:
