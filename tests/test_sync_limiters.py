@@ -101,10 +101,14 @@ def test_capacity_limiter_serves_waiters_in_order_and_grows() -> None:
     while not order:
         time.sleep(0.001)
     assert order == [0]
-    limiter.total_tokens = 3  # room for the other two at once
+    limiter.release_on_behalf_of(0)  # the slot goes to the longest waiter, 1, not to 2
+    while len(order) < 2:
+        time.sleep(0.001)
+    assert order == [0, 1]
+    limiter.total_tokens = 2  # growing lets the last waiter in at once
     join(*threads)
     assert order == [0, 1, 2]
-    assert limiter.borrowed_tokens == 3
+    assert limiter.borrowed_tokens == 2
     with pytest.raises(ValueError, match="total_tokens"):
         limiter.total_tokens = 0
 

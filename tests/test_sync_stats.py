@@ -106,7 +106,7 @@ def test_detection_off_keeps_statistics() -> None:
     lock = sync.Lock(detect=False)
     with lock:
         stats = lock.statistics()
-    assert (stats.acquisitions, stats.holder, stats.held_at) == (1, "MainThread", None)
+    assert (stats.acquisitions, stats.locked, stats.holder, stats.held_at) == (1, True, None, None)
     assert isinstance(lock, sync.Lock)
 
 

@@ -8,7 +8,7 @@ order-checked acquire reaches. Holders are set after the inner lock is taken and
 it is released, which is what keeps the wait-for graph honest.
 
 With detection off, ``Lock()`` builds an ``_UncheckedLock``: the same class to callers, minus the
-frame capture, for code that cannot spare even that.
+holder and frame capture, for code that cannot spare even that.
 """
 
 from __future__ import annotations
@@ -225,26 +225,27 @@ class Lock(_TrackedLock):
 
 
 class _UncheckedLock(Lock):
-    """A Lock built while detection is off (or with ``detect=False``): no frames, no graph."""
+    """A Lock built while detection is off (or with ``detect=False``).
+
+    It keeps only the counts: no holder, no frames, no graph, so ``statistics()`` cannot name the
+    holder, and ownership checks (Condition's) fall back to threading's "is it locked" answer.
+    """
 
     __slots__ = ()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if timeout != -1 or not self._try():
             return self._acquire_at(blocking, timeout, 2)
-        self._owner = get_ident()
         self._acquired += 1
         return True
 
     def __enter__(self) -> bool:
         if not self._try():
             return self._acquire_at(True, -1, 2)
-        self._owner = get_ident()
         self._acquired += 1
         return True
 
     def release(self) -> None:
-        self._owner = None
         self._release()
 
     def __exit__(
@@ -253,8 +254,13 @@ class _UncheckedLock(Lock):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._owner = None
         self._release()
+
+    def _took(self, where: Site | None) -> None:
+        self._acquired += 1
+
+    def _is_owned(self) -> bool:
+        return self._lock.locked()
 
 
 class RLock(_TrackedLock):
