@@ -89,8 +89,9 @@ def describe(lib: str, kind: Kind, workers: int | None, chunksize: int) -> str:
     if kind == "process" or lib in ("multiprocessing", "mpire", "joblib"):
         name = {"joblib": "batch_size", "mpire": "chunk_size"}.get(lib, "chunksize")
         parts.append(f"{name}={chunksize}")
-    if kind == "process" and lib != "joblib":
-        parts.append(f"start={multiprocessing.get_start_method()}")
+    if kind == "process" and lib != "joblib":  # joblib runs loky's own start method
+        start = "fork" if lib == "mpire" else multiprocessing.get_start_method()
+        parts.append(f"start={start}")
     if lib == "tqdm":
         parts.append("bar to stderr")
     return ", ".join(parts)
