@@ -6,18 +6,24 @@ bounded concurrent map, and ``plait.Pool`` to keep workers across many maps (it 
 """
 
 from ._api import map as map
+from ._cancel import cancelled as cancelled
+from ._cancel import checkpoint as checkpoint
+from ._errors import Cancelled as Cancelled
 from ._errors import PlaitError as PlaitError
 from ._errors import PoolClosed as PoolClosed
 from ._errors import RemoteError as RemoteError
 from ._errors import RemoteTraceback as RemoteTraceback
+from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._events import MapObserver as MapObserver
 from ._pool import Pool as Pool
+from ._retry import Retry as Retry
 from ._scheduler import MapIterator as MapIterator
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancelled",
     "MapIterator",
     "MapObserver",
     "PlaitError",
@@ -25,6 +31,10 @@ __all__ = [
     "PoolClosed",
     "RemoteError",
     "RemoteTraceback",
+    "Retry",
+    "TaskTimeout",
     "WorkerCrashed",
+    "cancelled",
+    "checkpoint",
     "map",
 ]

@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar, overload
 
 from . import _validate as check
-from ._pool import Pool
+from ._pool import MapOptions, Pool
+from ._retry import Retry
 from ._scheduler import MapIterator
 
 R = TypeVar("R")
@@ -22,6 +23,8 @@ def map(
     chunksize: int | None = None,
     errors: Literal["raise"] = "raise",
     progress: bool = False,
+    task_timeout: float | None = None,
+    retries: int | Retry | None = None,
 ) -> MapIterator[R]: ...
 
 
@@ -35,6 +38,8 @@ def map(
     chunksize: int | None = None,
     errors: Literal["return"],
     progress: bool = False,
+    task_timeout: float | None = None,
+    retries: int | Retry | None = None,
 ) -> MapIterator[R | BaseException]: ...
 
 
@@ -47,6 +52,8 @@ def map(
     chunksize: int | None = None,
     errors: Literal["raise", "return"] = "raise",
     progress: bool = False,
+    task_timeout: float | None = None,
+    retries: int | Retry | None = None,
 ) -> MapIterator[R] | MapIterator[R | BaseException]:
     """Apply ``fn`` to every item, concurrently, and iterate over the results.
 
@@ -54,18 +61,21 @@ def map(
     input is read only a bounded window ahead of what has been consumed. The workers are started
     for this map and released when it ends, fails, or is abandoned. Use ``plait.Pool`` to keep
     workers across several maps.
+
+    ``task_timeout`` limits each item (seconds): an overrunning item fails with TaskTimeout, its
+    process worker is killed (a thread is abandoned) and replaced. ``retries`` (an int, or a
+    ``plait.Retry``) gives failing items more attempts.
     """
     check.check_backend(backend, "plait.map")
     check.check_workers(workers, "plait.map")
-    pool = Pool(backend, workers)
-    return pool._map(
-        fn,
-        iterables,
+    options = MapOptions.build(
         "plait.map",
         chunksize=chunksize,
         ordered=ordered,
         errors=errors,
         progress=progress,
-        deadline=None,
-        owned=True,
+        task_timeout=task_timeout,
+        retries=retries,
+        owns_pool=True,
     )
+    return Pool(backend, workers)._map(fn, iterables, options)

@@ -1,10 +1,14 @@
 """The exceptions plait raises.
 
-    Exception
-     └── PlaitError                    anything plait itself reports
-          ├── WorkerCrashed            a worker process died while it held an item
-          ├── RemoteError              a worker's exception that could not be rebuilt here
-          └── PoolClosed               work given to a pool that is shut down (a RuntimeError)
+    BaseException
+     ├── Cancelled                     raised by plait.checkpoint() in a task told to stop;
+     │                                 a BaseException, so ``except Exception`` cannot swallow it
+     └── Exception
+          └── PlaitError               anything plait itself reports
+               ├── TaskTimeout         an item ran longer than task_timeout (also a TimeoutError)
+               ├── WorkerCrashed       a worker process died while it held an item
+               ├── RemoteError         a worker's exception that could not be rebuilt here
+               └── PoolClosed          work given to a pool that is shut down (a RuntimeError)
 
 A failure inside the user's function is never wrapped: it reaches the caller as the user's own
 exception, with a note naming the item, and (from a process) the worker's traceback as
@@ -16,6 +20,33 @@ from __future__ import annotations
 
 class PlaitError(Exception):
     """Base class of the errors plait itself reports."""
+
+
+class Cancelled(BaseException):
+    """The task was told to stop (its deadline passed, its map was abandoned, its group failed).
+
+    Raised by ``plait.checkpoint()``. It derives from BaseException, like KeyboardInterrupt, so
+    that a task's ``except Exception`` cannot swallow it.
+    """
+
+
+class TaskTimeout(PlaitError, TimeoutError):
+    """An item ran longer than its ``task_timeout``.
+
+    On processes its worker was killed and replaced. On threads (which cannot be killed) the
+    thread was abandoned and replaced; ``plait.cancelled()`` turned True inside it.
+    """
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_timeout, (str(self), self.timeout))
+
+
+def _rebuild_timeout(message: str, timeout: float) -> TaskTimeout:
+    return TaskTimeout(message, timeout=timeout)
 
 
 class WorkerCrashed(PlaitError):

@@ -11,12 +11,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _validate as check
 from ._backends import Backend, create_backend, default_workers
+from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._events import MapObserver, Observers
+from ._retry import Retry, as_retry
 from ._scheduler import MapIterator, MapRun
 from ._task import Job, Kind, Outcome, Task
 
@@ -29,9 +32,19 @@ _SUBMIT_JOBS_CACHED = 64  # functions a process pool keeps shipped for submit()
 class Pool(Executor):
     """Workers of one backend (``"thread"`` or ``"process"``), started on first use."""
 
-    def __init__(self, backend: str = "thread", workers: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: str = "thread",
+        workers: int | None = None,
+        *,
+        task_timeout: float | None = None,
+        retries: int | Retry | None = None,
+    ) -> None:
         check.check_backend(backend, "plait.Pool")
         check.check_workers(workers, "plait.Pool")
+        check.check_timeout(task_timeout, "plait.Pool", "task_timeout")
+        self._task_timeout = task_timeout
+        self._retry = as_retry(retries, "plait.Pool")
         self._backend: Backend = create_backend(backend, workers or default_workers(backend))
         self._submit_jobs: OrderedDict[Callable[..., Any], Job] = OrderedDict()
         self._closed = False
@@ -57,6 +70,8 @@ class Pool(Executor):
             start=future.set_running_or_notify_cancel,
             finish=lambda _task, outcome: _settle(future, outcome),
             discard=future.cancel,
+            timeout=self._task_timeout,
+            token=CancelToken(),
         )
         self._backend.submit(task)
         return future
@@ -67,9 +82,9 @@ class Pool(Executor):
         try:
             job = self._submit_jobs.pop(fn, None)
         except TypeError:
-            return Job(fn, Kind.CALL)
+            return Job(fn, Kind.CALL, self._retry)
         if job is None:
-            job = Job(fn, Kind.CALL)
+            job = Job(fn, Kind.CALL, self._retry)
             if len(self._submit_jobs) >= _SUBMIT_JOBS_CACHED:
                 _, evicted = self._submit_jobs.popitem(last=False)
                 self._backend.release(evicted)
@@ -86,6 +101,8 @@ class Pool(Executor):
         ordered: bool = True,
         errors: Literal["raise"] = "raise",
         progress: bool = False,
+        task_timeout: float | None = None,
+        retries: int | Retry | None = None,
     ) -> MapIterator[R]: ...
 
     @overload
@@ -98,6 +115,8 @@ class Pool(Executor):
         ordered: bool = True,
         errors: Literal["return"],
         progress: bool = False,
+        task_timeout: float | None = None,
+        retries: int | Retry | None = None,
     ) -> MapIterator[R | BaseException]: ...
 
     def map(
@@ -109,57 +128,46 @@ class Pool(Executor):
         ordered: bool = True,
         errors: Literal["raise", "return"] = "raise",
         progress: bool = False,
+        task_timeout: float | None = None,
+        retries: int | Retry | None = None,
     ) -> MapIterator[R] | MapIterator[R | BaseException]:
         """Like ``Executor.map``, but lazy: input is read as results are consumed.
 
         ``timeout`` is the deadline of the whole map, counted from this call: a result not
-        ready by then raises ``TimeoutError`` when it is asked for.
+        ready by then raises ``TimeoutError`` when it is asked for. ``task_timeout`` and
+        ``retries`` default to the pool's.
         """
         check.check_timeout(timeout, "Pool.map")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return self._map(
-            fn,
-            iterables,
+        options = MapOptions.build(
             "Pool.map",
             chunksize=chunksize,
             ordered=ordered,
             errors=errors,
             progress=progress,
-            deadline=deadline,
-            owned=False,
+            task_timeout=self._task_timeout if task_timeout is None else task_timeout,
+            retries=self._retry if retries is None else retries,
+            deadline=None if timeout is None else time.monotonic() + timeout,
         )
+        return self._map(fn, iterables, options)
 
     def _map(
-        self,
-        fn: Callable[..., R],
-        iterables: tuple[Iterable[Any], ...],
-        where: str,
-        *,
-        chunksize: int | None,
-        ordered: bool,
-        errors: Literal["raise", "return"],
-        progress: bool,
-        deadline: float | None,
-        owned: bool,
+        self, fn: Callable[..., R], iterables: tuple[Iterable[Any], ...], options: MapOptions
     ) -> MapIterator[R]:
+        where = options.where
         check.check_fn(fn, where)
-        check.check_chunksize(chunksize, where)
-        check.check_choice("ordered", ordered, (True, False), where)
-        check.check_choice("errors", errors, ("raise", "return"), where)
-        check.check_choice("progress", progress, (True, False), where)
         total = check.check_iterables(iterables, where)
         if self._closed:
             raise RuntimeError(f"{where}: cannot start a map on a pool that is shut down")
         observers: list[MapObserver] = []
-        if progress:
+        if options.progress:
             from ._progress import ProgressBar
 
             observers.append(ProgressBar())
-        if len(iterables) == 1:
-            job, source = Job(fn, Kind.MAP), iter(iterables[0])
-        else:
-            job, source = Job(fn, Kind.STAR), zip(*iterables, strict=True)
+        kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
+        job = Job(fn, kind, options.retry)
+        source = iter(iterables[0]) if kind is Kind.MAP else zip(*iterables, strict=True)
         backend = self._backend
+        owned = options.owns_pool
 
         def on_close(complete: bool) -> None:
             backend.release(job)
@@ -171,17 +179,20 @@ class Pool(Executor):
             else:
                 backend.terminate()
 
+        # A timed item travels alone: a batch's deadline would not say which item overran.
+        fixed = 1 if options.task_timeout is not None else options.chunksize
         run = MapRun(
             backend,
             job,
             source,
-            sizer=ChunkSizer(backend.name, backend.workers, fixed=chunksize, total=total),
-            ordered=ordered,
-            errors=errors,
-            deadline=deadline,
+            sizer=ChunkSizer(backend.name, backend.workers, fixed=fixed, total=total),
+            ordered=options.ordered,
+            errors=options.errors,
+            deadline=options.deadline,
             observer=Observers(observers),
             on_close=on_close,
             total=total,
+            task_timeout=options.task_timeout,
         )
         return MapIterator(run)
 
@@ -190,6 +201,50 @@ class Pool(Executor):
         return once every worker has exited."""
         self._closed = True
         self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
+
+
+@dataclass(frozen=True, slots=True)
+class MapOptions:
+    """How one map runs, checked once: what plait.map and Pool.map were given."""
+
+    where: str
+    chunksize: int | None
+    ordered: bool
+    errors: Literal["raise", "return"]
+    progress: bool
+    task_timeout: float | None
+    retry: Retry | None
+    deadline: float | None
+    owns_pool: bool
+
+    @classmethod
+    def build(
+        cls,
+        where: str,
+        *,
+        chunksize: int | None,
+        ordered: bool,
+        errors: Literal["raise", "return"],
+        progress: bool,
+        task_timeout: float | None,
+        retries: int | Retry | None,
+        deadline: float | None = None,
+        owns_pool: bool = False,
+    ) -> MapOptions:
+        check.check_chunksize(chunksize, where)
+        check.check_choice("ordered", ordered, (True, False), where)
+        check.check_choice("errors", errors, ("raise", "return"), where)
+        check.check_choice("progress", progress, (True, False), where)
+        check.check_timeout(task_timeout, where, "task_timeout")
+        if task_timeout is not None and chunksize not in (None, 1):
+            raise ValueError(
+                f"{where}: chunksize={chunksize} cannot be combined with task_timeout: an item "
+                "with a time limit is sent to a worker alone; leave chunksize out"
+            )
+        retry = as_retry(retries, where)
+        return cls(
+            where, chunksize, ordered, errors, progress, task_timeout, retry, deadline, owns_pool
+        )
 
 
 def _settle(future: Future[Any], outcome: Outcome) -> None:

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from ._backends import Backend
+from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._events import MapObserver
 from ._task import Job, Outcome, Task
@@ -63,6 +64,7 @@ class MapRun:
         observer: MapObserver,
         on_close: Callable[[bool], None],
         total: int | None,
+        task_timeout: float | None = None,
     ) -> None:
         self._backend = backend
         self._job = job
@@ -74,6 +76,8 @@ class MapRun:
         self._observer = observer
         self._on_close = on_close
         self._total = total
+        self._task_timeout = task_timeout
+        self._token = CancelToken()  # cancelled on close: running tasks can see it
         self._max_batches = BATCHES_PER_WORKER * backend.workers
         self._max_items = max(MAX_ITEMS_IN_FLIGHT, sizer.max_size)
         self._cond = threading.Condition(threading.Lock())
@@ -150,6 +154,7 @@ class MapRun:
                 if not items:
                     return
             self._sizer.taken(len(items))
+            timed = self._task_timeout is not None
             task = Task(
                 self._job,
                 items,
@@ -157,6 +162,8 @@ class MapRun:
                 finish=self._finish,
                 seq=self._next_seq,
                 first_index=self._next_index,
+                timeout=self._task_timeout,
+                token=CancelToken(self._token) if timed else self._token,
             )
             self._next_seq += 1
             self._next_index += len(items)
@@ -182,6 +189,7 @@ class MapRun:
         if self.closed:
             return
         self.closed = True
+        self._token.cancel()
         with self._cond:
             self._ready.clear()
             self._ready_unordered.clear()

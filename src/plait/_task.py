@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from itertools import starmap
 from typing import Any
 
+from ._cancel import CancelToken, cancelled
+from ._retry import Retry
+
 
 class Kind(enum.IntEnum):
     """How the function is called on each item of a batch."""
@@ -30,11 +33,12 @@ _job_ids = itertools.count()
 class Job:
     """A function and how to call it. A process worker receives it once, not once per item."""
 
-    __slots__ = ("_payload", "fn", "id", "kind")
+    __slots__ = ("_payload", "fn", "id", "kind", "retry")
 
-    def __init__(self, fn: Callable[..., Any], kind: Kind) -> None:
+    def __init__(self, fn: Callable[..., Any], kind: Kind, retry: Retry | None = None) -> None:
         self.fn = fn
         self.kind = kind
+        self.retry = retry
         self.id = next(_job_ids)
         self._payload: bytes | None = None
 
@@ -43,7 +47,8 @@ class Job:
         if self._payload is None:
             import cloudpickle  # imported here: thread-only users never pay for it
 
-            self._payload = cloudpickle.dumps((self.fn, source_files(self.fn)), protocol=5)
+            shipped = (self.fn, source_files(self.fn), self.retry)
+            self._payload = cloudpickle.dumps(shipped, protocol=5)
         return self._payload
 
 
@@ -76,6 +81,8 @@ class Task:
     abandoned map, a cancelled future) and the batch is skipped. ``finish(task, outcome)`` is
     called exactly once for a batch that started, from whichever thread saw it end.
     ``discard()`` is called instead of both when a shutdown drops the batch before it started.
+    ``timeout`` is the per-item time limit (a timed task holds one item); ``token`` tells the
+    running code, through ``plait.cancelled()``, that it should stop.
     """
 
     job: Job
@@ -83,6 +90,9 @@ class Task:
     start: Callable[[], bool]
     finish: Callable[[Task, Outcome], None]
     discard: Callable[[], object] = lambda: None
+    timeout: float | None = None
+    token: CancelToken | None = None
+    attempt: int = 1  # > 1 when the batch runs again after a timeout or a crash
     seq: int = 0
     first_index: int = 0
 
@@ -92,11 +102,39 @@ def call_one(fn: Callable[..., Any], item: tuple[tuple[Any, ...], dict[str, Any]
     return fn(*args, **kwargs)
 
 
-def execute(fn: Callable[..., Any], kind: Kind, items: list[Any]) -> Outcome:
+def call(fn: Callable[..., Any], kind: Kind, item: Any) -> Any:
+    if kind is Kind.MAP:
+        return fn(item)
+    if kind is Kind.STAR:
+        return fn(*item)
+    return call_one(fn, item)
+
+
+def retry_item(
+    fn: Callable[..., Any], kind: Kind, item: Any, retry: Retry, error: BaseException
+) -> tuple[Any, BaseException | None]:
+    """More attempts at an item that raised ``error``: (value, None) or (None, last error)."""
+    attempt = 1
+    while retry.applies(error, attempt) and not cancelled():
+        time.sleep(retry.delay(attempt))
+        attempt += 1
+        try:
+            return call(fn, kind, item), None
+        except BaseException as exc:
+            error = exc
+    if attempt > 1:
+        error.add_note(f"plait: the item failed {attempt} times; this is the last error")
+    return None, error
+
+
+def execute(
+    fn: Callable[..., Any], kind: Kind, items: list[Any], retry: Retry | None = None
+) -> Outcome:
     """Run ``fn`` over ``items``; a failing item records its exception and the batch goes on.
 
     The happy path stays in C (``list.extend(map(...))``); a failure costs one Python-level
-    iteration, and resumes the same iterator after the failing item.
+    iteration, and resumes the same iterator after the failing item. Exceptions the retry
+    policy covers get their further attempts right here, in the worker.
     """
     started = time.perf_counter()
     values: list[Any] = []
@@ -111,7 +149,12 @@ def execute(fn: Callable[..., Any], kind: Kind, items: list[Any]) -> Outcome:
             else:
                 values.extend(call_one(fn, item) for item in remaining)
         except BaseException as exc:
-            errors[len(values)] = exc
-            values.append(None)
+            offset = len(values)
+            value, error = (
+                (None, exc) if retry is None else retry_item(fn, kind, items[offset], retry, exc)
+            )
+            values.append(value)
+            if error is not None:
+                errors[offset] = error
         else:
             return Outcome(values, errors, time.perf_counter() - started)

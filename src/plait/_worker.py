@@ -20,6 +20,7 @@ from types import CodeType, FunctionType
 from typing import Any
 
 from . import _wire as wire
+from ._retry import Retry
 from ._task import Kind, Outcome, execute
 
 PLAIT_DIR = str(Path(__file__).resolve().parent.parent)
@@ -53,20 +54,21 @@ def main(fd: int) -> None:
             sys.path[:0] = [p for p in pickle.loads(payload) if p not in sys.path]
         elif tag == wire.DEF:
             try:
-                fn, files = pickle.loads(payload)
+                fn, files, retry = pickle.loads(payload)
                 restore_filenames(fn, files)
-                jobs[a] = fn
+                jobs[a] = (fn, retry)
             except BaseException as exc:
                 exc.add_note("plait: the function could not be loaded in the worker process")
-                jobs[a] = Unloadable(exc)
+                jobs[a] = (Unloadable(exc), None)
         elif tag == wire.FORGET:
             jobs.pop(a, None)
         elif tag == wire.RUN:
-            result = run(jobs[b], Kind(kind), payload)
+            fn, retry = jobs[b]
+            result = run(fn, retry, Kind(kind), payload)
             wire.send_frame(sock, wire.frame(wire.DONE, a, payload=result))
 
 
-def run(fn: Any, kind: Kind, payload: memoryview) -> bytes:
+def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> bytes:
     try:
         items = pickle.loads(payload)
     except BaseException as exc:
@@ -75,7 +77,7 @@ def run(fn: Any, kind: Kind, payload: memoryview) -> bytes:
     if isinstance(fn, Unloadable):
         outcome = Outcome([None] * len(items), dict.fromkeys(range(len(items)), fn.error))
     else:
-        outcome = execute(fn, kind, items)
+        outcome = execute(fn, kind, items, retry)
     errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
     try:
         return dumps((outcome.values, errors, outcome.elapsed))

@@ -26,18 +26,26 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _wire as wire
-from .._errors import PlaitError, PoolClosed, RemoteError, RemoteTraceback, WorkerCrashed
+from .._errors import (
+    PlaitError,
+    PoolClosed,
+    RemoteError,
+    RemoteTraceback,
+    TaskTimeout,
+    WorkerCrashed,
+)
 from .._task import Job, Outcome, Task
 from .._worker import BOOTSTRAP
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
-KILL_GRACE = 0.5  # seconds between SIGTERM and SIGKILL
+KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
 
 
 class _Worker:
@@ -56,6 +64,7 @@ class _Worker:
         self.writer = wire.FrameWriter()
         self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
         self.jobs: set[int] = set()
+        self.head_started = 0.0  # when the first task in flight began running
         self.writer.add(wire.frame(wire.INIT, payload=pickle.dumps(sys.path)))
 
     def stop(self, kill: bool) -> int:
@@ -233,6 +242,8 @@ class ProcessBackend:
         if sent.blob is None:  # not one item would pickle
             self._finish(task, sent.outcome([], {}, 0.0))
             return
+        if not worker.tasks:
+            worker.head_started = time.monotonic()
         worker.tasks[id(task)] = sent
         worker.writer.add(wire.frame(wire.RUN, id(task), job.id, job.kind, sent.blob))
         self._want_write(worker)
@@ -250,8 +261,33 @@ class ProcessBackend:
     def _want_write(self, worker: _Worker) -> None:
         self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
+    def _next_deadline(self) -> float | None:
+        deadlines = [
+            worker.head_started + head.task.timeout
+            for worker in self._workers
+            if worker.tasks and (head := next(iter(worker.tasks.values()))).task.timeout
+        ]
+        return min(deadlines, default=None)
+
+    def _expire(self) -> None:
+        """Kill each worker whose running item is past its deadline; the item gets TaskTimeout."""
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if not worker.tasks:
+                continue
+            task = next(iter(worker.tasks.values())).task
+            if task.timeout is not None and now >= worker.head_started + task.timeout:
+                timeout = TaskTimeout(
+                    f"the item ran longer than task_timeout={task.timeout}s; its worker process "
+                    f"(pid {worker.proc.pid}) was killed and replaced",
+                    timeout=task.timeout,
+                )
+                self._lose_worker(worker, timeout)
+
     def _poll(self) -> None:
-        for key, mask in self._selector.select():
+        deadline = self._next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        for key, mask in self._selector.select(timeout):
             if key.data is None:
                 try:
                     while os.read(self._wake_r, 4096):
@@ -269,27 +305,40 @@ class ProcessBackend:
                 for body in frames or ():
                     self._receive(worker, body)
                 if frames is None:
-                    self._replace(worker)
+                    self._lose_worker(worker, None)
+        if deadline is not None:
+            self._expire()
 
     def _receive(self, worker: _Worker, body: bytes) -> None:
         _, task_id, _, _, payload = wire.parse(body)
         sent = worker.tasks.pop(task_id)
+        worker.head_started = time.monotonic()  # the worker starts its next task right away
         values, encoded, elapsed = pickle.loads(payload)
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
         self._finish(sent.task, sent.outcome(values, errors, elapsed))
 
-    def _replace(self, worker: _Worker) -> None:
-        """The worker's socket closed: it died. Fail what it was running, start another."""
+    def _lose_worker(self, worker: _Worker, error: BaseException | None) -> None:
+        """End a worker that died (error None: WorkerCrashed) or overran (error: TaskTimeout).
+        Its running task fails with that error, its queued task goes to another worker, and a
+        new worker takes its place."""
         self._selector.unregister(worker.sock)
         self._workers.remove(worker)
         returncode = worker.stop(kill=True)
         tasks = [sent.task for sent in worker.tasks.values()]
         if tasks:
             running, queued = tasks[0], tasks[1:]
+            if error is None:
+                message = crash_message(worker.proc.pid, returncode)
+                error = WorkerCrashed(message, exitcode=returncode)
+            retry = running.job.retry
+            again = retry is not None and retry.applies(error, running.attempt)
+            if again:
+                running.attempt += 1
             with self._lock:
-                self._requeued.extendleft(reversed(queued))
-            crash = WorkerCrashed(crash_message(worker.proc.pid, returncode), exitcode=returncode)
-            self._finish(running, Outcome([None] * len(running.items), _everywhere(running, crash)))
+                self._requeued.extendleft(reversed([running, *queued] if again else queued))
+            if not again:
+                outcome = Outcome([None] * len(running.items), _everywhere(running, error))
+                self._finish(running, outcome)
         if not self._stop_now:
             self._start_worker(worker.index)
 

@@ -2,15 +2,25 @@
 
 No Future and no queue round trip per item: a batch of tiny tasks costs one ``SimpleQueue``
 put/get and one callback, and the items run inside ``execute``'s C-level loop.
+
+A thread cannot be killed. When an item overruns its ``task_timeout``, a watchdog thread gives
+the item its ``TaskTimeout``, cancels the task's token (``plait.cancelled()`` turns True in it),
+abandons the thread and starts a replacement, so the pool keeps its capacity. The abandoned
+thread's eventual result is dropped and it exits instead of taking more work.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+import warnings
 from queue import Empty, SimpleQueue
 
-from .._errors import PoolClosed
-from .._task import Job, Task, execute
+from .._cancel import set_current_token
+from .._errors import PoolClosed, TaskTimeout
+from .._task import Job, Outcome, Task, execute
+
+TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 
 
 class ThreadBackend:
@@ -18,49 +28,159 @@ class ThreadBackend:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.abandoned = 0  # threads given up on after a timeout or a terminate
         self._queue: SimpleQueue[Task | None] = SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._live: set[threading.Thread] = set()  # started, not abandoned, not yet exited
+        self._all: list[threading.Thread] = []
+        self._given_up: set[threading.Thread] = set()  # abandoned: never joined
+        self._timed: dict[threading.Thread, tuple[Task, float]] = {}  # running, with deadline
+        self._watchdog: threading.Thread | None = None
+        self._started = False
         self._closed = False
 
     def submit(self, task: Task) -> None:
-        with self._lock:
+        with self._cond:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
-            if not self._threads:  # started on first use: an idle pool costs nothing
-                self._start_threads()
-            self._queue.put(task)
+            if not self._started:  # started on first use: an idle pool costs nothing
+                self._started = True
+                for _ in range(self.workers):
+                    self._start_thread()
+            if task.timeout is not None and self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch, name="plait-thread-watchdog", daemon=True
+                )
+                self._watchdog.start()
+        self._queue.put(task)
 
-    def _start_threads(self) -> None:
-        for i in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"plait-thread-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def _start_thread(self, first: Task | None = None) -> None:  # holding _cond
+        thread = threading.Thread(
+            target=self._work, args=(first,), name=f"plait-thread-{len(self._all)}", daemon=True
+        )
+        self._live.add(thread)
+        self._all.append(thread)
+        thread.start()
 
-    def _work(self) -> None:
-        while (task := self._queue.get()) is not None:
-            if task.start():
-                task.finish(task, execute(task.job.fn, task.job.kind, task.items))
+    def _work(self, first: Task | None = None) -> None:
+        me = threading.current_thread()
+        task = first
+        try:
+            while True:
+                if task is None:
+                    task = self._queue.get()
+                    if task is None:
+                        return
+                    if not task.start():
+                        task = None
+                        continue
+                if not self._run(me, task):
+                    return  # abandoned: the item already has its TaskTimeout, or runs elsewhere
+                task = None
+        finally:
+            with self._cond:
+                self._live.discard(me)
+                self._cond.notify_all()
+
+    def _run(self, me: threading.Thread, task: Task) -> bool:
+        """Run one task; False if this thread was abandoned meanwhile."""
+        retry = task.job.retry
+        if task.timeout is not None:
+            with self._cond:
+                self._timed[me] = (task, time.monotonic() + task.timeout)
+                self._cond.notify_all()
+        set_current_token(task.token)
+        try:
+            outcome = execute(task.job.fn, task.job.kind, task.items, retry)
+        finally:
+            set_current_token(None)
+        with self._cond:
+            if me not in self._live:
+                return False
+            self._timed.pop(me, None)
+        task.finish(task, outcome)
+        return True
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not (self._closed and not self._live):
+                now = time.monotonic()
+                for thread, (task, deadline) in list(self._timed.items()):
+                    if deadline <= now and self._timed.get(thread, (None,))[0] is task:
+                        self._abandon(thread, task)
+                deadlines = [deadline for _, deadline in self._timed.values()]
+                self._cond.wait(max(0.0, min(deadlines) - now) if deadlines else None)
+
+    def _abandon(self, thread: threading.Thread, task: Task) -> None:  # holding _cond
+        del self._timed[thread]
+        self._live.discard(thread)
+        self._given_up.add(thread)
+        self.abandoned += 1
+        if task.token is not None:
+            task.token.cancel()
+        timeout = task.timeout or 0.0
+        error = TaskTimeout(
+            f"the item ran longer than task_timeout={timeout}s; a thread cannot be killed, so "
+            f"it was abandoned ({self.abandoned} so far) and replaced; "
+            "let the task check plait.cancelled() to end it",
+            timeout=timeout,
+        )
+        retry = task.job.retry
+        if retry is not None and retry.applies(error, task.attempt):
+            task.attempt += 1
+            task.token = task.token.renewed() if task.token is not None else None
+            self._start_thread(first=task)  # the replacement runs the item again
+            return
+        self._start_thread()
+        try:
+            warnings.warn(f"plait: {thread.name}: {error}", RuntimeWarning, stacklevel=1)
+        except Exception:  # warnings turned into errors: nobody here could catch it
+            pass
+        self._cond.release()  # finish() takes the owner's locks: never hold ours meanwhile
+        try:
+            task.finish(task, Outcome([None] * len(task.items), {0: error}))
+        finally:
+            self._cond.acquire()
 
     def release(self, job: Job) -> None:
         pass  # threads share the caller's memory: nothing to forget
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
-        with self._lock:
+        with self._cond:
             first_call = not self._closed
             self._closed = True
+            self._cond.notify_all()
         if cancel_pending:
             self._drop_pending()
-        if first_call:
-            for _ in self._threads:
+        if first_call and self._started:
+            for _ in range(self.workers):
                 self._queue.put(None)  # after the pending tasks: they still run
         if wait:
-            for thread in self._threads:
-                thread.join()
+            self._wait_for_threads(None)
 
     def terminate(self) -> None:
-        # A thread cannot be killed; it ends after its current batch.
-        self.shutdown(wait=True, cancel_pending=True)
+        """Drop pending work; give running tasks a moment (their tokens are cancelled by their
+        owners), then abandon the threads that are still busy."""
+        self.shutdown(wait=False, cancel_pending=True)
+        if not self._wait_for_threads(TERMINATE_GRACE):
+            with self._cond:
+                self._given_up.update(self._live)
+                self.abandoned += len(self._live)
+                self._live.clear()
+                self._cond.notify_all()
+            self._wait_for_threads(None)
+
+    def _wait_for_threads(self, timeout: float | None) -> bool:
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self._live, timeout):
+                return False
+            finished = [t for t in self._all if t not in self._given_up]
+            watchdog = self._watchdog
+        for thread in finished:
+            thread.join()
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join()
+        return True
 
     def _drop_pending(self) -> None:
         sentinels = 0

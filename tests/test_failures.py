@@ -1,0 +1,244 @@
+"""When things go wrong: task timeouts, worker crashes, retries, cooperative cancellation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import plait
+
+ATTEMPTS: dict[object, int] = {}  # per process: each worker process has its own
+ATTEMPTS_LOCK = threading.Lock()
+
+
+def flaky(key: object, failures: int = 2) -> str:
+    """Fails ``failures`` times for each key, then succeeds (counted in this process)."""
+    with ATTEMPTS_LOCK:
+        ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+        attempt = ATTEMPTS[key]
+    if attempt <= failures:
+        raise ConnectionError(f"attempt {attempt} for {key}")
+    return f"{key} ok on attempt {attempt}"
+
+
+def sleep_if_told(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def first_time_only(marker: str, action: str) -> str:
+    """Misbehaves (hangs or dies) the first time it sees ``marker``; fine afterwards."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("seen")
+        if action == "hang":
+            time.sleep(60)
+        else:
+            os._exit(9)
+    return "fine"
+
+
+def exit_with(code: int) -> int:
+    if code:
+        os._exit(code)
+    return 0
+
+
+def kill_myself(x: int) -> int:
+    if x == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+# -- task timeouts ------------------------------------------------------------------------
+
+
+def test_process_item_past_its_timeout_is_killed_and_the_rest_delivered() -> None:
+    started = time.monotonic()
+    results = list(
+        plait.map(
+            sleep_if_told,
+            [0.0, 60.0, 0.0, 0.0],
+            backend="process",
+            workers=2,
+            task_timeout=0.5,
+            errors="return",
+        )
+    )
+    assert results[0] == 0.0
+    assert results[2:] == [0.0, 0.0]
+    assert isinstance(results[1], plait.TaskTimeout)
+    assert isinstance(results[1], TimeoutError)
+    assert "killed and replaced" in str(results[1])
+    assert time.monotonic() - started < 10  # nowhere near the 60 s the item wanted
+
+
+def test_process_pool_stays_usable_after_a_timeout() -> None:
+    with plait.Pool("process", workers=1, task_timeout=0.3) as pool:
+        hung = pool.submit(sleep_if_told, 60.0)
+        with pytest.raises(plait.TaskTimeout):
+            hung.result(timeout=30)
+        assert pool.submit(sleep_if_told, 0.0).result(timeout=30) == 0.0
+
+
+def test_thread_item_past_its_timeout_is_abandoned_and_told_to_stop() -> None:
+    stopped = threading.Event()
+
+    def polite(x: int) -> int:
+        if x == 0:
+            while not plait.cancelled():  # a cooperative long task
+                time.sleep(0.005)
+            stopped.set()
+        return x
+
+    with pytest.warns(RuntimeWarning, match="abandoned"):
+        results = list(plait.map(polite, range(3), workers=1, task_timeout=0.2, errors="return"))
+    assert isinstance(results[0], plait.TaskTimeout)
+    assert results[1:] == [1, 2]  # the replacement thread kept the pool's capacity
+    assert stopped.wait(10)  # the abandoned task saw plait.cancelled() and ended
+
+
+def test_chunksize_and_task_timeout_do_not_mix() -> None:
+    with pytest.raises(ValueError, match="chunksize=5 cannot be combined with task_timeout"):
+        plait.map(sleep_if_told, [0.0], chunksize=5, task_timeout=1)
+
+
+# -- worker crashes -----------------------------------------------------------------------
+
+
+def test_worker_exit_fails_only_its_item() -> None:
+    results = list(
+        plait.map(exit_with, [0, 7, 0, 0], backend="process", chunksize=1, errors="return")
+    )
+    assert results[0] == 0
+    assert results[2:] == [0, 0]
+    assert isinstance(results[1], plait.WorkerCrashed)
+    assert results[1].exitcode == 7
+    assert "exited with code 7" in str(results[1])
+
+
+def test_worker_killed_by_a_signal_is_named() -> None:
+    results = list(
+        plait.map(kill_myself, [0, 1, 2], backend="process", chunksize=1, errors="return")
+    )
+    assert results[0] == 0
+    assert results[2] == 2
+    assert isinstance(results[1], plait.WorkerCrashed)
+    assert "SIGKILL" in str(results[1])
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+def test_retries_give_failing_items_more_attempts(backend: str) -> None:
+    keys = [f"{backend}-retry-{i}" for i in range(6)]
+    results = list(plait.map(flaky, keys, backend=backend, retries=2))
+    assert [r.split()[0] for r in results] == keys
+    assert all(r.endswith("attempt 3") for r in results)
+
+
+def test_retries_run_out_and_the_last_error_is_raised(backend: str) -> None:
+    key = f"{backend}-runs-out"
+    with pytest.raises(ConnectionError, match="attempt 2") as info:
+        list(plait.map(flaky, [key], backend=backend, retries=1))
+    assert any("failed 2 times" in note for note in info.value.__notes__)
+
+
+def test_retry_only_the_named_exceptions() -> None:
+    policy = plait.Retry(retries=3, on=(OSError,))
+    key = "only-named"
+
+    def value_error_then_ok(k: str) -> str:
+        flaky(k)  # ConnectionError is an OSError: retried
+        raise ValueError("never retried")
+
+    with pytest.raises(ValueError, match="never retried"):
+        list(plait.map(value_error_then_ok, [key], retries=policy))
+    assert ATTEMPTS[key] == 3
+
+
+def test_retry_with_backoff_waits_between_attempts() -> None:
+    policy = plait.Retry(retries=2, backoff=0.05, jitter=0)
+    started = time.monotonic()
+    assert list(plait.map(flaky, ["backoff"], retries=policy)) == ["backoff ok on attempt 3"]
+    assert time.monotonic() - started >= 0.05 + 0.1  # waited 0.05 s, then 0.1 s
+
+
+def test_a_timed_out_item_is_retried_when_asked(tmp_path: Path) -> None:
+    policy = plait.Retry(retries=1, timeouts=True)
+    marker = str(tmp_path / "hung-once")
+    results = plait.map(
+        first_time_only, [marker], ["hang"], backend="process", task_timeout=0.5, retries=policy
+    )
+    assert list(results) == ["fine"]
+
+
+def test_a_crashed_item_is_retried_when_asked(tmp_path: Path) -> None:
+    policy = plait.Retry(retries=1, crashes=True)
+    marker = str(tmp_path / "crashed-once")
+    results = plait.map(first_time_only, [marker], ["die"], backend="process", retries=policy)
+    assert list(results) == ["fine"]
+
+
+def test_timeouts_and_crashes_are_not_retried_by_default(tmp_path: Path) -> None:
+    marker = str(tmp_path / "crash-no-retry")
+    with pytest.raises(plait.WorkerCrashed):
+        list(plait.map(first_time_only, [marker], ["die"], backend="process", retries=3))
+
+
+def test_bad_retry_arguments() -> None:
+    with pytest.raises(ValueError, match="retries must be >= 0"):
+        plait.map(flaky, [1], retries=-1)
+    with pytest.raises(TypeError, match="on must be a tuple of exception classes"):
+        plait.Retry(on=ValueError)  # type: ignore[arg-type]
+
+
+# -- cooperative cancellation -------------------------------------------------------------
+
+
+def test_checkpoint_raises_cancelled_which_except_exception_cannot_swallow() -> None:
+    from plait._cancel import CancelToken, set_current_token
+
+    token = CancelToken()
+    set_current_token(token)
+    try:
+        plait.checkpoint()  # not cancelled yet: nothing happens
+        token.cancel()
+        assert plait.cancelled()
+
+        def swallow_exceptions() -> None:
+            try:
+                plait.checkpoint()
+            except Exception:  # pragma: no cover - the point: this does not catch it
+                pytest.fail("Cancelled was caught by except Exception")
+
+        with pytest.raises(plait.Cancelled):
+            swallow_exceptions()
+    finally:
+        set_current_token(None)
+    assert not plait.cancelled()
+
+
+def test_abandoning_a_map_tells_running_thread_tasks_to_stop() -> None:
+    running = threading.Event()
+    saw_cancel = threading.Event()
+
+    def long_task(x: int) -> int:
+        if x == 1:
+            running.set()
+            while not plait.cancelled():
+                time.sleep(0.005)
+            saw_cancel.set()
+        return x
+
+    with plait.Pool(workers=2) as pool:
+        results = pool.map(long_task, range(2), chunksize=1)
+        assert next(results) == 0
+        assert running.wait(10)
+        results.close()
+        assert saw_cancel.wait(10)
