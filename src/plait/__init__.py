@@ -5,6 +5,7 @@ bounded concurrent map, and ``plait.Pool`` to keep workers across many maps (it 
 ``concurrent.futures.Executor``).
 """
 
+from . import sync as sync
 from ._api import map as map
 from ._cancel import cancelled as cancelled
 from ._cancel import checkpoint as checkpoint
@@ -19,11 +20,13 @@ from ._events import MapObserver as MapObserver
 from ._pool import Pool as Pool
 from ._retry import Retry as Retry
 from ._scheduler import MapIterator as MapIterator
+from .sync import DeadlockError as DeadlockError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Cancelled",
+    "DeadlockError",
     "MapIterator",
     "MapObserver",
     "PlaitError",
@@ -37,4 +40,5 @@ __all__ = [
     "cancelled",
     "checkpoint",
     "map",
+    "sync",
 ]

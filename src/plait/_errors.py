@@ -8,7 +8,9 @@
                ├── TaskTimeout         an item ran longer than task_timeout (also a TimeoutError)
                ├── WorkerCrashed       a worker process died while it held an item
                ├── RemoteError         a worker's exception that could not be rebuilt here
-               └── PoolClosed          work given to a pool that is shut down (a RuntimeError)
+               ├── PoolClosed          work given to a pool that is shut down (a RuntimeError)
+               ├── sync.DeadlockError  a wait on plait.sync locks that would never end
+               └── sync.ChannelClosed  a send to (or a receive from an empty) closed Channel
 
 A failure inside the user's function is never wrapped: it reaches the caller as the user's own
 exception, with a note naming the item, and (from a process) the worker's traceback as
