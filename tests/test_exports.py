@@ -10,7 +10,25 @@ def test_all_is_sorted_and_unique() -> None:
 
 
 def test_every_public_name_is_exported() -> None:
-    public = {name for name in vars(plait) if not name.startswith("_")}
-    assert public == set(plait.__all__)
     for name in plait.__all__:
-        assert getattr(plait, name) is not None
+        assert getattr(plait, name) is not None  # the lazy ones load on first use
+    public = {name for name in vars(plait) if not name.startswith("_")}
+    assert public - {"TYPE_CHECKING", "Any"} == set(plait.__all__)
+    assert set(dir(plait)) >= set(plait.__all__)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = plait.nope  # type: ignore[attr-defined]
+
+
+def test_a_worker_process_imports_little() -> None:
+    import subprocess
+    import sys
+
+    code = "import plait._worker, sys; print(sorted(m for m in sys.modules if 'plait' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "plait.sync" not in out.stdout
+    assert "plait._pool" not in out.stdout

@@ -180,3 +180,23 @@ def test_time_is_spent_concurrently_on_threads() -> None:
 
     with plait.Pool(workers=4) as pool:
         assert len(list(pool.map(meet, range(4), chunksize=1))) == 4
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # Python 3.12+ on fork
+def test_fork_start_method_when_asked() -> None:
+    import os
+
+    with plait.Pool("process", workers=2, start_method="fork") as pool:
+        assert list(pool.map(lambda x: x * 3, range(50))) == [x * 3 for x in range(50)]
+        assert pool.submit(os.getpid).result(timeout=30) != os.getpid()
+        crashed = pool.submit(os._exit, 4)
+        with pytest.raises(plait.WorkerCrashed, match="exited with code 4"):
+            crashed.result(timeout=30)
+        assert pool.submit(double, 5).result(timeout=30) == 10
+
+
+def test_start_method_is_checked() -> None:
+    with pytest.raises(ValueError, match="start_method must be 'spawn'"):
+        plait.Pool("process", start_method="forkserver")
+    with pytest.raises(ValueError, match="applies to backend='process' only"):
+        plait.Pool("thread", start_method="fork")

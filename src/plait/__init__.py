@@ -5,8 +5,8 @@ bounded concurrent map, and ``plait.Pool`` to keep workers across many maps (it 
 ``concurrent.futures.Executor``).
 """
 
-from . import sync as sync
-from ._api import map as map
+from typing import TYPE_CHECKING, Any
+
 from ._cancel import cancelled as cancelled
 from ._cancel import checkpoint as checkpoint
 from ._errors import Cancelled as Cancelled
@@ -17,10 +17,23 @@ from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._events import MapObserver as MapObserver
-from ._pool import Pool as Pool
 from ._retry import Retry as Retry
-from ._scheduler import MapIterator as MapIterator
-from .sync import DeadlockError as DeadlockError
+
+if TYPE_CHECKING:
+    from . import sync as sync
+    from ._api import map as map
+    from ._pool import Pool as Pool
+    from ._scheduler import MapIterator as MapIterator
+    from .sync import DeadlockError as DeadlockError
+
+# Imported on first use: a worker process imports this package too, and should start fast.
+_LAZY = {
+    "DeadlockError": ".sync",
+    "MapIterator": "._scheduler",
+    "Pool": "._pool",
+    "map": "._api",
+    "sync": ".sync",
+}
 
 __version__ = "0.1.0"
 
@@ -42,3 +55,18 @@ __all__ = [
     "map",
     "sync",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'plait' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name == "sync" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

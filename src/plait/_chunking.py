@@ -13,7 +13,10 @@ import math
 # How long one batch should run. A thread trip costs microseconds; a process trip (pickling,
 # two pipe writes, a wake-up on each side) costs around a hundred, hence the larger target.
 TARGET_SECONDS = {"thread": 0.002, "process": 0.010}
-MAX_BATCH = 8192  # beyond this the gain is nil and the bounded window grows
+MAX_BATCH = 4096  # beyond this the gain is nil and the bounded window grows
+# A batch's items are pickled, copied through a socket and unpickled: past a megabyte, a larger
+# batch only delays the first result and holds more memory, it saves no round trip worth having.
+MAX_BATCH_BYTES = 1 << 20
 GROWTH = 4  # at most this factor per measurement: one odd batch must not swing the size
 
 
@@ -39,14 +42,16 @@ class ChunkSizer:
     def max_size(self) -> int:
         return self._fixed or MAX_BATCH
 
-    def observe(self, items: int, elapsed: float) -> None:
-        """Learn from a finished batch of ``items`` that took ``elapsed`` seconds of work."""
+    def observe(self, items: int, elapsed: float, sent_bytes: int = 0) -> None:
+        """Learn from a finished batch of ``items`` that took ``elapsed`` seconds of work and
+        ``sent_bytes`` bytes to send."""
         if self._fixed is not None or items == 0:
             return
         per_item = elapsed / items
         self._per_item = per_item if self._per_item is None else (self._per_item + per_item) / 2
         ideal = self._target / max(self._per_item, 1e-9)
-        self._size = max(1, min(MAX_BATCH, int(ideal), self._size * GROWTH))
+        by_bytes = MAX_BATCH_BYTES * items // sent_bytes if sent_bytes else MAX_BATCH
+        self._size = max(1, min(MAX_BATCH, int(ideal), by_bytes, self._size * GROWTH))
 
     def next_size(self) -> int:
         """The size of the next batch; the caller reports what it really took with ``taken``."""

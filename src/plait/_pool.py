@@ -30,7 +30,13 @@ _SUBMIT_JOBS_CACHED = 64  # functions a process pool keeps shipped for submit()
 
 
 class Pool(Executor):
-    """Workers of one backend (``"thread"`` or ``"process"``), started on first use."""
+    """Workers of one backend (``"thread"`` or ``"process"``), started on first use.
+
+    ``task_timeout`` and ``retries`` apply to ``submit`` and are the defaults of ``map``.
+    ``start_method`` (processes only): ``"spawn"`` (the default) starts each worker as a fresh
+    interpreter; ``"fork"`` copies this process, which is faster to start but unsafe in a
+    program that runs other threads.
+    """
 
     def __init__(
         self,
@@ -39,13 +45,17 @@ class Pool(Executor):
         *,
         task_timeout: float | None = None,
         retries: int | Retry | None = None,
+        start_method: str | None = None,
     ) -> None:
         check.check_backend(backend, "plait.Pool")
         check.check_workers(workers, "plait.Pool")
+        check.check_start_method(start_method, backend, "plait.Pool")
         check.check_timeout(task_timeout, "plait.Pool", "task_timeout")
         self._task_timeout = task_timeout
         self._retry = as_retry(retries, "plait.Pool")
-        self._backend: Backend = create_backend(backend, workers or default_workers(backend))
+        self._backend: Backend = create_backend(
+            backend, workers or default_workers(backend), start_method
+        )
         self._submit_jobs: OrderedDict[Callable[..., Any], Job] = OrderedDict()
         self._closed = False
 

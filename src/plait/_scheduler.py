@@ -35,7 +35,7 @@ from ._task import Job, Outcome, Task
 R = TypeVar("R")
 
 BATCHES_PER_WORKER = 2  # one running, one queued behind it: no worker waits for the consumer
-MAX_ITEMS_IN_FLIGHT = 65536  # bounds memory when batches are large (tiny tasks)
+MAX_ITEMS_IN_FLIGHT = 16384  # bounds memory when batches are large (tiny tasks): ~2 MiB
 
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
@@ -206,7 +206,7 @@ class MapRun:
 
     def _finish(self, task: Task, outcome: Outcome) -> None:
         with self._cond:
-            self._sizer.observe(len(task.items), outcome.elapsed)
+            self._sizer.observe(len(task.items), outcome.elapsed, outcome.sent_bytes)
             if self.closed:
                 return
             if self._ordered:

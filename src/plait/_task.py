@@ -65,12 +65,14 @@ class Outcome:
     """The result of one batch: a value per item, and the exceptions of the items that failed.
 
     ``values[i]`` is a placeholder (None) where ``i in errors``. ``elapsed`` is the time the
-    worker spent running the batch, which the chunk sizer learns from.
+    worker spent running the batch and ``sent_bytes`` the size of the items as they were sent
+    to a process (0 for threads): the chunk sizer learns from both.
     """
 
     values: list[Any]
     errors: dict[int, BaseException] = field(default_factory=dict)
     elapsed: float = 0.0
+    sent_bytes: int = 0
 
 
 @dataclass(slots=True, eq=False)

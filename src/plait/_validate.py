@@ -85,3 +85,15 @@ def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | N
     if known and len(known) == len(lengths):
         return known[0]
     return None
+
+
+def check_start_method(start_method: object, backend: str, where: str) -> None:
+    if start_method is None:
+        return
+    if start_method not in ("spawn", "fork"):
+        raise ValueError(
+            f"{where}: start_method must be 'spawn' (safe, the default) or 'fork', "
+            f"got {start_method!r}"
+        )
+    if backend != "process":
+        raise ValueError(f"{where}: start_method applies to backend='process' only")

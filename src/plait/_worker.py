@@ -9,13 +9,13 @@ so a script needs no ``if __name__ == "__main__"`` guard.
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import socket
 import sys
 import traceback
 from contextlib import suppress
-from pathlib import Path
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -23,7 +23,7 @@ from . import _wire as wire
 from ._retry import Retry
 from ._task import Kind, Outcome, execute
 
-PLAIT_DIR = str(Path(__file__).resolve().parent.parent)
+PLAIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOTSTRAP = (
     f"import sys; sys.path.insert(0, {PLAIT_DIR!r}); "
     "from plait._worker import main; main(int(sys.argv[1]))"

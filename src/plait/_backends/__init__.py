@@ -40,7 +40,7 @@ def default_workers(backend: str) -> int:
     return min(32, cores + 4) if backend == "thread" else cores
 
 
-def create_backend(name: str, workers: int) -> Backend:
+def create_backend(name: str, workers: int, start_method: str | None = None) -> Backend:
     if name == "thread":
         from ._thread import ThreadBackend
 
@@ -48,5 +48,5 @@ def create_backend(name: str, workers: int) -> Backend:
     if name == "process":
         from ._process import ProcessBackend
 
-        return ProcessBackend(workers)
+        return ProcessBackend(workers, start_method or "spawn")
     raise ValueError(f"unknown backend {name!r}")  # validated earlier; kept as a guard

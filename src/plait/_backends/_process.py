@@ -42,22 +42,20 @@ from .._errors import (
     WorkerCrashed,
 )
 from .._task import Job, Outcome, Task
-from .._worker import BOOTSTRAP
+from ._launch import launch
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
 
 
 class _Worker:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, start_method: str) -> None:
         parent_end, child_end = socket.socketpair()
         self.index = index
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP, str(child_end.fileno())],
-            pass_fds=(child_end.fileno(),),
-            stdin=subprocess.DEVNULL,
-        )
-        child_end.close()
+        try:
+            self.proc = launch(child_end.fileno(), start_method)
+        finally:
+            child_end.close()
         parent_end.setblocking(False)
         self.sock = parent_end
         self.reader = wire.FrameReader()
@@ -93,8 +91,9 @@ def crash_message(pid: int, returncode: int) -> str:
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, start_method: str = "spawn") -> None:
         self.workers = workers
+        self.start_method = start_method
         self._lock = threading.Lock()
         self._pending: deque[Task] = deque()  # not started yet
         self._requeued: deque[Task] = deque()  # started, sent to a worker that died before them
@@ -194,7 +193,7 @@ class ProcessBackend:
             self._close_wakeup()
 
     def _start_worker(self, index: int) -> None:
-        worker = _Worker(index)
+        worker = _Worker(index, self.start_method)
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
@@ -409,17 +408,18 @@ class Sent:
     ) -> Outcome:
         """The task's outcome from the worker's answer about the items it was sent."""
         size = len(self.task.items)
+        sent_bytes = len(self.blob or b"")
         if -1 in errors:  # the worker could not read the batch at all
             return Outcome([None] * size, dict.fromkeys(range(size), errors[-1]), elapsed)
         if self.offsets is None:
-            return Outcome(values, errors, elapsed)
+            return Outcome(values, errors, elapsed, sent_bytes)
         full: list[Any] = [None] * size
         merged = dict(self.unsent)
         for position, offset in enumerate(self.offsets):
             full[offset] = values[position]
             if position in errors:
                 merged[offset] = errors[position]
-        return Outcome(full, merged, elapsed)
+        return Outcome(full, merged, elapsed, sent_bytes)
 
 
 def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:

@@ -1,0 +1,101 @@
+"""Starting a worker process: a fresh interpreter by default, a fork only when asked.
+
+``"spawn"`` runs ``python -c BOOTSTRAP <fd>``: a new interpreter that imports only what the
+worker needs and never re-runs the user's ``__main__``. It is safe in a program that runs
+threads, and costs an interpreter start (tens of milliseconds).
+
+``"fork"`` copies this process (a few milliseconds). Forking a process that runs threads can
+deadlock the child if another thread held a lock at that moment (Python 3.12+ warns about it);
+choose it knowingly, e.g. for many short-lived pools in a single-threaded program.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Protocol
+
+from .._worker import BOOTSTRAP
+
+START_METHODS = ("spawn", "fork")
+
+
+class WorkerProcess(Protocol):
+    """What the backend needs of a child process (``subprocess.Popen`` has it all)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+def launch(child_fd: int, start_method: str) -> WorkerProcess:
+    """Start a worker talking over ``child_fd`` (the caller closes its copy afterwards)."""
+    if start_method == "fork":
+        return ForkedProcess(child_fd)
+    return subprocess.Popen(
+        [sys.executable, "-c", BOOTSTRAP, str(child_fd)],
+        pass_fds=(child_fd,),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class ForkedProcess:
+    """A forked worker, with the part of Popen's interface the backend uses."""
+
+    def __init__(self, child_fd: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: keep only the standard streams and our socket
+            try:
+                os.closerange(3, child_fd)
+                os.closerange(child_fd + 1, _max_fd())
+                from .._worker import main
+
+                main(child_fd)
+            finally:
+                os._exit(0)
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            if self.returncode is None:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+        import time
+
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+            time.sleep(0.005)
+        return code
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 4096
