@@ -21,7 +21,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
     import pytest
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = plait.nope  # type: ignore[attr-defined]
+        _ = plait.nope
 
 
 def test_a_worker_process_imports_little() -> None:
