@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _validate as check
@@ -211,6 +212,24 @@ class Pool(Executor):
         return once every worker has exited."""
         self._closed = True
         self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
+
+    def terminate(self) -> None:
+        """Stop now: drop pending work, kill process workers, abandon busy threads (after half a
+        second's grace, during which ``plait.cancelled()`` is True in their tasks)."""
+        self._closed = True
+        self._backend.terminate()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Ctrl-C (or SystemExit, or Cancelled) must not wait for every running task to end.
+        if exc is not None and not isinstance(exc, Exception):
+            self.terminate()
+        else:
+            self.shutdown(wait=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,12 @@ class Outcome:
     sent_bytes: int = 0
 
 
+def failed(size: int, error: Callable[[], BaseException]) -> Outcome:
+    """The outcome of a batch of ``size`` items that all failed. Each item gets its own
+    exception object from ``error()`` where it can, since notes are added per item."""
+    return Outcome([None] * size, {offset: error() for offset in range(size)})
+
+
 @dataclass(slots=True, eq=False)
 class Task:
     """A batch of items for one job, with the two callbacks that tie it back to its owner.

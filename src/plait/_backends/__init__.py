@@ -6,7 +6,9 @@ It knows nothing of ordering, windows or chunk sizes: that is the scheduler's bu
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from typing import Protocol
 
 from .._task import Job, Task
@@ -50,3 +52,18 @@ def create_backend(name: str, workers: int, start_method: str | None = None) -> 
 
         return ProcessBackend(workers, start_method or "spawn")
     raise ValueError(f"unknown backend {name!r}")  # validated earlier; kept as a guard
+
+
+# Backends with live worker processes. At interpreter exit they are terminated, so a pool or map
+# left open does not leave workers running on: threads are daemons and need no such care.
+_live: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def track(backend: Backend) -> None:
+    _live.add(backend)
+
+
+@atexit.register
+def _terminate_all() -> None:
+    for backend in list(_live):
+        backend.terminate()

@@ -29,11 +29,15 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .. import _wire as wire
 from .._errors import (
+    Cancelled,
     PlaitError,
     PoolClosed,
     RemoteError,
@@ -41,7 +45,8 @@ from .._errors import (
     TaskTimeout,
     WorkerCrashed,
 )
-from .._task import Job, Outcome, Task
+from .._task import Job, Outcome, Task, failed
+from . import track
 from ._launch import launch
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
@@ -65,13 +70,23 @@ class _Worker:
         self.head_started = 0.0  # when the first task in flight began running
         self.writer.add(wire.frame(wire.INIT, payload=pickle.dumps(sys.path)))
 
-    def stop(self, kill: bool) -> int:
-        """End the process (politely: close its socket; or SIGTERM then SIGKILL) and reap it."""
+    def stop(self) -> int:
+        """Kill the process (SIGTERM, then SIGKILL after a grace) and reap it."""
         self.sock.close()
-        if kill and self.proc.poll() is None:
-            self.proc.terminate()
+        self.terminate()
+        return self.reap(time.monotonic() + KILL_GRACE)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                self.proc.terminate()
+
+    def reap(self, deadline: float | None) -> int:
+        """Wait for the exit; past ``deadline``, SIGKILL. Returns the Popen-style return code."""
         try:
-            return self.proc.wait(KILL_GRACE if kill else None)
+            return self.proc.wait(
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
@@ -119,6 +134,7 @@ class ProcessBackend:
                     target=self._dispatch, name="plait-process-dispatcher", daemon=True
                 )
                 self._thread.start()
+                track(self)
         self._wake()
 
     def release(self, job: Job) -> None:
@@ -186,11 +202,24 @@ class ProcessBackend:
             self._fail_everything(exc)
             raise
         finally:
-            kill = self._stop_now
-            for worker in self._workers:
-                worker.stop(kill)
-            self._workers.clear()
+            self._stop_workers()
             self._close_wakeup()
+
+    def _stop_workers(self) -> None:
+        """End every worker: politely when the work is done, by signal on terminate(). Tasks
+        they still held (only after terminate) get ``Cancelled``."""
+        workers, self._workers = self._workers, []
+        kill = self._stop_now
+        for worker in workers:
+            worker.sock.close()  # EOF: an idle worker exits by itself
+            if kill:
+                worker.terminate()
+        deadline = time.monotonic() + KILL_GRACE
+        for worker in workers:
+            worker.reap(deadline if kill else None)
+        for worker in workers:
+            for sent in worker.tasks.values():
+                self._finish(sent.task, failed(len(sent.task.items), _terminated))
 
     def _start_worker(self, index: int) -> None:
         worker = _Worker(index, self.start_method)
@@ -233,7 +262,7 @@ class ProcessBackend:
                 payload = job.payload()
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
-                self._finish(task, Outcome([None] * len(task.items), _everywhere(task, exc)))
+                self._finish(task, failed(len(task.items), partial(_same, exc)))
                 return
             worker.writer.add(wire.frame(wire.DEF, job.id, payload=payload))
             worker.jobs.add(job.id)
@@ -276,12 +305,11 @@ class ProcessBackend:
                 continue
             task = next(iter(worker.tasks.values())).task
             if task.timeout is not None and now >= worker.head_started + task.timeout:
-                timeout = TaskTimeout(
+                message = (
                     f"the item ran longer than task_timeout={task.timeout}s; its worker process "
-                    f"(pid {worker.proc.pid}) was killed and replaced",
-                    timeout=task.timeout,
+                    f"(pid {worker.proc.pid}) was killed and replaced"
                 )
-                self._lose_worker(worker, timeout)
+                self._lose_worker(worker, partial(TaskTimeout, message, timeout=task.timeout))
 
     def _poll(self) -> None:
         deadline = self._next_deadline()
@@ -316,28 +344,29 @@ class ProcessBackend:
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
         self._finish(sent.task, sent.outcome(values, errors, elapsed))
 
-    def _lose_worker(self, worker: _Worker, error: BaseException | None) -> None:
+    def _lose_worker(self, worker: _Worker, error: Callable[[], BaseException] | None) -> None:
         """End a worker that died (error None: WorkerCrashed) or overran (error: TaskTimeout).
         Its running task fails with that error, its queued task goes to another worker, and a
         new worker takes its place."""
         self._selector.unregister(worker.sock)
         self._workers.remove(worker)
-        returncode = worker.stop(kill=True)
+        returncode = worker.stop()
         tasks = [sent.task for sent in worker.tasks.values()]
         if tasks:
             running, queued = tasks[0], tasks[1:]
-            if error is None:
-                message = crash_message(worker.proc.pid, returncode)
-                error = WorkerCrashed(message, exitcode=returncode)
+            message = crash_message(worker.proc.pid, returncode)
+
+            def make_error() -> BaseException:
+                return error() if error else WorkerCrashed(message, exitcode=returncode)
+
             retry = running.job.retry
-            again = retry is not None and retry.applies(error, running.attempt)
+            again = retry is not None and retry.applies(make_error(), running.attempt)
             if again:
                 running.attempt += 1
             with self._lock:
                 self._requeued.extendleft(reversed([running, *queued] if again else queued))
             if not again:
-                outcome = Outcome([None] * len(running.items), _everywhere(running, error))
-                self._finish(running, outcome)
+                self._finish(running, failed(len(running.items), make_error))
         if not self._stop_now:
             self._start_worker(worker.index)
 
@@ -358,11 +387,15 @@ class ProcessBackend:
             tasks.extend(sent.task for sent in worker.tasks.values())
             worker.tasks.clear()
         for task in tasks:
-            self._finish(task, Outcome([None] * len(task.items), _everywhere(task, error)))
+            self._finish(task, failed(len(task.items), partial(_same, error)))
 
 
-def _everywhere(task: Task, exc: BaseException) -> dict[int, BaseException]:
-    return dict.fromkeys(range(len(task.items)), exc)
+def _same(error: BaseException) -> BaseException:
+    return error
+
+
+def _terminated() -> BaseException:
+    return Cancelled("plait: the pool was terminated while this item was running")
 
 
 def dumps(obj: object) -> bytes:

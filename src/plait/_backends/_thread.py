@@ -11,14 +11,15 @@ thread's eventual result is dropped and it exits instead of taking more work.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
 from queue import Empty, SimpleQueue
 
 from .._cancel import set_current_token
-from .._errors import PoolClosed, TaskTimeout
-from .._task import Job, Outcome, Task, execute
+from .._errors import Cancelled, PoolClosed, TaskTimeout
+from .._task import Job, Outcome, Task, execute, failed
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 
@@ -34,7 +35,8 @@ class ThreadBackend:
         self._live: set[threading.Thread] = set()  # started, not abandoned, not yet exited
         self._all: list[threading.Thread] = []
         self._given_up: set[threading.Thread] = set()  # abandoned: never joined
-        self._timed: dict[threading.Thread, tuple[Task, float]] = {}  # running, with deadline
+        # Running tasks, with their deadline (inf when untimed).
+        self._running: dict[threading.Thread, tuple[Task, float]] = {}
         self._watchdog: threading.Thread | None = None
         self._started = False
         self._closed = False
@@ -85,9 +87,10 @@ class ThreadBackend:
     def _run(self, me: threading.Thread, task: Task) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
         retry = task.job.retry
-        if task.timeout is not None:
-            with self._cond:
-                self._timed[me] = (task, time.monotonic() + task.timeout)
+        deadline = math.inf if task.timeout is None else time.monotonic() + task.timeout
+        with self._cond:
+            self._running[me] = (task, deadline)
+            if task.timeout is not None:
                 self._cond.notify_all()
         set_current_token(task.token)
         try:
@@ -97,7 +100,7 @@ class ThreadBackend:
         with self._cond:
             if me not in self._live:
                 return False
-            self._timed.pop(me, None)
+            del self._running[me]
         task.finish(task, outcome)
         return True
 
@@ -105,14 +108,14 @@ class ThreadBackend:
         with self._cond:
             while not (self._closed and not self._live):
                 now = time.monotonic()
-                for thread, (task, deadline) in list(self._timed.items()):
-                    if deadline <= now and self._timed.get(thread, (None,))[0] is task:
+                for thread, (task, deadline) in list(self._running.items()):
+                    if deadline <= now and self._running.get(thread, (None,))[0] is task:
                         self._abandon(thread, task)
-                deadlines = [deadline for _, deadline in self._timed.values()]
-                self._cond.wait(max(0.0, min(deadlines) - now) if deadlines else None)
+                deadline = min((d for _, d in self._running.values()), default=math.inf)
+                self._cond.wait(None if deadline == math.inf else max(0.0, deadline - now))
 
     def _abandon(self, thread: threading.Thread, task: Task) -> None:  # holding _cond
-        del self._timed[thread]
+        del self._running[thread]
         self._live.discard(thread)
         self._given_up.add(thread)
         self.abandoned += 1
@@ -138,7 +141,7 @@ class ThreadBackend:
             pass
         self._cond.release()  # finish() takes the owner's locks: never hold ours meanwhile
         try:
-            task.finish(task, Outcome([None] * len(task.items), {0: error}))
+            task.finish(task, Outcome([None], {0: error}))
         finally:
             self._cond.acquire()
 
@@ -162,12 +165,20 @@ class ThreadBackend:
         """Drop pending work; give running tasks a moment (their tokens are cancelled by their
         owners), then abandon the threads that are still busy."""
         self.shutdown(wait=False, cancel_pending=True)
+        with self._cond:
+            for task, _ in self._running.values():
+                if task.token is not None:
+                    task.token.cancel()
         if not self._wait_for_threads(TERMINATE_GRACE):
             with self._cond:
                 self._given_up.update(self._live)
                 self.abandoned += len(self._live)
                 self._live.clear()
+                stuck = [task for task, _ in self._running.values()]
+                self._running.clear()
                 self._cond.notify_all()
+            for task in stuck:  # their results will be dropped: settle them now
+                task.finish(task, failed(len(task.items), _terminated))
             self._wait_for_threads(None)
 
     def _wait_for_threads(self, timeout: float | None) -> bool:
@@ -195,3 +206,7 @@ class ThreadBackend:
                 task.discard()
         for _ in range(sentinels):
             self._queue.put(None)
+
+
+def _terminated() -> BaseException:
+    return Cancelled("plait: the pool was terminated while this item was running")

@@ -1,0 +1,108 @@
+"""Ctrl-C and interpreter exit, for real: a child Python running a map, sent SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import plait
+
+    def slow(x):
+        if x >= 0:
+            sys.stdout.write(f"started {os.getpid()}\\n")  # one write: threads do not mix
+            sys.stdout.flush()
+            time.sleep(60)
+        return x
+
+    backend, mode = sys.argv[1], sys.argv[2]
+    if mode == "interrupt":
+        try:
+            for _ in plait.map(slow, range(100), backend=backend, workers=2, chunksize=1):
+                pass
+        except KeyboardInterrupt:
+            print(f"interrupted {time.monotonic()}", flush=True)
+            raise
+    else:  # abandon: take one result, leave the map running, and let the script end
+        results = plait.map(slow, range(-1, 100), backend=backend, workers=2, chunksize=1)
+        assert next(results) == -1
+        sys.stdin.readline()  # the test says when both workers are busy
+        print(f"ending {time.monotonic()}", flush=True)
+    """
+)
+
+
+@contextmanager
+def run_script(tmp_path: Path, backend: str, mode: str) -> Iterator[subprocess.Popen[str]]:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), backend, mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: Ctrl-C is sent to the whole group
+    )
+    try:
+        yield proc
+    finally:  # a failed test must not leave the script or its workers behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
+def wait_for_starts(proc: subprocess.Popen[str], count: int) -> set[int]:
+    assert proc.stdout is not None
+    pids = set()
+    for _ in range(count):
+        line = proc.stdout.readline()
+        assert line.startswith("started"), line
+        pids.add(int(line.split()[1]))
+    return pids
+
+
+def gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.timeout(30)
+def test_one_ctrl_c_stops_the_map_within_a_second(backend: str, tmp_path: Path) -> None:
+    with run_script(tmp_path, backend, "interrupt") as proc:
+        pids = wait_for_starts(proc, 2)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = proc.communicate(timeout=20)
+    assert "KeyboardInterrupt" in err
+    interrupted = float(out.split("interrupted ")[1].split()[0])
+    assert interrupted - sent < 1.0, f"KeyboardInterrupt came {interrupted - sent:.2f}s later"
+    assert proc.returncode == -signal.SIGINT
+    if backend == "process":
+        assert len(pids) == 2
+        assert all(gone(pid) for pid in pids), "a worker process outlived the interrupt"
+
+
+@pytest.mark.timeout(30)
+def test_interpreter_exits_promptly_with_a_map_abandoned_midway(
+    backend: str, tmp_path: Path
+) -> None:
+    with run_script(tmp_path, backend, "abandon") as proc:
+        pids = wait_for_starts(proc, 2)
+        out, err = proc.communicate("go\n", timeout=20)
+        exited = time.monotonic()
+    assert proc.returncode == 0, err
+    ending = float(out.split("ending ")[1].split()[0])
+    assert exited - ending < 5, f"exit took {exited - ending:.1f}s"  # not the tasks' 60 s
+    if backend == "process":
+        assert all(gone(pid) for pid in pids), "a worker process outlived the interpreter"
