@@ -186,7 +186,7 @@ def test_time_is_spent_concurrently_on_threads() -> None:
 def test_fork_start_method_when_asked() -> None:
     import os
 
-    with plait.Pool("process", workers=2, start_method="fork") as pool:
+    with plait.Pool("process", workers=plait.Workers(2, start_method="fork")) as pool:
         assert list(pool.map(lambda x: x * 3, range(50))) == [x * 3 for x in range(50)]
         assert pool.submit(os.getpid).result(timeout=30) != os.getpid()
         crashed = pool.submit(os._exit, 4)
@@ -197,6 +197,6 @@ def test_fork_start_method_when_asked() -> None:
 
 def test_start_method_is_checked() -> None:
     with pytest.raises(ValueError, match="start_method must be 'spawn'"):
-        plait.Pool("process", start_method="forkserver")
+        plait.Workers(start_method="forkserver")
     with pytest.raises(ValueError, match="applies to backend='process' only"):
-        plait.Pool("thread", start_method="fork")
+        plait.Pool("thread", plait.Workers(start_method="fork"))

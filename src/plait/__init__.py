@@ -18,6 +18,8 @@ from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._events import MapObserver as MapObserver
 from ._retry import Retry as Retry
+from ._workers import Workers as Workers
+from ._workers import worker_state as worker_state
 
 if TYPE_CHECKING:
     from . import sync as sync
@@ -50,10 +52,12 @@ __all__ = [
     "Retry",
     "TaskTimeout",
     "WorkerCrashed",
+    "Workers",
     "cancelled",
     "checkpoint",
     "map",
     "sync",
+    "worker_state",
 ]
 
 

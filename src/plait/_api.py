@@ -9,6 +9,7 @@ from . import _validate as check
 from ._pool import MapOptions, Pool
 from ._retry import Retry
 from ._scheduler import MapIterator
+from ._workers import Workers
 
 R = TypeVar("R")
 
@@ -17,7 +18,7 @@ R = TypeVar("R")
 def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
-    workers: int | None = None,
+    workers: int | Workers | None = None,
     backend: str = "thread",
     ordered: bool = True,
     chunksize: int | None = None,
@@ -32,7 +33,7 @@ def map(
 def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
-    workers: int | None = None,
+    workers: int | Workers | None = None,
     backend: str = "thread",
     ordered: bool = True,
     chunksize: int | None = None,
@@ -46,7 +47,7 @@ def map(
 def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
-    workers: int | None = None,
+    workers: int | Workers | None = None,
     backend: str = "thread",
     ordered: bool = True,
     chunksize: int | None = None,

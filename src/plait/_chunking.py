@@ -30,8 +30,10 @@ class ChunkSizer:
         *,
         fixed: int | None = None,
         total: int | None = None,
+        limit: int | None = None,
     ) -> None:
-        self._fixed = fixed
+        self._fixed = fixed if fixed is None or limit is None else min(fixed, limit)
+        self._limit = min(MAX_BATCH, limit or MAX_BATCH)
         self._target = TARGET_SECONDS.get(backend, TARGET_SECONDS["process"])
         self._workers = workers
         self._remaining = total
@@ -40,7 +42,7 @@ class ChunkSizer:
 
     @property
     def max_size(self) -> int:
-        return self._fixed or MAX_BATCH
+        return self._fixed or self._limit
 
     def observe(self, items: int, elapsed: float, sent_bytes: int = 0) -> None:
         """Learn from a finished batch of ``items`` that took ``elapsed`` seconds of work and
@@ -51,7 +53,7 @@ class ChunkSizer:
         self._per_item = per_item if self._per_item is None else (self._per_item + per_item) / 2
         ideal = self._target / max(self._per_item, 1e-9)
         by_bytes = MAX_BATCH_BYTES * items // sent_bytes if sent_bytes else MAX_BATCH
-        self._size = max(1, min(MAX_BATCH, int(ideal), by_bytes, self._size * GROWTH))
+        self._size = max(1, min(self._limit, int(ideal), by_bytes, self._size * GROWTH))
 
     def next_size(self) -> int:
         """The size of the next batch; the caller reports what it really took with ``taken``."""

@@ -16,13 +16,14 @@ from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _validate as check
-from ._backends import Backend, create_backend, default_workers
+from ._backends import Backend, create_backend
 from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._events import MapObserver, Observers
 from ._retry import Retry, as_retry
 from ._scheduler import MapIterator, MapRun
 from ._task import Job, Kind, Outcome, Task
+from ._workers import Workers, as_workers
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -33,30 +34,26 @@ _SUBMIT_JOBS_CACHED = 64  # functions a process pool keeps shipped for submit()
 class Pool(Executor):
     """Workers of one backend (``"thread"`` or ``"process"``), started on first use.
 
-    ``task_timeout`` and ``retries`` apply to ``submit`` and are the defaults of ``map``.
-    ``start_method`` (processes only): ``"spawn"`` (the default) starts each worker as a fresh
-    interpreter; ``"fork"`` copies this process, which is faster to start but unsafe in a
-    program that runs other threads.
+    ``workers`` is a count, or a ``plait.Workers`` for an initializer, recycling and the start
+    method. ``task_timeout`` and ``retries`` apply to ``submit`` and are the defaults of ``map``.
     """
 
     def __init__(
         self,
         backend: str = "thread",
-        workers: int | None = None,
+        workers: int | Workers | None = None,
         *,
         task_timeout: float | None = None,
         retries: int | Retry | None = None,
-        start_method: str | None = None,
     ) -> None:
         check.check_backend(backend, "plait.Pool")
         check.check_workers(workers, "plait.Pool")
-        check.check_start_method(start_method, backend, "plait.Pool")
+        spec = as_workers(workers)
+        spec.check_backend(backend, "plait.Pool")
         check.check_timeout(task_timeout, "plait.Pool", "task_timeout")
         self._task_timeout = task_timeout
         self._retry = as_retry(retries, "plait.Pool")
-        self._backend: Backend = create_backend(
-            backend, workers or default_workers(backend), start_method
-        )
+        self._backend: Backend = create_backend(backend, spec)
         self._submit_jobs: OrderedDict[Callable[..., Any], Job] = OrderedDict()
         self._closed = False
 
@@ -196,7 +193,9 @@ class Pool(Executor):
             backend,
             job,
             source,
-            sizer=ChunkSizer(backend.name, backend.workers, fixed=fixed, total=total),
+            sizer=ChunkSizer(
+                backend.name, backend.workers, fixed=fixed, total=total, limit=backend.batch_limit
+            ),
             ordered=options.ordered,
             errors=options.errors,
             deadline=options.deadline,

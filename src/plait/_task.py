@@ -75,9 +75,11 @@ class Outcome:
     sent_bytes: int = 0
 
 
-def failed(size: int, error: Callable[[], BaseException]) -> Outcome:
-    """The outcome of a batch of ``size`` items that all failed. Each item gets its own
-    exception object from ``error()`` where it can, since notes are added per item."""
+def failed(size: int, error: BaseException | Callable[[], BaseException]) -> Outcome:
+    """The outcome of a batch of ``size`` items that all failed with ``error``. Given a factory,
+    each item gets its own exception object, so that the notes added per item stay apart."""
+    if isinstance(error, BaseException):
+        return Outcome([None] * size, dict.fromkeys(range(size), error))
     return Outcome([None] * size, {offset: error() for offset in range(size)})
 
 

@@ -17,10 +17,14 @@ def check_fn(fn: object, where: str) -> None:
 
 
 def check_workers(workers: object, where: str) -> None:
-    if workers is None:
+    from ._workers import Workers
+
+    if workers is None or isinstance(workers, Workers):
         return
     if isinstance(workers, bool) or not isinstance(workers, int):
-        raise TypeError(f"{where}: workers must be an int >= 1 or None, got {workers!r}")
+        raise TypeError(
+            f"{where}: workers must be an int >= 1, a plait.Workers or None, got {workers!r}"
+        )
     if workers < 1:
         raise ValueError(
             f"{where}: workers must be >= 1, got {workers}; "
@@ -85,15 +89,3 @@ def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | N
     if known and len(known) == len(lengths):
         return known[0]
     return None
-
-
-def check_start_method(start_method: object, backend: str, where: str) -> None:
-    if start_method is None:
-        return
-    if start_method not in ("spawn", "fork"):
-        raise ValueError(
-            f"{where}: start_method must be 'spawn' (safe, the default) or 'fork', "
-            f"got {start_method!r}"
-        )
-    if backend != "process":
-        raise ValueError(f"{where}: start_method applies to backend='process' only")

@@ -22,6 +22,7 @@ from typing import Any
 from . import _wire as wire
 from ._retry import Retry
 from ._task import Kind, Outcome, execute
+from ._workers import Workers, start_worker
 
 PLAIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOTSTRAP = (
@@ -48,10 +49,11 @@ def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     jobs: dict[int, Any] = {}
+    init_error: BaseException | None = None
     while (body := wire.recv_frame(sock)) is not None:
         tag, a, b, kind, payload = wire.parse(body)
-        if tag == wire.INIT:  # the parent's sys.path, so its modules import here too
-            sys.path[:0] = [p for p in pickle.loads(payload) if p not in sys.path]
+        if tag == wire.INIT:  # the parent's sys.path (so its modules import), the initializer
+            init_error = initialize(payload)
         elif tag == wire.DEF:
             try:
                 fn, files, retry = pickle.loads(payload)
@@ -64,8 +66,21 @@ def main(fd: int) -> None:
             jobs.pop(a, None)
         elif tag == wire.RUN:
             fn, retry = jobs[b]
-            result = run(fn, retry, Kind(kind), payload)
+            result = run(Unloadable(init_error) if init_error else fn, retry, Kind(kind), payload)
             wire.send_frame(sock, wire.frame(wire.DONE, a, payload=result))
+
+
+def initialize(payload: memoryview) -> BaseException | None:
+    """Apply the INIT frame; returns the initializer's error, if any."""
+    sys_path, spec_blob = pickle.loads(payload)
+    sys.path[:0] = [p for p in sys_path if p not in sys.path]
+    try:
+        spec = pickle.loads(spec_blob)  # after sys.path: it may name the parent's modules
+    except BaseException as exc:
+        exc.add_note("plait: the worker's initializer could not be loaded in the worker process")
+        start_worker(Workers())
+        return exc
+    return start_worker(spec)
 
 
 def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> bytes:

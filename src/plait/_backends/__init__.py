@@ -12,6 +12,7 @@ import weakref
 from typing import Protocol
 
 from .._task import Job, Task
+from .._workers import Workers
 
 BACKENDS = ("thread", "process")
 
@@ -19,6 +20,7 @@ BACKENDS = ("thread", "process")
 class Backend(Protocol):
     name: str
     workers: int
+    batch_limit: int | None  # the most items a batch may carry (None: no limit of its own)
 
     def submit(self, task: Task) -> None:
         """Queue a task; raises PoolClosed after shutdown."""
@@ -42,15 +44,15 @@ def default_workers(backend: str) -> int:
     return min(32, cores + 4) if backend == "thread" else cores
 
 
-def create_backend(name: str, workers: int, start_method: str | None = None) -> Backend:
+def create_backend(name: str, spec: Workers) -> Backend:
     if name == "thread":
         from ._thread import ThreadBackend
 
-        return ThreadBackend(workers)
+        return ThreadBackend(spec)
     if name == "process":
         from ._process import ProcessBackend
 
-        return ProcessBackend(workers, start_method or "spawn")
+        return ProcessBackend(spec)
     raise ValueError(f"unknown backend {name!r}")  # validated earlier; kept as a guard
 
 

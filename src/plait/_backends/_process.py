@@ -46,7 +46,8 @@ from .._errors import (
     WorkerCrashed,
 )
 from .._task import Job, Outcome, Task, failed
-from . import track
+from .._workers import Workers
+from . import default_workers, track
 from ._launch import launch
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
@@ -54,7 +55,7 @@ KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
 
 
 class _Worker:
-    def __init__(self, index: int, start_method: str) -> None:
+    def __init__(self, index: int, start_method: str, init: bytes, max_tasks: int | None) -> None:
         parent_end, child_end = socket.socketpair()
         self.index = index
         try:
@@ -68,7 +69,17 @@ class _Worker:
         self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
         self.jobs: set[int] = set()
         self.head_started = 0.0  # when the first task in flight began running
-        self.writer.add(wire.frame(wire.INIT, payload=pickle.dumps(sys.path)))
+        self.items_sent = 0  # for recycling after Workers.max_tasks items
+        self.max_tasks = max_tasks
+        self.writer.add(wire.frame(wire.INIT, payload=init))
+
+    def fits(self, task: Task) -> bool:
+        return self.max_tasks is None or self.items_sent + len(task.items) <= self.max_tasks
+
+    @property
+    def retiring(self) -> bool:
+        """It has been given its quota of items: it gets no more, and goes once it is idle."""
+        return self.max_tasks is not None and self.items_sent >= self.max_tasks
 
     def stop(self) -> int:
         """Kill the process (SIGTERM, then SIGKILL after a grace) and reap it."""
@@ -106,9 +117,12 @@ def crash_message(pid: int, returncode: int) -> str:
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, workers: int, start_method: str = "spawn") -> None:
-        self.workers = workers
-        self.start_method = start_method
+    def __init__(self, spec: Workers) -> None:
+        self.spec = spec
+        self.workers = spec.count or default_workers("process")
+        self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
+        self.start_method = spec.start_method or "spawn"
+        self._init: bytes | None = None
         self._lock = threading.Lock()
         self._pending: deque[Task] = deque()  # not started yet
         self._requeued: deque[Task] = deque()  # started, sent to a worker that died before them
@@ -222,7 +236,10 @@ class ProcessBackend:
                 self._finish(sent.task, failed(len(sent.task.items), _terminated))
 
     def _start_worker(self, index: int) -> None:
-        worker = _Worker(index, self.start_method)
+        if self._init is None:  # what every worker gets first: sys.path and the initializer
+            init_spec = Workers(initializer=self.spec.initializer, initargs=self.spec.initargs)
+            self._init = pickle.dumps((sys.path, dumps(init_spec)))
+        worker = _Worker(index, self.start_method, self._init, self.spec.max_tasks)
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
@@ -237,13 +254,20 @@ class ProcessBackend:
     def _assign(self) -> None:
         # Fill the emptiest workers first, so a lone task never queues behind another.
         for slot in range(TASKS_PER_WORKER):
-            for worker in self._workers:
-                if len(worker.tasks) > slot:
+            for worker in list(self._workers):
+                if len(worker.tasks) > slot or worker.retiring:
                     continue
                 task = self._next_task()
                 if task is None:
                     return
-                self._send(worker, task)
+                if worker.fits(task):
+                    self._send(worker, task)
+                    continue
+                with self._lock:  # over its quota: it takes no more, this task waits for another
+                    self._requeued.appendleft(task)
+                worker.items_sent = worker.max_tasks or 0
+                if not worker.tasks:
+                    self._recycle(worker)
 
     def _next_task(self) -> Task | None:
         with self._lock:
@@ -262,7 +286,7 @@ class ProcessBackend:
                 payload = job.payload()
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
-                self._finish(task, failed(len(task.items), partial(_same, exc)))
+                self._finish(task, failed(len(task.items), exc))
                 return
             worker.writer.add(wire.frame(wire.DEF, job.id, payload=payload))
             worker.jobs.add(job.id)
@@ -273,6 +297,7 @@ class ProcessBackend:
         if not worker.tasks:
             worker.head_started = time.monotonic()
         worker.tasks[id(task)] = sent
+        worker.items_sent += len(task.items)
         worker.writer.add(wire.frame(wire.RUN, id(task), job.id, job.kind, sent.blob))
         self._want_write(worker)
 
@@ -343,6 +368,16 @@ class ProcessBackend:
         values, encoded, elapsed = pickle.loads(payload)
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
         self._finish(sent.task, sent.outcome(values, errors, elapsed))
+        if worker.retiring and not worker.tasks:
+            self._recycle(worker)
+
+    def _recycle(self, worker: _Worker) -> None:
+        """Replace a worker that ran its quota of items: EOF ends it, a fresh one starts."""
+        self._selector.unregister(worker.sock)
+        self._workers.remove(worker)
+        worker.sock.close()
+        worker.reap(time.monotonic() + 5)
+        self._start_worker(worker.index)
 
     def _lose_worker(self, worker: _Worker, error: Callable[[], BaseException] | None) -> None:
         """End a worker that died (error None: WorkerCrashed) or overran (error: TaskTimeout).
@@ -387,11 +422,7 @@ class ProcessBackend:
             tasks.extend(sent.task for sent in worker.tasks.values())
             worker.tasks.clear()
         for task in tasks:
-            self._finish(task, failed(len(task.items), partial(_same, error)))
-
-
-def _same(error: BaseException) -> BaseException:
-    return error
+            self._finish(task, failed(len(task.items), error))
 
 
 def _terminated() -> BaseException:

@@ -20,15 +20,19 @@ from queue import Empty, SimpleQueue
 from .._cancel import set_current_token
 from .._errors import Cancelled, PoolClosed, TaskTimeout
 from .._task import Job, Outcome, Task, execute, failed
+from .._workers import Workers, start_worker
+from . import default_workers
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 
 
 class ThreadBackend:
     name = "thread"
+    batch_limit: int | None = None
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+    def __init__(self, spec: Workers) -> None:
+        self.spec = spec
+        self.workers = spec.count or default_workers("thread")
         self.abandoned = 0  # threads given up on after a timeout or a terminate
         self._queue: SimpleQueue[Task | None] = SimpleQueue()
         self._cond = threading.Condition(threading.Lock())
@@ -67,6 +71,7 @@ class ThreadBackend:
     def _work(self, first: Task | None = None) -> None:
         me = threading.current_thread()
         task = first
+        init_error = start_worker(self.spec)
         try:
             while True:
                 if task is None:
@@ -76,7 +81,7 @@ class ThreadBackend:
                     if not task.start():
                         task = None
                         continue
-                if not self._run(me, task):
+                if not self._run(me, task, init_error):
                     return  # abandoned: the item already has its TaskTimeout, or runs elsewhere
                 task = None
         finally:
@@ -84,7 +89,7 @@ class ThreadBackend:
                 self._live.discard(me)
                 self._cond.notify_all()
 
-    def _run(self, me: threading.Thread, task: Task) -> bool:
+    def _run(self, me: threading.Thread, task: Task, init_error: BaseException | None) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
         retry = task.job.retry
         deadline = math.inf if task.timeout is None else time.monotonic() + task.timeout
@@ -94,7 +99,10 @@ class ThreadBackend:
                 self._cond.notify_all()
         set_current_token(task.token)
         try:
-            outcome = execute(task.job.fn, task.job.kind, task.items, retry)
+            if init_error is None:
+                outcome = execute(task.job.fn, task.job.kind, task.items, retry)
+            else:
+                outcome = failed(len(task.items), init_error)
         finally:
             set_current_token(None)
         with self._cond:

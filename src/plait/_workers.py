@@ -1,0 +1,91 @@
+"""How workers live: their count, an initializer, recycling, the start method; and the per-worker
+state a task can reach. A leaf: backends read a ``Workers``; tasks call ``worker_state()``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """Workers with more than a count: ``workers=plait.Workers(4, initializer=connect)``.
+
+    ``initializer(*initargs)`` runs once in each worker (each thread, each process) before its
+    first task, and again in any replacement worker; it can keep what tasks need in
+    ``plait.worker_state()``. If it raises, every task given to that worker fails with its
+    exception. ``max_tasks`` (processes only) recycles a worker process after it has run that
+    many items, e.g. to contain a leak. ``start_method`` (processes only): ``"spawn"`` (the
+    default: a fresh interpreter) or ``"fork"`` (faster to start, unsafe alongside threads).
+    """
+
+    count: int | None = None
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks: int | None = None
+    start_method: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("count", "max_tasks"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(
+                    f"plait.Workers: {name} must be an int >= 1 or None, got {value!r}"
+                )
+        if self.initializer is not None and not callable(self.initializer):
+            raise TypeError(
+                f"plait.Workers: initializer must be callable, got {self.initializer!r}"
+            )
+        if not isinstance(self.initargs, tuple):
+            raise TypeError(f"plait.Workers: initargs must be a tuple, got {self.initargs!r}")
+        if self.start_method not in (None, "spawn", "fork"):
+            raise ValueError(
+                "plait.Workers: start_method must be 'spawn' (safe, the default) or 'fork', "
+                f"got {self.start_method!r}"
+            )
+
+    def check_backend(self, backend: str, where: str) -> None:
+        if backend == "process":
+            return
+        for name in ("max_tasks", "start_method"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{where}: Workers.{name} applies to backend='process' only")
+
+
+def as_workers(workers: int | Workers | None) -> Workers:
+    return workers if isinstance(workers, Workers) else Workers(workers)
+
+
+_local = threading.local()
+
+
+def worker_state() -> dict[str, Any]:
+    """A dict private to the worker running the current task (a thread or a process).
+
+    It lives as long as the worker: an initializer can open a connection once and every task
+    on that worker reuses it. Outside a plait worker it raises RuntimeError.
+    """
+    state: dict[str, Any] | None = getattr(_local, "state", None)
+    if state is None:
+        raise RuntimeError(
+            "plait.worker_state() is only available inside a task or an initializer running "
+            "on a plait worker"
+        )
+    return state
+
+
+def start_worker(spec: Workers) -> BaseException | None:
+    """Set up this thread as a worker: fresh state, then the initializer. Returns its error."""
+    _local.state = {}
+    if spec.initializer is None:
+        return None
+    try:
+        spec.initializer(*spec.initargs)
+    except BaseException as exc:
+        exc.add_note("plait: the worker's initializer failed; its tasks fail with this error")
+        return exc
+    return None

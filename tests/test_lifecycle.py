@@ -1,0 +1,90 @@
+"""Worker lifecycle: initializers, per-worker state, recycling."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import plait
+
+
+def remember_worker(tag: str) -> None:
+    state = plait.worker_state()
+    state["tag"] = tag
+    state["who"] = (os.getpid(), threading.get_ident())
+    state["calls"] = 0
+
+
+def who_am_i(_: int) -> tuple[str, tuple[int, int], int]:
+    state = plait.worker_state()
+    state["calls"] += 1
+    return state["tag"], state["who"], state["calls"]
+
+
+def broken_initializer() -> None:
+    raise LookupError("no database today")
+
+
+def pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_initializer_runs_once_per_worker_and_tasks_reach_its_state(backend: str) -> None:
+    workers = plait.Workers(2, initializer=remember_worker, initargs=("db",))
+    results = list(plait.map(who_am_i, range(40), backend=backend, workers=workers, chunksize=1))
+    assert {tag for tag, _, _ in results} == {"db"}
+    seen = {who for _, who, _ in results}
+    assert 1 <= len(seen) <= 2
+    for who in seen:  # each worker counted its own calls, from one initializer run
+        counts = sorted(calls for _, w, calls in results if w == who)
+        assert counts == list(range(1, len(counts) + 1))
+
+
+def test_a_failing_initializer_fails_the_tasks_with_its_error(backend: str) -> None:
+    workers = plait.Workers(1, initializer=broken_initializer)
+    with pytest.raises(LookupError, match="no database today") as info:
+        list(plait.map(pid, range(3), backend=backend, workers=workers))
+    assert any("initializer failed" in note for note in info.value.__notes__)
+
+
+def test_worker_state_outside_a_worker_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="only available inside a task"):
+        plait.worker_state()
+
+
+def test_process_workers_are_recycled_after_max_tasks() -> None:
+    workers = plait.Workers(2, max_tasks=5)
+    with plait.Pool("process", workers) as pool:
+        pids = list(pool.map(pid, range(40)))
+        assert len(set(pids)) >= 40 // 5
+        for worker in set(pids):
+            assert pids.count(worker) <= 5
+        assert pool.submit(pid, 0).result(timeout=30) > 0  # the pool goes on
+
+
+def test_recycling_is_for_processes_only() -> None:
+    with pytest.raises(ValueError, match=r"Workers.max_tasks applies to backend='process' only"):
+        plait.Pool("thread", plait.Workers(max_tasks=3))
+
+
+def test_workers_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="count must be an int >= 1"):
+        plait.Workers(0)
+    with pytest.raises(TypeError, match="initializer must be callable"):
+        plait.Workers(initializer="setup")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="initargs must be a tuple"):
+        plait.Workers(initargs=[1])  # type: ignore[arg-type]
+
+
+def test_a_replacement_worker_runs_the_initializer_too() -> None:
+    workers = plait.Workers(1, initializer=remember_worker, initargs=("again",))
+    with plait.Pool("process", workers) as pool:
+        first = pool.submit(who_am_i, 0).result(timeout=30)
+        with pytest.raises(plait.WorkerCrashed):
+            pool.submit(os._exit, 1).result(timeout=30)
+        second = pool.submit(who_am_i, 0).result(timeout=30)
+    assert first[0] == second[0] == "again"
+    assert first[1] != second[1]
+    assert second[2] == 1  # a fresh worker, a fresh state
