@@ -20,6 +20,7 @@ DEF = 1  # a = job id; payload = the function (cloudpickle)
 RUN = 2  # a = task id, b = job id, kind; payload = the items
 FORGET = 3  # a = job id
 # worker → parent
+READY = 5  # the worker is set up (INIT done): its clock for task deadlines can start
 DONE = 4  # a = task id; payload = (values, errors, elapsed); errors[-1]: the whole batch
 
 
@@ -104,14 +105,19 @@ class FrameWriter:
     def add(self, buffers: list[bytes]) -> None:
         self._pending.extend(memoryview(b) for b in buffers)
 
-    def flush(self, sock: socket.socket) -> None:
+    def flush(self, sock: socket.socket) -> bool:
+        """Write what the socket takes now. False if the other end is gone (EPIPE, ECONNRESET)."""
         pending = self._pending
         while pending:
             try:
                 sent = sock.send(pending[0])
             except (BlockingIOError, InterruptedError):
-                return
+                return True
+            except OSError:
+                pending.clear()
+                return False
             if sent < len(pending[0]):
                 pending[0] = pending[0][sent:]
-                return
+                return True
             pending.popleft()
+        return True

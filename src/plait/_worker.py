@@ -48,12 +48,18 @@ def main(fd: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what to do with workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
+    with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
+        serve(sock)
+
+
+def serve(sock: socket.socket) -> None:
     jobs: dict[int, Any] = {}
     init_error: BaseException | None = None
     while (body := wire.recv_frame(sock)) is not None:
         tag, a, b, kind, payload = wire.parse(body)
         if tag == wire.INIT:  # the parent's sys.path (so its modules import), the initializer
             init_error = initialize(payload)
+            wire.send_frame(sock, wire.frame(wire.READY))
         elif tag == wire.DEF:
             try:
                 fn, files, retry = pickle.loads(payload)

@@ -69,6 +69,7 @@ class _Worker:
         self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
         self.jobs: set[int] = set()
         self.head_started = 0.0  # when the first task in flight began running
+        self.ready = False  # set up and listening: only then does it get tasks (and deadlines)
         self.items_sent = 0  # for recycling after Workers.max_tasks items
         self.max_tasks = max_tasks
         self.writer.add(wire.frame(wire.INIT, payload=init))
@@ -255,7 +256,7 @@ class ProcessBackend:
         # Fill the emptiest workers first, so a lone task never queues behind another.
         for slot in range(TASKS_PER_WORKER):
             for worker in list(self._workers):
-                if len(worker.tasks) > slot or worker.retiring:
+                if len(worker.tasks) > slot or worker.retiring or not worker.ready:
                     continue
                 task = self._next_task()
                 if task is None:
@@ -349,7 +350,9 @@ class ProcessBackend:
                 continue
             worker: _Worker = key.data
             if mask & selectors.EVENT_WRITE:
-                worker.writer.flush(worker.sock)
+                if not worker.writer.flush(worker.sock):  # the worker is gone
+                    self._lose_worker(worker, None)
+                    continue
                 if not worker.writer:
                     self._selector.modify(worker.sock, selectors.EVENT_READ, worker)
             if mask & selectors.EVENT_READ:
@@ -362,7 +365,10 @@ class ProcessBackend:
             self._expire()
 
     def _receive(self, worker: _Worker, body: bytes) -> None:
-        _, task_id, _, _, payload = wire.parse(body)
+        tag, task_id, _, _, payload = wire.parse(body)
+        if tag == wire.READY:
+            worker.ready = True
+            return
         sent = worker.tasks.pop(task_id)
         worker.head_started = time.monotonic()  # the worker starts its next task right away
         values, encoded, elapsed = pickle.loads(payload)
