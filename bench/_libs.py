@@ -19,8 +19,18 @@ from typing import Any, Literal
 
 Kind = Literal["thread", "process"]
 
-LIBS = ("serial", "plait", "concurrent.futures", "multiprocessing", "joblib", "mpire", "tqdm")
-"""Every library a scenario may run, in table order."""
+LIBS = (
+    "serial",
+    "plait",
+    "plait-fork",
+    "concurrent.futures",
+    "multiprocessing",
+    "joblib",
+    "mpire",
+    "tqdm",
+)
+"""Every library a scenario may run, in table order. `plait-fork` is plait with the start
+method the stdlib pools use on Linux (fork), which plait takes only when asked."""
 
 READS_ALL_INPUT = frozenset({"concurrent.futures", "tqdm"})
 """Libraries whose map submits the whole input before yielding a result (no endless input)."""
@@ -44,6 +54,7 @@ class Job:
 _MODULES = {
     "serial": "builtins",
     "plait": "plait",
+    "plait-fork": "plait",
     "concurrent.futures": "concurrent.futures",
     "multiprocessing": "multiprocessing.pool",
     "joblib": "joblib",
@@ -55,6 +66,13 @@ _MODULES = {
 def preload(lib: str) -> str:
     """Import `lib` (outside the timing) and return its version; `ModuleNotFoundError` if absent."""
     importlib.import_module(_MODULES[lib])
+    if lib.startswith("plait"):
+        # plait imports its engine on first use (so its worker processes start fast); import it
+        # here, outside the timing, as the peers' modules are.
+        for module in ("plait._api", "plait._backends._thread", "plait._backends._process"):
+            importlib.import_module(module)
+        importlib.import_module("cloudpickle")
+        lib = "plait"
     try:
         return importlib.metadata.version(lib)
     except importlib.metadata.PackageNotFoundError:
@@ -66,6 +84,7 @@ def label(lib: str, kind: Kind) -> str:
     names = {
         "serial": "builtin map (serial)",
         "plait": "plait.map",
+        "plait-fork": "plait.map (fork, asked for)",
         "concurrent.futures": f"{'Thread' if kind == 'thread' else 'Process'}PoolExecutor.map",
         "multiprocessing": f"multiprocessing {'ThreadPool' if kind == 'thread' else 'Pool'}.imap",
         "joblib": f"joblib Parallel ({'threading' if kind == 'thread' else 'loky'})",
@@ -82,6 +101,8 @@ def describe(lib: str, kind: Kind, workers: int | None, chunksize: int) -> str:
         return "-"
     if lib == "plait":
         return "defaults" if workers is None else f"defaults, workers={workers}"
+    if lib == "plait-fork":
+        return f"Workers({workers}, start_method='fork'), otherwise defaults"
     thread_default = min(32, cpus + 4)
     uses_executor = lib in ("concurrent.futures", "tqdm") and kind == "thread"
     n = workers if workers is not None else (thread_default if uses_executor else cpus)
@@ -102,6 +123,7 @@ def open_map(lib: str, job: Job) -> AbstractContextManager[Iterator[Any]]:
     adapters: dict[str, Callable[[Job], AbstractContextManager[Iterator[Any]]]] = {
         "serial": _serial,
         "plait": _plait,
+        "plait-fork": _plait_fork,
         "concurrent.futures": _futures,
         "multiprocessing": _multiprocessing,
         "joblib": _joblib,
@@ -124,6 +146,19 @@ def _plait(job: Job) -> Iterator[Iterator[Any]]:
         raise Unavailable("plait.map not available")
     with plait.map(job.fn, job.items, workers=job.workers, backend=job.kind) as results:
         yield results
+
+
+@contextmanager
+def _plait_fork(job: Job) -> Iterator[Iterator[Any]]:
+    import warnings
+
+    import plait
+
+    workers = plait.Workers(job.workers, start_method="fork")
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork beside threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with plait.map(job.fn, job.items, workers=workers, backend=job.kind) as results:
+            yield results
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from _scenarios import SAMPLE_EVERY, Outcome, Table
 from _tasks import IO_LATENCY
 
-PEERLESS = ("plait", "serial")
+PEERLESS = ("plait", "plait-fork", "serial")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from _tasks import IO_LATENCY
 Goal = Literal["vs_serial", "vs_best_peer", "of_ideal", "endless"]
 
 NO_SERIAL = tuple(lib for lib in LIBS if lib != "serial")
+THREAD_LIBS = tuple(lib for lib in LIBS if lib != "plait-fork")  # fork is about processes
+THREAD_NO_SERIAL = tuple(lib for lib in THREAD_LIBS if lib != "serial")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ SCENARIOS = (
         "Tiny tasks on threads",
         "`x * 2` per item: pure per-item overhead; builtin `map` is the baseline.",
         "map", "thread", "double", 200_000, 20_000, None, 1_000,
-        LIBS, "vs_serial", 3,
+        THREAD_LIBS, "vs_serial", 3,
     ),
     Scenario(
         "tiny-processes",
@@ -70,7 +72,7 @@ SCENARIOS = (
         "I/O-bound tasks on 64 threads",
         f"`time.sleep({IO_LATENCY})` per item; ideal = items x latency / workers.",
         "map", "thread", "sleep", 2_000, 640, 64, 1,
-        NO_SERIAL, "of_ideal", 97,
+        THREAD_NO_SERIAL, "of_ideal", 97,
     ),
     Scenario(
         "cpu",
@@ -84,7 +86,7 @@ SCENARIOS = (
         "Endless input on threads",
         "`x * 2` over an endless counting generator; take the first N results, then stop.",
         "endless", "thread", "double", 200_000, 20_000, None, 1_000,
-        LIBS, "endless", 5,
+        THREAD_LIBS, "endless", 5,
     ),
     Scenario(
         "endless-processes",
@@ -112,7 +114,7 @@ SCENARIOS = (
         "Cold start + one task, threads",
         "Create a pool of 2 threads, run one trivial task, shut down.",
         "map", "thread", "double", 1, 1, 2, 1,
-        NO_SERIAL, "vs_best_peer", 2,
+        THREAD_NO_SERIAL, "vs_best_peer", 2,
     ),
 )  # fmt: skip
 
