@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cancel import cancelled as cancelled
 from ._cancel import checkpoint as checkpoint
+from ._cancel import sleep as sleep
 from ._errors import Cancelled as Cancelled
 from ._errors import PlaitError as PlaitError
 from ._errors import PoolClosed as PoolClosed
@@ -24,8 +25,11 @@ from ._workers import worker_state as worker_state
 if TYPE_CHECKING:
     from . import sync as sync
     from ._api import map as map
+    from ._api import run as run
     from ._pool import Pool as Pool
     from ._scheduler import MapIterator as MapIterator
+    from ._taskgroup import TaskGroup as TaskGroup
+    from ._taskgroup import TaskHandle as TaskHandle
     from .sync import DeadlockError as DeadlockError
 
 # Imported on first use: a worker process imports this package too, and should start fast.
@@ -34,6 +38,9 @@ _LAZY = {
     "MapIterator": "._scheduler",
     "Pool": "._pool",
     "map": "._api",
+    "run": "._api",
+    "TaskGroup": "._taskgroup",
+    "TaskHandle": "._taskgroup",
     "sync": ".sync",
 }
 
@@ -50,12 +57,16 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "Retry",
+    "TaskGroup",
+    "TaskHandle",
     "TaskTimeout",
     "WorkerCrashed",
     "Workers",
     "cancelled",
     "checkpoint",
     "map",
+    "run",
+    "sleep",
     "sync",
     "worker_state",
 ]

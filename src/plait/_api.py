@@ -9,6 +9,7 @@ from . import _validate as check
 from ._pool import MapOptions, Pool
 from ._retry import Retry
 from ._scheduler import MapIterator
+from ._taskgroup import TaskGroup
 from ._workers import Workers
 
 R = TypeVar("R")
@@ -80,3 +81,62 @@ def map(
         owns_pool=True,
     )
     return Pool(backend, workers)._map(fn, iterables, options)
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+
+
+@overload
+def run(a: Callable[[], A], /, *, backend: str = ..., timeout: float | None = ...) -> tuple[A]: ...
+@overload
+def run(
+    a: Callable[[], A], b: Callable[[], B], /, *, backend: str = ..., timeout: float | None = ...
+) -> tuple[A, B]: ...
+@overload
+def run(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    c: Callable[[], C],
+    /,
+    *,
+    backend: str = ...,
+    timeout: float | None = ...,
+) -> tuple[A, B, C]: ...
+@overload
+def run(
+    a: Callable[[], A],
+    b: Callable[[], B],
+    c: Callable[[], C],
+    d: Callable[[], D],
+    /,
+    *,
+    backend: str = ...,
+    timeout: float | None = ...,
+) -> tuple[A, B, C, D]: ...
+@overload
+def run(
+    *fns: Callable[[], Any], backend: str = ..., timeout: float | None = ...
+) -> tuple[Any, ...]: ...
+
+
+def run(
+    *fns: Callable[[], Any], backend: str = "thread", timeout: float | None = None
+) -> tuple[Any, ...]:
+    """Run the functions concurrently, one worker each; return their results in order.
+
+    The first failure cancels the others (see TaskGroup) and is raised; when several failed,
+    they are raised together as an ExceptionGroup. ``functools.partial`` passes arguments.
+    """
+    for fn in fns:
+        check.check_fn(fn, "plait.run")
+    try:
+        with TaskGroup(max(1, len(fns)), backend, timeout=timeout) as group:
+            handles = [group.submit(fn) for fn in fns]
+    except BaseExceptionGroup as failed:
+        if len(failed.exceptions) == 1:
+            raise failed.exceptions[0] from None
+        raise
+    return tuple(handle.result() for handle in handles)

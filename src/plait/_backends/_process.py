@@ -51,6 +51,9 @@ from . import default_workers, track
 from ._launch import launch
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
+# A second task waits behind the first, so it is sent only when that pays: batches are short
+# (the round trip would be a noticeable gap) and no other worker could start it sooner.
+PREFETCH_BELOW = 0.02
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
 
 
@@ -124,6 +127,7 @@ class ProcessBackend:
         self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
         self.start_method = spec.start_method or "spawn"
         self._init: bytes | None = None
+        self._typical: float | None = None  # how long a batch takes, lately
         self._lock = threading.Lock()
         self._pending: deque[Task] = deque()  # not started yet
         self._requeued: deque[Task] = deque()  # started, sent to a worker that died before them
@@ -254,7 +258,12 @@ class ProcessBackend:
 
     def _assign(self) -> None:
         # Fill the emptiest workers first, so a lone task never queues behind another.
-        for slot in range(TASKS_PER_WORKER):
+        prefetch = (
+            self._typical is not None
+            and self._typical < PREFETCH_BELOW
+            and all(worker.ready for worker in self._workers)
+        )
+        for slot in range(TASKS_PER_WORKER if prefetch else 1):
             for worker in list(self._workers):
                 if len(worker.tasks) > slot or worker.retiring or not worker.ready:
                     continue
@@ -372,6 +381,7 @@ class ProcessBackend:
         sent = worker.tasks.pop(task_id)
         worker.head_started = time.monotonic()  # the worker starts its next task right away
         values, encoded, elapsed = pickle.loads(payload)
+        self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
         self._finish(sent.task, sent.outcome(values, errors, elapsed))
         if worker.retiring and not worker.tasks:

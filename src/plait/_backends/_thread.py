@@ -42,17 +42,18 @@ class ThreadBackend:
         # Running tasks, with their deadline (inf when untimed).
         self._running: dict[threading.Thread, tuple[Task, float]] = {}
         self._watchdog: threading.Thread | None = None
-        self._started = False
+        # Threads start on demand, up to `workers`: when no idle thread is left for a new task.
+        self._idle = 0  # threads waiting on the queue
+        self._unclaimed = 0  # tasks on the queue that no thread has taken yet
         self._closed = False
 
     def submit(self, task: Task) -> None:
         with self._cond:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
-            if not self._started:  # started on first use: an idle pool costs nothing
-                self._started = True
-                for _ in range(self.workers):
-                    self._start_thread()
+            self._unclaimed += 1
+            if self._idle < self._unclaimed and len(self._live) < self.workers:
+                self._start_thread()
             if task.timeout is not None and self._watchdog is None:
                 self._watchdog = threading.Thread(
                     target=self._watch, name="plait-thread-watchdog", daemon=True
@@ -67,6 +68,8 @@ class ThreadBackend:
         self._live.add(thread)
         self._all.append(thread)
         thread.start()
+        if self._closed:  # a replacement after shutdown: it needs its own way out
+            self._queue.put(None)
 
     def _work(self, first: Task | None = None) -> None:
         me = threading.current_thread()
@@ -75,7 +78,7 @@ class ThreadBackend:
         try:
             while True:
                 if task is None:
-                    task = self._queue.get()
+                    task = self._take()
                     if task is None:
                         return
                     if not task.start():
@@ -88,6 +91,16 @@ class ThreadBackend:
             with self._cond:
                 self._live.discard(me)
                 self._cond.notify_all()
+
+    def _take(self) -> Task | None:
+        with self._cond:
+            self._idle += 1
+        task = self._queue.get()
+        with self._cond:
+            self._idle -= 1
+            if task is not None:
+                self._unclaimed -= 1
+        return task
 
     def _run(self, me: threading.Thread, task: Task, init_error: BaseException | None) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
@@ -163,8 +176,10 @@ class ThreadBackend:
             self._cond.notify_all()
         if cancel_pending:
             self._drop_pending()
-        if first_call and self._started:
-            for _ in range(self.workers):
+        if first_call:
+            with self._cond:
+                exits = len(self._live)
+            for _ in range(exits):
                 self._queue.put(None)  # after the pending tasks: they still run
         if wait:
             self._wait_for_threads(None)
@@ -211,6 +226,8 @@ class ThreadBackend:
             if task is None:
                 sentinels += 1
             else:
+                with self._cond:
+                    self._unclaimed -= 1
                 task.discard()
         for _ in range(sentinels):
             self._queue.put(None)

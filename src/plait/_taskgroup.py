@@ -1,0 +1,246 @@
+"""Structured concurrency for plain functions: ``TaskGroup`` and ``run``.
+
+    with plait.TaskGroup() as tg:          # nothing started here outlives the block
+        a = tg.submit(fetch, url_a)        # a TaskHandle
+        b = tg.submit(fetch, url_b)
+    a.result(), b.result()
+
+When a task fails, the group is cancelled: tasks not yet started never start, running thread
+tasks are told to stop (``plait.cancelled()`` turns True, ``plait.sleep`` and
+``plait.checkpoint()`` raise ``plait.Cancelled``), running process tasks are terminated. Leaving
+the block waits for every task, then raises every failure together as an ExceptionGroup.
+Cancellation is cooperative on threads: a thread task that never looks keeps the block waiting.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from . import _validate as check
+from ._cancel import CancelToken, current_token
+from ._errors import Cancelled
+from ._pool import Pool
+from ._task import Outcome, Task
+from ._workers import Workers
+
+R = TypeVar("R")
+P = ParamSpec("P")
+
+PENDING, RUNNING, FINISHED, CANCELLED = "pending", "running", "finished", "cancelled"
+UNBOUNDED = sys.maxsize  # a TaskGroup on threads starts a thread for every task that waits
+
+
+class TaskHandle(Generic[R]):
+    """A task started with ``TaskGroup.submit``."""
+
+    __slots__ = ("_error", "_group", "_state", "_token", "_value")
+
+    def __init__(self, group: TaskGroup, token: CancelToken) -> None:
+        self._group = group
+        self._token = token
+        self._state = PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<plait.TaskHandle {self._state}>"
+
+    def done(self) -> bool:
+        """True once the task finished, failed or was cancelled."""
+        return self._state in (FINISHED, CANCELLED)
+
+    def cancelled(self) -> bool:
+        return self._state == CANCELLED
+
+    def cancel(self) -> bool:
+        """Cancel this task alone: if it has not started it never will; if it runs on a thread
+        it is told to stop. False if it was already done."""
+        with self._group._cond:
+            if self.done():
+                return False
+            if self._state == PENDING:
+                self._state = CANCELLED
+                self._group._cond.notify_all()
+        self._token.cancel()
+        return True
+
+    def result(self, timeout: float | None = None) -> R:
+        """The task's return value (waiting up to ``timeout`` seconds); raises its exception,
+        ``plait.Cancelled`` if it was cancelled, ``TimeoutError`` if it is not done in time."""
+        self._group._wait_for(self, timeout)
+        if self._state == CANCELLED:
+            raise Cancelled("plait: this task was cancelled")
+        if self._error is not None:
+            raise self._error
+        value: R = self._value
+        return value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._group._wait_for(self, timeout)
+        if self._state == CANCELLED:
+            raise Cancelled("plait: this task was cancelled")
+        return self._error
+
+    # -- called by the backend -------------------------------------------------------------
+
+    def _start(self) -> bool:
+        with self._group._cond:
+            if self._state == PENDING and not self._token.cancelled:
+                self._state = RUNNING
+                return True
+            self._state = CANCELLED
+            self._group._cond.notify_all()
+            return False
+
+    def _finish(self, _task: Task, outcome: Outcome) -> None:
+        error = outcome.errors.get(0)
+        with self._group._cond:
+            if error is None:
+                self._value, self._state = outcome.values[0], FINISHED
+            elif isinstance(error, Cancelled) and self._token.cancelled:
+                self._state = CANCELLED  # it stopped because it was asked to
+            else:
+                self._error, self._state = error, FINISHED
+            self._group._cond.notify_all()
+        if self._state == FINISHED and error is not None:
+            self._group._fail(error)
+
+    def _discard(self) -> None:
+        with self._group._cond:
+            if not self.done():
+                self._state = CANCELLED
+                self._group._cond.notify_all()
+
+
+class TaskGroup:
+    """Run functions concurrently; none outlives the ``with`` block, and failures cancel the rest.
+
+    ``workers``: how many tasks run at once (threads: no limit by default, a thread per running
+    task; processes: one per core). ``timeout``: seconds for the whole group, counted from
+    entering the block; past it, the tasks are cancelled and leaving the block raises
+    TimeoutError. A group made inside a task of another group is cancelled with it.
+    """
+
+    def __init__(
+        self,
+        workers: int | Workers | None = None,
+        backend: str = "thread",
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        check.check_backend(backend, "plait.TaskGroup")
+        check.check_workers(workers, "plait.TaskGroup")
+        check.check_timeout(timeout, "plait.TaskGroup")
+        if workers is None and backend == "thread":
+            workers = UNBOUNDED
+        self._pool = Pool(backend, workers)
+        self._timeout = timeout
+        self._deadline: float | None = None
+        self._cond = threading.Condition(threading.Lock())
+        self._handles: list[TaskHandle[Any]] = []
+        self._failures: list[BaseException] = []
+        self._token = CancelToken(current_token())  # nested in the task that made us, if any
+        self._entered = False
+        self._exited = False
+        self._timed_out = False
+
+    def __enter__(self) -> TaskGroup:
+        if self._entered:
+            raise RuntimeError("a plait.TaskGroup can be entered only once")
+        self._entered = True
+        if self._timeout is not None:
+            self._deadline = time.monotonic() + self._timeout
+        return self
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        """Start ``fn(*args, **kwargs)`` in the group; returns its handle at once."""
+        check.check_fn(fn, "TaskGroup.submit")
+        if not self._entered or self._exited:
+            raise RuntimeError("TaskGroup.submit: use it inside the group's `with` block")
+        handle: TaskHandle[R] = TaskHandle(self, CancelToken(self._token))
+        with self._cond:
+            self._handles.append(handle)
+        task = Task(
+            self._pool._job_for_submit(fn),
+            [(args, kwargs)],
+            start=handle._start,
+            finish=handle._finish,
+            discard=handle._discard,
+            token=handle._token,
+        )
+        self._pool._backend.submit(task)
+        return handle
+
+    def cancel(self) -> None:
+        """Cancel every task of the group (and of groups nested in them)."""
+        self._token.cancel()
+        if self._pool.backend == "process":
+            self._pool.terminate()  # a process cannot be asked: running tasks are ended
+
+    def _fail(self, error: BaseException) -> None:
+        with self._cond:
+            self._failures.append(error)
+            first = len(self._failures) == 1
+        if first:
+            self.cancel()
+
+    def _wait_for(self, handle: TaskHandle[Any], timeout: float | None) -> None:
+        with self._cond:
+            if not self._cond.wait_for(handle.done, timeout):
+                raise TimeoutError("the task did not finish in time")
+
+    def _wait_all(self) -> None:
+        """Wait for every task; at the group's deadline cancel them, then wait for them to end."""
+        with self._cond:
+            while not all(h.done() for h in self._handles):
+                if self._deadline is not None and not self._timed_out:
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._timed_out = True
+                        self._cond.release()
+                        try:
+                            self.cancel()
+                        finally:
+                            self._cond.acquire()
+                        continue
+                    self._cond.wait(remaining)
+                else:
+                    self._cond.wait()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exited = True
+        if exc is not None and not isinstance(exc, Exception):  # Ctrl-C in the block: stop now
+            self._token.cancel()
+            self._pool.terminate()
+            return
+        try:
+            if exc is not None:
+                self.cancel()  # the block itself failed: its tasks have no reason to go on
+            self._wait_all()
+        except BaseException:  # Ctrl-C while waiting: stop everything now
+            self._token.cancel()
+            self._pool.terminate()
+            raise
+        self._pool.shutdown(wait=True)
+        errors = list(self._failures)
+        if self._timed_out:
+            errors.append(TimeoutError(f"the task group did not finish within {self._timeout}s"))
+        if exc is not None:
+            if not errors:
+                return  # the block's own exception propagates unchanged
+            errors.insert(0, exc)
+        if len(errors) == 1 and isinstance(errors[0], TimeoutError) and self._timed_out:
+            raise errors[0]
+        if errors:
+            count = len(self._failures)
+            raise BaseExceptionGroup(f"plait.TaskGroup: {count} task(s) failed", errors)

@@ -1,0 +1,208 @@
+"""Structured concurrency: plait.run and plait.TaskGroup."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+
+import pytest
+
+import plait
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def nap_forever() -> str:
+    plait.sleep(60)  # wakes up at once when cancelled
+    return "slept"
+
+
+def process_nap() -> str:
+    time.sleep(60)  # not cooperative: only termination stops it
+    return "slept"
+
+
+def test_run_returns_results_in_argument_order() -> None:
+    order = threading.Barrier(2, timeout=10)
+
+    def first() -> str:
+        order.wait()  # both run at once, or this never returns
+        return "numbers"
+
+    def second() -> int:
+        order.wait()
+        return 26
+
+    assert plait.run(first, second) == ("numbers", 26)
+
+
+def test_run_with_no_functions() -> None:
+    assert plait.run() == ()
+
+
+def test_run_passes_arguments_with_partial() -> None:
+    assert plait.run(functools.partial(pow, 2, 8), functools.partial(divmod, 7, 2)) == (256, (3, 1))
+
+
+def test_run_raises_the_one_failure_and_cancels_the_sibling() -> None:
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="boom"):
+        plait.run(nap_forever, functools.partial(fail, "boom"))
+    assert time.monotonic() - started < 10  # the sibling did not sleep its 60 s
+
+
+def test_run_raises_a_group_when_several_fail() -> None:
+    both_running = threading.Barrier(2, timeout=10)
+
+    def fail_together(message: str) -> None:
+        both_running.wait()  # neither is cancelled before it fails
+        raise ValueError(message)
+
+    with pytest.raises(ExceptionGroup) as info:
+        plait.run(functools.partial(fail_together, "a"), functools.partial(fail_together, "b"))
+    assert sorted(str(e) for e in info.value.exceptions) == ["a", "b"]
+
+
+def test_run_on_processes() -> None:
+    assert plait.run(os.getpid, os.getpid, backend="process")[0] != os.getpid()
+
+
+def test_results_by_handle() -> None:
+    with plait.TaskGroup() as tg:
+        a = tg.submit(pow, 2, 10)
+        b = tg.submit(str.upper, "plait")
+    assert a.done()
+    assert b.done()
+    assert (a.result(), b.result()) == (1024, "PLAIT")
+    assert a.exception() is None
+
+
+def test_a_failure_cancels_siblings_and_unstarted_tasks_never_run() -> None:
+    ran: list[int] = []
+    with pytest.raises(ExceptionGroup) as info, plait.TaskGroup(workers=2) as tg:
+        sleeper = tg.submit(nap_forever)
+        tg.submit(fail, "first")
+        later = [tg.submit(ran.append, i) for i in range(5)]  # queued behind the two
+    assert [str(e) for e in info.value.exceptions] == ["first"]
+    assert isinstance(info.value.exceptions[0], ValueError)
+    assert sleeper.cancelled()
+    assert all(handle.cancelled() for handle in later)
+    assert ran == []
+    with pytest.raises(plait.Cancelled):
+        sleeper.result()
+
+
+def test_every_failure_is_in_the_group() -> None:
+    gate = threading.Barrier(3, timeout=10)
+
+    def fail_together(message: str) -> None:
+        gate.wait()  # all three fail, none is cancelled before it does
+        raise KeyError(message)
+
+    with pytest.raises(ExceptionGroup) as info, plait.TaskGroup() as tg:
+        for name in "xyz":
+            tg.submit(fail_together, name)
+    assert sorted(e.args[0] for e in info.value.exceptions) == ["x", "y", "z"]
+    assert str(info.value).startswith("plait.TaskGroup: 3 task(s) failed")
+
+
+def test_cancellation_is_not_swallowed_by_except_exception() -> None:
+    swallowed: list[BaseException] = []
+
+    def stubborn() -> None:
+        try:
+            plait.sleep(60)
+        except Exception as exc:  # the classic mistake: it must not catch Cancelled
+            swallowed.append(exc)
+
+    with pytest.raises(ExceptionGroup), plait.TaskGroup() as tg:
+        handle = tg.submit(stubborn)
+        tg.submit(fail, "go")
+    assert swallowed == []
+    assert handle.cancelled()
+
+
+def test_nested_groups_are_cancelled_with_their_parent() -> None:
+    inner_started = threading.Event()
+    inner: list[plait.TaskHandle[str]] = []
+
+    def parent_task() -> None:
+        with plait.TaskGroup() as nested:
+            inner.append(nested.submit(nap_forever))
+            inner_started.set()
+
+    def fail_when_inner_runs() -> None:
+        assert inner_started.wait(10)
+        raise ValueError("outer")
+
+    with pytest.raises(ExceptionGroup) as info, plait.TaskGroup() as tg:
+        tg.submit(parent_task)
+        tg.submit(fail_when_inner_runs)
+    assert [str(e) for e in info.value.exceptions] == ["outer"]
+    assert inner[0].cancelled()
+
+
+def test_a_nested_group_failure_fails_its_parent_task() -> None:
+    def parent_task() -> None:
+        with plait.TaskGroup() as nested:
+            nested.submit(fail, "deep")
+
+    with pytest.raises(ExceptionGroup) as info, plait.TaskGroup() as tg:
+        tg.submit(parent_task)
+    inner = info.value.exceptions[0]
+    assert isinstance(inner, ExceptionGroup)
+    assert str(inner.exceptions[0]) == "deep"
+
+
+def test_group_deadline_cancels_and_raises_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"within 0\.2s"), plait.TaskGroup(timeout=0.2) as tg:
+        handle = tg.submit(nap_forever)
+    assert handle.cancelled()
+    assert time.monotonic() - started < 10
+
+
+def test_the_blocks_own_exception_cancels_the_tasks_and_propagates() -> None:
+    with pytest.raises(KeyError, match="body"), plait.TaskGroup() as tg:
+        handle = tg.submit(nap_forever)
+        raise KeyError("body")
+    assert handle.cancelled()
+
+
+def test_cancel_one_handle() -> None:
+    with plait.TaskGroup() as tg:
+        sleeper = tg.submit(nap_forever)
+        other = tg.submit(pow, 3, 2)
+        assert sleeper.cancel()
+    assert sleeper.cancelled()
+    assert other.result() == 9
+    assert not sleeper.cancel()  # already done
+
+
+def test_a_failing_process_task_terminates_a_running_sibling() -> None:
+    started = time.monotonic()
+    with pytest.raises(ExceptionGroup), plait.TaskGroup(workers=2, backend="process") as tg:
+        sleeper = tg.submit(process_nap)
+        tg.submit(fail, "crash")
+    assert sleeper.cancelled()
+    assert time.monotonic() - started < 20
+
+
+def test_submit_outside_the_block_is_refused() -> None:
+    group = plait.TaskGroup()
+    with pytest.raises(RuntimeError, match="inside the group's `with` block"):
+        group.submit(pow, 2, 2)
+    with group:
+        pass
+    with pytest.raises(RuntimeError, match="inside the group's `with` block"):
+        group.submit(pow, 2, 2)
+
+
+def test_many_trivial_tasks() -> None:
+    with plait.TaskGroup() as tg:
+        handles = [tg.submit(abs, -i) for i in range(2000)]
+    assert [h.result() for h in handles] == list(range(2000))
