@@ -1,0 +1,41 @@
+"""Every examples/*.py but sync_* (see test_sync_examples.py) runs and says what it should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXPECTED = {
+    "map_downloads.py": "downloaded 40 pages",
+    "retries_and_timeouts.py": "compute 3: TaskTimeout",
+    "run_two_functions.py": "Both threads have finished.",
+    "taskgroup_cancellation.py": "the sleeping sibling was cancelled: True",
+    "taskgroup_deadline.py": "sum_squares kept its partial result",
+}
+
+
+def examples() -> list[str]:
+    return sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("sync_"))
+
+
+def test_every_example_is_covered() -> None:
+    assert examples() == sorted(EXPECTED), "give each new example its expected line in EXPECTED"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", examples())
+def test_example_runs(name: str) -> None:
+    assert name in EXPECTED, f"{name} has no expected line in EXPECTED"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=60
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert EXPECTED[name] in proc.stdout, proc.stdout
+    assert elapsed < 2.0 + 3.0, f"{name} took {elapsed:.1f} s"  # aim 2 s; a busy box is slower
