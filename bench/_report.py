@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from _scenarios import SAMPLE_EVERY, Outcome, Table
 from _tasks import IO_LATENCY
@@ -49,6 +50,9 @@ def render(tables: Sequence[Table], *, repeat: int, started: float, quick: bool)
             f"{_ratio(v.plait, peer.seconds if peer else None)} | "
             f"{table.scenario.target} ({v.detail}) | {_yes(v.met)} |"
         )
+    analysis = Path(__file__).with_name("ANALYSIS.md")
+    if analysis.exists():  # the hand-written reading of the misses, kept beside the runner
+        lines += ["", analysis.read_text(encoding="utf-8").rstrip()]
     for table in tables:
         lines += ["", *_scenario_section(table, by_name)]
     return "\n".join(lines) + "\n"

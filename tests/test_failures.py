@@ -194,8 +194,9 @@ def test_timeouts_and_crashes_are_not_retried_by_default(tmp_path: Path) -> None
 def test_bad_retry_arguments() -> None:
     with pytest.raises(ValueError, match="retries must be >= 0"):
         plait.map(flaky, [1], retries=-1)
-    with pytest.raises(TypeError, match="on must be a tuple of exception classes"):
-        plait.Retry(on=ValueError)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="on must be an exception class or a tuple of them"):
+        plait.Retry(on="ValueError")  # type: ignore[arg-type]
+    assert plait.Retry(on=OSError).on == (OSError,)
 
 
 # -- cooperative cancellation -------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_worker_crash_fails_its_item_and_the_pool_goes_on() -> None:
     import os
 
     with plait.Pool("process", workers=1) as pool:
-        crashed = pool.submit(os._exit, 3)
+        crashed: Future[object] = pool.submit(os._exit, 3)
         with pytest.raises(plait.WorkerCrashed, match="exited with code 3"):
             crashed.result(timeout=30)
         assert pool.submit(double, 4).result(timeout=30) == 8
@@ -189,7 +189,7 @@ def test_fork_start_method_when_asked() -> None:
     with plait.Pool("process", workers=plait.Workers(2, start_method="fork")) as pool:
         assert list(pool.map(lambda x: x * 3, range(50))) == [x * 3 for x in range(50)]
         assert pool.submit(os.getpid).result(timeout=30) != os.getpid()
-        crashed = pool.submit(os._exit, 4)
+        crashed: Future[object] = pool.submit(os._exit, 4)
         with pytest.raises(plait.WorkerCrashed, match="exited with code 4"):
             crashed.result(timeout=30)
         assert pool.submit(double, 5).result(timeout=30) == 10

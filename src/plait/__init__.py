@@ -24,6 +24,8 @@ from ._workers import worker_state as worker_state
 
 if TYPE_CHECKING:
     from . import sync as sync
+    from ._amap import AsyncMapIterator as AsyncMapIterator
+    from ._amap import amap as amap
     from ._api import map as map
     from ._api import run as run
     from ._pool import Pool as Pool
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 # Imported on first use: a worker process imports this package too, and should start fast.
 _LAZY = {
+    "AsyncMapIterator": "._amap",
+    "amap": "._amap",
     "DeadlockError": ".sync",
     "MapIterator": "._scheduler",
     "Pool": "._pool",
@@ -47,6 +51,7 @@ _LAZY = {
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncMapIterator",
     "Cancelled",
     "DeadlockError",
     "MapIterator",
@@ -62,6 +67,7 @@ __all__ = [
     "TaskTimeout",
     "WorkerCrashed",
     "Workers",
+    "amap",
     "cancelled",
     "checkpoint",
     "map",

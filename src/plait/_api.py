@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, TypeVar, overload
 
 from . import _validate as check
@@ -13,6 +13,36 @@ from ._taskgroup import TaskGroup
 from ._workers import Workers
 
 R = TypeVar("R")
+
+
+@overload
+def map(
+    fn: Callable[..., Awaitable[R]],
+    *iterables: Iterable[Any],
+    workers: int | Workers | None = None,
+    backend: str = "thread",
+    ordered: bool = True,
+    chunksize: int | None = None,
+    errors: Literal["raise"] = "raise",
+    progress: bool = False,
+    task_timeout: float | None = None,
+    retries: int | Retry | None = None,
+) -> MapIterator[R]: ...
+
+
+@overload
+def map(
+    fn: Callable[..., Awaitable[R]],
+    *iterables: Iterable[Any],
+    workers: int | Workers | None = None,
+    backend: str = "thread",
+    ordered: bool = True,
+    chunksize: int | None = None,
+    errors: Literal["return"],
+    progress: bool = False,
+    task_timeout: float | None = None,
+    retries: int | Retry | None = None,
+) -> MapIterator[R | BaseException]: ...
 
 
 @overload
@@ -46,7 +76,7 @@ def map(
 
 
 def map(
-    fn: Callable[..., R],
+    fn: Callable[..., Any],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
     backend: str = "thread",
@@ -56,7 +86,7 @@ def map(
     progress: bool = False,
     task_timeout: float | None = None,
     retries: int | Retry | None = None,
-) -> MapIterator[R] | MapIterator[R | BaseException]:
+) -> MapIterator[Any]:
     """Apply ``fn`` to every item, concurrently, and iterate over the results.
 
     Lazy like the builtin ``map``: nothing runs until the first result is asked for, and the
@@ -64,12 +94,22 @@ def map(
     for this map and released when it ends, fails, or is abandoned. Use ``plait.Pool`` to keep
     workers across several maps.
 
+    An ``async def`` function runs on an event loop thread, at most ``workers`` coroutines at
+    once (1,000 by default).
+
     ``task_timeout`` limits each item (seconds): an overrunning item fails with TaskTimeout, its
     process worker is killed (a thread is abandoned) and replaced. ``retries`` (an int, or a
     ``plait.Retry``) gives failing items more attempts.
     """
     check.check_backend(backend, "plait.map")
     check.check_workers(workers, "plait.map")
+    if check.is_async(fn):  # coroutines run on an event loop thread, not in a thread pool
+        if backend == "process":
+            raise ValueError(
+                "plait.map: fn is an async function; it runs on an event loop thread, "
+                "not on processes: leave backend out"
+            )
+        backend = "async"
     options = MapOptions.build(
         "plait.map",
         chunksize=chunksize,
@@ -133,7 +173,7 @@ def run(
     for fn in fns:
         check.check_fn(fn, "plait.run")
     try:
-        with TaskGroup(max(1, len(fns)), backend, timeout=timeout) as group:
+        with TaskGroup(workers=max(1, len(fns)), backend=backend, timeout=timeout) as group:
             handles = [group.submit(fn) for fn in fns]
     except BaseExceptionGroup as failed:
         if len(failed.exceptions) == 1:

@@ -6,7 +6,9 @@ terminates, and the task's own code can look (``cancelled()``), bail out (``chec
 wait in a way that wakes up at once on cancellation (``sleep()``).
 
 Tokens form a tree (a map's token above its tasks', a group's above its tasks' and their nested
-groups'): cancelling one cancels everything below it.
+groups'): a token is cancelled when it or any ancestor is. Making a token costs next to nothing;
+only a token that someone waits on (``sleep``) or watches (``on_cancel``) registers with its
+ancestors, so that cancelling one of them wakes it.
 """
 
 from __future__ import annotations
@@ -14,56 +16,80 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 from ._errors import Cancelled
 
-_tree_lock = threading.Lock()  # guards adoption and propagation, so no child is missed
+_lock = threading.Lock()  # guards listener registration and cancellation, so no wake-up is lost
 
 
 class CancelToken:
-    """A flag set once; cancelling a token cancels its descendants too."""
+    """A flag set once; a token counts as cancelled when it or an ancestor is."""
 
-    __slots__ = ("__weakref__", "_cancelled", "_children", "_event", "_parent")
+    __slots__ = ("__weakref__", "_callbacks", "_cancelled", "_event", "_listeners", "_parent")
 
     def __init__(self, parent: CancelToken | None = None) -> None:
         self._cancelled = False
         self._parent = parent
-        self._children: weakref.WeakSet[CancelToken] | None = None
+        # Descendants to wake on cancel; weak, so a finished task's token does not linger.
+        self._listeners: weakref.WeakSet[CancelToken] | None = None
         self._event: threading.Event | None = None
-        if parent is not None:
-            with _tree_lock:
-                if parent._children is None:
-                    parent._children = weakref.WeakSet()
-                parent._children.add(self)
-                self._cancelled = parent._cancelled
+        self._callbacks: list[Callable[[], object]] | None = None
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled
+        token: CancelToken | None = self
+        while token is not None:
+            if token._cancelled:
+                return True
+            token = token._parent
+        return False
 
     def cancel(self) -> None:
-        with _tree_lock:
-            pending = [self]
-            while pending:
-                token = pending.pop()
-                if token._cancelled and token is not self:
-                    continue
-                token._cancelled = True
+        callbacks: list[Callable[[], object]] = []
+        with _lock:
+            self._cancelled = True
+            for token in [self, *list(self._listeners or ())]:
                 if token._event is not None:
                     token._event.set()
-                if token._children:
-                    pending.extend(token._children)
+                if token._callbacks:
+                    callbacks.extend(token._callbacks)
+                    token._callbacks = None
+            self._listeners = None
+        for callback in callbacks:  # outside the lock: a callback may take other locks
+            callback()
 
     def renewed(self) -> CancelToken:
         """A fresh token under the same parent: for another attempt at a timed-out task."""
         return CancelToken(self._parent)
 
+    def _listen(self) -> bool:  # holding _lock; True if already cancelled
+        if self.cancelled:
+            return True
+        ancestor = self._parent
+        while ancestor is not None:
+            if ancestor._listeners is None:
+                ancestor._listeners = weakref.WeakSet()
+            ancestor._listeners.add(self)
+            ancestor = ancestor._parent
+        return False
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when this token is cancelled (at once if it already is)."""
+        with _lock:
+            if not self._listen():
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        callback()
+
     def wait(self, timeout: float | None) -> bool:
         """Block up to ``timeout`` seconds or until cancelled; True if cancelled."""
-        with _tree_lock:
+        with _lock:
             if self._event is None:
                 self._event = threading.Event()
-                if self._cancelled:
+                if self._listen():
                     self._event.set()
         return self._event.wait(timeout)
 

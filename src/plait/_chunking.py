@@ -32,6 +32,8 @@ class ChunkSizer:
         total: int | None = None,
         limit: int | None = None,
     ) -> None:
+        if backend == "async" and fixed is None:
+            fixed = limit  # async items run concurrently: a batch's time says nothing of its size
         self._fixed = fixed if fixed is None or limit is None else min(fixed, limit)
         self._limit = min(MAX_BATCH, limit or MAX_BATCH)
         self._target = TARGET_SECONDS.get(backend, TARGET_SECONDS["process"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from types import TracebackType
@@ -69,9 +69,17 @@ class Pool(Executor):
         state = "shut down" if self._closed else "open"
         return f"<plait.Pool backend={self.backend!r} workers={self.workers} {state}>"
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    @overload
+    def submit(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Future[Any]:
         check.check_fn(fn, "Pool.submit")
-        future: Future[R] = Future()
+        check.check_fits_backend(fn, self.backend, "Pool.submit")
+        future: Future[Any] = Future()
         task = Task(
             self._job_for_submit(fn),
             [(args, kwargs)],
@@ -163,6 +171,7 @@ class Pool(Executor):
     ) -> MapIterator[R]:
         where = options.where
         check.check_fn(fn, where)
+        check.check_fits_backend(fn, self.backend, where)
         total = check.check_iterables(iterables, where)
         if self._closed:
             raise RuntimeError(f"{where}: cannot start a map on a pool that is shut down")

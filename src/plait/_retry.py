@@ -20,7 +20,7 @@ class Retry:
     """
 
     retries: int = 3
-    on: tuple[type[BaseException], ...] = (Exception,)
+    on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,)
     timeouts: bool = False
     crashes: bool = False
     backoff: float = 0.0
@@ -28,6 +28,8 @@ class Retry:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
+        if isinstance(self.on, type):  # on=OSError, as `except` takes it
+            object.__setattr__(self, "on", (self.on,))
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
             raise TypeError(f"Retry: retries must be an int >= 0, got {self.retries!r}")
         if self.retries < 0:
@@ -36,7 +38,7 @@ class Retry:
             isinstance(t, type) and issubclass(t, BaseException) for t in self.on
         ):
             raise TypeError(
-                f"Retry: on must be a tuple of exception classes, e.g. (OSError,), got {self.on!r}"
+                f"Retry: on must be an exception class or a tuple of them, got {self.on!r}"
             )
         for name in ("backoff", "max_backoff"):
             if getattr(self, name) < 0:

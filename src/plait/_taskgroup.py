@@ -17,9 +17,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _validate as check
 from ._cancel import CancelToken, current_token
@@ -128,9 +128,9 @@ class TaskGroup:
 
     def __init__(
         self,
+        *,
         workers: int | Workers | None = None,
         backend: str = "thread",
-        *,
         timeout: float | None = None,
     ) -> None:
         check.check_backend(backend, "plait.TaskGroup")
@@ -139,6 +139,7 @@ class TaskGroup:
         if workers is None and backend == "thread":
             workers = UNBOUNDED
         self._pool = Pool(backend, workers)
+        self._async_pool: Pool | None = None  # for async def tasks, made on first use
         self._timeout = timeout
         self._deadline: float | None = None
         self._cond = threading.Condition(threading.Lock())
@@ -157,30 +158,53 @@ class TaskGroup:
             self._deadline = time.monotonic() + self._timeout
         return self
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
-        """Start ``fn(*args, **kwargs)`` in the group; returns its handle at once."""
+    @overload
+    def submit(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]: ...
+
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[Any]:
+        """Start ``fn(*args, **kwargs)`` in the group (an ``async def`` function runs on an event
+        loop thread); returns its handle at once."""
         check.check_fn(fn, "TaskGroup.submit")
         if not self._entered or self._exited:
             raise RuntimeError("TaskGroup.submit: use it inside the group's `with` block")
-        handle: TaskHandle[R] = TaskHandle(self, CancelToken(self._token))
-        with self._cond:
-            self._handles.append(handle)
+        handle: TaskHandle[Any] = TaskHandle(self, CancelToken(self._token))
+        self._handles.append(handle)  # list.append is atomic; _wait_all reads under _cond
+        pool = self._pool_for(fn)
         task = Task(
-            self._pool._job_for_submit(fn),
+            pool._job_for_submit(fn),
             [(args, kwargs)],
             start=handle._start,
             finish=handle._finish,
             discard=handle._discard,
             token=handle._token,
         )
-        self._pool._backend.submit(task)
+        pool._backend.submit(task)
         return handle
+
+    def _pool_for(self, fn: Callable[..., Any]) -> Pool:
+        if not check.is_async(fn):
+            return self._pool
+        if self._async_pool is None:
+            self._async_pool = Pool("async")
+        return self._async_pool
+
+    def _pools(self) -> list[Pool]:
+        return [self._pool] if self._async_pool is None else [self._pool, self._async_pool]
 
     def cancel(self) -> None:
         """Cancel every task of the group (and of groups nested in them)."""
-        self._token.cancel()
+        self._token.cancel()  # async tasks are cancelled through their tokens too
         if self._pool.backend == "process":
             self._pool.terminate()  # a process cannot be asked: running tasks are ended
+
+    def _terminate(self) -> None:
+        self._token.cancel()
+        for pool in self._pools():
+            pool.terminate()
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
@@ -220,18 +244,17 @@ class TaskGroup:
     ) -> None:
         self._exited = True
         if exc is not None and not isinstance(exc, Exception):  # Ctrl-C in the block: stop now
-            self._token.cancel()
-            self._pool.terminate()
+            self._terminate()
             return
         try:
             if exc is not None:
                 self.cancel()  # the block itself failed: its tasks have no reason to go on
             self._wait_all()
         except BaseException:  # Ctrl-C while waiting: stop everything now
-            self._token.cancel()
-            self._pool.terminate()
+            self._terminate()
             raise
-        self._pool.shutdown(wait=True)
+        for pool in self._pools():
+            pool.shutdown(wait=True)
         errors = list(self._failures)
         if self._timed_out:
             errors.append(TimeoutError(f"the task group did not finish within {self._timeout}s"))

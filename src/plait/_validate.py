@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,3 +92,30 @@ def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | N
     if known and len(known) == len(lengths):
         return known[0]
     return None
+
+
+def is_async(fn: object) -> bool:
+    """An ``async def`` function (or a partial or bound method of one). Called per submit, so
+    the common cases are answered from the code object, without inspect's general search."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if isinstance(fn, types.BuiltinFunctionType | types.BuiltinMethodType | type):
+        return False
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if isinstance(code, types.CodeType):
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
+def check_fits_backend(fn: object, backend: str, where: str) -> None:
+    """Coroutine functions run on the async backend, plain ones anywhere else."""
+    if is_async(fn) and backend != "async":
+        raise TypeError(
+            f"{where}: fn is an async function, which runs on an event loop: use plait.map or "
+            "plait.amap (they choose the event loop by themselves), or plait.Pool('async')"
+        )
+    if not is_async(fn) and backend == "async":
+        raise TypeError(
+            f"{where}: the 'async' backend runs async functions only; use 'thread' or "
+            "'process' for a plain function"
+        )

@@ -14,7 +14,7 @@ from typing import Protocol
 from .._task import Job, Task
 from .._workers import Workers
 
-BACKENDS = ("thread", "process")
+BACKENDS = ("thread", "process", "async")
 
 
 class Backend(Protocol):
@@ -53,6 +53,10 @@ def create_backend(name: str, spec: Workers) -> Backend:
         from ._process import ProcessBackend
 
         return ProcessBackend(spec)
+    if name == "async":
+        from ._async import AsyncBackend
+
+        return AsyncBackend(spec)
     raise ValueError(f"unknown backend {name!r}")  # validated earlier; kept as a guard
 
 

@@ -15,6 +15,7 @@ import math
 import threading
 import time
 import warnings
+from contextlib import suppress
 from queue import Empty, SimpleQueue
 
 from .._cancel import set_current_token
@@ -42,17 +43,16 @@ class ThreadBackend:
         # Running tasks, with their deadline (inf when untimed).
         self._running: dict[threading.Thread, tuple[Task, float]] = {}
         self._watchdog: threading.Thread | None = None
-        # Threads start on demand, up to `workers`: when no idle thread is left for a new task.
-        self._idle = 0  # threads waiting on the queue
-        self._unclaimed = 0  # tasks on the queue that no thread has taken yet
+        # Threads start on demand, up to `workers`: when the idle ones are too few for the tasks
+        # already queued plus the new one. Set operations are atomic: no lock per task.
+        self._idle: set[threading.Thread] = set()
         self._closed = False
 
     def submit(self, task: Task) -> None:
         with self._cond:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
-            self._unclaimed += 1
-            if self._idle < self._unclaimed and len(self._live) < self.workers:
+            if len(self._idle) <= self._queue.qsize() and len(self._live) < self.workers:
                 self._start_thread()
             if task.timeout is not None and self._watchdog is None:
                 self._watchdog = threading.Thread(
@@ -93,22 +93,20 @@ class ThreadBackend:
                 self._cond.notify_all()
 
     def _take(self) -> Task | None:
-        with self._cond:
-            self._idle += 1
+        me = threading.current_thread()
+        self._idle.add(me)
         task = self._queue.get()
-        with self._cond:
-            self._idle -= 1
-            if task is not None:
-                self._unclaimed -= 1
+        self._idle.discard(me)
         return task
 
     def _run(self, me: threading.Thread, task: Task, init_error: BaseException | None) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
         retry = task.job.retry
-        deadline = math.inf if task.timeout is None else time.monotonic() + task.timeout
-        with self._cond:
-            self._running[me] = (task, deadline)
-            if task.timeout is not None:
+        if task.timeout is None:
+            self._running[me] = (task, math.inf)  # atomic: the watchdog only reads it
+        else:
+            with self._cond:
+                self._running[me] = (task, time.monotonic() + task.timeout)
                 self._cond.notify_all()
         set_current_token(task.token)
         try:
@@ -118,10 +116,15 @@ class ThreadBackend:
                 outcome = failed(len(task.items), init_error)
         finally:
             set_current_token(None)
-        with self._cond:
-            if me not in self._live:
+        if task.timeout is None:
+            # Whoever pops the entry settles the task: this thread, or terminate() giving up.
+            if self._running.pop(me, None) is None:
                 return False
-            del self._running[me]
+        else:
+            with self._cond:  # the watchdog may be abandoning us right now
+                if me not in self._live:
+                    return False
+                del self._running[me]
         task.finish(task, outcome)
         return True
 
@@ -197,8 +200,10 @@ class ThreadBackend:
                 self._given_up.update(self._live)
                 self.abandoned += len(self._live)
                 self._live.clear()
-                stuck = [task for task, _ in self._running.values()]
-                self._running.clear()
+                stuck = []
+                with suppress(KeyError):  # popitem is atomic: a task is settled by one side
+                    while True:
+                        stuck.append(self._running.popitem()[1][0])
                 self._cond.notify_all()
             for task in stuck:  # their results will be dropped: settle them now
                 task.finish(task, failed(len(task.items), _terminated))
@@ -226,8 +231,6 @@ class ThreadBackend:
             if task is None:
                 sentinels += 1
             else:
-                with self._cond:
-                    self._unclaimed -= 1
                 task.discard()
         for _ in range(sentinels):
             self._queue.put(None)

@@ -1,0 +1,170 @@
+"""``plait.amap``: a concurrent map for async code, that never blocks the event loop.
+
+    async for result in plait.amap(fetch, urls, workers=50):   # async def fetch: on this loop
+        ...
+    results = await plait.amap(parse, pages, backend="process") # plain def parse: on a pool
+
+An ``async def`` function runs on the caller's own event loop, at most ``workers`` coroutines at
+once. A plain function runs on a plait pool (threads or processes), its results handed to the
+loop as they come. Either way the input is read lazily, a bounded window ahead of what was
+consumed, so memory stays flat over an endless input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from itertools import count
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+from . import _validate as check
+from ._backends._async import DEFAULT_ASYNC_WORKERS, run_item
+from ._retry import Retry, as_retry
+from ._scheduler import describe_item
+from ._task import Job, Kind
+
+R = TypeVar("R")
+_DONE = object()
+
+
+class AsyncMapIterator(Generic[R]):
+    """What ``plait.amap`` returns: iterate with ``async for``, or ``await`` it for a list."""
+
+    def __init__(self, results: AsyncIterator[R], close: Callable[[], Any]) -> None:
+        self._results = results
+        self._close = close
+
+    def __aiter__(self) -> AsyncIterator[R]:
+        return self._results
+
+    async def __anext__(self) -> R:
+        return await self._results.__anext__()
+
+    def __await__(self) -> Generator[Any, None, list[R]]:
+        return self._collect().__await__()
+
+    async def _collect(self) -> list[R]:
+        return [result async for result in self._results]
+
+    async def aclose(self) -> None:
+        """Stop: cancel what runs, release the workers."""
+        await self._results.aclose()  # type: ignore[attr-defined]
+        result = self._close()
+        if asyncio.iscoroutine(result):
+            await result
+
+    async def __aenter__(self) -> AsyncMapIterator[R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def amap(
+    fn: Callable[..., Any],
+    *iterables: Iterable[Any],
+    workers: int | None = None,
+    backend: str = "thread",
+    ordered: bool = True,
+    errors: Literal["raise", "return"] = "raise",
+    task_timeout: float | None = None,
+    retries: int | Retry | None = None,
+) -> AsyncMapIterator[Any]:
+    """``plait.map`` for async code: ``async for`` over it, or ``await`` it for a list."""
+    where = "plait.amap"
+    check.check_fn(fn, where)
+    check.check_workers(workers, where)
+    check.check_backend(backend, where)
+    check.check_choice("ordered", ordered, (True, False), where)
+    check.check_choice("errors", errors, ("raise", "return"), where)
+    check.check_timeout(task_timeout, where, "task_timeout")
+    check.check_iterables(iterables, where)
+    retry = as_retry(retries, where)
+    if not check.is_async(fn):
+        from ._api import map as plait_map
+
+        results = plait_map(
+            fn,
+            *iterables,
+            workers=workers,
+            backend=backend,
+            ordered=ordered,
+            errors=errors,
+            task_timeout=task_timeout,
+            retries=retry,
+        )
+        return AsyncMapIterator(_from_blocking(iter(results)), results.close)
+    if not isinstance(workers, int | None):
+        raise TypeError(f"{where}: workers must be an int for an async function")
+    kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
+    source = iter(iterables[0]) if kind is Kind.MAP else zip(*iterables, strict=True)
+    job = Job(fn, kind, retry)
+    limit = workers or DEFAULT_ASYNC_WORKERS
+    stream = _coroutines(job, source, limit, ordered, errors == "raise", task_timeout)
+    return AsyncMapIterator(stream, lambda: None)
+
+
+async def _from_blocking(results: Iterator[Any]) -> AsyncIterator[Any]:
+    """A plait map's results, each fetched on a helper thread: the loop never blocks."""
+    try:
+        while (result := await asyncio.to_thread(next, results, _DONE)) is not _DONE:
+            yield result
+    finally:
+        await asyncio.to_thread(results.close)  # type: ignore[attr-defined]
+
+
+async def _coroutines(
+    job: Job,
+    source: Iterator[Any],
+    limit: int,
+    ordered: bool,
+    raise_errors: bool,
+    timeout: float | None,
+) -> AsyncIterator[Any]:
+    """Run an async job over ``source`` on this loop, at most ``limit`` items at once."""
+    started: dict[asyncio.Task[Any], tuple[int, Any]] = {}  # running or not yet yielded
+    in_order: deque[asyncio.Task[Any]] = deque()
+    finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
+    indexes = count()
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(started) < limit:
+                item = next(source, _DONE)
+                if item is _DONE:
+                    exhausted = True
+                    break
+                task = asyncio.ensure_future(run_item(job, item, timeout))
+                started[task] = (next(indexes), item)
+                if ordered:
+                    in_order.append(task)
+                else:
+                    task.add_done_callback(finished.put_nowait)
+            if not started:
+                return
+            if ordered:
+                task = in_order.popleft()
+                await asyncio.wait([task])
+            else:
+                task = await finished.get()
+            index, item = started.pop(task)
+            error = task.exception()
+            if error is None:
+                yield task.result()
+                continue
+            error.add_note(f"plait: raised by item {index}: {describe_item(item)}")
+            if raise_errors:
+                raise error
+            yield error
+    finally:
+        for task in started:
+            task.cancel()
+        if started:
+            await asyncio.gather(*started, return_exceptions=True)

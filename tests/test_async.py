@@ -1,0 +1,230 @@
+"""Async functions in plait.map, plait.run and TaskGroup; plait.amap inside async code."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import plait
+
+
+class Gauge:
+    """Counts coroutines running at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+    async def visit(self, x: int) -> int:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0.01)
+        self.now -= 1
+        return x * 2
+
+
+async def double_later(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * 2
+
+
+async def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+async def nap(x: int) -> int:
+    await asyncio.sleep(60 if x == 1 else 0)
+    return x
+
+
+def test_map_runs_async_functions_in_order_with_bounded_concurrency() -> None:
+    gauge = Gauge()
+    assert list(plait.map(gauge.visit, range(50), workers=5)) == [x * 2 for x in range(50)]
+    assert gauge.most == 5
+
+
+def test_map_async_errors_raise_or_return() -> None:
+    with pytest.raises(ValueError, match="three") as info:
+        list(plait.map(fail_on_three, range(6)))
+    assert any("item 3" in note for note in info.value.__notes__)
+    results = list(plait.map(fail_on_three, range(6), errors="return"))
+    assert isinstance(results[3], ValueError)
+    assert results[4] == 4
+
+
+def test_map_async_timeout_cancels_the_coroutine() -> None:
+    started = time.monotonic()
+    results = list(plait.map(nap, range(3), task_timeout=0.2, errors="return"))
+    assert results[0] == 0
+    assert results[2] == 2
+    assert isinstance(results[1], plait.TaskTimeout)
+    assert time.monotonic() - started < 10
+
+
+def test_map_async_retries() -> None:
+    attempts: dict[int, int] = {}
+
+    async def flaky(x: int) -> int:
+        attempts[x] = attempts.get(x, 0) + 1
+        if attempts[x] < 3:
+            raise ConnectionError(x)
+        return x
+
+    assert list(plait.map(flaky, range(4), retries=2)) == [0, 1, 2, 3]
+
+
+def test_async_functions_do_not_go_to_processes() -> None:
+    with pytest.raises(ValueError, match="not on processes"):
+        plait.map(double_later, [1], backend="process")
+
+
+def test_pools_refuse_the_wrong_kind_of_function() -> None:
+    with plait.Pool() as pool, pytest.raises(TypeError, match="fn is an async function"):
+        pool.submit(double_later, 1)
+    with plait.Pool("async") as pool:
+        assert pool.submit(double_later, 21).result(timeout=30) == 42
+        with pytest.raises(TypeError, match="runs async functions only"):
+            pool.submit(abs, 1)
+
+
+def test_run_mixes_async_and_sync_functions() -> None:
+    async def hello() -> str:
+        await asyncio.sleep(0)
+        return "async"
+
+    results: tuple[object, ...] = plait.run(hello, lambda: "sync")  # run does not unwrap types
+    assert results == ("async", "sync")
+
+
+def test_a_failing_sync_task_cancels_an_async_sibling() -> None:
+    cancelled = threading.Event()
+
+    async def waits() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def fails() -> None:
+        raise KeyError("sync")
+
+    with pytest.raises(ExceptionGroup) as info, plait.TaskGroup() as tg:
+        sibling = tg.submit(waits)
+        tg.submit(fails)
+    assert [type(e) for e in info.value.exceptions] == [KeyError]
+    assert cancelled.is_set()
+    assert sibling.cancelled()
+
+
+def test_a_failing_async_task_cancels_a_sync_sibling() -> None:
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("async")
+
+    def waits() -> None:
+        plait.sleep(60)
+
+    with pytest.raises(ExceptionGroup), plait.TaskGroup() as tg:
+        sibling = tg.submit(waits)
+        tg.submit(fails)
+    assert sibling.cancelled()
+
+
+def test_amap_inside_a_running_loop_does_not_block_it() -> None:
+    def slow_sync(x: int) -> int:
+        time.sleep(0.02)
+        return x
+
+    async def main() -> tuple[list[int], int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        clock = asyncio.create_task(ticker())
+        results = await plait.amap(slow_sync, range(20), workers=2)
+        clock.cancel()
+        return results, ticks
+
+    results, ticks = asyncio.run(main())
+    assert results == list(range(20))
+    assert ticks > 10  # the loop kept running while the pool worked
+
+
+def test_amap_runs_async_functions_concurrently_on_the_callers_loop() -> None:
+    gauge = Gauge()
+
+    async def main() -> list[int]:
+        return await plait.amap(gauge.visit, range(30), workers=10)
+
+    assert asyncio.run(main()) == [x * 2 for x in range(30)]
+    assert gauge.most == 10
+
+
+def test_amap_over_an_endless_input_reads_a_bounded_window() -> None:
+    read = 0
+
+    def endless() -> Iterator[int]:
+        nonlocal read
+        for i in itertools.count():
+            read = i + 1
+            yield i
+
+    async def main() -> int:
+        lead = 0
+        async with plait.amap(double_later, endless(), workers=20) as results:
+            async for value in results:
+                lead = max(lead, read - value // 2)
+                if value >= 2000:
+                    break
+        return lead
+
+    assert asyncio.run(main()) <= 21
+
+
+def test_amap_unordered_and_errors() -> None:
+    async def main() -> tuple[list[int], list[object]]:
+        unordered = await plait.amap(double_later, range(20), ordered=False)
+        returned = await plait.amap(fail_on_three, range(5), errors="return")
+        return unordered, returned
+
+    unordered, returned = asyncio.run(main())
+    assert sorted(unordered) == [x * 2 for x in range(20)]
+    assert isinstance(returned[3], ValueError)
+
+    async def raising() -> list[int]:
+        return await plait.amap(fail_on_three, range(5))
+
+    with pytest.raises(ValueError, match="three"):
+        asyncio.run(raising())
+
+
+def test_closing_amap_cancels_running_coroutines() -> None:
+    cancelled = 0
+
+    async def forever(x: int) -> int:
+        nonlocal cancelled
+        try:
+            await asyncio.sleep(60 if x else 0)
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+        return x
+
+    async def main() -> None:
+        async with plait.amap(forever, range(10), workers=5) as results:
+            assert await results.__anext__() == 0
+
+    asyncio.run(main())
+    assert cancelled == 4  # items 1-4 were running; 5-9 never started
