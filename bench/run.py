@@ -53,11 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         table.note = _note(table.scenario, table.n, loops)
     report = render(tables, repeat=repeat, started=started, quick=args.quick)
+    if not args.only:  # the whole report: the micro-benchmarks too, each with its own command
+        report += micro_benchmarks(args.quick)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+MICRO = ("bench_sync.py", "bench_structured.py")
+
+
+def micro_benchmarks(quick: bool) -> str:
+    """Run the micro-benchmarks (locks, task groups, async) and return their tables."""
+    parts = ["", "## Micro-benchmarks", ""]
+    for script in MICRO:
+        command = [sys.executable, str(BENCH_DIR / script), *(["--quick"] if quick else [])]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        parts += [f"### `{script}`", "", done.stdout.strip() or f"failed: {done.stderr[-500:]}", ""]
+    return "\n".join(parts)
 
 
 def run_scenario(scenario: Scenario, quick: bool, repeat: int, timeout: float, loops: int) -> Table:

@@ -11,6 +11,7 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = {
+    "async_functions.py": "the event loop kept running meanwhile",
     "map_downloads.py": "downloaded 40 pages",
     "retries_and_timeouts.py": "compute 3: TaskTimeout",
     "run_two_functions.py": "Both threads have finished.",

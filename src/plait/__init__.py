@@ -1,8 +1,9 @@
 """plait: concurrent execution made effortless.
 
 Threads for waiting, processes for computing, one small API: ``plait.map`` for a lazy, ordered,
-bounded concurrent map, and ``plait.Pool`` to keep workers across many maps (it is a
-``concurrent.futures.Executor``).
+bounded concurrent map (``plait.amap`` inside async code), ``plait.Pool`` to keep workers across
+many maps (a ``concurrent.futures.Executor``), ``plait.run`` and ``plait.TaskGroup`` for
+structured concurrency, and ``plait.sync`` for locks that never hang silently.
 """
 
 from typing import TYPE_CHECKING, Any
