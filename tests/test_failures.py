@@ -243,3 +243,36 @@ def test_abandoning_a_map_tells_running_thread_tasks_to_stop() -> None:
         assert running.wait(10)
         results.close()
         assert saw_cancel.wait(10)
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+
+def test_rate_limits_calls_per_second_across_threads() -> None:
+    started = time.monotonic()
+    assert list(plait.map(abs, range(-20, 0), rate=100, workers=4)) == list(range(20, 0, -1))
+    assert time.monotonic() - started >= 19 / 100  # a bucket of 1: 19 waits of 10 ms at least
+
+
+def test_rate_limits_async_functions_without_blocking_the_loop() -> None:
+    import asyncio
+
+    async def echo(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    started = time.monotonic()
+    assert list(plait.map(echo, range(11), rate=50)) == list(range(11))
+    assert time.monotonic() - started >= 10 / 50
+
+
+def test_rate_on_processes_is_shared_out_among_workers() -> None:
+    started = time.monotonic()
+    results = list(plait.map(abs, range(-11, 0), backend="process", workers=2, rate=20))
+    assert results == list(range(11, 0, -1))
+    assert time.monotonic() - started >= 4 / 10  # each of 2 workers at 10/s: 5 calls or more
+
+
+def test_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        plait.map(abs, [1], rate=0)

@@ -27,6 +27,7 @@ def map(
     progress: bool = False,
     task_timeout: float | None = None,
     retries: int | Retry | None = None,
+    rate: float | None = None,
 ) -> MapIterator[R]: ...
 
 
@@ -42,6 +43,7 @@ def map(
     progress: bool = False,
     task_timeout: float | None = None,
     retries: int | Retry | None = None,
+    rate: float | None = None,
 ) -> MapIterator[R | BaseException]: ...
 
 
@@ -57,6 +59,7 @@ def map(
     progress: bool = False,
     task_timeout: float | None = None,
     retries: int | Retry | None = None,
+    rate: float | None = None,
 ) -> MapIterator[R]: ...
 
 
@@ -72,6 +75,7 @@ def map(
     progress: bool = False,
     task_timeout: float | None = None,
     retries: int | Retry | None = None,
+    rate: float | None = None,
 ) -> MapIterator[R | BaseException]: ...
 
 
@@ -86,6 +90,7 @@ def map(
     progress: bool = False,
     task_timeout: float | None = None,
     retries: int | Retry | None = None,
+    rate: float | None = None,
 ) -> MapIterator[Any]:
     """Apply ``fn`` to every item, concurrently, and iterate over the results.
 
@@ -99,7 +104,8 @@ def map(
 
     ``task_timeout`` limits each item (seconds): an overrunning item fails with TaskTimeout, its
     process worker is killed (a thread is abandoned) and replaced. ``retries`` (an int, or a
-    ``plait.Retry``) gives failing items more attempts.
+    ``plait.Retry``) gives failing items more attempts. ``rate`` calls ``fn`` at most that many
+    times a second (a token bucket shared by the threads; an equal share per process worker).
     """
     check.check_backend(backend, "plait.map")
     check.check_workers(workers, "plait.map")
@@ -119,6 +125,7 @@ def map(
         task_timeout=task_timeout,
         retries=retries,
         owns_pool=True,
+        rate=rate,
     )
     return Pool(backend, workers)._map(fn, iterables, options)
 

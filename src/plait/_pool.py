@@ -119,6 +119,7 @@ class Pool(Executor):
         progress: bool = False,
         task_timeout: float | None = None,
         retries: int | Retry | None = None,
+        rate: float | None = None,
     ) -> MapIterator[R]: ...
 
     @overload
@@ -133,6 +134,7 @@ class Pool(Executor):
         progress: bool = False,
         task_timeout: float | None = None,
         retries: int | Retry | None = None,
+        rate: float | None = None,
     ) -> MapIterator[R | BaseException]: ...
 
     def map(
@@ -146,6 +148,7 @@ class Pool(Executor):
         progress: bool = False,
         task_timeout: float | None = None,
         retries: int | Retry | None = None,
+        rate: float | None = None,
     ) -> MapIterator[R] | MapIterator[R | BaseException]:
         """Like ``Executor.map``, but lazy: input is read as results are consumed.
 
@@ -163,6 +166,7 @@ class Pool(Executor):
             task_timeout=self._task_timeout if task_timeout is None else task_timeout,
             retries=self._retry if retries is None else retries,
             deadline=None if timeout is None else time.monotonic() + timeout,
+            rate=rate,
         )
         return self._map(fn, iterables, options)
 
@@ -181,9 +185,13 @@ class Pool(Executor):
 
             observers.append(ProgressBar())
         kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
+        backend = self._backend
+        if options.rate is not None:
+            from ._rate import rate_limited
+
+            fn = rate_limited(fn, options.rate, backend.name, backend.workers)
         job = Job(fn, kind, options.retry)
         source = iter(iterables[0]) if kind is Kind.MAP else zip(*iterables, strict=True)
-        backend = self._backend
         owned = options.owns_pool
 
         def on_close(complete: bool) -> None:
@@ -253,6 +261,7 @@ class MapOptions:
     retry: Retry | None
     deadline: float | None
     owns_pool: bool
+    rate: float | None = None
 
     @classmethod
     def build(
@@ -267,6 +276,7 @@ class MapOptions:
         retries: int | Retry | None,
         deadline: float | None = None,
         owns_pool: bool = False,
+        rate: float | None = None,
     ) -> MapOptions:
         check.check_chunksize(chunksize, where)
         check.check_choice("ordered", ordered, (True, False), where)
@@ -279,8 +289,21 @@ class MapOptions:
                 "with a time limit is sent to a worker alone; leave chunksize out"
             )
         retry = as_retry(retries, where)
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+            raise TypeError(f"{where}: rate must be a number of calls per second, got {rate!r}")
+        if rate is not None and rate <= 0:
+            raise ValueError(f"{where}: rate must be > 0 calls per second, got {rate}")
         return cls(
-            where, chunksize, ordered, errors, progress, task_timeout, retry, deadline, owns_pool
+            where,
+            chunksize,
+            ordered,
+            errors,
+            progress,
+            task_timeout,
+            retry,
+            deadline,
+            owns_pool,
+            rate,
         )
 
 

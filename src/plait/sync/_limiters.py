@@ -90,6 +90,17 @@ class RateLimiter:
                 self._rec.acquisitions += 1
         return True
 
+    def reserve(self, tokens: float = 1) -> float:
+        """Claim the next slot for ``tokens`` now; return the seconds to wait before using it.
+
+        For callers that must not block a thread (an event loop awaits ``asyncio.sleep`` of it).
+        """
+        with self._lock:
+            now = monotonic()
+            go_at, self._tat = self._slot(tokens, now)
+            self._rec.acquisitions += 1
+            return max(0.0, go_at - now)
+
     @property
     def rate(self) -> float:
         return self._rate
