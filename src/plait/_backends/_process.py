@@ -21,101 +21,32 @@ from __future__ import annotations
 import os
 import pickle
 import selectors
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from contextlib import suppress
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from .. import _wire as wire
 from .._errors import (
     Cancelled,
     PlaitError,
     PoolClosed,
-    RemoteError,
-    RemoteTraceback,
     TaskTimeout,
     WorkerCrashed,
 )
 from .._task import Job, Outcome, Task, failed
 from .._workers import Workers
 from . import default_workers, track
-from ._launch import launch
+from ._encoding import Sent, decode_error, dumps
+from ._handle import KILL_GRACE, WorkerHandle, crash_message
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 # A second task waits behind the first, so it is sent only when that pays: batches are short
 # (the round trip would be a noticeable gap) and no other worker could start it sooner.
 PREFETCH_BELOW = 0.02
-KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
-
-
-class _Worker:
-    def __init__(self, index: int, start_method: str, init: bytes, max_tasks: int | None) -> None:
-        parent_end, child_end = socket.socketpair()
-        self.index = index
-        try:
-            self.proc = launch(child_end.fileno(), start_method)
-        finally:
-            child_end.close()
-        parent_end.setblocking(False)
-        self.sock = parent_end
-        self.reader = wire.FrameReader()
-        self.writer = wire.FrameWriter()
-        self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
-        self.jobs: set[int] = set()
-        self.head_started = 0.0  # when the first task in flight began running
-        self.ready = False  # set up and listening: only then does it get tasks (and deadlines)
-        self.items_sent = 0  # for recycling after Workers.max_tasks items
-        self.max_tasks = max_tasks
-        self.writer.add(wire.frame(wire.INIT, payload=init))
-
-    def fits(self, task: Task) -> bool:
-        return self.max_tasks is None or self.items_sent + len(task.items) <= self.max_tasks
-
-    @property
-    def retiring(self) -> bool:
-        """It has been given its quota of items: it gets no more, and goes once it is idle."""
-        return self.max_tasks is not None and self.items_sent >= self.max_tasks
-
-    def stop(self) -> int:
-        """Kill the process (SIGTERM, then SIGKILL after a grace) and reap it."""
-        self.sock.close()
-        self.terminate()
-        return self.reap(time.monotonic() + KILL_GRACE)
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            with suppress(ProcessLookupError):
-                self.proc.terminate()
-
-    def reap(self, deadline: float | None) -> int:
-        """Wait for the exit; past ``deadline``, SIGKILL. Returns the Popen-style return code."""
-        try:
-            return self.proc.wait(
-                None if deadline is None else max(0.0, deadline - time.monotonic())
-            )
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def crash_message(pid: int, returncode: int) -> str:
-    if returncode < 0:
-        try:
-            how = f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            how = f"was killed by signal {-returncode}"
-    else:
-        how = f"exited with code {returncode}"
-    return f"the worker process (pid {pid}) {how} while running this item"
 
 
 class ProcessBackend:
@@ -139,7 +70,7 @@ class ProcessBackend:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._selector = selectors.DefaultSelector()
-        self._workers: list[_Worker] = []
+        self._workers: list[WorkerHandle] = []
 
     # -- callers' side -------------------------------------------------------------------
 
@@ -244,7 +175,7 @@ class ProcessBackend:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
             init_spec = Workers(initializer=self.spec.initializer, initargs=self.spec.initargs)
             self._init = pickle.dumps((sys.path, dumps(init_spec)))
-        worker = _Worker(index, self.start_method, self._init, self.spec.max_tasks)
+        worker = WorkerHandle(index, self.start_method, self._init, self.spec.max_tasks)
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
@@ -289,7 +220,7 @@ class ProcessBackend:
                     return task
         return None
 
-    def _send(self, worker: _Worker, task: Task) -> None:
+    def _send(self, worker: WorkerHandle, task: Task) -> None:
         job = task.job
         if job.id not in worker.jobs:
             try:
@@ -321,7 +252,7 @@ class ProcessBackend:
                     worker.writer.add(wire.frame(wire.FORGET, job_id))
                     self._want_write(worker)
 
-    def _want_write(self, worker: _Worker) -> None:
+    def _want_write(self, worker: WorkerHandle) -> None:
         self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
     def _next_deadline(self) -> float | None:
@@ -357,7 +288,7 @@ class ProcessBackend:
                 except BlockingIOError:
                     pass
                 continue
-            worker: _Worker = key.data
+            worker: WorkerHandle = key.data
             if mask & selectors.EVENT_WRITE:
                 if not worker.writer.flush(worker.sock):  # the worker is gone
                     self._lose_worker(worker, None)
@@ -373,7 +304,7 @@ class ProcessBackend:
         if deadline is not None:
             self._expire()
 
-    def _receive(self, worker: _Worker, body: bytes) -> None:
+    def _receive(self, worker: WorkerHandle, body: bytes) -> None:
         tag, task_id, _, _, payload = wire.parse(body)
         if tag == wire.READY:
             worker.ready = True
@@ -387,7 +318,7 @@ class ProcessBackend:
         if worker.retiring and not worker.tasks:
             self._recycle(worker)
 
-    def _recycle(self, worker: _Worker) -> None:
+    def _recycle(self, worker: WorkerHandle) -> None:
         """Replace a worker that ran its quota of items: EOF ends it, a fresh one starts."""
         self._selector.unregister(worker.sock)
         self._workers.remove(worker)
@@ -395,7 +326,7 @@ class ProcessBackend:
         worker.reap(time.monotonic() + 5)
         self._start_worker(worker.index)
 
-    def _lose_worker(self, worker: _Worker, error: Callable[[], BaseException] | None) -> None:
+    def _lose_worker(self, worker: WorkerHandle, error: Callable[[], BaseException] | None) -> None:
         """End a worker that died (error None: WorkerCrashed) or overran (error: TaskTimeout).
         Its running task fails with that error, its queued task goes to another worker, and a
         new worker takes its place."""
@@ -443,74 +374,3 @@ class ProcessBackend:
 
 def _terminated() -> BaseException:
     return Cancelled("plait: the pool was terminated while this item was running")
-
-
-def dumps(obj: object) -> bytes:
-    """pickle first (fastest); cloudpickle for what it cannot do (lambdas, local classes)."""
-    try:
-        return pickle.dumps(obj, protocol=5)
-    except Exception:
-        import cloudpickle
-
-        return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
-
-
-@dataclass(slots=True)
-class Sent:
-    """A task as it went to a worker: the items that pickled, and errors for those that did not."""
-
-    task: Task
-    blob: bytes | None
-    offsets: list[int] | None = None  # where each sent item sits in the task; None: all of them
-    unsent: dict[int, BaseException] = field(default_factory=dict)
-
-    @classmethod
-    def encode(cls, task: Task) -> Sent:
-        try:
-            return cls(task, dumps(task.items))
-        except Exception:
-            pass
-        offsets: list[int] = []
-        unsent: dict[int, BaseException] = {}
-        for offset, item in enumerate(task.items):
-            try:
-                dumps(item)
-            except Exception as exc:
-                exc.add_note("plait: this item could not be pickled to send it to a worker")
-                unsent[offset] = exc
-            else:
-                offsets.append(offset)
-        blob = dumps([task.items[o] for o in offsets]) if offsets else None
-        return cls(task, blob, offsets, unsent)
-
-    def outcome(
-        self, values: list[Any], errors: dict[int, BaseException], elapsed: float
-    ) -> Outcome:
-        """The task's outcome from the worker's answer about the items it was sent."""
-        size = len(self.task.items)
-        sent_bytes = len(self.blob or b"")
-        if -1 in errors:  # the worker could not read the batch at all
-            return Outcome([None] * size, dict.fromkeys(range(size), errors[-1]), elapsed)
-        if self.offsets is None:
-            return Outcome(values, errors, elapsed, sent_bytes)
-        full: list[Any] = [None] * size
-        merged = dict(self.unsent)
-        for position, offset in enumerate(self.offsets):
-            full[offset] = values[position]
-            if position in errors:
-                merged[offset] = errors[position]
-        return Outcome(full, merged, elapsed, sent_bytes)
-
-
-def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
-    """Rebuild a worker's exception, its traceback as ``__cause__``; RemoteError if it can't be."""
-    exc: BaseException | None = None
-    if blob is not None:
-        try:
-            exc = pickle.loads(blob)
-        except Exception:
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(type_name, message, tb)
-    exc.__cause__ = RemoteTraceback(tb)
-    return exc

@@ -1,0 +1,82 @@
+"""What crosses to a worker process and back: items pickled (and which would not be), outcomes
+put back in place, exceptions rebuilt with their worker's traceback."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._errors import RemoteError, RemoteTraceback
+from .._task import Outcome, Task
+
+
+def dumps(obj: object) -> bytes:
+    """pickle first (fastest); cloudpickle for what it cannot do (lambdas, local classes)."""
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class Sent:
+    """A task as it went to a worker: the items that pickled, and errors for those that did not."""
+
+    task: Task
+    blob: bytes | None
+    offsets: list[int] | None = None  # where each sent item sits in the task; None: all of them
+    unsent: dict[int, BaseException] = field(default_factory=dict)
+
+    @classmethod
+    def encode(cls, task: Task) -> Sent:
+        try:
+            return cls(task, dumps(task.items))
+        except Exception:
+            pass
+        offsets: list[int] = []
+        unsent: dict[int, BaseException] = {}
+        for offset, item in enumerate(task.items):
+            try:
+                dumps(item)
+            except Exception as exc:
+                exc.add_note("plait: this item could not be pickled to send it to a worker")
+                unsent[offset] = exc
+            else:
+                offsets.append(offset)
+        blob = dumps([task.items[o] for o in offsets]) if offsets else None
+        return cls(task, blob, offsets, unsent)
+
+    def outcome(
+        self, values: list[Any], errors: dict[int, BaseException], elapsed: float
+    ) -> Outcome:
+        """The task's outcome from the worker's answer about the items it was sent."""
+        size = len(self.task.items)
+        sent_bytes = len(self.blob or b"")
+        if -1 in errors:  # the worker could not read the batch at all
+            return Outcome([None] * size, dict.fromkeys(range(size), errors[-1]), elapsed)
+        if self.offsets is None:
+            return Outcome(values, errors, elapsed, sent_bytes)
+        full: list[Any] = [None] * size
+        merged = dict(self.unsent)
+        for position, offset in enumerate(self.offsets):
+            full[offset] = values[position]
+            if position in errors:
+                merged[offset] = errors[position]
+        return Outcome(full, merged, elapsed, sent_bytes)
+
+
+def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
+    """Rebuild a worker's exception, its traceback as ``__cause__``; RemoteError if it can't be."""
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(type_name, message, tb)
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc

@@ -1,0 +1,79 @@
+"""One worker process as the dispatcher sees it: its socket, what it holds, how it ends."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from contextlib import suppress
+
+from .. import _wire as wire
+from .._task import Task
+from ._encoding import Sent
+from ._launch import launch
+
+KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
+
+
+class WorkerHandle:
+    """A worker process, its socket and the tasks it holds, in the order it runs them."""
+
+    def __init__(self, index: int, start_method: str, init: bytes, max_tasks: int | None) -> None:
+        parent_end, child_end = socket.socketpair()
+        self.index = index
+        try:
+            self.proc = launch(child_end.fileno(), start_method)
+        finally:
+            child_end.close()
+        parent_end.setblocking(False)
+        self.sock = parent_end
+        self.reader = wire.FrameReader()
+        self.writer = wire.FrameWriter()
+        self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
+        self.jobs: set[int] = set()
+        self.head_started = 0.0  # when the first task in flight began running
+        self.ready = False  # set up and listening: only then does it get tasks (and deadlines)
+        self.items_sent = 0  # for recycling after Workers.max_tasks items
+        self.max_tasks = max_tasks
+        self.writer.add(wire.frame(wire.INIT, payload=init))
+
+    def fits(self, task: Task) -> bool:
+        return self.max_tasks is None or self.items_sent + len(task.items) <= self.max_tasks
+
+    @property
+    def retiring(self) -> bool:
+        """It has been given its quota of items: it gets no more, and goes once it is idle."""
+        return self.max_tasks is not None and self.items_sent >= self.max_tasks
+
+    def stop(self) -> int:
+        """Kill the process (SIGTERM, then SIGKILL after a grace) and reap it."""
+        self.sock.close()
+        self.terminate()
+        return self.reap(time.monotonic() + KILL_GRACE)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                self.proc.terminate()
+
+    def reap(self, deadline: float | None) -> int:
+        """Wait for the exit; past ``deadline``, SIGKILL. Returns the Popen-style return code."""
+        try:
+            return self.proc.wait(
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def crash_message(pid: int, returncode: int) -> str:
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with code {returncode}"
+    return f"the worker process (pid {pid}) {how} while running this item"
