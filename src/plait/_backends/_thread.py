@@ -43,17 +43,22 @@ class ThreadBackend:
         # Running tasks, with their deadline (inf when untimed).
         self._running: dict[threading.Thread, tuple[Task, float]] = {}
         self._watchdog: threading.Thread | None = None
-        # Threads start on demand, up to `workers`: when the idle ones are too few for the tasks
-        # already queued plus the new one. Set operations are atomic: no lock per task.
-        self._idle: set[threading.Thread] = set()
+        # Threads start on demand, up to `workers`. A thread about to wait for work drops a
+        # token here; a submit that takes one knows a thread is free for its task, one that
+        # finds none starts a thread. Tokens = free threads - queued tasks, kept exact by the
+        # queue's own atomic operations: no lock per task.
+        self._free: SimpleQueue[bool] = SimpleQueue()
         self._closed = False
 
     def submit(self, task: Task) -> None:
         with self._cond:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
-            if len(self._idle) <= self._queue.qsize() and len(self._live) < self.workers:
-                self._start_thread()
+            try:
+                self._free.get_nowait()
+            except Empty:
+                if len(self._live) < self.workers:
+                    self._start_thread()
             if task.timeout is not None and self._watchdog is None:
                 self._watchdog = threading.Thread(
                     target=self._watch, name="plait-thread-watchdog", daemon=True
@@ -61,9 +66,14 @@ class ThreadBackend:
                 self._watchdog.start()
         self._queue.put(task)
 
-    def _start_thread(self, first: Task | None = None) -> None:  # holding _cond
+    def _start_thread(self, first: Task | None = None, *, free: bool = False) -> None:
+        """Start a worker thread (holding _cond). ``free``: it comes with no task of its own, so
+        it counts as free at once (a replacement); a thread started for a submit does not."""
         thread = threading.Thread(
-            target=self._work, args=(first,), name=f"plait-thread-{len(self._all)}", daemon=True
+            target=self._work,
+            args=(first, free),
+            name=f"plait-thread-{len(self._all)}",
+            daemon=True,
         )
         self._live.add(thread)
         self._all.append(thread)
@@ -71,10 +81,12 @@ class ThreadBackend:
         if self._closed:  # a replacement after shutdown: it needs its own way out
             self._queue.put(None)
 
-    def _work(self, first: Task | None = None) -> None:
+    def _work(self, first: Task | None, free: bool) -> None:
         me = threading.current_thread()
         task = first
         init_error = start_worker(self.spec)
+        if free:
+            self._free.put(True)
         try:
             while True:
                 if task is None:
@@ -83,21 +95,19 @@ class ThreadBackend:
                         return
                     if not task.start():
                         task = None
+                        self._free.put(True)
                         continue
                 if not self._run(me, task, init_error):
                     return  # abandoned: the item already has its TaskTimeout, or runs elsewhere
                 task = None
+                self._free.put(True)
         finally:
             with self._cond:
                 self._live.discard(me)
                 self._cond.notify_all()
 
     def _take(self) -> Task | None:
-        me = threading.current_thread()
-        self._idle.add(me)
-        task = self._queue.get()
-        self._idle.discard(me)
-        return task
+        return self._queue.get()
 
     def _run(self, me: threading.Thread, task: Task, init_error: BaseException | None) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
@@ -158,7 +168,7 @@ class ThreadBackend:
             task.token = task.token.renewed() if task.token is not None else None
             self._start_thread(first=task)  # the replacement runs the item again
             return
-        self._start_thread()
+        self._start_thread(free=True)
         try:
             warnings.warn(f"plait: {thread.name}: {error}", RuntimeWarning, stacklevel=1)
         except Exception:  # warnings turned into errors: nobody here could catch it
