@@ -14,10 +14,11 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from ._api import map as plait_map
-from ._pool import Pool
+from ._api import run
 
 FILES = 40
 SERVER_DELAY = 0.05  # seconds the server waits before answering each request
@@ -101,15 +102,9 @@ def two_functions() -> list[tuple[str, float]]:
         print_letters(0.04)
 
     serial, _ = timed(one_then_the_other)
-    print("  with plait (Pool.submit on two threads):")
-
-    def both() -> None:
-        with Pool(workers=2) as pool:
-            futures = [pool.submit(print_numbers, 0.04), pool.submit(print_letters, 0.04)]
-            for future in futures:
-                future.result()
-
-    together, _ = timed(both)
+    print("  with plait.run (two threads, both joined when it returns):")
+    numbers, letters = partial(print_numbers, 0.04), partial(print_letters, 0.04)
+    together, _ = timed(lambda: run(numbers, letters))
     print("  both functions have finished")
     return [("serial", serial), ("plait, 2 threads", together)]
 
