@@ -18,7 +18,6 @@ from ._errors import RemoteError as RemoteError
 from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
-from ._events import MapObserver as MapObserver
 from ._retry import Retry as Retry
 from ._workers import Workers as Workers
 from ._workers import worker_state as worker_state
@@ -56,7 +55,6 @@ __all__ = [
     "Cancelled",
     "DeadlockError",
     "MapIterator",
-    "MapObserver",
     "PlaitError",
     "Pool",
     "PoolClosed",
