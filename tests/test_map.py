@@ -242,3 +242,14 @@ def test_progress_bar_counts_items(capsys: pytest.CaptureFixture[str]) -> None:
 def test_progress_bar_without_length(capsys: pytest.CaptureFixture[str]) -> None:
     list(plait.map(double, iter(range(120)), progress=True))
     assert "120" in capsys.readouterr().err
+
+
+def test_large_payloads_travel_intact_to_processes() -> None:
+    blobs: list[object] = [
+        bytes(range(256)) * 1024,  # 256 KiB of bytes: sent out of band
+        bytearray(b"x" * 100_000),  # a bytearray: out of band natively
+        b"small",
+        ("a tuple", b"y" * 70_000),  # large bytes inside a tuple: in band
+    ]
+    digests = list(plait.map(repr, blobs, backend="process", chunksize=4))
+    assert digests == [repr(b) for b in blobs]

@@ -7,9 +7,12 @@ separately, and a large one is written from its own buffer, never copied into a 
 
 from __future__ import annotations
 
+import pickle
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 LENGTH = struct.Struct("<Q")
 HEAD = struct.Struct("<BQQB")  # tag, task or job id, job id, kind
@@ -24,10 +27,13 @@ READY = 5  # the worker is set up (INIT done): its clock for task deadlines can 
 DONE = 4  # a = task id; payload = (values, errors, elapsed); errors[-1]: the whole batch
 
 
-def frame(tag: int, a: int = 0, b: int = 0, kind: int = 0, payload: bytes = b"") -> list[bytes]:
-    """The buffers of one frame, to be written in order."""
-    head = LENGTH.pack(HEAD.size + len(payload)) + HEAD.pack(tag, a, b, kind)
-    return [head, payload] if payload else [head]
+def frame(
+    tag: int, a: int = 0, b: int = 0, kind: int = 0, payload: bytes | list[Any] = b""
+) -> list[Any]:
+    """The buffers of one frame, to be written in order (``payload`` may come in pieces)."""
+    pieces: list[Any] = payload if isinstance(payload, list) else [payload] if payload else []
+    size = sum(memoryview(p).nbytes for p in pieces)
+    return [LENGTH.pack(HEAD.size + size) + HEAD.pack(tag, a, b, kind), *pieces]
 
 
 def parse(body: bytes | bytearray | memoryview) -> tuple[int, int, int, int, memoryview]:
@@ -35,7 +41,7 @@ def parse(body: bytes | bytearray | memoryview) -> tuple[int, int, int, int, mem
     return tag, a, b, kind, memoryview(body)[HEAD.size :]
 
 
-def send_frame(sock: socket.socket, buffers: list[bytes]) -> None:
+def send_frame(sock: socket.socket, buffers: list[Any]) -> None:
     """Blocking write, used by the worker (which has nothing else to do meanwhile)."""
     for buffer in buffers:
         sock.sendall(buffer)
@@ -102,8 +108,8 @@ class FrameWriter:
     def __bool__(self) -> bool:
         return bool(self._pending)
 
-    def add(self, buffers: list[bytes]) -> None:
-        self._pending.extend(memoryview(b) for b in buffers)
+    def add(self, buffers: list[Any]) -> None:
+        self._pending.extend(memoryview(b).cast("B") for b in buffers)
 
     def flush(self, sock: socket.socket) -> bool:
         """Write what the socket takes now. False if the other end is gone (EPIPE, ECONNRESET)."""
@@ -121,3 +127,51 @@ class FrameWriter:
                 return True
             pending.popleft()
         return True
+
+
+# -- items: pickle protocol 5 with large buffers out of band --------------------------------
+# A RUN payload is <u32 n><u64 size of each of n buffers><u64 size of the pickle><pickle>
+# <buffer 0>...<buffer n-1>: bytearrays, NumPy arrays and large bytes travel from their own
+# memory to the socket, never copied into the pickle.
+
+COUNT = struct.Struct("<I")
+SIZE = struct.Struct("<Q")
+OUT_OF_BAND_BYTES = 64 * 1024  # smaller bytes are cheaper to copy than to describe
+
+
+class _LargeBytes:
+    """Pickles a bytes object as an out-of-band buffer; it loads as bytes again."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        return (bytes, (pickle.PickleBuffer(self.data),))
+
+
+def pack_items(items: list[object], dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
+    """The pieces of an items payload; ``dumps(obj, buffer_callback=...)`` pickles."""
+    if any(type(x) is bytes and len(x) >= OUT_OF_BAND_BYTES for x in items):
+        items = [
+            _LargeBytes(x) if type(x) is bytes and len(x) >= OUT_OF_BAND_BYTES else x for x in items
+        ]
+    buffers: list[pickle.PickleBuffer] = []
+    data = dumps(items, buffer_callback=buffers.append)
+    raws = [buffer.raw() for buffer in buffers]
+    head = COUNT.pack(len(raws)) + b"".join(SIZE.pack(r.nbytes) for r in raws)
+    return [head + SIZE.pack(len(data)), data, *raws]
+
+
+def unpack_items(payload: memoryview) -> Any:
+    (count,) = COUNT.unpack_from(payload)
+    sizes = [SIZE.unpack_from(payload, COUNT.size + SIZE.size * i)[0] for i in range(count + 1)]
+    position = COUNT.size + SIZE.size * (count + 1)
+    data = payload[position : position + sizes[-1]]
+    position += sizes[-1]
+    buffers = []
+    for size in sizes[:-1]:
+        buffers.append(payload[position : position + size])
+        position += size
+    return pickle.loads(data, buffers=buffers)

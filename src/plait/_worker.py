@@ -91,7 +91,7 @@ def initialize(payload: memoryview) -> BaseException | None:
 
 def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> bytes:
     try:
-        items = pickle.loads(payload)
+        items = wire.unpack_items(payload)
     except BaseException as exc:
         exc.add_note("plait: the items could not be unpickled in the worker process")
         return dumps(([], {-1: encode_error(exc)}, 0.0))

@@ -4,21 +4,29 @@ put back in place, exceptions rebuilt with their worker's traceback."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _wire as wire
 from .._errors import RemoteError, RemoteTraceback
 from .._task import Outcome, Task
 
 
-def dumps(obj: object) -> bytes:
+def dumps(obj: object, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
     """pickle first (fastest); cloudpickle for what it cannot do (lambdas, local classes)."""
     try:
-        return pickle.dumps(obj, protocol=5)
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
     except Exception:
         import cloudpickle
 
-        return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+        return cloudpickle.dumps(  # type: ignore[no-any-return]
+            obj, protocol=5, buffer_callback=buffer_callback
+        )
+
+
+def pack(items: list[Any]) -> list[bytes | memoryview]:
+    return wire.pack_items(items, dumps)
 
 
 @dataclass(slots=True)
@@ -26,14 +34,14 @@ class Sent:
     """A task as it went to a worker: the items that pickled, and errors for those that did not."""
 
     task: Task
-    blob: bytes | None
+    blob: list[bytes | memoryview] | None  # the payload, in pieces (see _wire.pack_items)
     offsets: list[int] | None = None  # where each sent item sits in the task; None: all of them
     unsent: dict[int, BaseException] = field(default_factory=dict)
 
     @classmethod
     def encode(cls, task: Task) -> Sent:
         try:
-            return cls(task, dumps(task.items))
+            return cls(task, pack(task.items))
         except Exception:
             pass
         offsets: list[int] = []
@@ -46,7 +54,7 @@ class Sent:
                 unsent[offset] = exc
             else:
                 offsets.append(offset)
-        blob = dumps([task.items[o] for o in offsets]) if offsets else None
+        blob = pack([task.items[o] for o in offsets]) if offsets else None
         return cls(task, blob, offsets, unsent)
 
     def outcome(
@@ -54,7 +62,7 @@ class Sent:
     ) -> Outcome:
         """The task's outcome from the worker's answer about the items it was sent."""
         size = len(self.task.items)
-        sent_bytes = len(self.blob or b"")
+        sent_bytes = sum(memoryview(piece).nbytes for piece in self.blob or ())
         if -1 in errors:  # the worker could not read the batch at all
             return Outcome([None] * size, dict.fromkeys(range(size), errors[-1]), elapsed)
         if self.offsets is None:
