@@ -106,3 +106,29 @@ def test_interpreter_exits_promptly_with_a_map_abandoned_midway(
     assert exited - ending < 5, f"exit took {exited - ending:.1f}s"  # not the tasks' 60 s
     if backend == "process":
         assert all(gone(pid) for pid in pids), "a worker process outlived the interpreter"
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.timeout(30)
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    with run_script(tmp_path, "process", "interrupt") as proc:
+        pids = wait_for_starts(proc, 2)
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone, with no chance to clean up...
+        proc.communicate(timeout=20)
+    try:
+        deadline = time.monotonic() + 10  # ...so the workers must notice by themselves
+        while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(is_running(pid) for pid in pids), "a worker outlived its killed parent"
+    finally:
+        for pid in pids:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -14,6 +14,8 @@ import pickle
 import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 from contextlib import suppress
 from types import CodeType, FunctionType
@@ -23,6 +25,8 @@ from . import _wire as wire
 from ._retry import Retry
 from ._task import Kind, Outcome, execute
 from ._workers import Workers, start_worker
+
+PARENT_CHECK_SECONDS = 0.5
 
 PLAIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOTSTRAP = (
@@ -47,9 +51,20 @@ class Unloadable:
 def main(fd: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what to do with workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     sock = socket.socket(fileno=fd)
     with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
         serve(sock)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this worker if its parent dies, even in the middle of a long task: nobody is left
+    to read the result, and an orphan would burn CPU. (A closed socket only shows between
+    tasks.)"""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def serve(sock: socket.socket) -> None:
