@@ -104,9 +104,11 @@ def test_run_mixes_async_and_sync_functions() -> None:
 
 
 def test_a_failing_sync_task_cancels_an_async_sibling() -> None:
+    running = threading.Event()
     cancelled = threading.Event()
 
     async def waits() -> None:
+        running.set()
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -114,6 +116,7 @@ def test_a_failing_sync_task_cancels_an_async_sibling() -> None:
             raise
 
     def fails() -> None:
+        assert running.wait(10)  # fail only once the coroutine runs: it must be cancelled
         raise KeyError("sync")
 
     with pytest.raises(ExceptionGroup) as info, plait.TaskGroup() as tg:

@@ -253,3 +253,14 @@ def test_large_payloads_travel_intact_to_processes() -> None:
     ]
     digests = list(plait.map(repr, blobs, backend="process", chunksize=4))
     assert digests == [repr(b) for b in blobs]
+
+
+def big_result(n: int) -> object:
+    if n == 2:
+        return "small"
+    return bytes([n]) * (200_000 + n)  # out of band on the way back
+
+
+def test_large_results_travel_intact_from_processes() -> None:
+    results = list(plait.map(big_result, range(5), backend="process", chunksize=5))
+    assert results == [big_result(n) for n in range(5)]

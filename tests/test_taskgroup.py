@@ -6,6 +6,7 @@ import functools
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +22,18 @@ def nap_forever() -> str:
     return "slept"
 
 
-def process_nap() -> str:
+def process_nap(marker: str) -> str:
+    Path(marker).write_text("running")
     time.sleep(60)  # not cooperative: only termination stops it
     return "slept"
+
+
+def fail_after(marker: str) -> None:
+    deadline = time.monotonic() + 20  # another process: a file is the signal
+    while not Path(marker).exists():
+        assert time.monotonic() < deadline, "the sibling never started"
+        time.sleep(0.01)
+    raise ValueError("crash")
 
 
 def test_run_returns_results_in_argument_order() -> None:
@@ -112,16 +122,22 @@ def test_every_failure_is_in_the_group() -> None:
 
 def test_cancellation_is_not_swallowed_by_except_exception() -> None:
     swallowed: list[BaseException] = []
+    sleeping = threading.Event()
 
     def stubborn() -> None:
         try:
+            sleeping.set()
             plait.sleep(60)
         except Exception as exc:  # the classic mistake: it must not catch Cancelled
             swallowed.append(exc)
 
+    def fail_once_it_sleeps() -> None:
+        assert sleeping.wait(10)
+        raise ValueError("go")
+
     with pytest.raises(ExceptionGroup), plait.TaskGroup() as tg:
         handle = tg.submit(stubborn)
-        tg.submit(fail, "go")
+        tg.submit(fail_once_it_sleeps)
     assert swallowed == []
     assert handle.cancelled()
 
@@ -183,11 +199,12 @@ def test_cancel_one_handle() -> None:
     assert not sleeper.cancel()  # already done
 
 
-def test_a_failing_process_task_terminates_a_running_sibling() -> None:
+def test_a_failing_process_task_terminates_a_running_sibling(tmp_path: Path) -> None:
+    marker = str(tmp_path / "napping")
     started = time.monotonic()
     with pytest.raises(ExceptionGroup), plait.TaskGroup(workers=2, backend="process") as tg:
-        sleeper = tg.submit(process_nap)
-        tg.submit(fail, "crash")
+        sleeper = tg.submit(process_nap, marker)
+        tg.submit(fail_after, marker)
     assert sleeper.cancelled()
     assert time.monotonic() - started < 20
 

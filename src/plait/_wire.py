@@ -68,34 +68,44 @@ def recv_frame(sock: socket.socket) -> bytearray | None:
 
 
 class FrameReader:
-    """Non-blocking reads for the parent: returns the frames completed so far."""
+    """Non-blocking reads for the parent: returns the frames completed so far.
+
+    Each frame's body is read straight into a buffer of its exact size, so a large result is
+    copied once, from the socket, and never re-assembled from pieces.
+    """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._head = bytearray(LENGTH.size)
+        self._head_filled = 0
+        self._body: bytearray | None = None
+        self._body_filled = 0
 
-    def read(self, sock: socket.socket) -> list[bytes] | None:
+    def read(self, sock: socket.socket) -> list[bytearray] | None:
         """Whatever frames are complete after draining the socket; None once it is closed."""
-        for _ in range(64):
+        frames: list[bytearray] = []
+        for _ in range(256):  # then let the dispatcher serve the other workers
             try:
-                data = sock.recv(1 << 20)
+                if self._body is None:
+                    got = sock.recv_into(memoryview(self._head)[self._head_filled :])
+                else:
+                    got = sock.recv_into(memoryview(self._body)[self._body_filled :])
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # ECONNRESET: the worker died with unread data
                 return None
-            if not data:
+            if got == 0:
                 return None
-            self._buffer += data
-        frames = []
-        buffer = self._buffer
-        start = 0
-        while len(buffer) - start >= LENGTH.size:
-            (size,) = LENGTH.unpack_from(buffer, start)
-            end = start + LENGTH.size + size
-            if end > len(buffer):
-                break
-            frames.append(bytes(buffer[start + LENGTH.size : end]))
-            start = end
-        del buffer[:start]
+            if self._body is None:
+                self._head_filled += got
+                if self._head_filled == LENGTH.size:
+                    self._head_filled = 0
+                    self._body = bytearray(LENGTH.unpack(self._head)[0])
+                    self._body_filled = 0
+            else:
+                self._body_filled += got
+            if self._body is not None and self._body_filled == len(self._body):
+                frames.append(self._body)
+                self._body = None
         return frames
 
 
@@ -151,22 +161,32 @@ class _LargeBytes:
         return (bytes, (pickle.PickleBuffer(self.data),))
 
 
-def pack_items(items: list[object], dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
-    """The pieces of an items payload; ``dumps(obj, buffer_callback=...)`` pickles."""
-    # Items of a map are nearly always of one type: look further only if the first is bytes,
-    # so a batch of thousands of small items pays nothing for this.
-    if items and type(items[0]) is bytes:
-        items = [
-            _LargeBytes(x) if type(x) is bytes and len(x) >= OUT_OF_BAND_BYTES else x for x in items
+def out_of_band(values: list[Any]) -> list[Any]:
+    """``values`` with its large bytes marked to travel out of band."""
+    # The values of a batch are nearly always of one type: look further only if the first is
+    # bytes, so a batch of thousands of small values pays nothing for this.
+    if values and type(values[0]) is bytes:
+        return [
+            _LargeBytes(x) if type(x) is bytes and len(x) >= OUT_OF_BAND_BYTES else x
+            for x in values
         ]
+    return values
+
+
+def pack_items(items: list[Any], dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
+    return pack(out_of_band(items), dumps)
+
+
+def pack(obj: object, dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
+    """The pieces of a payload; ``dumps(obj, buffer_callback=...)`` pickles."""
     buffers: list[pickle.PickleBuffer] = []
-    data = dumps(items, buffer_callback=buffers.append)
+    data = dumps(obj, buffer_callback=buffers.append)
     raws = [buffer.raw() for buffer in buffers]
     head = COUNT.pack(len(raws)) + b"".join(SIZE.pack(r.nbytes) for r in raws)
     return [head + SIZE.pack(len(data)), data, *raws]
 
 
-def unpack_items(payload: memoryview) -> Any:
+def unpack(payload: memoryview) -> Any:
     (count,) = COUNT.unpack_from(payload)
     sizes = [SIZE.unpack_from(payload, COUNT.size + SIZE.size * i)[0] for i in range(count + 1)]
     position = COUNT.size + SIZE.size * (count + 1)

@@ -35,10 +35,18 @@ BOOTSTRAP = (
 )
 
 
-def dumps(obj: object) -> bytes:
+def dumps(obj: object, buffer_callback: Any = None) -> bytes:
     import cloudpickle
 
-    return cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-any-return]
+    return cloudpickle.dumps(  # type: ignore[no-any-return]
+        obj, protocol=5, buffer_callback=buffer_callback
+    )
+
+
+def pack_result(
+    values: list[Any], errors: dict[int, Any], elapsed: float
+) -> list[bytes | memoryview]:
+    return wire.pack((wire.out_of_band(values), errors, elapsed), dumps)
 
 
 class Unloadable:
@@ -104,19 +112,19 @@ def initialize(payload: memoryview) -> BaseException | None:
     return start_worker(spec)
 
 
-def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> bytes:
+def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> list[bytes | memoryview]:
     try:
-        items = wire.unpack_items(payload)
+        items = wire.unpack(payload)
     except BaseException as exc:
         exc.add_note("plait: the items could not be unpickled in the worker process")
-        return dumps(([], {-1: encode_error(exc)}, 0.0))
+        return pack_result([], {-1: encode_error(exc)}, 0.0)
     if isinstance(fn, Unloadable):
         outcome = Outcome([None] * len(items), dict.fromkeys(range(len(items)), fn.error))
     else:
         outcome = execute(fn, kind, items, retry)
     errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
     try:
-        return dumps((outcome.values, errors, outcome.elapsed))
+        return pack_result(outcome.values, errors, outcome.elapsed)
     except Exception:
         pass
     # Some value would not pickle: find which, and fail only those items.
@@ -130,7 +138,7 @@ def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> bytes:
             exc.add_note(f"plait: the result ({type(value).__name__}) could not be pickled")
             errors[offset] = encode_error(exc)
             values[offset] = None
-    return dumps((values, errors, outcome.elapsed))
+    return pack_result(values, errors, outcome.elapsed)
 
 
 def encode_error(exc: BaseException) -> tuple[bytes | None, str, str, str]:

@@ -304,17 +304,19 @@ class ProcessBackend:
         if deadline is not None:
             self._expire()
 
-    def _receive(self, worker: WorkerHandle, body: bytes) -> None:
+    def _receive(self, worker: WorkerHandle, body: bytearray) -> None:
         tag, task_id, _, _, payload = wire.parse(body)
         if tag == wire.READY:
             worker.ready = True
             return
         sent = worker.tasks.pop(task_id)
         worker.head_started = time.monotonic()  # the worker starts its next task right away
-        values, encoded, elapsed = pickle.loads(payload)
+        values, encoded, elapsed = wire.unpack(payload)
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
-        self._finish(sent.task, sent.outcome(values, errors, elapsed))
+        outcome = sent.outcome(values, errors, elapsed)
+        outcome.sent_bytes += len(body)  # results count too: the sizer caps bytes both ways
+        self._finish(sent.task, outcome)
         if worker.retiring and not worker.tasks:
             self._recycle(worker)
 
