@@ -21,7 +21,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from . import _validate as check
 from ._backends._async import DEFAULT_ASYNC_WORKERS, run_item
-from ._retry import Retry, as_retry
+from ._pool import MapOptions
+from ._retry import Retry
 from ._scheduler import describe_item
 from ._task import Job, Kind
 
@@ -82,11 +83,17 @@ def amap(
     check.check_fn(fn, where)
     check.check_workers(workers, where)
     check.check_backend(backend, where)
-    check.check_choice("ordered", ordered, (True, False), where)
-    check.check_choice("errors", errors, ("raise", "return"), where)
-    check.check_timeout(task_timeout, where, "task_timeout")
     check.check_iterables(iterables, where)
-    retry = as_retry(retries, where)
+    # The same checks as plait.map's, so both refuse bad options with the same words.
+    retry = MapOptions.build(
+        where,
+        chunksize=None,
+        ordered=ordered,
+        errors=errors,
+        progress=False,
+        task_timeout=task_timeout,
+        retries=retries,
+    ).retry
     if not check.is_async(fn):
         from ._api import map as plait_map
 
