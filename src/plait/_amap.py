@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from itertools import count
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,7 +22,7 @@ from . import _validate as check
 from ._backends._async import DEFAULT_ASYNC_WORKERS, run_item
 from ._pool import MapOptions
 from ._retry import Retry
-from ._scheduler import describe_item
+from ._scheduler import describe_item, open_input
 from ._task import Job, Kind
 
 R = TypeVar("R")
@@ -111,7 +110,7 @@ def amap(
     if not isinstance(workers, int | None):
         raise TypeError(f"{where}: workers must be an int for an async function")
     kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
-    source = iter(iterables[0]) if kind is Kind.MAP else zip(*iterables, strict=True)
+    source = open_input(iterables, where)
     job = Job(fn, kind, retry)
     limit = workers or DEFAULT_ASYNC_WORKERS
     stream = _coroutines(job, source, limit, ordered, errors == "raise", task_timeout)
@@ -139,22 +138,31 @@ async def _coroutines(
     started: dict[asyncio.Task[Any], tuple[int, Any]] = {}  # running or not yet yielded
     in_order: deque[asyncio.Task[Any]] = deque()
     finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
-    indexes = count()
+    read = 0  # items taken from the input
     exhausted = False
+    input_error: Exception | None = None
     try:
         while True:
             while not exhausted and len(started) < limit:
-                item = next(source, _DONE)
+                try:
+                    item = next(source, _DONE)
+                except Exception as exc:  # raised once the items read before it are out
+                    exc.add_note(f"plait: raised by the input after {read} items")
+                    input_error, exhausted = exc, True
+                    break
                 if item is _DONE:
                     exhausted = True
                     break
                 task = asyncio.ensure_future(run_item(job, item, timeout))
-                started[task] = (next(indexes), item)
+                started[task] = (read, item)
+                read += 1
                 if ordered:
                     in_order.append(task)
                 else:
                     task.add_done_callback(finished.put_nowait)
             if not started:
+                if input_error is not None:
+                    raise input_error
                 return
             if ordered:
                 task = in_order.popleft()

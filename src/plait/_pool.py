@@ -21,7 +21,7 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._events import MapObserver, Observers
 from ._retry import Retry, as_retry
-from ._scheduler import MapIterator, MapRun
+from ._scheduler import MapIterator, MapRun, open_input
 from ._task import Job, Kind, Outcome, Task
 from ._workers import Workers, as_workers
 
@@ -191,7 +191,7 @@ class Pool(Executor):
 
             fn = rate_limited(fn, options.rate, backend.name, backend.workers)
         job = Job(fn, kind, options.retry)
-        source = iter(iterables[0]) if kind is Kind.MAP else zip(*iterables, strict=True)
+        source = open_input(iterables, where)
         owned = options.owns_pool
 
         def on_close(complete: bool) -> None:

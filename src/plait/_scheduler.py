@@ -21,7 +21,7 @@ import reprlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
@@ -39,6 +39,27 @@ MAX_ITEMS_IN_FLIGHT = 16384  # bounds memory when batches are large (tiny tasks)
 
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
+
+
+def open_input(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[Any]:
+    """The items of a map: those of one iterable, or tuples of one item of each."""
+    if len(iterables) == 1:
+        return iter(iterables[0])
+    return _zip_equal(iterables, where)
+
+
+def _zip_equal(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[tuple[Any, ...]]:
+    try:
+        yield from zip(*iterables, strict=True)
+    except ValueError as exc:
+        # zip's own complaint is raised in this frame; an input's ValueError comes from deeper.
+        tb = exc.__traceback__
+        if tb is None or tb.tb_next is not None or not str(exc).startswith("zip() argument"):
+            raise
+        raise ValueError(
+            f"{where}: the iterables have different lengths ({exc}); pass iterables of equal "
+            "length (cut the longer ones with itertools.islice if that is what you mean)"
+        ) from None
 
 
 def describe_item(item: object) -> str:
@@ -143,12 +164,14 @@ class MapRun:
             and self._items_out < self._max_items
         ):
             size = self._sizer.next_size()
+            items: list[Any] = []
             try:
-                items = list(islice(self._source, size))
+                items.extend(islice(self._source, size))  # keeps what was read before a failure
             except Exception as exc:  # the input itself failed: raised after earlier results
+                read = self._next_index + len(items)
+                exc.add_note(f"plait: raised by the input after {read} items")
                 self._input_error = exc
                 self._exhausted = True
-                return
             if len(items) < size:
                 self._exhausted = True
                 if not items:

@@ -1,7 +1,7 @@
 """Thread backend: a fixed set of threads taking whole batches from one queue.
 
 No Future and no queue round trip per item: a batch of tiny tasks costs one ``SimpleQueue``
-put/get and one callback, and the items run inside ``execute``'s C-level loop.
+put/get and one callback, and the items run inside ``execute``'s tight loop.
 
 A thread cannot be killed. When an item overruns its ``task_timeout``, a watchdog thread gives
 the item its ``TaskTimeout``, cancels the task's token (``plait.cancelled()`` turns True in it),

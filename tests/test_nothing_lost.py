@@ -1,0 +1,246 @@
+"""No result lost, shifted or shared: odd exceptions, inputs that fail, errors per item."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+import pytest
+
+import plait
+
+
+def stop_at_three(x: int) -> int:
+    if x == 3:
+        raise StopIteration("three")
+    return x
+
+
+async def stop_at_three_async(x: int) -> int:
+    if x == 3:
+        raise StopIteration("three")
+    return x
+
+
+def assert_stop_iteration_error(error: object) -> None:
+    """A RuntimeError caused by the task's StopIteration (from a process, the cause is the
+    worker's traceback, which shows the StopIteration and where it was raised)."""
+    assert isinstance(error, RuntimeError)
+    assert "raised StopIteration" in str(error)
+    cause = error.__cause__
+    if isinstance(cause, plait.RemoteTraceback):
+        assert "StopIteration: three" in cause.tb
+        assert "in stop_at_three" in cause.tb
+    else:
+        assert isinstance(cause, StopIteration)
+        assert cause.args == ("three",)
+
+
+# -- 1. a task raising StopIteration -------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 5, 10])
+def test_stop_iteration_fails_its_item_and_keeps_the_rest_in_place(
+    backend: str, chunksize: int | None
+) -> None:
+    results = list(
+        plait.map(stop_at_three, range(10), backend=backend, chunksize=chunksize, errors="return")
+    )
+    assert len(results) == 10
+    assert results[:3] == [0, 1, 2]
+    assert results[4:] == [4, 5, 6, 7, 8, 9]
+    assert_stop_iteration_error(results[3])
+
+
+def test_stop_iteration_raises_runtime_error_naming_the_item(backend: str) -> None:
+    with pytest.raises(RuntimeError, match="raised StopIteration") as info:
+        list(plait.map(stop_at_three, range(10), backend=backend, chunksize=5))
+    assert any("raised by item 3" in note for note in info.value.__notes__)
+
+
+def test_stop_iteration_in_several_iterables(backend: str) -> None:
+    def pick(a: int, b: int) -> int:
+        return stop_at_three(a) + b
+
+    results = list(plait.map(pick, range(6), range(6), backend=backend, errors="return"))
+    assert results[:3] == [0, 2, 4]
+    assert results[4:] == [8, 10]
+    assert_stop_iteration_error(results[3])
+
+
+def test_stop_iteration_from_submit_is_a_runtime_error(backend: str) -> None:
+    with plait.Pool(backend, 1) as pool:
+        future: Future[int] = pool.submit(stop_at_three, 3)
+        error = future.exception(timeout=30)
+        assert error is not None
+        assert_stop_iteration_error(error)
+        assert pool.submit(stop_at_three, 4).result(timeout=30) == 4
+
+
+def test_stop_iteration_in_a_task_group() -> None:
+    with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup() as tg:
+        tg.submit(stop_at_three, 3)
+    [error] = info.value.exceptions
+    assert_stop_iteration_error(error)
+
+
+def test_stop_iteration_is_retried_as_a_runtime_error() -> None:
+    calls: list[int] = []
+
+    def once(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            raise StopIteration
+        return x
+
+    retry = plait.Retry(retries=1, on=RuntimeError)
+    assert list(plait.map(once, [7], retries=retry)) == [7]
+
+
+def test_stop_iteration_in_async_functions() -> None:
+    async def main() -> list[object]:
+        return await plait.amap(stop_at_three_async, range(6), errors="return")
+
+    results = asyncio.run(main())
+    assert results[:3] == [0, 1, 2]
+    assert results[4:] == [4, 5]
+    assert_stop_iteration_error(results[3])
+
+    mapped = list(plait.map(stop_at_three_async, range(6), errors="return"))
+    assert mapped[:3] == [0, 1, 2]
+    assert mapped[4:] == [4, 5]
+    assert_stop_iteration_error(mapped[3])
+
+
+# -- 13. one failure shared by many items --------------------------------------------------
+
+
+def test_a_failing_initializer_gives_each_item_its_own_exception(backend: str) -> None:
+    def broken() -> None:
+        raise OSError("no database")
+
+    workers = plait.Workers(2, initializer=broken)
+    results = list(plait.map(abs, range(2000), workers=workers, backend=backend, errors="return"))
+    assert all(isinstance(r, OSError) for r in results)
+    assert len({id(r) for r in results}) == len(results)
+    for index, error in enumerate(results):
+        assert isinstance(error, OSError)
+        item_notes = [n for n in error.__notes__ if n.startswith("plait: raised by item")]
+        assert item_notes == [f"plait: raised by item {index}: {index}"]
+
+
+def test_copies_of_a_shared_error_keep_type_args_and_cause() -> None:
+    from plait._task import failed
+
+    class Odd(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(a, b)
+
+    cause = KeyError("k")
+    error = Odd(1, 2)
+    error.__cause__ = cause
+    error.add_note("first")
+    outcome = failed(3, error)
+    copies = list(outcome.errors.values())
+    assert len({id(c) for c in [error, *copies]}) == 4
+    for copy in copies:
+        assert type(copy) is Odd
+        assert copy.args == (1, 2)
+        assert copy.__cause__ is cause
+        assert copy.__notes__ == ["first"]
+    copies[1].add_note("second")
+    assert error.__notes__ == ["first"]
+
+
+# -- 4. an input that raises ---------------------------------------------------------------
+
+
+def items_then_error(count: int) -> Iterator[int]:
+    yield from range(count)
+    raise ValueError("broke")
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 7, 100])
+def test_a_failing_input_delivers_every_item_read_before_it(
+    backend: str, chunksize: int | None
+) -> None:
+    results: list[int] = []
+    with pytest.raises(ValueError, match="broke") as info:
+        results.extend(plait.map(abs, items_then_error(150), backend=backend, chunksize=chunksize))
+    assert results == list(range(150))
+    assert "plait: raised by the input after 150 items" in info.value.__notes__
+
+
+def test_a_failing_input_unordered_and_errors_return(backend: str) -> None:
+    results: list[object] = []
+    with pytest.raises(ValueError, match="broke"):
+        results.extend(
+            plait.map(abs, items_then_error(150), backend=backend, ordered=False, errors="return")
+        )
+    assert sorted(results) == list(range(150))  # type: ignore[type-var]
+
+
+def test_a_failing_input_to_several_iterables(backend: str) -> None:
+    results: list[int] = []
+    with pytest.raises(ValueError, match="broke"):
+        results.extend(plait.map(pow, items_then_error(50), range(100), backend=backend))
+    assert results == [pow(i, i) for i in range(50)]
+
+
+def test_a_failing_input_in_amap() -> None:
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def main(fn: object) -> list[int]:
+        seen: list[int] = []
+        with pytest.raises(ValueError, match="broke"):
+            async for value in plait.amap(fn, items_then_error(40)):  # type: ignore[arg-type]
+                seen.append(value)  # noqa: PERF401 (the values before the error are the point)
+        return seen
+
+    assert asyncio.run(main(double)) == [2 * i for i in range(40)]
+    assert asyncio.run(main(abs)) == list(range(40))
+
+
+def test_an_input_that_raises_stop_iteration_ends_like_builtin_map(backend: str) -> None:
+    # A generator cannot leak StopIteration (PEP 479), but a hand-written iterator ends with it:
+    # that is the end of the input, as for the builtin map.
+    class Five:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def __iter__(self) -> Five:
+            return self
+
+        def __next__(self) -> int:
+            self.n += 1
+            if self.n > 5:
+                raise StopIteration
+            return self.n
+
+    assert list(plait.map(abs, Five(), backend=backend)) == [1, 2, 3, 4, 5]
+
+
+def test_input_error_is_raised_once_and_the_map_then_ends(backend: str) -> None:
+    results = plait.map(abs, items_then_error(3), backend=backend)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="broke"):
+        next(results)
+    with pytest.raises(StopIteration):
+        next(results)
+
+
+def test_generators_of_different_lengths_get_plaits_message(backend: str) -> None:
+    short = (i for i in range(3))
+    long = (i for i in range(5))
+    results: list[int] = []
+    with pytest.raises(ValueError, match=r"plait.map: the iterables have different lengths"):
+        results.extend(plait.map(pow, long, short, backend=backend, chunksize=1))
+    assert results == [pow(i, i) for i in range(3)]
+
+
+def test_a_value_error_from_an_input_is_not_taken_for_a_length_mismatch(backend: str) -> None:
+    with pytest.raises(ValueError, match="broke") as info:
+        list(plait.map(pow, items_then_error(3), range(3), backend=backend))
+    assert "different lengths" not in str(info.value)
