@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +248,110 @@ def test_a_value_error_from_an_input_is_not_taken_for_a_length_mismatch(backend:
     with pytest.raises(ValueError, match="broke") as info:
         list(plait.map(pow, items_then_error(3), range(3), backend=backend))
     assert "different lengths" not in str(info.value)
+
+
+# -- 11. a shutdown while a map is being read ----------------------------------------------
+
+
+def block_until_released(directory: str, x: int) -> int:
+    """Item 0 says it started, then waits (cancellably) until the test releases it."""
+    if x == 0:
+        Path(directory, "started").touch()
+        deadline = time.monotonic() + 30
+        while not Path(directory, "release").exists() and time.monotonic() < deadline:
+            plait.sleep(0.01)
+    return x
+
+
+def wait_for_file(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["cancel_futures", "terminate"])
+def test_a_shutdown_from_another_thread_ends_the_reader_of_a_map(
+    backend: str, how: str, tmp_path: Path
+) -> None:
+    pool = plait.Pool(backend, 1)
+    outcome: list[object] = []
+    task = partial(block_until_released, str(tmp_path))
+
+    def read() -> None:
+        try:
+            outcome.extend(pool.map(task, [0, 1, 2], chunksize=1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        wait_for_file(tmp_path / "started")
+        if how == "terminate":
+            pool.terminate()
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
+            (tmp_path / "release").touch()
+        reader.join(10)
+        assert not reader.is_alive(), "the reader still waits"
+    finally:
+        (tmp_path / "release").touch()
+        pool.terminate()
+        reader.join(30)
+    if how == "terminate":
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], plait.Cancelled)
+    else:
+        assert outcome[0] == 0
+        assert isinstance(outcome[-1], plait.Cancelled)
+
+
+def test_a_map_on_a_pool_shut_down_meanwhile_delivers_what_ran_then_says_so(
+    backend: str,
+) -> None:
+    pool = plait.Pool(backend, 1)
+    results = pool.map(abs, range(100), chunksize=1)
+    assert next(results) == 0
+    pool.shutdown(wait=True)
+    values: list[int] = []
+    with pytest.raises(plait.PoolClosed) as info:
+        values.extend(results)
+    assert values == list(range(1, len(values) + 1))
+    assert any("the map stopped after" in note for note in info.value.__notes__)
+
+
+# -- 14. cancelling plait.amap over a plain function -----------------------------------------
+
+
+def test_amap_of_a_plain_function_is_cancelled_promptly(backend: str, tmp_path: Path) -> None:
+    task = partial(block_until_released, str(tmp_path))
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(plait.amap(task, [0, 0, 0, 0], workers=4, backend=backend), 0.5)
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "release").exists()  # the work was stopped, not waited for
+
+
+def test_an_amap_task_cancelled_by_its_task_group_stops_the_work(tmp_path: Path) -> None:
+    task = partial(block_until_released, str(tmp_path))
+
+    async def consume() -> None:
+        async for _ in plait.amap(task, [0, 1, 2]):
+            pass
+
+    async def main() -> None:
+        with pytest.raises(ExceptionGroup):
+            async with asyncio.TaskGroup() as group:
+                group.create_task(consume())
+                wait = asyncio.to_thread(wait_for_file, tmp_path / "started")
+                await wait
+                raise ExceptionGroup("stop", [ValueError("the sibling failed")])
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 10

@@ -22,7 +22,7 @@ from . import _validate as check
 from ._backends._async import DEFAULT_ASYNC_WORKERS, run_item
 from ._pool import MapOptions
 from ._retry import Retry
-from ._scheduler import describe_item, open_input
+from ._scheduler import MapIterator, describe_item, open_input
 from ._task import Job, Kind
 
 R = TypeVar("R")
@@ -106,7 +106,7 @@ def amap(
             task_timeout=task_timeout,
             retries=retry,
         )
-        return AsyncMapIterator(_from_blocking(iter(results)), results.close)
+        return AsyncMapIterator(_from_blocking(results), results.close)
     if not isinstance(workers, int | None):
         raise TypeError(f"{where}: workers must be an int for an async function")
     kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
@@ -117,13 +117,29 @@ def amap(
     return AsyncMapIterator(stream, lambda: None)
 
 
-async def _from_blocking(results: Iterator[Any]) -> AsyncIterator[Any]:
-    """A plait map's results, each fetched on a helper thread: the loop never blocks."""
+async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
+    """A plait map's results, each fetched on a helper thread: the loop never blocks.
+
+    When the caller is cancelled (``asyncio.wait_for``, a TaskGroup, Ctrl-C under
+    ``asyncio.run``) while a fetch waits, the map is aborted: the waiting fetch returns at once,
+    the work is stopped (processes terminated, threads told to stop) and the cancellation goes
+    on its way.
+    """
+    loop = asyncio.get_running_loop()
+    fetch: asyncio.Future[Any] | None = None
     try:
-        while (result := await asyncio.to_thread(next, results, _DONE)) is not _DONE:
+        while True:
+            fetch = loop.run_in_executor(None, next, results, _DONE)
+            result = await asyncio.shield(fetch)
+            fetch = None
+            if result is _DONE:
+                return
             yield result
     finally:
-        await asyncio.to_thread(results.close)  # type: ignore[attr-defined]
+        if fetch is not None:  # cancelled while a fetch was waiting: end it, then close
+            results.abort()
+            await asyncio.wait([fetch])  # its outcome is of no interest now
+        await asyncio.to_thread(results.close)
 
 
 async def _coroutines(

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
@@ -29,8 +30,9 @@ from typing import Any, Generic, Literal, TypeVar
 from ._backends import Backend
 from ._cancel import CancelToken
 from ._chunking import ChunkSizer
+from ._errors import Cancelled, PoolClosed
 from ._events import MapObserver
-from ._task import Job, Outcome, Task
+from ._task import Job, Outcome, Task, failed
 
 R = TypeVar("R")
 
@@ -115,6 +117,7 @@ class MapRun:
         self._next_index = 0
         self._next_to_yield = 0
         self._complete = False  # every result was handed out: workers are idle
+        self._aborted = False  # set by abort(), from any thread
         self.closed = False
 
     # -- consumer side ---------------------------------------------------------------------
@@ -130,6 +133,8 @@ class MapRun:
                 entry = self._pop_ready()
                 if entry is not None:
                     break
+                if self._aborted:
+                    raise Cancelled("plait: the map was cancelled")
                 if self._exhausted and self._batches_out == 0:
                     if self._input_error is not None:
                         raise self._input_error
@@ -188,11 +193,18 @@ class MapRun:
                 timeout=self._task_timeout,
                 token=CancelToken(self._token) if timed else self._token,
             )
+            task.discard = partial(self._dropped, task)
+            try:
+                self._backend.submit(task)
+            except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
+                exc.add_note(f"plait: the map stopped after {self._next_index} items")
+                self._input_error = exc
+                self._exhausted = True
+                return
             self._next_seq += 1
             self._next_index += len(items)
             self._batches_out += 1
             self._items_out += len(items)
-            self._backend.submit(task)
 
     def with_errors(self, task: Task, outcome: Outcome) -> Iterator[Any]:
         """Yield a batch that holds failures: raise the first, or yield exceptions as values."""
@@ -206,6 +218,15 @@ class MapRun:
             if self._raise:
                 raise exc
             yield exc
+
+    def abort(self) -> None:
+        """Stop from any thread, even while the consumer waits in ``next_batch`` (which then
+        raises Cancelled): running tasks are told to stop. ``close()`` still releases the
+        workers, from the consumer's side."""
+        self._token.cancel()
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Stop: batches not yet started are skipped; running ones finish and are dropped."""
@@ -227,9 +248,15 @@ class MapRun:
     def _is_open(self) -> bool:
         return not self.closed
 
-    def _finish(self, task: Task, outcome: Outcome) -> None:
+    def _dropped(self, task: Task) -> None:
+        """A shutdown (``cancel_futures=True``, ``terminate()``) dropped the batch unstarted:
+        its items fail with Cancelled, so the reader learns it instead of waiting for good."""
+        self._finish(task, failed(len(task.items), _dropped_unstarted), learn=False)
+
+    def _finish(self, task: Task, outcome: Outcome, *, learn: bool = True) -> None:
         with self._cond:
-            self._sizer.observe(len(task.items), outcome.elapsed, outcome.sent_bytes)
+            if learn:
+                self._sizer.observe(len(task.items), outcome.elapsed, outcome.sent_bytes)
             if self.closed:
                 return
             if self._ordered:
@@ -238,6 +265,10 @@ class MapRun:
                 self._ready_unordered.append((task, outcome))
             self._cond.notify()
         self._observer.progressed(len(task.items))
+
+
+def _dropped_unstarted() -> BaseException:
+    return Cancelled("plait: the pool was shut down before this item started")
 
 
 def stream(run: MapRun) -> Iterator[Any]:
@@ -279,6 +310,11 @@ class MapIterator(Generic[R]):
         """Stop the map now and release its workers. Safe to call more than once."""
         self._results.close()  # type: ignore[attr-defined]
         self._run.close()  # the generator may never have started
+
+    def abort(self) -> None:
+        """Make a ``next()`` waiting in another thread raise ``plait.Cancelled`` now; the
+        iterator is then closed as usual. Safe from any thread."""
+        self._run.abort()
 
     def __enter__(self) -> MapIterator[R]:
         return self
