@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import importlib
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -355,3 +360,122 @@ def test_an_amap_task_cancelled_by_its_task_group_stops_the_work(tmp_path: Path)
     started = time.monotonic()
     asyncio.run(main())
     assert time.monotonic() - started < 10
+
+
+# -- 2. a worker crash costs only the item that caused it ----------------------------------
+
+
+def crash_every_97th(how: str, x: int) -> int:
+    if x % 97 == 50:
+        if how == "exit":
+            os._exit(3)
+        elif how == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            ctypes.string_at(0)  # a segfault
+    return x * x
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill", "segfault"])
+def test_a_crash_in_a_batch_fails_only_the_item_that_crashed(how: str) -> None:
+    items = 1000
+    results = list(
+        plait.map(partial(crash_every_97th, how), range(items), backend="process", errors="return")
+    )
+    assert len(results) == items
+    crashed = [x for x, r in enumerate(results) if isinstance(r, plait.WorkerCrashed)]
+    assert crashed == [x for x in range(items) if x % 97 == 50]
+    for x, result in enumerate(results):
+        if x not in crashed:
+            assert result == x * x
+
+
+def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> None:
+    from plait._backends import Backend
+    from plait._chunking import ChunkSizer
+    from plait._events import MapObserver
+    from plait._scheduler import MapRun
+    from plait._task import Job, Kind, Task, failed
+
+    class CrashingBackend:
+        name = "process"
+        workers = 1
+        batch_limit = None
+
+        def submit(self, task: Task) -> None:
+            task.finish(task, failed(len(task.items), plait.WorkerCrashed("boom")))
+
+        def release(self, job: Job) -> None:
+            pass
+
+        def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+            pass
+
+        def terminate(self) -> None:
+            pass
+
+    backend: Backend = CrashingBackend()
+    sizer = ChunkSizer("process", 1)
+    run = MapRun(
+        backend,
+        Job(abs, Kind.MAP),
+        iter(range(100)),
+        sizer=sizer,
+        ordered=True,
+        errors="return",
+        deadline=None,
+        observer=MapObserver(),
+        on_close=lambda complete: None,
+        total=None,
+    )
+    while run.next_batch() is not None:
+        pass
+    run.close()
+    assert sizer.next_size() == 1
+
+
+# -- 8. a timed item's clock starts when the worker is ready to run it ---------------------
+
+SLOW_MODULE = """
+import time
+time.sleep({seconds})
+
+
+def square(x):
+    return x * x
+"""
+
+
+def test_task_timeout_does_not_count_the_worker_loading_the_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "slow_to_import_a.py").write_text(SLOW_MODULE.format(seconds=1.0))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("slow_to_import_a")
+    try:
+        results = list(
+            plait.map(module.square, range(6), backend="process", workers=2, task_timeout=0.5)
+        )
+    finally:
+        sys.modules.pop("slow_to_import_a", None)
+    assert results == [x * x for x in range(6)]
+
+
+def test_a_load_that_hangs_is_still_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plait._backends import _handle
+
+    (tmp_path / "slow_to_import_b.py").write_text(SLOW_MODULE.format(seconds=0))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("slow_to_import_b")
+    # The workers will import a version of it that hangs.
+    (tmp_path / "slow_to_import_b.py").write_text(SLOW_MODULE.format(seconds=60))
+    for cached in (tmp_path / "__pycache__").glob("slow_to_import_b*"):
+        cached.unlink()
+    monkeypatch.setattr(_handle, "LOAD_SECONDS", 1.0)
+    try:
+        with pytest.raises(plait.TaskTimeout, match="loading the function"):
+            list(plait.map(module.square, [1], backend="process", workers=1, task_timeout=0.1))
+    finally:
+        sys.modules.pop("slow_to_import_b", None)

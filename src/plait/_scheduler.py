@@ -251,11 +251,11 @@ class MapRun:
     def _dropped(self, task: Task) -> None:
         """A shutdown (``cancel_futures=True``, ``terminate()``) dropped the batch unstarted:
         its items fail with Cancelled, so the reader learns it instead of waiting for good."""
-        self._finish(task, failed(len(task.items), _dropped_unstarted), learn=False)
+        self._finish(task, failed(len(task.items), _dropped_unstarted))
 
-    def _finish(self, task: Task, outcome: Outcome, *, learn: bool = True) -> None:
+    def _finish(self, task: Task, outcome: Outcome) -> None:
         with self._cond:
-            if learn:
+            if outcome.measured:
                 self._sizer.observe(len(task.items), outcome.elapsed, outcome.sent_bytes)
             if self.closed:
                 return

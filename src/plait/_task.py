@@ -66,13 +66,15 @@ class Outcome:
 
     ``values[i]`` is a placeholder (None) where ``i in errors``. ``elapsed`` is the time the
     worker spent running the batch and ``sent_bytes`` the size of the items as they were sent
-    to a process (0 for threads): the chunk sizer learns from both.
+    to a process (0 for threads): the chunk sizer learns from both, unless the batch never ran
+    to its end (it crashed, was dropped or cancelled: ``measured`` is False).
     """
 
     values: list[Any]
     errors: dict[int, BaseException] = field(default_factory=dict)
     elapsed: float = 0.0
     sent_bytes: int = 0
+    measured: bool = True  # False: the batch did not run to its end, its time says nothing
 
 
 def failed(size: int, error: BaseException | Callable[[], BaseException]) -> Outcome:
@@ -82,8 +84,10 @@ def failed(size: int, error: BaseException | Callable[[], BaseException]) -> Out
     the notes added per item (which item it was) never pile up on one shared object.
     """
     if isinstance(error, BaseException):  # it may be shared further (a worker's init error)
-        return Outcome([None] * size, {offset: copy_error(error) for offset in range(size)})
-    return Outcome([None] * size, {offset: error() for offset in range(size)})
+        errors = {offset: copy_error(error) for offset in range(size)}
+    else:
+        errors = {offset: error() for offset in range(size)}
+    return Outcome([None] * size, errors, measured=False)
 
 
 def copy_error(exc: BaseException) -> BaseException:

@@ -22,8 +22,10 @@ INIT = 0  # the first frame; payload = the parent's sys.path
 DEF = 1  # a = job id; payload = the function (cloudpickle)
 RUN = 2  # a = task id, b = job id, kind; payload = the items
 FORGET = 3  # a = job id
+TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when it starts
 # worker → parent
-READY = 5  # the worker is set up (INIT done): its clock for task deadlines can start
+READY = 5  # the worker is set up (INIT done)
+STARTED = 6  # a = task id of a TIMED task: its function and items are loaded, it runs now
 DONE = 4  # a = task id; payload = (values, errors, elapsed); errors[-1]: the whole batch
 
 
@@ -92,9 +94,9 @@ class FrameReader:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # ECONNRESET: the worker died with unread data
-                return None
+                return frames or None  # frames first: the end shows again on the next read
             if got == 0:
-                return None
+                return frames or None
             if self._body is None:
                 self._head_filled += got
                 if self._head_filled == LENGTH.size:

@@ -17,7 +17,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -95,7 +97,14 @@ def serve(sock: socket.socket) -> None:
             jobs.pop(a, None)
         elif tag == wire.RUN:
             fn, retry = jobs[b]
-            result = run(Unloadable(init_error) if init_error else fn, retry, Kind(kind), payload)
+            started = partial(wire.send_frame, sock, wire.frame(wire.STARTED, a))
+            result = run(
+                Unloadable(init_error) if init_error else fn,
+                retry,
+                Kind(kind & ~wire.TIMED),
+                payload,
+                started if kind & wire.TIMED else None,
+            )
             wire.send_frame(sock, wire.frame(wire.DONE, a, payload=result))
 
 
@@ -112,12 +121,22 @@ def initialize(payload: memoryview) -> BaseException | None:
     return start_worker(spec)
 
 
-def run(fn: Any, retry: Retry | None, kind: Kind, payload: memoryview) -> list[bytes | memoryview]:
+def run(
+    fn: Any,
+    retry: Retry | None,
+    kind: Kind,
+    payload: memoryview,
+    started: Callable[[], object] | None = None,
+) -> list[bytes | memoryview]:
+    """Run one batch; ``started`` (for a timed task) tells the parent its clock starts now,
+    once the items are loaded: loading a slow module is not the item's time."""
     try:
         items = wire.unpack(payload)
     except BaseException as exc:
         exc.add_note("plait: the items could not be unpickled in the worker process")
         return pack_result([], {-1: encode_error(exc)}, 0.0)
+    if started is not None:
+        started()
     if isinstance(fn, Unloadable):
         outcome = Outcome([None] * len(items), dict.fromkeys(range(len(items)), fn.error))
     else:

@@ -14,6 +14,9 @@ from ._encoding import Sent
 from ._launch import launch
 
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
+# How long a timed task may spend loading (its function's module, its item) before its clock
+# starts; past this the load itself counts as hung.
+LOAD_SECONDS = 60.0
 
 
 class WorkerHandle:
@@ -32,11 +35,30 @@ class WorkerHandle:
         self.writer = wire.FrameWriter()
         self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
         self.jobs: set[int] = set()
-        self.head_started = 0.0  # when the first task in flight began running
+        self.head_since = 0.0  # when the first task in flight became the one it runs
+        # When that task reported it started (timed tasks only: their clock runs from here).
+        self.head_started: float | None = None
         self.ready = False  # set up and listening: only then does it get tasks (and deadlines)
         self.items_sent = 0  # for recycling after Workers.max_tasks items
         self.max_tasks = max_tasks
         self.writer.add(wire.frame(wire.INIT, payload=init))
+
+    def next_head(self) -> None:
+        """The first task in flight ended (or was just sent to an idle worker)."""
+        self.head_since = time.monotonic()
+        self.head_started = None
+
+    def deadline(self) -> float | None:
+        """When the running task overruns: ``task_timeout`` after it started, or, while it is
+        still loading (its function's module, its item), a generous allowance for that."""
+        if not self.tasks:
+            return None
+        timeout = next(iter(self.tasks.values())).task.timeout
+        if timeout is None:
+            return None
+        if self.head_started is not None:
+            return self.head_started + timeout
+        return self.head_since + max(LOAD_SECONDS, timeout)
 
     def fits(self, task: Task) -> bool:
         return self.max_tasks is None or self.items_sent + len(task.items) <= self.max_tasks

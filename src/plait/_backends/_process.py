@@ -41,7 +41,8 @@ from .._task import Job, Outcome, Task, failed
 from .._workers import Workers
 from . import default_workers, track
 from ._encoding import Sent, decode_error, dumps
-from ._handle import KILL_GRACE, WorkerHandle, crash_message
+from ._handle import KILL_GRACE, LOAD_SECONDS, WorkerHandle, crash_message
+from ._rerun import ItemByItem
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 # A second task waits behind the first, so it is sent only when that pays: batches are short
@@ -167,9 +168,13 @@ class ProcessBackend:
         deadline = time.monotonic() + KILL_GRACE
         for worker in workers:
             worker.reap(deadline if kill else None)
+        with self._lock:  # only after terminate() can tasks be left waiting to be re-sent
+            left = list(self._requeued)
+            self._requeued.clear()
         for worker in workers:
-            for sent in worker.tasks.values():
-                self._finish(sent.task, failed(len(sent.task.items), _terminated))
+            left.extend(sent.task for sent in worker.tasks.values())
+        for task in left:
+            self._finish(task, failed(len(task.items), _terminated))
 
     def _start_worker(self, index: int) -> None:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
@@ -236,10 +241,11 @@ class ProcessBackend:
             self._finish(task, sent.outcome([], {}, 0.0))
             return
         if not worker.tasks:
-            worker.head_started = time.monotonic()
+            worker.next_head()
         worker.tasks[id(task)] = sent
         worker.items_sent += len(task.items)
-        worker.writer.add(wire.frame(wire.RUN, id(task), job.id, job.kind, sent.blob))
+        kind = job.kind | wire.TIMED if task.timeout is not None else job.kind
+        worker.writer.add(wire.frame(wire.RUN, id(task), job.id, kind, sent.blob))
         self._want_write(worker)
 
     def _forget_jobs(self) -> None:
@@ -256,26 +262,30 @@ class ProcessBackend:
         self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
     def _next_deadline(self) -> float | None:
-        deadlines = [
-            worker.head_started + head.task.timeout
-            for worker in self._workers
-            if worker.tasks and (head := next(iter(worker.tasks.values()))).task.timeout
-        ]
+        deadlines = [d for worker in self._workers if (d := worker.deadline()) is not None]
         return min(deadlines, default=None)
 
     def _expire(self) -> None:
         """Kill each worker whose running item is past its deadline; the item gets TaskTimeout."""
         now = time.monotonic()
         for worker in list(self._workers):
-            if not worker.tasks:
+            deadline = worker.deadline()
+            if deadline is None or now < deadline:
                 continue
             task = next(iter(worker.tasks.values())).task
-            if task.timeout is not None and now >= worker.head_started + task.timeout:
+            timeout = task.timeout or 0.0
+            if worker.head_started is None:
                 message = (
-                    f"the item ran longer than task_timeout={task.timeout}s; its worker process "
+                    f"the worker process (pid {worker.proc.pid}) spent over "
+                    f"{max(LOAD_SECONDS, timeout)}s loading the function and the item, before "
+                    "the item could start; it was killed and replaced"
+                )
+            else:
+                message = (
+                    f"the item ran longer than task_timeout={timeout}s; its worker process "
                     f"(pid {worker.proc.pid}) was killed and replaced"
                 )
-                self._lose_worker(worker, partial(TaskTimeout, message, timeout=task.timeout))
+            self._lose_worker(worker, partial(TaskTimeout, message, timeout=timeout))
 
     def _poll(self) -> None:
         deadline = self._next_deadline()
@@ -309,8 +319,12 @@ class ProcessBackend:
         if tag == wire.READY:
             worker.ready = True
             return
+        if tag == wire.STARTED:
+            if worker.tasks and next(iter(worker.tasks)) == task_id:
+                worker.head_started = time.monotonic()
+            return
         sent = worker.tasks.pop(task_id)
-        worker.head_started = time.monotonic()  # the worker starts its next task right away
+        worker.next_head()  # the worker starts its next task right away
         values, encoded, elapsed = wire.unpack(payload)
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
         errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
@@ -330,8 +344,9 @@ class ProcessBackend:
 
     def _lose_worker(self, worker: WorkerHandle, error: Callable[[], BaseException] | None) -> None:
         """End a worker that died (error None: WorkerCrashed) or overran (error: TaskTimeout).
-        Its running task fails with that error, its queued task goes to another worker, and a
-        new worker takes its place."""
+        Its running item fails with that error (a running batch of several items is run again
+        item by item, see ``_rerun``), its queued task goes to another worker, and a new worker
+        takes its place."""
         self._selector.unregister(worker.sock)
         self._workers.remove(worker)
         returncode = worker.stop()
@@ -343,14 +358,18 @@ class ProcessBackend:
             def make_error() -> BaseException:
                 return error() if error else WorkerCrashed(message, exitcode=returncode)
 
-            retry = running.job.retry
-            again = retry is not None and retry.applies(make_error(), running.attempt)
-            if again:
-                running.attempt += 1
-            with self._lock:
-                self._requeued.extendleft(reversed([running, *queued] if again else queued))
-            if not again:
-                self._finish(running, failed(len(running.items), make_error))
+            if error is None and len(running.items) > 1:  # which item did it? run them alone
+                with self._lock:
+                    self._requeued.extendleft(reversed([*ItemByItem(running).parts(), *queued]))
+            else:
+                retry = running.job.retry
+                again = retry is not None and retry.applies(make_error(), running.attempt)
+                if again:
+                    running.attempt += 1
+                with self._lock:
+                    self._requeued.extendleft(reversed([running, *queued] if again else queued))
+                if not again:
+                    self._finish(running, failed(len(running.items), make_error))
         if not self._stop_now:
             self._start_worker(worker.index)
 

@@ -1,0 +1,69 @@
+"""A batch whose worker process died, run again one item at a time.
+
+A worker that dies (``os._exit``, a segfault, SIGKILL, the OOM killer) takes the results of its
+running batch with it, and the parent cannot tell which item was running. Rather than fail the
+whole batch, or pay on every item to note progress, the backend runs the batch's items again,
+each as a batch of its own: an item that kills its worker again fails alone with
+``WorkerCrashed``; every other item gets its result. The price falls on the crash only: the
+items that finished before it, and the item that crashed, run twice. (Dask reschedules the
+tasks of a dead worker the same way and blames a task only when it kills workers again.)
+
+The owner still hears back once, for the whole batch, with every item in its place.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .._task import Outcome, Task
+
+
+class ItemByItem:
+    """Collects the one-item runs of a crashed batch into one outcome for its owner."""
+
+    def __init__(self, task: Task) -> None:
+        self._task = task
+        self._values: list[Any] = [None] * len(task.items)
+        self._errors: dict[int, BaseException] = {}
+        self._left = len(task.items)
+        self._elapsed = 0.0
+        self._sent_bytes = 0
+        self._measured = False
+
+    def parts(self) -> list[Task]:
+        """One task per item, each telling this collector when it ends."""
+        task = self._task
+        return [
+            Task(
+                task.job,
+                [item],
+                start=_always,
+                finish=partial(self._part_finished, offset),
+                timeout=task.timeout,
+                token=task.token,
+                attempt=task.attempt,
+                seq=task.seq,
+                first_index=task.first_index + offset,
+            )
+            for offset, item in enumerate(task.items)
+        ]
+
+    def _part_finished(self, offset: int, part: Task, outcome: Outcome) -> None:
+        self._values[offset] = outcome.values[0]
+        if 0 in outcome.errors:
+            self._errors[offset] = outcome.errors[0]
+        self._elapsed += outcome.elapsed
+        self._sent_bytes += outcome.sent_bytes
+        self._measured |= outcome.measured
+        self._left -= 1
+        if self._left == 0:
+            # The items' own times: what the batch costs when nothing crashes.
+            whole = Outcome(
+                self._values, self._errors, self._elapsed, self._sent_bytes, self._measured
+            )
+            self._task.finish(self._task, whole)
+
+
+def _always() -> bool:
+    return True  # the batch had started: its owner already agreed to run it
