@@ -400,7 +400,7 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
     class CrashingBackend:
         name = "process"
         workers = 1
-        batch_limit = None
+        batch_limit: int | None = None
 
         def submit(self, task: Task) -> None:
             task.finish(task, failed(len(task.items), plait.WorkerCrashed("boom")))
