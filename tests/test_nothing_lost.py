@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -414,6 +415,9 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         def terminate(self) -> None:
             pass
 
+        def blocking(self) -> AbstractContextManager[object]:
+            return nullcontext()
+
     backend: Backend = CrashingBackend()
     sizer = ChunkSizer("process", 1)
     run = MapRun(
@@ -479,3 +483,43 @@ def test_a_load_that_hangs_is_still_bounded(
             list(plait.map(module.square, [1], backend="process", workers=1, task_timeout=0.1))
     finally:
         sys.modules.pop("slow_to_import_b", None)
+
+
+# -- 15. a task that waits on its own pool -------------------------------------------------
+
+
+def test_tasks_that_map_on_their_own_full_pool_do_not_deadlock() -> None:
+    with plait.Pool("thread", 2) as pool:
+
+        def inner_map(n: int) -> int:
+            return sum(pool.map(abs, range(-n, 0), chunksize=1))
+
+        futures = [pool.submit(inner_map, 50) for _ in range(4)]
+        assert [f.result(timeout=30) for f in futures] == [sum(range(1, 51))] * 4
+
+
+def test_tasks_that_wait_on_futures_of_their_own_pool_do_not_deadlock() -> None:
+    with plait.Pool("thread", 1) as pool:
+
+        def fib(n: int) -> int:
+            if n < 2:
+                return n
+            a, b = pool.submit(fib, n - 1), pool.submit(fib, n - 2)
+            return a.result(timeout=30) + b.result(timeout=30)
+
+        assert pool.submit(fib, 10).result(timeout=30) == 55
+        assert pool.workers == 1
+
+
+def test_the_extra_threads_of_a_nested_wait_go_away_after_it() -> None:
+    with plait.Pool("thread", 2) as pool:
+
+        def nested(_: int) -> int:
+            return len(list(pool.map(abs, range(20), chunksize=1)))
+
+        assert list(pool.map(nested, range(4), chunksize=1)) == [20] * 4
+        # Back to at most `workers` threads that take work, once the waits are over.
+        for _ in range(3):
+            assert sum(pool.map(abs, range(100))) == sum(range(100))
+        live = [t for t in threading.enumerate() if t.name.startswith("plait-thread-")]
+        assert len(live) <= 4

@@ -79,7 +79,7 @@ class Pool(Executor):
     def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Future[Any]:
         check.check_fn(fn, "Pool.submit")
         check.check_fits_backend(fn, self.backend, "Pool.submit")
-        future: Future[Any] = Future()
+        future: Future[Any] = _PoolFuture(self._backend)
         task = Task(
             self._job_for_submit(fn),
             [(args, kwargs)],
@@ -305,6 +305,27 @@ class MapOptions:
             owns_pool,
             rate,
         )
+
+
+class _PoolFuture(Future[R]):
+    """A standard Future whose ``result()`` and ``exception()``, called inside a task of the
+    same pool, let the pool run one more thread while they wait (see ``Backend.blocking``)."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self._backend = backend
+
+    def result(self, timeout: float | None = None) -> R:
+        if self.done():
+            return super().result()
+        with self._backend.blocking():
+            return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self.done():
+            return super().exception()
+        with self._backend.blocking():
+            return super().exception(timeout)
 
 
 def _settle(future: Future[Any], outcome: Outcome) -> None:

@@ -129,10 +129,22 @@ class MapRun:
             self._observer.started(self._total)
         self._top_up()
         with self._cond:
+            entry = self._pop_ready()
+        if entry is None:
+            with self._backend.blocking():  # a task of the same pool may be what waits here
+                entry = self._wait_for_batch()
+            if entry is None:
+                return None
+        self._batches_out -= 1
+        self._items_out -= len(entry[0].items)
+        return entry
+
+    def _wait_for_batch(self) -> tuple[Task, Outcome] | None:
+        with self._cond:
             while True:
                 entry = self._pop_ready()
                 if entry is not None:
-                    break
+                    return entry
                 if self._aborted:
                     raise Cancelled("plait: the map was cancelled")
                 if self._exhausted and self._batches_out == 0:
@@ -141,9 +153,6 @@ class MapRun:
                     self._complete = True
                     return None
                 self._wait()
-        self._batches_out -= 1
-        self._items_out -= len(entry[0].items)
-        return entry
 
     def _pop_ready(self) -> tuple[Task, Outcome] | None:
         if not self._ordered:

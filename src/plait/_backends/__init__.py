@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from .._task import Job, Task
@@ -34,6 +35,11 @@ class Backend(Protocol):
     def terminate(self) -> None:
         """Stop now: drop pending work, end workers without waiting for running tasks when
         the backend can (processes), and return once they are gone."""
+
+    def blocking(self) -> AbstractContextManager[object]:
+        """Wrapped around a wait for this backend's own results; a backend whose workers run
+        in this process (threads) lets one more worker run meanwhile, so that a task waiting
+        on work queued behind it cannot deadlock its pool."""
 
 
 def default_workers(backend: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .._errors import Cancelled, PoolClosed, TaskTimeout
@@ -128,6 +129,9 @@ class AsyncBackend:
         loop.call_soon_threadsafe(idle.set)
         if wait and thread is not threading.current_thread():
             thread.join()
+
+    def blocking(self) -> AbstractContextManager[object]:
+        return nullcontext()  # its workers are not threads of this process
 
     def terminate(self) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 from .. import _wire as wire
@@ -111,6 +112,9 @@ class ProcessBackend:
             task.discard()
         self._wake()
         self._join(True)
+
+    def blocking(self) -> AbstractContextManager[object]:
+        return nullcontext()  # its workers are not threads of this process
 
     def _take_pending(self) -> list[Task]:
         dropped = list(self._pending)

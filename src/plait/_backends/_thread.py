@@ -15,7 +15,8 @@ import math
 import threading
 import time
 import warnings
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from queue import Empty, SimpleQueue
 
 from .._cancel import set_current_token
@@ -49,6 +50,9 @@ class ThreadBackend:
         # queue's own atomic operations: no lock per task.
         self._free: SimpleQueue[bool] = SimpleQueue()
         self._closed = False
+        # Worker threads now waiting for this pool's own results (see blocking()): the pool
+        # may run that many threads beyond `workers` meanwhile.
+        self._compensation = 0
 
     def submit(self, task: Task) -> None:
         with self._cond:
@@ -100,11 +104,22 @@ class ThreadBackend:
                 if not self._run(me, task, init_error):
                     return  # abandoned: the item already has its TaskTimeout, or runs elsewhere
                 task = None
+                if len(self._live) > self.workers + self._compensation and self._surplus(me):
+                    return  # a stand-in for a thread that waited: that wait is over
                 self._free.put(True)
         finally:
             with self._cond:
                 self._live.discard(me)
                 self._cond.notify_all()
+
+    def _surplus(self, me: threading.Thread) -> bool:
+        """Leave the live set if the pool has more threads than it may run: decided and done
+        under the lock, so a wait that starts meanwhile sees the count it must compensate."""
+        with self._cond:
+            if len(self._live) <= self.workers + self._compensation:
+                return False
+            self._live.discard(me)
+            return True
 
     def _take(self) -> Task | None:
         return self._queue.get()
@@ -178,6 +193,28 @@ class ThreadBackend:
             task.finish(task, Outcome([None], {0: error}))
         finally:
             self._cond.acquire()
+
+    def blocking(self) -> AbstractContextManager[object]:
+        """Around a wait, inside one of this pool's tasks, for this pool's own results (a map or
+        a future of the same pool): one more thread may run meanwhile, so the work waited for
+        cannot sit in the queue behind every thread's wait (a deadlock). This is the
+        compensation of Java's ForkJoinPool.managedBlock; plait does not run the queued work
+        inline in the waiting thread, since that thread may hold locks its own task took."""
+        if threading.current_thread() not in self._live:
+            return nullcontext()
+        return self._compensated()
+
+    @contextmanager
+    def _compensated(self) -> Iterator[None]:
+        with self._cond:
+            self._compensation += 1
+            if len(self._live) < self.workers + self._compensation:
+                self._start_thread()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._compensation -= 1
 
     def release(self, job: Job) -> None:
         pass  # threads share the caller's memory: nothing to forget
