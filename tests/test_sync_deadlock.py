@@ -105,14 +105,15 @@ def test_cycle_through_an_rlock_is_detected() -> None:
     assert sum(isinstance(e, sync.DeadlockError) for e in errors) == 1, errors
 
 
-def test_reacquiring_a_plain_lock_in_the_same_thread_raises_at_once() -> None:
-    lock = sync.Lock(name="self")
+def test_reacquiring_a_strict_lock_in_the_same_thread_raises_at_once() -> None:
+    lock = sync.Lock(name="self", strict=True)
     with lock:
         assert lock.acquire(False) is False
         with pytest.raises(sync.DeadlockError) as info:
             lock.acquire()
     assert len(info.value.cycle) == 1
     assert info.value.cycle[0].held_by == threading.current_thread().name
+    assert "holds 'self' itself" in str(info.value)
     assert not lock.locked()
 
 

@@ -1,7 +1,8 @@
 """Synchronization primitives that explain themselves and never hang silently.
 
 Drop-in versions of threading's primitives (same methods, arguments and timeouts) that name
-themselves, report ``statistics()``, and refuse a wait that would deadlock with DeadlockError;
+themselves, report ``statistics()``, and refuse a wait that would never end with DeadlockError
+(or, where threading lets another thread end it, warn with StuckLockWarning);
 plus RWLock, RateLimiter, CapacityLimiter, WaitGroup and Channel. A leaf: imports nothing above it.
 """
 
@@ -13,6 +14,7 @@ from ._errors import ChannelClosed as ChannelClosed
 from ._errors import DeadlockError as DeadlockError
 from ._errors import DeadlockLink as DeadlockLink
 from ._errors import LockOrderWarning as LockOrderWarning
+from ._errors import StuckLockWarning as StuckLockWarning
 from ._event import Event as Event
 from ._limiters import CapacityLimiter as CapacityLimiter
 from ._limiters import RateLimiter as RateLimiter
@@ -65,6 +67,7 @@ __all__ = [
     "Semaphore",
     "SemaphoreStatistics",
     "Statistics",
+    "StuckLockWarning",
     "WaitGroup",
     "WaitGroupStatistics",
     "deadlock_detection_enabled",

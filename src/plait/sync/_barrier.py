@@ -138,4 +138,6 @@ class Barrier:
             )
 
     def __repr__(self) -> str:
-        return f"<plait.sync.Barrier {self.name!r} {self.n_waiting}/{self._parties} waiting>"
+        # threading's layout ("<threading.Barrier at 0x...: waiters=1/3>"), plus the name
+        state = "broken" if self.broken else f"waiters={self.n_waiting}/{self._parties}"
+        return f"<sync.Barrier at {id(self):#x} {self.name!r}: {state}>"

@@ -3,6 +3,10 @@
 While a thread waits it holds nothing: the lock is released in full (every RLock level) before
 the wait and taken back through the lock's ordinary acquire afterwards. So a waiter never looks
 like a holder in the wait-for graph, and taking the lock back is checked like any other wait.
+
+A condition's lock is released only by its holder (wait and notify need it held), so acquiring a
+plain plait Lock through the condition is ``bound``: if the holder is this thread or has exited,
+the wait could never end and raises DeadlockError naming the holder, as an RLock's would.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class Condition:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if self._tracked:
-            return bool(self._lock._acquire_at(blocking, timeout, 2))
+            return bool(self._lock._acquire_at(blocking, timeout, 2, True))
         return bool(self._lock.acquire(blocking, timeout))
 
     def release(self) -> None:
@@ -46,7 +50,7 @@ class Condition:
 
     def __enter__(self) -> bool:
         if self._tracked:
-            return bool(self._lock._acquire_at(True, -1, 2))
+            return bool(self._lock._acquire_at(True, -1, 2, True))
         return bool(self._lock.__enter__())
 
     def __exit__(

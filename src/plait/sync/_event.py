@@ -49,9 +49,14 @@ class Event:
                 self._rec.acquisitions += 1
             return signaled
 
+    def _at_fork_reinit(self) -> None:
+        """threading's hook for a forked child: a fresh condition, the flag kept."""
+        self._cond._at_fork_reinit()  # type: ignore[attr-defined]
+
     def statistics(self) -> EventStatistics:
         with self._cond:
             return EventStatistics(**base_fields(self.name, self._rec), is_set=self._flag)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"<plait.sync.Event {self.name!r} {'set' if self._flag else 'unset'}>"
+        # threading's layout ("<threading.Event at 0x...: unset>"), plus the name
+        return f"<sync.Event at {id(self):#x} {self.name!r}: {'set' if self._flag else 'unset'}>"

@@ -10,13 +10,12 @@ DeadlockError at once instead of hanging. The writer may take read locks inside 
 from __future__ import annotations
 
 import threading
-from _thread import get_ident
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
 
 from ._errors import DeadlockError, DeadlockLink
-from ._lock import thread_name
+from ._owner import Owner, current_owner
 from ._stats import RWLockStatistics, WaitRecorder, base_fields
 
 
@@ -54,8 +53,8 @@ class RWLock:
 
     def __init__(self, *, name: str | None = None) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._readers: dict[int, int] = {}
-        self._writer: int | None = None
+        self._readers: dict[Owner, int] = {}  # tokens: thread ids are reused
+        self._writer: Owner | None = None
         self._write_depth = 0
         self._writers_waiting = 0
         self._reads = 0
@@ -74,9 +73,9 @@ class RWLock:
         return self._write_side
 
     def acquire_read(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        me = get_ident()
+        me = current_owner()
         with self._cond:
-            if me in self._readers or self._writer == me:
+            if me in self._readers or self._writer is me:
                 self._readers[me] = self._readers.get(me, 0) + 1
                 self._reads += 1
                 return True
@@ -89,7 +88,7 @@ class RWLock:
             return ok
 
     def release_read(self) -> None:
-        me = get_ident()
+        me = current_owner()
         with self._cond:
             depth = self._readers.get(me)
             if depth is None:
@@ -102,9 +101,9 @@ class RWLock:
                 self._cond.notify_all()
 
     def acquire_write(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        me = get_ident()
+        me = current_owner()
         with self._cond:
-            if self._writer == me:
+            if self._writer is me:
                 self._write_depth += 1
                 self._writes += 1
                 return True
@@ -127,7 +126,7 @@ class RWLock:
 
     def release_write(self) -> None:
         with self._cond:
-            if self._writer != get_ident():
+            if self._writer is not current_owner():
                 raise RuntimeError("cannot release a write lock this thread does not hold")
             self._write_depth -= 1
             if self._write_depth == 0:
@@ -151,8 +150,8 @@ class RWLock:
         self._rec.waited(monotonic() - start, succeeded=ok)
         return ok
 
-    def _upgrade_error(self, me: int) -> DeadlockError:
-        name = thread_name(me) or "?"
+    def _upgrade_error(self, me: Owner) -> DeadlockError:
+        name = me.name
         return DeadlockError(
             (
                 DeadlockLink(
@@ -172,7 +171,7 @@ class RWLock:
             return RWLockStatistics(
                 **fields,  # type: ignore[arg-type]
                 readers=sum(self._readers.values()),
-                writer=thread_name(self._writer),
+                writer=None if self._writer is None else self._writer.name,
                 writers_waiting=self._writers_waiting,
                 read_acquisitions=self._reads,
                 write_acquisitions=self._writes,
@@ -180,5 +179,6 @@ class RWLock:
 
     def __repr__(self) -> str:
         return (
-            f"<plait.sync.RWLock {self.name!r} readers={len(self._readers)} writer={self._writer}>"
+            f"<plait.sync.RWLock {self.name!r} readers={len(self._readers)} "
+            f"writer={None if self._writer is None else self._writer.describe()!r}>"
         )

@@ -76,7 +76,8 @@ class Semaphore:
             return SemaphoreStatistics(**base_fields(self.name, self._rec), value=self._value)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"<plait.sync.{type(self).__name__} {self.name!r} value={self._value}>"
+        # threading's layout ("<threading.Semaphore at 0x...: value=3>"), plus the name
+        return f"<sync.Semaphore at {id(self):#x} {self.name!r}: value={self._value}>"
 
 
 class BoundedSemaphore(Semaphore):
@@ -89,3 +90,9 @@ class BoundedSemaphore(Semaphore):
     def _check_release(self, n: int) -> None:
         if self._value + n > self._initial_value:
             raise ValueError("Semaphore released too many times")
+
+    def __repr__(self) -> str:
+        return (
+            f"<sync.BoundedSemaphore at {id(self):#x} {self.name!r}: "
+            f"value={self._value}/{self._initial_value}>"
+        )
