@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import importlib
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
@@ -415,6 +417,9 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         def terminate(self) -> None:
             pass
 
+        def started(self) -> bool:
+            return True
+
         def blocking(self) -> AbstractContextManager[object]:
             return nullcontext()
 
@@ -523,3 +528,50 @@ def test_the_extra_threads_of_a_nested_wait_go_away_after_it() -> None:
             assert sum(pool.map(abs, range(100))) == sum(range(100))
         live = [t for t in threading.enumerate() if t.name.startswith("plait-thread-")]
         assert len(live) <= 4
+
+
+# -- 12. pools dropped without shutdown() --------------------------------------------------
+
+
+def test_a_dropped_thread_pool_warns_and_its_threads_end() -> None:
+    pool = plait.Pool("thread", 2)
+    assert pool.submit(abs, -1).result(timeout=30) == 1
+    threads = [t for t in threading.enumerate() if t.name.startswith("plait-thread-")]
+    assert threads
+    with pytest.warns(ResourceWarning, match=r"unclosed <plait.Pool backend='thread'"):
+        del pool  # collected at once: nothing else refers to it
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def test_a_dropped_process_pool_warns_and_its_workers_end() -> None:
+    from conftest import child_pids
+
+    before = child_pids()
+    pool = plait.Pool("process", 2)
+    assert pool.submit(abs, -1).result(timeout=30) == 1
+    dispatcher = pool._backend._thread  # type: ignore[attr-defined]
+    with pytest.warns(ResourceWarning, match=r"unclosed <plait.Pool backend='process'"):
+        del pool
+    dispatcher.join(30)
+    assert not dispatcher.is_alive()
+    assert child_pids() <= before
+
+
+def test_an_unused_pool_dropped_says_nothing(backend: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = plait.Pool(backend)
+        del pool
+        gc.collect()
+
+
+def test_a_pool_closed_then_dropped_says_nothing(backend: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = plait.Pool(backend)
+        pool.submit(abs, 1).result(timeout=30)
+        pool.shutdown()
+        del pool
+        gc.collect()

@@ -8,6 +8,7 @@ its semantics. ``map`` is lazy, unlike the Executor's, which reads all of its in
 from __future__ import annotations
 
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
@@ -234,6 +235,29 @@ class Pool(Executor):
         second's grace, during which ``plait.cancelled()`` is True in their tasks)."""
         self._closed = True
         self._backend.terminate()
+
+    def __del__(self) -> None:
+        # A pool dropped without shutdown() would keep its threads, its processes and their
+        # sockets until the program ends: end them now, and say so, as an unclosed file does.
+        try:
+            if self._closed or not self._backend.started():
+                return
+        except AttributeError:  # __init__ raised before the backend existed
+            return
+        message = (
+            f"unclosed {self!r}: use it in a `with` block, or call shutdown(); its workers "
+            "were told to stop when it was collected"
+        )
+        self._closed = True
+        try:
+            self._backend.shutdown(wait=False, cancel_pending=False)
+        finally:
+            warnings.warn(
+                message,
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
 
     def __exit__(
         self,

@@ -36,6 +36,10 @@ class Backend(Protocol):
         """Stop now: drop pending work, end workers without waiting for running tasks when
         the backend can (processes), and return once they are gone."""
 
+    def started(self) -> bool:
+        """Whether it has started workers (threads, processes, an event loop) that only a
+        shutdown ends."""
+
     def blocking(self) -> AbstractContextManager[object]:
         """Wrapped around a wait for this backend's own results; a backend whose workers run
         in this process (threads) lets one more worker run meanwhile, so that a task waiting

@@ -130,6 +130,9 @@ class AsyncBackend:
         if wait and thread is not threading.current_thread():
             thread.join()
 
+    def started(self) -> bool:
+        return self._thread is not None
+
     def blocking(self) -> AbstractContextManager[object]:
         return nullcontext()  # its workers are not threads of this process
 

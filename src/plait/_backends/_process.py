@@ -113,6 +113,9 @@ class ProcessBackend:
         self._wake()
         self._join(True)
 
+    def started(self) -> bool:
+        return self._thread is not None
+
     def blocking(self) -> AbstractContextManager[object]:
         return nullcontext()  # its workers are not threads of this process
 

@@ -194,6 +194,9 @@ class ThreadBackend:
         finally:
             self._cond.acquire()
 
+    def started(self) -> bool:
+        return bool(self._all)
+
     def blocking(self) -> AbstractContextManager[object]:
         """Around a wait, inside one of this pool's tasks, for this pool's own results (a map or
         a future of the same pool): one more thread may run meanwhile, so the work waited for
