@@ -23,19 +23,35 @@ def child_pids() -> set[int]:
     return pids
 
 
+def open_fds() -> dict[int, str]:
+    """This process's open file descriptors and what each points at."""
+    fds: dict[int, str] = {}
+    for entry in Path("/proc/self/fd").iterdir():
+        try:
+            fds[int(entry.name)] = os.readlink(entry)
+        except FileNotFoundError:  # the descriptor used to list the directory itself
+            continue
+    return fds
+
+
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
-    """Fail a test that leaves an extra thread or child process behind."""
+    """Fail a test that leaves an extra thread, child process or file descriptor behind."""
     threads_before = set(threading.enumerate())
     children_before = child_pids()
+    fds_before = open_fds()
     yield
     leaked_threads = [t for t in threading.enumerate() if t not in threads_before]
     leaked_children = child_pids() - children_before
+    fds_after = open_fds()
+    leaked_fds = {fd: fds_after[fd] for fd in fds_after.keys() - fds_before.keys()}
     problems = []
     if leaked_threads:
         problems.append(f"leaked threads: {[t.name for t in leaked_threads]}")
     if leaked_children:
         problems.append(f"leaked child processes: {sorted(leaked_children)}")
+    if leaked_fds:
+        problems.append(f"leaked file descriptors: {leaked_fds}")
     if problems:
         pytest.fail("; ".join(problems))
 

@@ -68,10 +68,10 @@ class ProcessBackend:
         self._closed = False
         self._stop_now = False
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._selector = selectors.DefaultSelector()
+        # The dispatcher's wake-up pipe and selector, made when it starts (an unused pool holds
+        # no descriptor); -1 once closed, so a late wake-up never writes to a reused number.
+        self._wake_r = self._wake_w = -1
+        self._selector: selectors.BaseSelector  # made with the pipe
         self._workers: list[WorkerHandle] = []
 
     # -- callers' side -------------------------------------------------------------------
@@ -82,6 +82,10 @@ class ProcessBackend:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             self._pending.append(task)
             if self._thread is None:
+                self._wake_r, self._wake_w = os.pipe()
+                os.set_blocking(self._wake_r, False)
+                os.set_blocking(self._wake_w, False)
+                self._selector = selectors.DefaultSelector()
                 self._thread = threading.Thread(
                     target=self._dispatch, name="plait-process-dispatcher", daemon=True
                 )
@@ -126,23 +130,24 @@ class ProcessBackend:
 
     def _join(self, wait: bool) -> None:
         thread = self._thread
-        if thread is None:
-            self._close_wakeup()
-        elif wait and thread is not threading.current_thread():
+        if thread is not None and wait and thread is not threading.current_thread():
             thread.join()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass  # full (a wake-up is pending anyway) or closed (the dispatcher is gone)
+        with self._lock:  # never while _close_wakeup closes it
+            if self._wake_w < 0:
+                return  # the dispatcher has not started, or is gone
+            try:
+                os.write(self._wake_w, b"!")
+            except BlockingIOError:
+                pass  # full: a wake-up is pending anyway
 
     def _close_wakeup(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
         self._selector.close()
 
     # -- dispatcher thread ---------------------------------------------------------------
