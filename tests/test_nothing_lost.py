@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -138,8 +140,8 @@ def test_a_failing_initializer_gives_each_item_its_own_exception(backend: str) -
     assert len({id(r) for r in results}) == len(results)
     for index, error in enumerate(results):
         assert isinstance(error, OSError)
-        item_notes = [n for n in error.__notes__ if n.startswith("plait: raised by item")]
-        assert item_notes == [f"plait: raised by item {index}: {index}"]
+        item_notes = [n for n in error.__notes__ if n.startswith("plait: item")]
+        assert item_notes == [f"plait: item {index} was not run: {index}"]
 
 
 def test_copies_of_a_shared_error_keep_type_args_and_cause() -> None:
@@ -575,3 +577,95 @@ def test_a_pool_closed_then_dropped_says_nothing(backend: str) -> None:
         pool.shutdown()
         del pool
         gc.collect()
+
+
+# -- 17. smaller ones ----------------------------------------------------------------------
+
+
+def test_map_on_a_shut_down_pool_raises_pool_closed(backend: str) -> None:
+    pool = plait.Pool(backend)
+    pool.shutdown()
+    with pytest.raises(plait.PoolClosed, match="shut down"):
+        pool.map(abs, [1])
+
+
+def test_task_timeout_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="task_timeout must be > 0 seconds, got 0"):
+        plait.map(abs, [1], task_timeout=0)
+    with pytest.raises(ValueError, match="task_timeout must be > 0"):
+        plait.Pool(task_timeout=0)
+
+
+def test_run_given_arguments_suggests_a_fix_that_works() -> None:
+    with pytest.raises(TypeError, match=r"functools\.partial") as info:
+        plait.run(print, "hello")  # type: ignore[call-overload]
+    match = re.search(r"e\.g\. (plait\.run\(.*?\)\))", str(info.value))
+    assert match is not None
+    printed: list[object] = []
+    namespace = {"plait": plait, "functools": functools, "print": printed.append}
+    eval(match.group(1), namespace)  # the suggestion, run as given
+    assert printed == ["hello"]
+
+
+def test_an_unpicklable_function_fails_items_without_blaming_them() -> None:
+    lock = threading.Lock()
+
+    def uses_lock(x: int) -> int:
+        with lock:
+            return x
+
+    results = list(plait.map(uses_lock, range(3), backend="process", errors="return"))
+    for index, error in enumerate(results):
+        assert isinstance(error, TypeError)
+        assert "plait: the function could not be pickled for a worker process" in error.__notes__
+        assert f"plait: item {index} was not run: {index}" in error.__notes__
+        assert not any("raised by item" in note for note in error.__notes__)
+
+
+def test_a_thread_timeout_warning_points_at_the_users_function() -> None:
+    def overruns(x: int) -> int:
+        plait.sleep(30)
+        return x
+
+    with pytest.warns(RuntimeWarning, match="task_timeout") as record:
+        results = list(plait.map(overruns, [1], task_timeout=0.05, errors="return"))
+    assert isinstance(results[0], plait.TaskTimeout)
+    [warning] = record.list
+    assert warning.filename == __file__
+    assert warning.lineno == overruns.__code__.co_firstlineno
+
+
+def test_warnings_are_printed_above_a_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    def warns(x: int) -> int:
+        if x == 5:
+            warnings.warn("item five is odd", UserWarning, stacklevel=1)
+        return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown_before = warnings.showwarning
+        assert list(plait.map(warns, range(10), progress=True, chunksize=1)) == list(range(10))
+        assert warnings.showwarning is shown_before  # restored once the bar is gone
+    err = capsys.readouterr().err
+    warning_lines = [line for line in err.splitlines() if "UserWarning: item five is odd" in line]
+    assert len(warning_lines) == 1
+    assert "%|" not in warning_lines[0]  # on a line of its own, not mixed into the bar
+
+
+def test_a_progress_bar_is_closed_however_the_map_ends(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from plait import _progress
+
+    results = plait.map(abs, range(1000), progress=True, chunksize=10)
+    for value in results:
+        if value == 500:
+            break
+    results.close()
+    assert _progress._bars_open == 0
+    with pytest.raises(ZeroDivisionError):
+        for value in plait.map(abs, range(1000), progress=True, chunksize=10):
+            if value == 500:
+                raise ZeroDivisionError
+    assert _progress._bars_open == 0
+    capsys.readouterr()

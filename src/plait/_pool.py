@@ -20,6 +20,7 @@ from . import _validate as check
 from ._backends import Backend, create_backend
 from ._cancel import CancelToken
 from ._chunking import ChunkSizer
+from ._errors import PoolClosed
 from ._events import MapObserver, Observers
 from ._retry import Retry, as_retry
 from ._scheduler import MapIterator, MapRun, open_input
@@ -179,7 +180,7 @@ class Pool(Executor):
         check.check_fits_backend(fn, self.backend, where)
         total = check.check_iterables(iterables, where)
         if self._closed:
-            raise RuntimeError(f"{where}: cannot start a map on a pool that is shut down")
+            raise PoolClosed(f"{where}: cannot start a map on a pool that is shut down")
         observers: list[MapObserver] = []
         if options.progress:
             from ._progress import ProgressBar

@@ -2,9 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import threading
+import warnings
+from typing import Any, TextIO
 
 from ._events import MapObserver
+
+# While a bar is on screen, warnings are printed above it (tqdm.write) instead of through it.
+_bars_lock = threading.Lock()
+_bars_open = 0
+_saved_showwarning: Any = None
+
+
+def _show_above_bars(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    from tqdm.auto import tqdm
+
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    tqdm.write(text.rstrip("\n"), file=file or sys.stderr)
+
+
+def _bar_opened() -> None:
+    global _bars_open, _saved_showwarning
+    with _bars_lock:
+        if _bars_open == 0:
+            _saved_showwarning = warnings.showwarning
+            warnings.showwarning = _show_above_bars
+        _bars_open += 1
+
+
+def _bar_closed() -> None:
+    global _bars_open, _saved_showwarning
+    with _bars_lock:
+        _bars_open -= 1
+        if _bars_open == 0:
+            if warnings.showwarning is _show_above_bars:  # nobody replaced it meanwhile
+                warnings.showwarning = _saved_showwarning
+            _saved_showwarning = None
 
 
 class ProgressBar(MapObserver):
@@ -25,6 +66,7 @@ class ProgressBar(MapObserver):
             monitor_interval = 0  # tqdm's monitor thread would outlive the map
 
         self._bar = Bar(total=total, desc=self._description, unit="item", dynamic_ncols=True)
+        _bar_opened()
 
     def progressed(self, items: int) -> None:
         if self._bar is not None:
@@ -34,3 +76,4 @@ class ProgressBar(MapObserver):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+            _bar_closed()

@@ -223,7 +223,12 @@ class MapRun:
                 yield value
                 continue
             index = task.first_index + offset
-            exc.add_note(f"plait: raised by item {index}: {describe_item(task.items[offset])}")
+            item = describe_item(task.items[offset])
+            exc.add_note(
+                f"plait: raised by item {index}: {item}"
+                if outcome.ran
+                else f"plait: item {index} was not run: {item}"
+            )
             if self._raise:
                 raise exc
             yield exc
@@ -260,7 +265,7 @@ class MapRun:
     def _dropped(self, task: Task) -> None:
         """A shutdown (``cancel_futures=True``, ``terminate()``) dropped the batch unstarted:
         its items fail with Cancelled, so the reader learns it instead of waiting for good."""
-        self._finish(task, failed(len(task.items), _dropped_unstarted))
+        self._finish(task, failed(len(task.items), _dropped_unstarted, ran=False))
 
     def _finish(self, task: Task, outcome: Outcome) -> None:
         with self._cond:

@@ -75,9 +75,12 @@ class Outcome:
     elapsed: float = 0.0
     sent_bytes: int = 0
     measured: bool = True  # False: the batch did not run to its end, its time says nothing
+    ran: bool = True  # False: its items never ran (the errors say why), they did not raise
 
 
-def failed(size: int, error: BaseException | Callable[[], BaseException]) -> Outcome:
+def failed(
+    size: int, error: BaseException | Callable[[], BaseException], *, ran: bool = True
+) -> Outcome:
     """The outcome of a batch of ``size`` items that all failed with ``error``.
 
     Each item gets its own exception object (from the factory, or a copy of the instance), so
@@ -87,7 +90,7 @@ def failed(size: int, error: BaseException | Callable[[], BaseException]) -> Out
         errors = {offset: copy_error(error) for offset in range(size)}
     else:
         errors = {offset: error() for offset in range(size)}
-    return Outcome([None] * size, errors, measured=False)
+    return Outcome([None] * size, errors, measured=False, ran=ran)
 
 
 def copy_error(exc: BaseException) -> BaseException:

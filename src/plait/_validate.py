@@ -15,8 +15,20 @@ def check_fn(fn: object, where: str) -> None:
     if not callable(fn):
         raise TypeError(
             f"{where}: fn must be callable, got {type(fn).__name__} {fn!r:.60}; "
-            f"pass the function itself, e.g. {where}(str.upper, items)"
+            + _how_to_call(where)
         )
+
+
+def _how_to_call(where: str) -> str:
+    if where == "plait.run":  # plait.run(print, "hello"): each argument is a function to call
+        return (
+            "plait.run calls each of its arguments with no arguments: give them with "
+            "functools.partial, e.g. plait.run(functools.partial(print, 'hello')), or use "
+            "TaskGroup.submit(print, 'hello')"
+        )
+    if where.endswith("submit"):
+        return f"pass the function first, then its arguments, e.g. {where}(print, 'hello')"
+    return f"pass the function itself, e.g. {where}(str.upper, items)"
 
 
 def check_workers(workers: object, where: str) -> None:
@@ -66,6 +78,10 @@ def check_timeout(timeout: object, where: str, name: str = "timeout") -> None:
         raise TypeError(f"{where}: {name} must be a number of seconds or None, got {timeout!r}")
     if timeout < 0:
         raise ValueError(f"{where}: {name} must be >= 0 seconds, got {timeout}")
+    if timeout == 0 and name == "task_timeout":  # every item would time out at once
+        raise ValueError(
+            f"{where}: task_timeout must be > 0 seconds, got 0; use None for no time limit"
+        )
 
 
 def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | None:

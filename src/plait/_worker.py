@@ -25,7 +25,7 @@ from typing import Any
 
 from . import _wire as wire
 from ._retry import Retry
-from ._task import Kind, Outcome, execute
+from ._task import Kind, execute
 from ._workers import Workers, start_worker
 
 PARENT_CHECK_SECONDS = 0.5
@@ -137,10 +137,9 @@ def run(
         return pack_result([], {-1: encode_error(exc)}, 0.0)
     if started is not None:
         started()
-    if isinstance(fn, Unloadable):
-        outcome = Outcome([None] * len(items), dict.fromkeys(range(len(items)), fn.error))
-    else:
-        outcome = execute(fn, kind, items, retry)
+    if isinstance(fn, Unloadable):  # nothing can run: the whole batch fails, unrun
+        return pack_result([], {-1: encode_error(fn.error)}, 0.0)
+    outcome = execute(fn, kind, items, retry)
     errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
     try:
         return pack_result(outcome.values, errors, outcome.elapsed)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import _wire as wire
 from .._errors import RemoteError, RemoteTraceback
-from .._task import Outcome, Task
+from .._task import Outcome, Task, failed
 
 
 def dumps(obj: object, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
@@ -63,8 +63,8 @@ class Sent:
         """The task's outcome from the worker's answer about the items it was sent."""
         size = len(self.task.items)
         sent_bytes = sum(memoryview(piece).nbytes for piece in self.blob or ())
-        if -1 in errors:  # the worker could not read the batch at all
-            return Outcome([None] * size, dict.fromkeys(range(size), errors[-1]), elapsed)
+        if -1 in errors:  # the worker could not read the batch, or had no function to run
+            return failed(size, errors[-1], ran=False)
         if self.offsets is None:
             return Outcome(values, errors, elapsed, sent_bytes)
         full: list[Any] = [None] * size

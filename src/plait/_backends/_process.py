@@ -244,7 +244,7 @@ class ProcessBackend:
                 payload = job.payload()
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
-                self._finish(task, failed(len(task.items), exc))
+                self._finish(task, failed(len(task.items), exc, ran=False))
                 return
             worker.writer.add(wire.frame(wire.DEF, job.id, payload=payload))
             worker.jobs.add(job.id)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from queue import Empty, SimpleQueue
@@ -22,6 +21,7 @@ from queue import Empty, SimpleQueue
 from .._cancel import set_current_token
 from .._errors import Cancelled, PoolClosed, TaskTimeout
 from .._task import Job, Outcome, Task, execute, failed
+from .._warnings import warn_at_function
 from .._workers import Workers, start_worker
 from . import default_workers
 
@@ -138,7 +138,7 @@ class ThreadBackend:
             if init_error is None:
                 outcome = execute(task.job.fn, task.job.kind, task.items, retry)
             else:
-                outcome = failed(len(task.items), init_error)
+                outcome = failed(len(task.items), init_error, ran=False)
         finally:
             set_current_token(None)
         if task.timeout is None:
@@ -185,7 +185,7 @@ class ThreadBackend:
             return
         self._start_thread(free=True)
         try:
-            warnings.warn(f"plait: {thread.name}: {error}", RuntimeWarning, stacklevel=1)
+            warn_at_function(f"plait: {thread.name}: {error}", RuntimeWarning, task.job.fn)
         except Exception:  # warnings turned into errors: nobody here could catch it
             pass
         self._cond.release()  # finish() takes the owner's locks: never hold ours meanwhile
