@@ -669,3 +669,18 @@ def test_a_progress_bar_is_closed_however_the_map_ends(
                 raise ZeroDivisionError
     assert _progress._bars_open == 0
     capsys.readouterr()
+
+
+def test_a_task_waiting_on_a_sibling_in_a_bounded_task_group_does_not_deadlock() -> None:
+    with plait.TaskGroup(workers=1) as tg:
+        later: list[plait.TaskHandle[int]] = []
+        ready = threading.Event()
+
+        def first() -> int:
+            ready.wait(30)
+            return 1 + later[0].result(timeout=30)
+
+        handle = tg.submit(first)  # takes the group's only worker, then waits for `second`
+        later.append(tg.submit(int, "2"))
+        ready.set()
+    assert handle.result() == 3

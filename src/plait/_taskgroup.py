@@ -214,7 +214,8 @@ class TaskGroup:
             self.cancel()
 
     def _wait_for(self, handle: TaskHandle[Any], timeout: float | None) -> None:
-        with self._cond:
+        # A task of this group may wait on a sibling: its pool runs a thread more meanwhile.
+        with self._pool._backend.blocking(), self._cond:
             if not self._cond.wait_for(handle.done, timeout):
                 raise TimeoutError("the task did not finish in time")
 
