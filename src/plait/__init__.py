@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ._amap import amap as amap
     from ._api import map as map
     from ._api import run as run
+    from ._options import DEFAULT as DEFAULT
+    from ._options import MapKeywords as MapKeywords
     from ._pool import Pool as Pool
     from ._scheduler import MapIterator as MapIterator
     from ._taskgroup import TaskGroup as TaskGroup
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncMapIterator": "._amap",
     "amap": "._amap",
+    "DEFAULT": "._options",
     "DeadlockError": ".sync",
+    "MapKeywords": "._options",
     "MapIterator": "._scheduler",
     "Pool": "._pool",
     "map": "._api",
@@ -51,10 +55,12 @@ _LAZY = {
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT",
     "AsyncMapIterator",
     "Cancelled",
     "DeadlockError",
     "MapIterator",
+    "MapKeywords",
     "PlaitError",
     "Pool",
     "PoolClosed",

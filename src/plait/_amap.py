@@ -13,17 +13,24 @@ consumed, so memory stays flat over an endless input.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from . import _validate as check
+from ._api import resolve_backend
 from ._backends._async import DEFAULT_ASYNC_WORKERS, run_item
-from ._pool import MapOptions
-from ._retry import Retry
+from ._engine import open_owned_map
+from ._events import MapObserver
+from ._options import MapKeywords, MapOptions
+from ._rate import rate_limited
 from ._scheduler import MapIterator, describe_item, open_input
 from ._task import Job, Kind
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 R = TypeVar("R")
 _DONE = object()
@@ -72,48 +79,34 @@ def amap(
     *iterables: Iterable[Any],
     workers: int | None = None,
     backend: str = "thread",
-    ordered: bool = True,
     errors: Literal["raise", "return"] = "raise",
-    task_timeout: float | None = None,
-    retries: int | Retry | None = None,
+    **options: Unpack[MapKeywords],
 ) -> AsyncMapIterator[Any]:
-    """``plait.map`` for async code: ``async for`` over it, or ``await`` it for a list."""
+    """``plait.map`` for async code: ``async for`` over it, or ``await`` it for a list.
+
+    It takes ``plait.map``'s keywords. An ``async def`` function runs on this loop, one
+    coroutine per item (``chunksize`` does not apply); a plain function runs on a plait pool.
+    """
     where = "plait.amap"
     check.check_fn(fn, where)
-    check.check_workers(workers, where)
-    check.check_backend(backend, where)
-    check.check_iterables(iterables, where)
-    # The same checks as plait.map's, so both refuse bad options with the same words.
-    retry = MapOptions.build(
-        where,
-        chunksize=None,
-        ordered=ordered,
-        errors=errors,
-        progress=False,
-        task_timeout=task_timeout,
-        retries=retries,
-    ).retry
-    if not check.is_async(fn):
-        from ._api import map as plait_map
-
-        results = plait_map(
-            fn,
-            *iterables,
-            workers=workers,
-            backend=backend,
-            ordered=ordered,
-            errors=errors,
-            task_timeout=task_timeout,
-            retries=retry,
-        )
+    backend = resolve_backend(fn, backend, workers, where)
+    built = MapOptions.build(where, errors, options)
+    if backend != "async":
+        results = open_owned_map(fn, iterables, backend, workers, built)
         return AsyncMapIterator(_from_blocking(results), results.close)
     if not isinstance(workers, int | None):
         raise TypeError(f"{where}: workers must be an int for an async function")
-    kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
-    source = open_input(iterables, where)
-    job = Job(fn, kind, retry)
+    total = check.check_iterables(iterables, where)
     limit = workers or DEFAULT_ASYNC_WORKERS
-    stream = _coroutines(job, source, limit, ordered, errors == "raise", task_timeout)
+    if built.rate is not None:
+        fn = rate_limited(fn, built.rate, "async", limit)
+    job = Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, built.retry)
+    observer: MapObserver = MapObserver()
+    if built.progress:
+        from ._progress import ProgressBar
+
+        observer = ProgressBar()
+    stream = _coroutines(job, open_input(iterables, where), limit, built, observer, total)
     return AsyncMapIterator(stream, lambda: None)
 
 
@@ -146,11 +139,14 @@ async def _coroutines(
     job: Job,
     source: Iterator[Any],
     limit: int,
-    ordered: bool,
-    raise_errors: bool,
-    timeout: float | None,
+    options: MapOptions,
+    observer: MapObserver,
+    total: int | None,
 ) -> AsyncIterator[Any]:
     """Run an async job over ``source`` on this loop, at most ``limit`` items at once."""
+    ordered, timeout = options.ordered, options.task_timeout
+    raise_errors = options.errors == "raise"
+    observer.started(total)
     started: dict[asyncio.Task[Any], tuple[int, Any]] = {}  # running or not yet yielded
     in_order: deque[asyncio.Task[Any]] = deque()
     finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
@@ -182,10 +178,11 @@ async def _coroutines(
                 return
             if ordered:
                 task = in_order.popleft()
-                await asyncio.wait([task])
+                await _by_deadline(asyncio.wait([task]), options.deadline)
             else:
-                task = await finished.get()
+                task = await _by_deadline(finished.get(), options.deadline)
             index, item = started.pop(task)
+            observer.progressed(1)
             error = task.exception()
             if error is None:
                 yield task.result()
@@ -199,3 +196,13 @@ async def _coroutines(
             task.cancel()
         if started:
             await asyncio.gather(*started, return_exceptions=True)
+        observer.finished()
+
+
+async def _by_deadline(waiting: Awaitable[R], deadline: float | None) -> R:
+    if deadline is None:
+        return await waiting
+    try:
+        return await asyncio.wait_for(waiting, max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise TimeoutError("the map did not finish within its timeout") from None

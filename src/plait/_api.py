@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _validate as check
-from ._pool import MapOptions, Pool
-from ._retry import Retry
+from ._engine import open_owned_map
+from ._options import MapKeywords, MapOptions
 from ._scheduler import MapIterator
 from ._taskgroup import TaskGroup
-from ._workers import Workers
+from ._workers import Workers, as_workers
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 R = TypeVar("R")
 
@@ -21,61 +24,35 @@ def map(
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
     backend: str = "thread",
-    ordered: bool = True,
-    chunksize: int | None = None,
     errors: Literal["raise"] = "raise",
-    progress: bool = False,
-    task_timeout: float | None = None,
-    retries: int | Retry | None = None,
-    rate: float | None = None,
+    **options: Unpack[MapKeywords],
 ) -> MapIterator[R]: ...
-
-
 @overload
 def map(
     fn: Callable[..., Awaitable[R]],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
     backend: str = "thread",
-    ordered: bool = True,
-    chunksize: int | None = None,
     errors: Literal["return"],
-    progress: bool = False,
-    task_timeout: float | None = None,
-    retries: int | Retry | None = None,
-    rate: float | None = None,
+    **options: Unpack[MapKeywords],
 ) -> MapIterator[R | BaseException]: ...
-
-
 @overload
 def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
     backend: str = "thread",
-    ordered: bool = True,
-    chunksize: int | None = None,
     errors: Literal["raise"] = "raise",
-    progress: bool = False,
-    task_timeout: float | None = None,
-    retries: int | Retry | None = None,
-    rate: float | None = None,
+    **options: Unpack[MapKeywords],
 ) -> MapIterator[R]: ...
-
-
 @overload
 def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
     backend: str = "thread",
-    ordered: bool = True,
-    chunksize: int | None = None,
     errors: Literal["return"],
-    progress: bool = False,
-    task_timeout: float | None = None,
-    retries: int | Retry | None = None,
-    rate: float | None = None,
+    **options: Unpack[MapKeywords],
 ) -> MapIterator[R | BaseException]: ...
 
 
@@ -84,13 +61,8 @@ def map(
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
     backend: str = "thread",
-    ordered: bool = True,
-    chunksize: int | None = None,
     errors: Literal["raise", "return"] = "raise",
-    progress: bool = False,
-    task_timeout: float | None = None,
-    retries: int | Retry | None = None,
-    rate: float | None = None,
+    **options: Unpack[MapKeywords],
 ) -> MapIterator[Any]:
     """Apply ``fn`` to every item, concurrently, and iterate over the results.
 
@@ -102,32 +74,33 @@ def map(
     An ``async def`` function runs on an event loop thread, at most ``workers`` coroutines at
     once (1,000 by default).
 
-    ``task_timeout`` limits each item (seconds): an overrunning item fails with TaskTimeout, its
-    process worker is killed (a thread is abandoned) and replaced. ``retries`` (an int, or a
-    ``plait.Retry``) gives failing items more attempts. ``rate`` calls ``fn`` at most that many
-    times a second (a token bucket shared by the threads; an equal share per process worker).
+    The keywords (``plait.MapKeywords``): ``ordered``, ``chunksize``, ``timeout`` (seconds for
+    the whole map), ``task_timeout`` (seconds per item: an overrunning item fails with
+    TaskTimeout, its process worker is killed, a thread abandoned, and replaced), ``retries``
+    (an int, or a ``plait.Retry``), ``progress`` (a tqdm bar) and ``rate`` (calls per second:
+    a token bucket shared by the threads; an equal share per process worker).
     """
-    check.check_backend(backend, "plait.map")
-    check.check_workers(workers, "plait.map")
+    where = "plait.map"
+    backend = resolve_backend(fn, backend, workers, where)
+    built = MapOptions.build(where, errors, options)
+    return open_owned_map(fn, iterables, backend, workers, built)
+
+
+def resolve_backend(
+    fn: Callable[..., Any], backend: str, workers: int | Workers | None, where: str
+) -> str:
+    """Check ``backend`` and ``workers``; an ``async def`` function runs on ``"async"``."""
+    check.check_backend(backend, where)
+    check.check_workers(workers, where)
     if check.is_async(fn):  # coroutines run on an event loop thread, not in a thread pool
         if backend == "process":
             raise ValueError(
-                "plait.map: fn is an async function; it runs on an event loop thread, "
+                f"{where}: fn is an async function; it runs on an event loop thread, "
                 "not on processes: leave backend out"
             )
         backend = "async"
-    options = MapOptions.build(
-        "plait.map",
-        chunksize=chunksize,
-        ordered=ordered,
-        errors=errors,
-        progress=progress,
-        task_timeout=task_timeout,
-        retries=retries,
-        owns_pool=True,
-        rate=rate,
-    )
-    return Pool(backend, workers)._map(fn, iterables, options)
+    as_workers(workers).check_backend(backend, where)
+    return backend
 
 
 A = TypeVar("A")

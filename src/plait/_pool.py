@@ -3,34 +3,33 @@
 It is a real ``concurrent.futures.Executor``: ``submit`` returns a standard Future, ``map``
 keeps the Executor's meaning of ``timeout`` (a deadline for the whole map) and ``shutdown``
 its semantics. ``map`` is lazy, unlike the Executor's, which reads all of its input at once.
+The work itself is the engine's (``_engine``): this module is the Executor face of it.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _validate as check
-from ._backends import Backend, create_backend
+from ._backends import Backend
 from ._cancel import CancelToken
-from ._chunking import ChunkSizer
+from ._engine import Engine
 from ._errors import PoolClosed
-from ._events import MapObserver, Observers
+from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
-from ._scheduler import MapIterator, MapRun, open_input
-from ._task import Job, Kind, Outcome, Task
+from ._scheduler import MapIterator
+from ._task import Outcome
 from ._workers import Workers, as_workers
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 R = TypeVar("R")
 P = ParamSpec("P")
-
-_SUBMIT_JOBS_CACHED = 64  # functions a process pool keeps shipped for submit()
 
 
 class Pool(Executor):
@@ -55,8 +54,8 @@ class Pool(Executor):
         check.check_timeout(task_timeout, "plait.Pool", "task_timeout")
         self._task_timeout = task_timeout
         self._retry = as_retry(retries, "plait.Pool")
-        self._backend: Backend = create_backend(backend, spec)
-        self._submit_jobs: OrderedDict[Callable[..., Any], Job] = OrderedDict()
+        self._engine = Engine(backend, spec, retry=self._retry)
+        self._backend: Backend = self._engine.backend
         self._closed = False
 
     @property
@@ -82,148 +81,55 @@ class Pool(Executor):
         check.check_fn(fn, "Pool.submit")
         check.check_fits_backend(fn, self.backend, "Pool.submit")
         future: Future[Any] = _PoolFuture(self._backend)
-        task = Task(
-            self._job_for_submit(fn),
-            [(args, kwargs)],
+        self._engine.submit_call(
+            fn,
+            args,
+            kwargs,
             start=future.set_running_or_notify_cancel,
             finish=lambda _task, outcome: _settle(future, outcome),
             discard=future.cancel,
             timeout=self._task_timeout,
             token=CancelToken(),
         )
-        self._backend.submit(task)
         return future
 
-    def _job_for_submit(self, fn: Callable[..., Any]) -> Job:
-        # A process backend ships each Job's function once per worker: reuse the Job for a
-        # function submitted again and again. Unhashable callables just get a fresh Job.
-        try:
-            job = self._submit_jobs.pop(fn, None)
-        except TypeError:
-            return Job(fn, Kind.CALL, self._retry)
-        if job is None:
-            job = Job(fn, Kind.CALL, self._retry)
-            if len(self._submit_jobs) >= _SUBMIT_JOBS_CACHED:
-                _, evicted = self._submit_jobs.popitem(last=False)
-                self._backend.release(evicted)
-        self._submit_jobs[fn] = job
-        return job
-
     @overload
     def map(
         self,
         fn: Callable[..., R],
         *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int | None = None,
-        ordered: bool = True,
         errors: Literal["raise"] = "raise",
-        progress: bool = False,
-        task_timeout: float | None = None,
-        retries: int | Retry | None = None,
-        rate: float | None = None,
+        **options: Unpack[MapKeywords],
     ) -> MapIterator[R]: ...
-
     @overload
     def map(
         self,
         fn: Callable[..., R],
         *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int | None = None,
-        ordered: bool = True,
         errors: Literal["return"],
-        progress: bool = False,
-        task_timeout: float | None = None,
-        retries: int | Retry | None = None,
-        rate: float | None = None,
+        **options: Unpack[MapKeywords],
     ) -> MapIterator[R | BaseException]: ...
 
     def map(
         self,
         fn: Callable[..., R],
         *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int | None = None,
-        ordered: bool = True,
         errors: Literal["raise", "return"] = "raise",
-        progress: bool = False,
-        task_timeout: float | None = None,
-        retries: int | Retry | None = None,
-        rate: float | None = None,
+        **options: Unpack[MapKeywords],
     ) -> MapIterator[R] | MapIterator[R | BaseException]:
         """Like ``Executor.map``, but lazy: input is read as results are consumed.
 
         ``timeout`` is the deadline of the whole map, counted from this call: a result not
         ready by then raises ``TimeoutError`` when it is asked for. ``task_timeout`` and
-        ``retries`` default to the pool's.
+        ``retries`` default to the pool's (``plait.DEFAULT``); None switches them off for this
+        map. The other keywords are ``plait.map``'s.
         """
-        check.check_timeout(timeout, "Pool.map")
-        options = MapOptions.build(
-            "Pool.map",
-            chunksize=chunksize,
-            ordered=ordered,
-            errors=errors,
-            progress=progress,
-            task_timeout=self._task_timeout if task_timeout is None else task_timeout,
-            retries=self._retry if retries is None else retries,
-            deadline=None if timeout is None else time.monotonic() + timeout,
-            rate=rate,
+        built = MapOptions.build(
+            "Pool.map", errors, options, task_timeout=self._task_timeout, retry=self._retry
         )
-        return self._map(fn, iterables, options)
-
-    def _map(
-        self, fn: Callable[..., R], iterables: tuple[Iterable[Any], ...], options: MapOptions
-    ) -> MapIterator[R]:
-        where = options.where
-        check.check_fn(fn, where)
-        check.check_fits_backend(fn, self.backend, where)
-        total = check.check_iterables(iterables, where)
         if self._closed:
-            raise PoolClosed(f"{where}: cannot start a map on a pool that is shut down")
-        observers: list[MapObserver] = []
-        if options.progress:
-            from ._progress import ProgressBar
-
-            observers.append(ProgressBar())
-        kind = Kind.MAP if len(iterables) == 1 else Kind.STAR
-        backend = self._backend
-        if options.rate is not None:
-            from ._rate import rate_limited
-
-            fn = rate_limited(fn, options.rate, backend.name, backend.workers)
-        job = Job(fn, kind, options.retry)
-        source = open_input(iterables, where)
-        owned = options.owns_pool
-
-        def on_close(complete: bool) -> None:
-            backend.release(job)
-            if not owned:
-                return
-            self._closed = True
-            if complete:
-                backend.shutdown(wait=True, cancel_pending=False)
-            else:
-                backend.terminate()
-
-        # A timed item travels alone: a batch's deadline would not say which item overran.
-        fixed = 1 if options.task_timeout is not None else options.chunksize
-        run = MapRun(
-            backend,
-            job,
-            source,
-            sizer=ChunkSizer(
-                backend.name, backend.workers, fixed=fixed, total=total, limit=backend.batch_limit
-            ),
-            ordered=options.ordered,
-            errors=options.errors,
-            deadline=options.deadline,
-            observer=Observers(observers),
-            on_close=on_close,
-            total=total,
-            task_timeout=options.task_timeout,
-        )
-        return MapIterator(run)
+            raise PoolClosed("Pool.map: cannot start a map on a pool that is shut down")
+        return self._engine.open_map(fn, iterables, built)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work. Pending work still runs unless ``cancel_futures``; with ``wait``,
@@ -271,65 +177,6 @@ class Pool(Executor):
             self.terminate()
         else:
             self.shutdown(wait=True)
-
-
-@dataclass(frozen=True, slots=True)
-class MapOptions:
-    """How one map runs, checked once: what plait.map and Pool.map were given."""
-
-    where: str
-    chunksize: int | None
-    ordered: bool
-    errors: Literal["raise", "return"]
-    progress: bool
-    task_timeout: float | None
-    retry: Retry | None
-    deadline: float | None
-    owns_pool: bool
-    rate: float | None = None
-
-    @classmethod
-    def build(
-        cls,
-        where: str,
-        *,
-        chunksize: int | None,
-        ordered: bool,
-        errors: Literal["raise", "return"],
-        progress: bool,
-        task_timeout: float | None,
-        retries: int | Retry | None,
-        deadline: float | None = None,
-        owns_pool: bool = False,
-        rate: float | None = None,
-    ) -> MapOptions:
-        check.check_chunksize(chunksize, where)
-        check.check_choice("ordered", ordered, (True, False), where)
-        check.check_choice("errors", errors, ("raise", "return"), where)
-        check.check_choice("progress", progress, (True, False), where)
-        check.check_timeout(task_timeout, where, "task_timeout")
-        if task_timeout is not None and chunksize not in (None, 1):
-            raise ValueError(
-                f"{where}: chunksize={chunksize} cannot be combined with task_timeout: an item "
-                "with a time limit is sent to a worker alone; leave chunksize out"
-            )
-        retry = as_retry(retries, where)
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
-            raise TypeError(f"{where}: rate must be a number of calls per second, got {rate!r}")
-        if rate is not None and rate <= 0:
-            raise ValueError(f"{where}: rate must be > 0 calls per second, got {rate}")
-        return cls(
-            where,
-            chunksize,
-            ordered,
-            errors,
-            progress,
-            task_timeout,
-            retry,
-            deadline,
-            owns_pool,
-            rate,
-        )
 
 
 class _PoolFuture(Future[R]):

@@ -23,10 +23,10 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _validate as check
 from ._cancel import CancelToken, current_token
+from ._engine import Engine
 from ._errors import Cancelled
-from ._pool import Pool
 from ._task import Outcome, Task
-from ._workers import Workers
+from ._workers import Workers, as_workers
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -138,8 +138,10 @@ class TaskGroup:
         check.check_timeout(timeout, "plait.TaskGroup")
         if workers is None and backend == "thread":
             workers = UNBOUNDED
-        self._pool = Pool(backend, workers)
-        self._async_pool: Pool | None = None  # for async def tasks, made on first use
+        spec = as_workers(workers)
+        spec.check_backend(backend, "plait.TaskGroup")
+        self._engine = Engine(backend, spec)
+        self._async_engine: Engine | None = None  # for async def tasks, made on first use
         self._timeout = timeout
         self._deadline: float | None = None
         self._cond = threading.Condition(threading.Lock())
@@ -173,38 +175,39 @@ class TaskGroup:
             raise RuntimeError("TaskGroup.submit: use it inside the group's `with` block")
         handle: TaskHandle[Any] = TaskHandle(self, CancelToken(self._token))
         self._handles.append(handle)  # list.append is atomic; _wait_all reads under _cond
-        pool = self._pool_for(fn)
-        task = Task(
-            pool._job_for_submit(fn),
-            [(args, kwargs)],
+        self._engine_for(fn).submit_call(
+            fn,
+            args,
+            kwargs,
             start=handle._start,
             finish=handle._finish,
             discard=handle._discard,
             token=handle._token,
         )
-        pool._backend.submit(task)
         return handle
 
-    def _pool_for(self, fn: Callable[..., Any]) -> Pool:
+    def _engine_for(self, fn: Callable[..., Any]) -> Engine:
         if not check.is_async(fn):
-            return self._pool
-        if self._async_pool is None:
-            self._async_pool = Pool("async")
-        return self._async_pool
+            return self._engine
+        if self._async_engine is None:
+            self._async_engine = Engine("async", Workers())
+        return self._async_engine
 
-    def _pools(self) -> list[Pool]:
-        return [self._pool] if self._async_pool is None else [self._pool, self._async_pool]
+    def _engines(self) -> list[Engine]:
+        if self._async_engine is None:
+            return [self._engine]
+        return [self._engine, self._async_engine]
 
     def cancel(self) -> None:
         """Cancel every task of the group (and of groups nested in them)."""
         self._token.cancel()  # async tasks are cancelled through their tokens too
-        if self._pool.backend == "process":
-            self._pool.terminate()  # a process cannot be asked: running tasks are ended
+        if self._engine.backend.name == "process":
+            self._engine.terminate()  # a process cannot be asked: running tasks are ended
 
     def _terminate(self) -> None:
         self._token.cancel()
-        for pool in self._pools():
-            pool.terminate()
+        for engine in self._engines():
+            engine.terminate()
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
@@ -215,7 +218,7 @@ class TaskGroup:
 
     def _wait_for(self, handle: TaskHandle[Any], timeout: float | None) -> None:
         # A task of this group may wait on a sibling: its pool runs a thread more meanwhile.
-        with self._pool._backend.blocking(), self._cond:
+        with self._engine.backend.blocking(), self._cond:
             if not self._cond.wait_for(handle.done, timeout):
                 raise TimeoutError("the task did not finish in time")
 
@@ -254,8 +257,8 @@ class TaskGroup:
         except BaseException:  # Ctrl-C while waiting: stop everything now
             self._terminate()
             raise
-        for pool in self._pools():
-            pool.shutdown(wait=True)
+        for engine in self._engines():
+            engine.shutdown(wait=True)
         errors = list(self._failures)
         if self._timed_out:
             errors.append(TimeoutError(f"the task group did not finish within {self._timeout}s"))
