@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -119,10 +120,13 @@ async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
     on its way.
     """
     loop = asyncio.get_running_loop()
+    # A thread of its own: waiting fetches must not hold the threads of the loop's default
+    # executor, which asyncio.to_thread and getaddrinfo (every new connection) need.
+    fetcher = ThreadPoolExecutor(1, thread_name_prefix="plait-amap-fetch")
     fetch: asyncio.Future[Any] | None = None
     try:
         while True:
-            fetch = loop.run_in_executor(None, next, results, _DONE)
+            fetch = loop.run_in_executor(fetcher, next, results, _DONE)
             result = await asyncio.shield(fetch)
             fetch = None
             if result is _DONE:
@@ -132,7 +136,10 @@ async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
         if fetch is not None:  # cancelled while a fetch was waiting: end it, then close
             results.abort()
             await asyncio.wait([fetch])  # its outcome is of no interest now
-        await asyncio.to_thread(results.close)
+        try:
+            await loop.run_in_executor(fetcher, results.close)
+        finally:
+            fetcher.shutdown(wait=True)  # idle by now: it ends at once
 
 
 async def _coroutines(

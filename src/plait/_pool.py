@@ -8,7 +8,9 @@ The work itself is the engine's (``_engine``): this module is the Executor face 
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
 from types import TracebackType
@@ -57,6 +59,7 @@ class Pool(Executor):
         self._engine = Engine(backend, spec, retry=self._retry)
         self._backend: Backend = self._engine.backend
         self._closed = False
+        _open_pools.add(self)
 
     @property
     def backend(self) -> str:
@@ -177,6 +180,27 @@ class Pool(Executor):
             self.terminate()
         else:
             self.shutdown(wait=True)
+
+
+# Pools still open when the interpreter exits finish the work they accepted first, as a
+# concurrent.futures Executor does: their threads are daemons, which would otherwise die with
+# the interpreter, taking submitted work with them. (Workers of a plait.map left open are
+# abandoned instead, at exit as anywhere else: see _backends.)
+_open_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+def _finish_open_pools() -> None:
+    pools = [pool for pool in list(_open_pools) if not pool._closed]
+    try:
+        for pool in pools:
+            pool.shutdown(wait=True)
+    except BaseException:  # Ctrl-C while waiting at exit: stop them all now
+        for pool in pools:
+            pool.terminate()
+        raise
+
+
+threading._register_atexit(_finish_open_pools)  # type: ignore[attr-defined]
 
 
 class _PoolFuture(Future[R]):

@@ -32,7 +32,7 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, PoolClosed
 from ._events import MapObserver
-from ._task import Job, Outcome, Task, failed
+from ._task import Job, Outcome, Task, copy_error, failed
 
 R = TypeVar("R")
 
@@ -223,6 +223,11 @@ class MapRun:
                 yield value
                 continue
             index = task.first_index + offset
+            if any(note.startswith("plait: ") for note in getattr(exc, "__notes__", ())):
+                copied = copy_error(exc)  # one exception object raised for several items
+                if copied is not exc:
+                    exc = copied
+                    exc.__notes__ = [n for n in exc.__notes__ if not n.startswith("plait: raised")]
             item = describe_item(task.items[offset])
             exc.add_note(
                 f"plait: raised by item {index}: {item}"

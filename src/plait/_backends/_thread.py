@@ -68,7 +68,9 @@ class ThreadBackend:
                     target=self._watch, name="plait-thread-watchdog", daemon=True
                 )
                 self._watchdog.start()
-        self._queue.put(task)
+            # Under the lock: a shutdown cannot queue its exit markers between our check of
+            # _closed and this put, which would leave the task behind every thread's exit.
+            self._queue.put(task)
 
     def _start_thread(self, first: Task | None = None, *, free: bool = False) -> None:
         """Start a worker thread (holding _cond). ``free``: it comes with no task of its own, so
