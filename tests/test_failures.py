@@ -6,11 +6,13 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 import plait
+from conftest import child_pids
 
 ATTEMPTS: dict[object, int] = {}  # per process: each worker process has its own
 ATTEMPTS_LOCK = threading.Lock()
@@ -53,6 +55,33 @@ def kill_myself(x: int) -> int:
     if x == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+def die_every_97(x: int) -> int:
+    if x % 97 == 96:
+        os._exit(3)
+    return x
+
+
+def wait_for(fifo: str) -> int:
+    with open(fifo, "rb") as f:
+        f.read()
+    return os.getpid()
+
+
+def answer_then_die(fifo: str) -> int:
+    """Returns 42 once told to through ``fifo``; its worker exits right after sending it."""
+    from plait import _wire
+
+    wait_for(fifo)
+    send = _wire.send_frame
+
+    def send_then_exit(*args: object) -> None:
+        send(*args)  # type: ignore[arg-type]
+        os._exit(3)
+
+    _wire.send_frame = send_then_exit  # type: ignore[assignment]
+    return 42
 
 
 # -- task timeouts ------------------------------------------------------------------------
@@ -130,6 +159,48 @@ def test_worker_killed_by_a_signal_is_named() -> None:
     assert results[2] == 2
     assert isinstance(results[1], plait.WorkerCrashed)
     assert "SIGKILL" in str(results[1])
+
+
+def test_a_result_sent_just_before_its_worker_exits_is_delivered(tmp_path: Path) -> None:
+    # The dispatcher is held (in a done-callback) until the worker has sent its result and
+    # exited, so it reads the result and the end of the socket in one go.
+    go, go_x = str(tmp_path / "go"), str(tmp_path / "go-x")
+    os.mkfifo(go)
+    os.mkfifo(go_x)
+    problems: list[BaseException] = []
+
+    def hold_the_dispatcher(done: Future[int]) -> None:
+        try:
+            with open(go, "wb") as f:  # the other worker returns 42 and exits
+                f.write(b"!")
+            (dying,) = child_pids() - {done.result()}
+            deadline = time.monotonic() + 30
+            while not os.waitid(os.P_PID, dying, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                assert time.monotonic() < deadline, "the worker did not exit"
+                time.sleep(0.001)
+        except BaseException as exc:
+            problems.append(exc)
+
+    with plait.Pool("process", workers=2) as pool:
+        answer = pool.submit(answer_then_die, go)  # the first worker takes it
+        other = pool.submit(wait_for, go_x)  # the second worker takes this one
+        other.add_done_callback(hold_the_dispatcher)
+        with open(go_x, "wb") as f:
+            f.write(b"!")
+        assert answer.result(timeout=30) == 42
+        assert not problems
+        assert pool.submit(abs, -1).result(timeout=30) == 1
+
+
+def test_healthy_items_next_to_crashes_are_never_reported_crashed() -> None:
+    results = list(
+        plait.map(die_every_97, range(500), backend="process", chunksize=1, errors="return")
+    )
+    for x, result in enumerate(results):
+        if x % 97 == 96:
+            assert isinstance(result, plait.WorkerCrashed), (x, result)
+        else:
+            assert result == x, (x, result)
 
 
 # -- retries ------------------------------------------------------------------------------

@@ -79,9 +79,12 @@ class FrameReader:
         self._head_filled = 0
         self._body: bytearray | None = None
         self._body_filled = 0
+        self.closed = False  # the other end is gone (EOF or ECONNRESET): no more frames
 
-    def read(self, sock: socket.socket) -> list[bytearray] | None:
-        """Whatever frames are complete after draining the socket; None once it is closed."""
+    def read(self, sock: socket.socket) -> tuple[list[bytearray], bool]:
+        """The frames completed by draining what the socket holds now, and whether the other
+        end is gone. Frames that arrived before the end are delivered all the same: a worker
+        may send its last result and exit before the dispatcher gets round to reading it."""
         frames: list[bytearray] = []
         for _ in range(256):  # then let the dispatcher serve the other workers
             try:
@@ -92,9 +95,10 @@ class FrameReader:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # ECONNRESET: the worker died with unread data
-                return None
+                got = 0
             if got == 0:
-                return None
+                self.closed = True
+                break
             if self._body is None:
                 self._head_filled += got
                 if self._head_filled == LENGTH.size:
@@ -106,7 +110,7 @@ class FrameReader:
             if self._body is not None and self._body_filled == len(self._body):
                 frames.append(self._body)
                 self._body = None
-        return frames
+        return frames, self.closed
 
 
 class FrameWriter:

@@ -296,10 +296,10 @@ class ProcessBackend:
                 if not worker.writer:
                     self._selector.modify(worker.sock, selectors.EVENT_READ, worker)
             if mask & selectors.EVENT_READ:
-                frames = worker.reader.read(worker.sock)
-                for body in frames or ():
+                frames, closed = worker.reader.read(worker.sock)
+                for body in frames:  # what the worker sent before it went: delivered
                     self._receive(worker, body)
-                if frames is None:
+                if closed and worker in self._workers:  # (its last result may have retired it)
                     self._lose_worker(worker, None)
         if deadline is not None:
             self._expire()
