@@ -62,8 +62,24 @@ def main(fd: int) -> None:
     parent = os.getppid()
     threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     sock = socket.socket(fileno=fd)
-    with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
-        serve(sock)
+    code = 0
+    try:
+        with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
+            serve(sock)
+    except BaseException:  # a bug in plait: say so, and still end
+        traceback.print_exc()
+        code = 1
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """End the worker now that the parent told it to (closed the socket). ``os._exit``, after
+    flushing what tasks printed: a thread a task left running, even a non-daemon one, must not
+    hold the worker (and the parent's shutdown) for as long as that thread likes."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(BaseException):
+            stream.flush()
+    os._exit(code)
 
 
 def exit_with_parent(parent: int) -> None:
