@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -55,6 +58,36 @@ def kill_myself(x: int) -> int:
     if x == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+def close_socket_then_exit(code: int) -> None:
+    os.close(int(sys.argv[1]))  # the worker's end of its socket: the parent sees EOF now
+    time.sleep(0.005)  # still exiting, by itself
+    os._exit(code)
+
+
+class StrRaises(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+class NothingWorks(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("nor shown")
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise RuntimeError("nor pickled")
+
+
+def raise_odd(kind: str) -> str:
+    if kind == "str":
+        raise StrRaises("unprintable")
+    if kind == "nothing":
+        raise NothingWorks("hopeless")
+    return kind
 
 
 def die_every_97(x: int) -> int:
@@ -201,6 +234,58 @@ def test_healthy_items_next_to_crashes_are_never_reported_crashed() -> None:
             assert isinstance(result, plait.WorkerCrashed), (x, result)
         else:
             assert result == x, (x, result)
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Every core busy with a spinning process while the test runs."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    hogs = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait()
+
+
+@pytest.mark.usefixtures("cpu_load")
+def test_a_crash_is_reported_with_its_own_exit_code_under_cpu_load() -> None:
+    results = list(
+        plait.map(exit_with, [3] * 6, backend="process", workers=2, chunksize=1, errors="return")
+    )
+    for result in results:
+        assert isinstance(result, plait.WorkerCrashed)
+        assert result.exitcode == 3
+        assert "exited with code 3" in str(result)
+
+
+def test_a_worker_exiting_by_itself_is_not_reported_as_killed_by_us() -> None:
+    with plait.Pool("process", workers=1) as pool:
+        for code in (5, 6, 7):
+            with pytest.raises(plait.WorkerCrashed, match=f"exited with code {code}") as info:
+                pool.submit(close_socket_then_exit, code).result(timeout=30)
+            assert info.value.exitcode == code
+
+
+def test_an_exception_that_cannot_be_printed_or_pickled_fails_only_its_item(backend: str) -> None:
+    with plait.Pool(backend, workers=1) as pool:
+        worker = pool.submit(os.getpid).result(timeout=30)
+        kinds = ["a", "str", "nothing", "b"]
+        results = list(pool.map(raise_odd, kinds, chunksize=4, errors="return"))
+        assert pool.submit(os.getpid).result(timeout=30) == worker  # the worker lived on
+    assert results[0] == "a"
+    assert results[3] == "b"
+    assert isinstance(results[1], StrRaises)  # the user's own exception, as ever
+    if backend == "thread":
+        assert isinstance(results[2], NothingWorks)
+        return
+    assert "raise_odd" in str(results[1].__cause__)  # with the worker's traceback
+    assert isinstance(results[2], plait.RemoteError)
+    assert results[2].type_name == "test_failures.NothingWorks"
+    assert results[2].message == "<str() of this NothingWorks failed>"
+    assert "raise NothingWorks" in results[2].traceback
 
 
 # -- retries ------------------------------------------------------------------------------

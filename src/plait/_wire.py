@@ -118,6 +118,7 @@ class FrameWriter:
 
     def __init__(self) -> None:
         self._pending: deque[memoryview] = deque()
+        self.closed = False  # the other end is gone (EPIPE, ECONNRESET)
 
     def __bool__(self) -> bool:
         return bool(self._pending)
@@ -135,6 +136,7 @@ class FrameWriter:
                 return True
             except OSError:
                 pending.clear()
+                self.closed = True
                 return False
             if sent < len(pending[0]):
                 pending[0] = pending[0][sent:]

@@ -82,7 +82,7 @@ def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> B
     if blob is not None:
         try:
             exc = pickle.loads(blob)
-        except Exception:
+        except BaseException:  # its class's own code ran here, and failed
             exc = None
     if not isinstance(exc, BaseException):
         exc = RemoteError(type_name, message, tb)

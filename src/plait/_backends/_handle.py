@@ -14,6 +14,9 @@ from ._encoding import Sent
 from ._launch import launch
 
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
+# A worker whose socket closed is exiting already; this long (the dispatcher waits meanwhile)
+# to finish by itself, so that its own exit code or signal is what gets reported.
+EXIT_GRACE = 0.05
 
 
 class WorkerHandle:
@@ -47,8 +50,14 @@ class WorkerHandle:
         return self.max_tasks is not None and self.items_sent >= self.max_tasks
 
     def stop(self) -> int:
-        """Kill the process (SIGTERM, then SIGKILL after a grace) and reap it."""
+        """End the process and reap it: SIGTERM, then SIGKILL after a grace. A worker whose
+        socket closed gets EXIT_GRACE first to finish exiting by itself, so that a crash is
+        reported as what it was (its exit code or signal), not as our SIGTERM."""
+        exiting = self.reader.closed or self.writer.closed
         self.sock.close()
+        if exiting:
+            with suppress(subprocess.TimeoutExpired):
+                return self.proc.wait(EXIT_GRACE)
         self.terminate()
         return self.reap(time.monotonic() + KILL_GRACE)
 
