@@ -14,15 +14,29 @@ from .._task import Outcome, Task
 
 
 def dumps(obj: object, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
-    """pickle first (fastest); cloudpickle for what it cannot do (lambdas, local classes)."""
+    """pickle first (fastest); cloudpickle for what pickle cannot do (lambdas, local classes)
+    and for what pickle would send as a reference to ``__main__``: a worker does not import the
+    user's script, so its classes, functions and their instances travel by value instead.
+
+    Whether a pickle names ``__main__`` is read off its bytes: a module name is written out
+    whole, and a search through a batch's pickle costs nothing next to making it (a string
+    that happens to contain the word just costs a cloudpickle).
+    """
+    buffers: list[pickle.PickleBuffer] = []  # passed on only from the attempt that succeeds
+    collect = None if buffer_callback is None else buffers.append
     try:
-        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        data = pickle.dumps(obj, protocol=5, buffer_callback=collect)
     except Exception:
+        data = None
+    if data is None or b"__main__" in data:
         import cloudpickle
 
-        return cloudpickle.dumps(  # type: ignore[no-any-return]
-            obj, protocol=5, buffer_callback=buffer_callback
-        )
+        buffers.clear()
+        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=collect)
+    if buffer_callback is not None:
+        for buffer in buffers:
+            buffer_callback(buffer)
+    return data
 
 
 def pack(items: list[Any]) -> list[bytes | memoryview]:
