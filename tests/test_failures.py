@@ -90,6 +90,33 @@ def raise_odd(kind: str) -> str:
     return kind
 
 
+PARENT = os.getpid()
+
+
+def refuse_in_the_parent(value: int) -> int:
+    if os.getpid() == PARENT:
+        raise PermissionError("this value is only rebuilt in worker processes")
+    return value
+
+
+class OnlyInWorkers:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (refuse_in_the_parent, (7,))
+
+
+def result_the_parent_cannot_rebuild(x: int, module_dir: str) -> object:
+    """Item 1 returns an instance of a class from a module only the worker can import;
+    item 2 one whose __reduce__ names a callable that fails in the parent."""
+    if x == 1:
+        sys.path.insert(0, module_dir)
+        import plait_worker_only  # type: ignore[import-not-found]
+
+        return plait_worker_only.Point(1, 2)
+    if x == 2:
+        return OnlyInWorkers()
+    return x
+
+
 def die_every_97(x: int) -> int:
     if x % 97 == 96:
         os._exit(3)
@@ -286,6 +313,38 @@ def test_an_exception_that_cannot_be_printed_or_pickled_fails_only_its_item(back
     assert results[2].type_name == "test_failures.NothingWorks"
     assert results[2].message == "<str() of this NothingWorks failed>"
     assert "raise NothingWorks" in results[2].traceback
+
+
+def test_a_result_the_parent_cannot_rebuild_fails_alone(tmp_path: Path) -> None:
+    module = "class Point:\n    def __init__(self, x, y):\n        pass\n"
+    (tmp_path / "plait_worker_only.py").write_text(module)
+    with plait.Pool("process", workers=1) as pool:
+        worker = pool.submit(os.getpid).result(timeout=30)
+        results = list(
+            pool.map(
+                result_the_parent_cannot_rebuild,
+                range(5),
+                [str(tmp_path)] * 5,
+                chunksize=5,  # one batch: the other items of the batch are delivered
+                errors="return",
+            )
+        )
+        assert results[0] == 0
+        assert results[3:] == [3, 4]
+        missing, refused = results[1], results[2]
+        assert isinstance(missing, plait.RemoteError)
+        assert "result could not be rebuilt in the parent process" in str(missing)
+        assert "No module named 'plait_worker_only'" in str(missing)
+        assert isinstance(missing.__cause__, ModuleNotFoundError)
+        assert isinstance(refused, plait.RemoteError)
+        assert "only rebuilt in worker processes" in str(refused)
+        assert isinstance(refused.__cause__, PermissionError)
+        assert any("raised by item 2" in note for note in refused.__notes__)
+        assert pool.submit(abs, -3).result(timeout=30) == 3  # the pool goes on,
+        assert pool.submit(os.getpid).result(timeout=30) == worker  # on the same worker
+        with pytest.raises(plait.RemoteError, match="could not be rebuilt"):
+            pool.submit(result_the_parent_cannot_rebuild, 2, "").result(timeout=30)
+    assert "plait_worker_only" not in sys.modules
 
 
 # -- retries ------------------------------------------------------------------------------

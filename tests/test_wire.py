@@ -1,10 +1,14 @@
-"""The parent ↔ worker framing, tested on a real socket pair: frames are never lost at EOF."""
+"""The parent ↔ worker framing, tested on a real socket pair (frames are never lost at EOF),
+and results rebuilt one by one when a batch of them will not load as a whole."""
 
 from __future__ import annotations
 
+import pickle
 import socket
 
+import plait
 from plait import _wire as wire
+from plait._backends import _encoding
 
 
 def frame_bytes(tag: int, a: int, payload: bytes) -> bytes:
@@ -66,3 +70,79 @@ def test_frames_delivered_in_tiny_pieces() -> None:
         writer_end.close()
         frames, closed = reader.read(reader_end)
     assert (frames, closed) == ([], True)
+
+
+# -- results the parent cannot rebuild: the batch is loaded element by element --------------
+
+
+class Rebuilt:
+    """Pickles as ``rebuild(tag)``, which fails for the tag "bad"."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rebuilt) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (rebuild, (self.tag,))
+
+
+def rebuild(tag: str) -> Rebuilt:
+    if tag == "bad":
+        raise LookupError("no way to rebuild this one here")
+    return Rebuilt(tag)
+
+
+def load_each(values: list[object]) -> tuple[list[object], dict[int, BaseException]]:
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(values, protocol=5, buffer_callback=buffers.append)
+    return _encoding.load_each(memoryview(data), [memoryview(b.raw()) for b in buffers])
+
+
+def test_each_element_that_loads_is_delivered_and_each_that_does_not_is_named() -> None:
+    shared = ["shared", "by", "two"]
+    built_after_the_failure = {"key": "value"}
+    big = bytearray(b"x" * 100_000)  # out of band, after the failing element
+    values: list[object] = [
+        1,
+        Rebuilt("a"),
+        [shared, Rebuilt("bad"), built_after_the_failure],
+        shared,  # built before the failure: it loads, and is still shared
+        pickle.PickleBuffer(big),
+        [built_after_the_failure],  # refers to what the failed element never built
+        list(range(3000)),  # frames, and APPENDS batches inside an element
+        *range(2500),  # the top-level list in several APPENDS batches
+        Rebuilt("bad"),
+    ]
+    loaded, errors = load_each(values)
+    assert sorted(errors) == [2, 5, len(values) - 1]
+    assert loaded[:2] == [1, Rebuilt("a")]
+    assert loaded[3] == shared
+    assert loaded[4] == big
+    assert loaded[6] == list(range(3000))
+    assert loaded[7:-1] == list(range(2500))
+    assert [loaded[i] for i in errors] == [None, None, None]
+    failure = errors[2]
+    assert isinstance(failure, plait.RemoteError)
+    assert "could not be rebuilt in the parent process" in str(failure)
+    assert "no way to rebuild this one here" in str(failure)
+    assert isinstance(failure.__cause__, LookupError)
+    assert "shares an object with another result" in errors[5].__notes__[0]
+
+
+def test_shared_objects_stay_shared_when_loaded_one_by_one() -> None:
+    shared = {"one": 1}
+    loaded, errors = load_each([shared, Rebuilt("bad"), [shared], shared])
+    assert list(errors) == [1]
+    assert loaded[0] is loaded[3] is loaded[2][0]  # type: ignore[index]
+
+
+def test_load_each_of_a_single_element_and_of_none() -> None:
+    loaded, errors = load_each([Rebuilt("bad")])
+    assert loaded == [None]
+    assert list(errors) == [0]
+    assert load_each([]) == ([], {})

@@ -24,7 +24,7 @@ RUN = 2  # a = task id, b = job id, kind; payload = the items
 FORGET = 3  # a = job id
 # worker → parent
 READY = 5  # the worker is set up (INIT done): its clock for task deadlines can start
-DONE = 4  # a = task id; payload = (values, errors, elapsed); errors[-1]: the whole batch
+DONE = 4  # a = task id; payload = [errors, elapsed, *values]; errors[-1]: the whole batch
 
 
 def frame(
@@ -193,6 +193,12 @@ def pack(obj: object, dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
 
 
 def unpack(payload: memoryview) -> Any:
+    data, buffers = split(payload)
+    return pickle.loads(data, buffers=buffers)
+
+
+def split(payload: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """A payload's pickle and its out-of-band buffers."""
     (count,) = COUNT.unpack_from(payload)
     sizes = [SIZE.unpack_from(payload, COUNT.size + SIZE.size * i)[0] for i in range(count + 1)]
     position = COUNT.size + SIZE.size * (count + 1)
@@ -202,4 +208,4 @@ def unpack(payload: memoryview) -> Any:
     for size in sizes[:-1]:
         buffers.append(payload[position : position + size])
         position += size
-    return pickle.loads(data, buffers=buffers)
+    return data, buffers

@@ -47,7 +47,9 @@ def dumps(obj: object, buffer_callback: Any = None) -> bytes:
 def pack_result(
     values: list[Any], errors: dict[int, Any], elapsed: float
 ) -> list[bytes | memoryview]:
-    return wire.pack((wire.out_of_band(values), errors, elapsed), dumps)
+    # One flat list, so that the parent can rebuild the values one by one if it must (see
+    # _encoding.decode_result).
+    return wire.pack([errors, elapsed, *wire.out_of_band(values)], dumps)
 
 
 class Unloadable:

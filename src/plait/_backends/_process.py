@@ -40,7 +40,7 @@ from .._errors import (
 from .._task import Job, Outcome, Task, failed
 from .._workers import Workers
 from . import default_workers, track
-from ._encoding import Sent, decode_error, dumps
+from ._encoding import Sent, decode_result, dumps
 from ._handle import KILL_GRACE, WorkerHandle, crash_message
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
@@ -311,9 +311,8 @@ class ProcessBackend:
             return
         sent = worker.tasks.pop(task_id)
         worker.head_started = time.monotonic()  # the worker starts its next task right away
-        values, encoded, elapsed = wire.unpack(payload)
+        values, errors, elapsed = decode_result(payload)  # never raises: see there
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
-        errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
         outcome = sent.outcome(values, errors, elapsed)
         outcome.sent_bytes += len(body)  # results count too: the sizer caps bytes both ways
         self._finish(sent.task, outcome)
