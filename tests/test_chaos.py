@@ -86,3 +86,71 @@ def test_every_outcome_arrives_exactly_once_while_workers_die() -> None:
             assert isinstance(outcome, plait.TaskTimeout | plait.WorkerCrashed), (x, outcome)
         else:
             assert isinstance(outcome, kind), f"item {x}: {outcome!r}"
+
+
+# -- the same, with automatic batches: a crash must cost only the item that caused it ------
+
+PARENT = os.getpid()
+
+
+def _rebuild_only_in_a_worker() -> str:
+    if os.getpid() == PARENT:
+        raise RuntimeError("this value can only be rebuilt in a worker")
+    return "rebuilt"
+
+
+class Unrebuildable:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_only_in_a_worker, ())
+
+
+def batched_chaos(x: int) -> object:
+    if x % 1999 == 11:
+        os._exit(7)
+    if x % 97 == 3:
+        raise ValueError(f"item {x} is bad")
+    if x % 89 == 5:
+        raise StopIteration(x)
+    if x % 83 == 7:
+        return Unrebuildable()
+    return x * x
+
+
+def batched_expected_kind(x: int) -> type[BaseException] | None:
+    if x % 1999 == 11:
+        return plait.WorkerCrashed
+    if x % 97 == 3:
+        return ValueError
+    if x % 89 == 5:
+        return RuntimeError  # a StopIteration is raised as a RuntimeError (PEP 479)
+    if x % 83 == 7:
+        return plait.RemoteError
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_with_automatic_batches_every_outcome_arrives_once_while_workers_die() -> None:
+    stop = threading.Event()
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_workers_at_random, args=(stop, killed))
+    # Crashes get 3 more attempts: a healthy item is failed only if the chaos thread happened
+    # to kill its worker four times in a row, while it ran alone.
+    policy = plait.Retry(retries=3, on=(), crashes=True)
+    outcomes: list[object] = []
+    try:
+        killer.start()
+        results = plait.map(
+            batched_chaos, range(ITEMS), backend="process", retries=policy, errors="return"
+        )
+        outcomes.extend(results)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "the chaos thread never killed a worker"
+    assert len(outcomes) == ITEMS
+    for x, outcome in enumerate(outcomes):
+        kind = batched_expected_kind(x)
+        if kind is None:
+            assert outcome == x * x, f"item {x}: {outcome!r}"
+        else:
+            assert isinstance(outcome, kind), f"item {x}: {outcome!r}"

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 import plait
+from conftest import child_pids
 
 ATTEMPTS: dict[object, int] = {}  # per process: each worker process has its own
 ATTEMPTS_LOCK = threading.Lock()
@@ -53,6 +58,90 @@ def kill_myself(x: int) -> int:
     if x == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+def close_socket_then_exit(code: int) -> None:
+    os.close(int(sys.argv[1]))  # the worker's end of its socket: the parent sees EOF now
+    time.sleep(0.005)  # still exiting, by itself
+    os._exit(code)
+
+
+class StrRaises(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+class NothingWorks(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("nor shown")
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise RuntimeError("nor pickled")
+
+
+def raise_odd(kind: str) -> str:
+    if kind == "str":
+        raise StrRaises("unprintable")
+    if kind == "nothing":
+        raise NothingWorks("hopeless")
+    return kind
+
+
+PARENT = os.getpid()
+
+
+def refuse_in_the_parent(value: int) -> int:
+    if os.getpid() == PARENT:
+        raise PermissionError("this value is only rebuilt in worker processes")
+    return value
+
+
+class OnlyInWorkers:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (refuse_in_the_parent, (7,))
+
+
+def result_the_parent_cannot_rebuild(x: int, module_dir: str) -> object:
+    """Item 1 returns an instance of a class from a module only the worker can import;
+    item 2 one whose __reduce__ names a callable that fails in the parent."""
+    if x == 1:
+        sys.path.insert(0, module_dir)
+        import plait_worker_only  # type: ignore[import-not-found]
+
+        return plait_worker_only.Point(1, 2)
+    if x == 2:
+        return OnlyInWorkers()
+    return x
+
+
+def die_every_97(x: int) -> int:
+    if x % 97 == 96:
+        os._exit(3)
+    return x
+
+
+def wait_for(fifo: str) -> int:
+    with open(fifo, "rb") as f:
+        f.read()
+    return os.getpid()
+
+
+def answer_then_die(fifo: str) -> int:
+    """Returns 42 once told to through ``fifo``; its worker exits right after sending it."""
+    from plait import _wire
+
+    wait_for(fifo)
+    send = _wire.send_frame
+
+    def send_then_exit(*args: object) -> None:
+        send(*args)  # type: ignore[arg-type]
+        os._exit(3)
+
+    _wire.send_frame = send_then_exit  # type: ignore[assignment]
+    return 42
 
 
 # -- task timeouts ------------------------------------------------------------------------
@@ -130,6 +219,132 @@ def test_worker_killed_by_a_signal_is_named() -> None:
     assert results[2] == 2
     assert isinstance(results[1], plait.WorkerCrashed)
     assert "SIGKILL" in str(results[1])
+
+
+def test_a_result_sent_just_before_its_worker_exits_is_delivered(tmp_path: Path) -> None:
+    # The dispatcher is held (in a done-callback) until the worker has sent its result and
+    # exited, so it reads the result and the end of the socket in one go.
+    go, go_x = str(tmp_path / "go"), str(tmp_path / "go-x")
+    os.mkfifo(go)
+    os.mkfifo(go_x)
+    problems: list[BaseException] = []
+
+    def hold_the_dispatcher(done: Future[int]) -> None:
+        try:
+            with open(go, "wb") as f:  # the other worker returns 42 and exits
+                f.write(b"!")
+            (dying,) = child_pids() - {done.result()}
+            deadline = time.monotonic() + 30
+            while not os.waitid(os.P_PID, dying, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                assert time.monotonic() < deadline, "the worker did not exit"
+                time.sleep(0.001)
+        except BaseException as exc:
+            problems.append(exc)
+
+    with plait.Pool("process", workers=2) as pool:
+        answer = pool.submit(answer_then_die, go)  # the first worker takes it
+        other = pool.submit(wait_for, go_x)  # the second worker takes this one
+        other.add_done_callback(hold_the_dispatcher)
+        with open(go_x, "wb") as f:
+            f.write(b"!")
+        assert answer.result(timeout=30) == 42
+        assert not problems
+        assert pool.submit(abs, -1).result(timeout=30) == 1
+
+
+def test_healthy_items_next_to_crashes_are_never_reported_crashed() -> None:
+    results = list(
+        plait.map(die_every_97, range(500), backend="process", chunksize=1, errors="return")
+    )
+    for x, result in enumerate(results):
+        if x % 97 == 96:
+            assert isinstance(result, plait.WorkerCrashed), (x, result)
+        else:
+            assert result == x, (x, result)
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Every core busy with a spinning process while the test runs."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    hogs = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait()
+
+
+@pytest.mark.usefixtures("cpu_load")
+def test_a_crash_is_reported_with_its_own_exit_code_under_cpu_load() -> None:
+    results = list(
+        plait.map(exit_with, [3] * 6, backend="process", workers=2, chunksize=1, errors="return")
+    )
+    for result in results:
+        assert isinstance(result, plait.WorkerCrashed)
+        assert result.exitcode == 3
+        assert "exited with code 3" in str(result)
+
+
+def test_a_worker_exiting_by_itself_is_not_reported_as_killed_by_us() -> None:
+    with plait.Pool("process", workers=1) as pool:
+        for code in (5, 6, 7):
+            with pytest.raises(plait.WorkerCrashed, match=f"exited with code {code}") as info:
+                pool.submit(close_socket_then_exit, code).result(timeout=30)
+            assert info.value.exitcode == code
+
+
+def test_an_exception_that_cannot_be_printed_or_pickled_fails_only_its_item(backend: str) -> None:
+    with plait.Pool(backend, workers=1) as pool:
+        worker = pool.submit(os.getpid).result(timeout=30)
+        kinds = ["a", "str", "nothing", "b"]
+        results = list(pool.map(raise_odd, kinds, chunksize=4, errors="return"))
+        assert pool.submit(os.getpid).result(timeout=30) == worker  # the worker lived on
+    assert results[0] == "a"
+    assert results[3] == "b"
+    assert isinstance(results[1], StrRaises)  # the user's own exception, as ever
+    if backend == "thread":
+        assert isinstance(results[2], NothingWorks)
+        return
+    assert "raise_odd" in str(results[1].__cause__)  # with the worker's traceback
+    assert isinstance(results[2], plait.RemoteError)
+    assert results[2].type_name == "test_failures.NothingWorks"
+    assert results[2].message == "<str() of this NothingWorks failed>"
+    assert "raise NothingWorks" in results[2].traceback
+
+
+def test_a_result_the_parent_cannot_rebuild_fails_alone(tmp_path: Path) -> None:
+    module = "class Point:\n    def __init__(self, x, y):\n        pass\n"
+    (tmp_path / "plait_worker_only.py").write_text(module)
+    with plait.Pool("process", workers=1) as pool:
+        worker = pool.submit(os.getpid).result(timeout=30)
+        results = list(
+            pool.map(
+                result_the_parent_cannot_rebuild,
+                range(5),
+                [str(tmp_path)] * 5,
+                chunksize=5,  # one batch: the other items of the batch are delivered
+                errors="return",
+            )
+        )
+        assert results[0] == 0
+        assert results[3:] == [3, 4]
+        missing, refused = results[1], results[2]
+        assert isinstance(missing, plait.RemoteError)
+        assert "result could not be rebuilt in the parent process" in str(missing)
+        assert "No module named 'plait_worker_only'" in str(missing)
+        assert isinstance(missing.__cause__, ModuleNotFoundError)
+        assert isinstance(refused, plait.RemoteError)
+        assert "only rebuilt in worker processes" in str(refused)
+        assert isinstance(refused.__cause__, PermissionError)
+        assert any("raised by item 2" in note for note in refused.__notes__)
+        assert pool.submit(abs, -3).result(timeout=30) == 3  # the pool goes on,
+        assert pool.submit(os.getpid).result(timeout=30) == worker  # on the same worker
+        with pytest.raises(plait.RemoteError, match="could not be rebuilt"):
+            pool.submit(result_the_parent_cannot_rebuild, 2, "").result(timeout=30)
+    assert "plait_worker_only" not in sys.modules
 
 
 # -- retries ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -29,6 +30,11 @@ def broken_initializer() -> None:
 
 def pid(_: int) -> int:
     return os.getpid()
+
+
+def leave_a_thread_running(x: int) -> int:
+    threading.Thread(target=time.sleep, args=(60,), name="left-behind").start()  # not a daemon
+    return x
 
 
 def test_initializer_runs_once_per_worker_and_tasks_reach_its_state(backend: str) -> None:
@@ -88,3 +94,12 @@ def test_a_replacement_worker_runs_the_initializer_too() -> None:
     assert first[0] == second[0] == "again"
     assert first[1] != second[1]
     assert second[2] == 1  # a fresh worker, a fresh state
+
+
+def test_a_thread_a_task_left_running_does_not_hold_its_worker() -> None:
+    started = time.monotonic()
+    with plait.Pool("process", workers=2) as pool:
+        assert list(pool.map(leave_a_thread_running, range(4), chunksize=1)) == [0, 1, 2, 3]
+    assert time.monotonic() - started < 10  # not the 60 s the threads sleep
+    assert list(plait.map(leave_a_thread_running, range(4), backend="process")) == [0, 1, 2, 3]
+    assert time.monotonic() - started < 20

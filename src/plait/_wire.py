@@ -26,7 +26,7 @@ TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when
 # worker → parent
 READY = 5  # the worker is set up (INIT done)
 STARTED = 6  # a = task id of a TIMED task: its function and items are loaded, it runs now
-DONE = 4  # a = task id; payload = (values, errors, elapsed); errors[-1]: the whole batch
+DONE = 4  # a = task id; payload = [errors, elapsed, *values]; errors[-1]: the whole batch
 
 
 def frame(
@@ -81,9 +81,12 @@ class FrameReader:
         self._head_filled = 0
         self._body: bytearray | None = None
         self._body_filled = 0
+        self.closed = False  # the other end is gone (EOF or ECONNRESET): no more frames
 
-    def read(self, sock: socket.socket) -> list[bytearray] | None:
-        """Whatever frames are complete after draining the socket; None once it is closed."""
+    def read(self, sock: socket.socket) -> tuple[list[bytearray], bool]:
+        """The frames completed by draining what the socket holds now, and whether the other
+        end is gone. Frames that arrived before the end are delivered all the same: a worker
+        may send its last result and exit before the dispatcher gets round to reading it."""
         frames: list[bytearray] = []
         for _ in range(256):  # then let the dispatcher serve the other workers
             try:
@@ -94,9 +97,10 @@ class FrameReader:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # ECONNRESET: the worker died with unread data
-                return frames or None  # frames first: the end shows again on the next read
+                got = 0
             if got == 0:
-                return frames or None
+                self.closed = True
+                break
             if self._body is None:
                 self._head_filled += got
                 if self._head_filled == LENGTH.size:
@@ -108,7 +112,7 @@ class FrameReader:
             if self._body is not None and self._body_filled == len(self._body):
                 frames.append(self._body)
                 self._body = None
-        return frames
+        return frames, self.closed
 
 
 class FrameWriter:
@@ -116,6 +120,7 @@ class FrameWriter:
 
     def __init__(self) -> None:
         self._pending: deque[memoryview] = deque()
+        self.closed = False  # the other end is gone (EPIPE, ECONNRESET)
 
     def __bool__(self) -> bool:
         return bool(self._pending)
@@ -133,6 +138,7 @@ class FrameWriter:
                 return True
             except OSError:
                 pending.clear()
+                self.closed = True
                 return False
             if sent < len(pending[0]):
                 pending[0] = pending[0][sent:]
@@ -189,6 +195,12 @@ def pack(obj: object, dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
 
 
 def unpack(payload: memoryview) -> Any:
+    data, buffers = split(payload)
+    return pickle.loads(data, buffers=buffers)
+
+
+def split(payload: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """A payload's pickle and its out-of-band buffers."""
     (count,) = COUNT.unpack_from(payload)
     sizes = [SIZE.unpack_from(payload, COUNT.size + SIZE.size * i)[0] for i in range(count + 1)]
     position = COUNT.size + SIZE.size * (count + 1)
@@ -198,4 +210,4 @@ def unpack(payload: memoryview) -> Any:
     for size in sizes[:-1]:
         buffers.append(payload[position : position + size])
         position += size
-    return pickle.loads(data, buffers=buffers)
+    return data, buffers

@@ -48,7 +48,9 @@ def dumps(obj: object, buffer_callback: Any = None) -> bytes:
 def pack_result(
     values: list[Any], errors: dict[int, Any], elapsed: float
 ) -> list[bytes | memoryview]:
-    return wire.pack((wire.out_of_band(values), errors, elapsed), dumps)
+    # One flat list, so that the parent can rebuild the values one by one if it must (see
+    # _encoding.decode_result).
+    return wire.pack([errors, elapsed, *wire.out_of_band(values)], dumps)
 
 
 class Unloadable:
@@ -64,8 +66,24 @@ def main(fd: int) -> None:
     parent = os.getppid()
     threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     sock = socket.socket(fileno=fd)
-    with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
-        serve(sock)
+    code = 0
+    try:
+        with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
+            serve(sock)
+    except BaseException:  # a bug in plait: say so, and still end
+        traceback.print_exc()
+        code = 1
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """End the worker now that the parent told it to (closed the socket). ``os._exit``, after
+    flushing what tasks printed: a thread a task left running, even a non-daemon one, must not
+    hold the worker (and the parent's shutdown) for as long as that thread likes."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(BaseException):
+            stream.flush()
+    os._exit(code)
 
 
 def exit_with_parent(parent: int) -> None:
@@ -91,7 +109,7 @@ def serve(sock: socket.socket) -> None:
                 restore_filenames(fn, files)
                 jobs[a] = (fn, retry)
             except BaseException as exc:
-                exc.add_note("plait: the function could not be loaded in the worker process")
+                note(exc, "plait: the function could not be loaded in the worker process")
                 jobs[a] = (Unloadable(exc), None)
         elif tag == wire.FORGET:
             jobs.pop(a, None)
@@ -115,7 +133,7 @@ def initialize(payload: memoryview) -> BaseException | None:
     try:
         spec = pickle.loads(spec_blob)  # after sys.path: it may name the parent's modules
     except BaseException as exc:
-        exc.add_note("plait: the worker's initializer could not be loaded in the worker process")
+        note(exc, "plait: the worker's initializer could not be loaded in the worker process")
         start_worker(Workers())
         return exc
     return start_worker(spec)
@@ -133,7 +151,7 @@ def run(
     try:
         items = wire.unpack(payload)
     except BaseException as exc:
-        exc.add_note("plait: the items could not be unpickled in the worker process")
+        note(exc, "plait: the items could not be unpickled in the worker process")
         return pack_result([], {-1: encode_error(exc)}, 0.0)
     if started is not None:
         started()
@@ -143,7 +161,7 @@ def run(
     errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
     try:
         return pack_result(outcome.values, errors, outcome.elapsed)
-    except Exception:
+    except BaseException:  # a value's __reduce__ is user code: it may raise anything
         pass
     # Some value would not pickle: find which, and fail only those items.
     values = outcome.values
@@ -152,24 +170,47 @@ def run(
             continue
         try:
             dumps(value)
-        except Exception as exc:
-            exc.add_note(f"plait: the result ({type(value).__name__}) could not be pickled")
+        except BaseException as exc:
+            note(exc, f"plait: the result ({type(value).__name__}) could not be pickled")
             errors[offset] = encode_error(exc)
             values[offset] = None
     return pack_result(values, errors, outcome.elapsed)
 
 
 def encode_error(exc: BaseException) -> tuple[bytes | None, str, str, str]:
-    """The exception pickled (when it survives a round trip) plus its type, text and traceback."""
-    tb = "".join(traceback.format_exception(type(exc), exc, user_frames(exc)))
+    """The exception pickled (when it survives a round trip) plus its type, text and traceback.
+
+    Each step runs the exception's own code (``__str__``, ``__repr__``, ``__reduce__``, the
+    class's constructor on the round trip), and any of it may raise: a failure there costs that
+    part of the report, never the worker (which would take the whole batch down with it).
+    """
+    name = guarded(lambda: f"{type(exc).__module__}.{type(exc).__qualname__}", "<unknown type>")
+    message = guarded(lambda: str(exc), f"<str() of this {type(exc).__name__} failed>")
+    tb = guarded(
+        lambda: "".join(traceback.format_exception(type(exc), exc, user_frames(exc))),
+        f"<the traceback of this {name} could not be formatted>\n{name}: {message}\n",
+    )
     blob: bytes | None
     try:
         blob = dumps(exc)
         pickle.loads(blob)  # an exception whose __init__ needs other arguments fails here
-    except Exception:
+    except BaseException:
         blob = None
-    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return blob, name, str(exc), tb
+    return blob, name, message, tb
+
+
+def guarded(text: Callable[[], str], fallback: str) -> str:
+    try:
+        result = text()
+    except BaseException:
+        return fallback
+    return result if type(result) is str else fallback
+
+
+def note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)``, which fails if the exception's ``__notes__`` is not a list."""
+    with suppress(BaseException):
+        exc.add_note(text)
 
 
 def user_frames(exc: BaseException) -> Any:

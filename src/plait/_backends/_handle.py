@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import time
+import weakref
 from contextlib import suppress
 
 from .. import _wire as wire
@@ -17,6 +19,10 @@ KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
 # How long a timed task may spend loading (its function's module, its item) before its clock
 # starts; past this the load itself counts as hung.
 LOAD_SECONDS = 60.0
+# A worker whose socket closed is exiting already; this long (the dispatcher waits meanwhile)
+# to finish by itself, so that its own exit code or signal is what gets reported.
+EXIT_GRACE = 0.05
+EXIT_WAIT = 2.0  # at shutdown, how long an idle worker gets to exit at EOF before SIGKILL
 
 
 class WorkerHandle:
@@ -24,6 +30,7 @@ class WorkerHandle:
 
     def __init__(self, index: int, start_method: str, init: bytes, max_tasks: int | None) -> None:
         parent_end, child_end = socket.socketpair()
+        _parent_ends.add(parent_end)
         self.index = index
         try:
             self.proc = launch(child_end.fileno(), start_method)
@@ -69,8 +76,14 @@ class WorkerHandle:
         return self.max_tasks is not None and self.items_sent >= self.max_tasks
 
     def stop(self) -> int:
-        """Kill the process (SIGTERM, then SIGKILL after a grace) and reap it."""
+        """End the process and reap it: SIGTERM, then SIGKILL after a grace. A worker whose
+        socket closed gets EXIT_GRACE first to finish exiting by itself, so that a crash is
+        reported as what it was (its exit code or signal), not as our SIGTERM."""
+        exiting = self.reader.closed or self.writer.closed
         self.sock.close()
+        if exiting:
+            with suppress(subprocess.TimeoutExpired):
+                return self.proc.wait(EXIT_GRACE)
         self.terminate()
         return self.reap(time.monotonic() + KILL_GRACE)
 
@@ -99,3 +112,18 @@ def crash_message(pid: int, returncode: int) -> str:
     else:
         how = f"exited with code {returncode}"
     return f"the worker process (pid {pid}) {how} while running this item"
+
+
+# The parent's end of every worker's socket. A process forked from this one (os.fork,
+# multiprocessing's "fork") closes its copies at once: while a copy stays open, the worker
+# never sees EOF when the pool closes its end, and the pool's shutdown would wait for the
+# fork to end. (Worker processes of our own hold only their end: launch passes no other.)
+_parent_ends: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for sock in list(_parent_ends):
+        sock.close()
+
+
+os.register_at_fork(after_in_child=_close_in_child)

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -41,8 +42,8 @@ from .._errors import (
 from .._task import Job, Outcome, Task, failed
 from .._workers import Workers
 from . import default_workers, track
-from ._encoding import Sent, decode_error, dumps
-from ._handle import KILL_GRACE, LOAD_SECONDS, WorkerHandle, crash_message
+from ._encoding import Sent, decode_result, dumps
+from ._handle import EXIT_WAIT, KILL_GRACE, LOAD_SECONDS, WorkerHandle, crash_message
 from ._rerun import ItemByItem
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
@@ -73,10 +74,19 @@ class ProcessBackend:
         self._wake_r = self._wake_w = -1
         self._selector: selectors.BaseSelector  # made with the pipe
         self._workers: list[WorkerHandle] = []
+        self._owner = os.getpid()
+        self._forked = False  # this is a fork of the owner process: the pool is not ours
+        _backends.add(self)
 
     # -- callers' side -------------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        if self._forked:
+            raise PoolClosed(
+                f"this pool belongs to the parent process (pid {self._owner}); this process "
+                "is a fork of it and cannot use its workers: create a new plait.Pool (or call "
+                "plait.map) in the child"
+            )
         with self._lock:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
@@ -99,6 +109,8 @@ class ProcessBackend:
         self._wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        if self._forked:  # the owner shuts it down
+            return
         with self._lock:
             self._closed = True
             dropped = self._take_pending() if cancel_pending else []
@@ -108,6 +120,8 @@ class ProcessBackend:
         self._join(wait)
 
     def terminate(self) -> None:
+        if self._forked:
+            return
         with self._lock:
             self._closed = True
             self._stop_now = True
@@ -177,9 +191,11 @@ class ProcessBackend:
             worker.sock.close()  # EOF: an idle worker exits by itself
             if kill:
                 worker.terminate()
-        deadline = time.monotonic() + KILL_GRACE
+        # Idle workers exit at EOF; one that does not (something else holds its socket) is
+        # killed rather than waited for without end.
+        deadline = time.monotonic() + (KILL_GRACE if kill else EXIT_WAIT)
         for worker in workers:
-            worker.reap(deadline if kill else None)
+            worker.reap(deadline)
         with self._lock:  # only after terminate() can tasks be left waiting to be re-sent
             left = list(self._requeued)
             self._requeued.clear()
@@ -318,10 +334,10 @@ class ProcessBackend:
                 if not worker.writer:
                     self._selector.modify(worker.sock, selectors.EVENT_READ, worker)
             if mask & selectors.EVENT_READ:
-                frames = worker.reader.read(worker.sock)
-                for body in frames or ():
+                frames, closed = worker.reader.read(worker.sock)
+                for body in frames:  # what the worker sent before it went: delivered
                     self._receive(worker, body)
-                if frames is None:
+                if closed and worker in self._workers:  # (its last result may have retired it)
                     self._lose_worker(worker, None)
         if deadline is not None:
             self._expire()
@@ -337,9 +353,8 @@ class ProcessBackend:
             return
         sent = worker.tasks.pop(task_id)
         worker.next_head()  # the worker starts its next task right away
-        values, encoded, elapsed = wire.unpack(payload)
+        values, errors, elapsed = decode_result(payload)  # never raises: see there
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
-        errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
         outcome = sent.outcome(values, errors, elapsed)
         outcome.sent_bytes += len(body)  # results count too: the sizer caps bytes both ways
         self._finish(sent.task, outcome)
@@ -391,6 +406,26 @@ class ProcessBackend:
         except Exception:  # a bug in the owner's callback: report it, keep dispatching
             traceback.print_exc()
 
+    def _after_fork_in_child(self) -> None:
+        """This process was forked from the pool's owner: close our copies of the pool's
+        descriptors (the workers must see EOF when the owner closes its own) and refuse work.
+        The worker sockets are closed by ``_handle``'s own fork hook."""
+        self._forked = True
+        self._closed = True
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._pending.clear()  # the owner's to run, not ours
+        self._requeued.clear()
+        self._workers = []
+        if self._wake_r < 0:
+            return  # never started: it holds no descriptor
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+        self._selector.close()
+
     def _fail_everything(self, exc: BaseException) -> None:
         error = PlaitError(f"plait's process dispatcher failed: {exc!r}")
         error.__cause__ = exc
@@ -403,6 +438,18 @@ class ProcessBackend:
             worker.tasks.clear()
         for task in tasks:
             self._finish(task, failed(len(task.items), error))
+
+
+# Every process backend of this process, for the fork hook.
+_backends: weakref.WeakSet[ProcessBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_backends):
+        backend._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _terminated() -> BaseException:

@@ -1,0 +1,184 @@
+"""A process forked while a process pool lives: the pool stays the parent's, the parent's
+shutdown does not wait for the fork, and the fork is told to make a pool of its own.
+
+The forks happen in a helper script, not in pytest's own process: a fork of pytest would
+carry its plugins, threads and teardown along, and Python 3.12+ warns about forking a process
+that runs threads (here, the pool's dispatcher), which pytest turns into an error.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing
+    import os
+    import sys
+    import time
+    import warnings
+
+    import plait
+
+
+    def square(x):
+        time.sleep(0.01)
+        return x * x
+
+
+    def use_the_parents_pool(pool, report):
+        try:
+            pool.submit(abs, -1).result(timeout=5)
+            report("no error")
+        except plait.PoolClosed as exc:
+            report(f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            report(f"wrong error {exc!r}")
+        # What the message advises works: a pool of the child's own.
+        report(f"own pool: {list(plait.map(abs, [-1, -2], backend='process', workers=1))}")
+
+
+    def forked_child(pool, scenario):
+        \"\"\"os.fork: the child reports on a pipe, then waits until the parent lets it end.\"\"\"
+        report_r, report_w = os.pipe()
+        release_r, release_w = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads
+            pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(report_r)
+                os.close(release_w)
+                with os.fdopen(report_w, "w") as out:
+                    use_the_parents_pool(pool, lambda line: print(line, file=out, flush=True))
+                os.read(release_r, 1)  # alive until the parent has shut its pool down
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(report_w)
+        os.close(release_r)
+        with os.fdopen(report_r) as lines:
+            for line in lines:
+                print(f"{scenario} child: {line.strip()}")
+        return pid, release_w
+
+
+    def shut_down_while_the_child_lives(pool, scenario, alive, release):
+        started = time.monotonic()
+        pool.shutdown()
+        took = time.monotonic() - started
+        print(f"{scenario} shutdown prompt: {took < 1.0} ({took:.3f} s)")
+        print(f"{scenario} child alive during shutdown: {alive()}")
+        release()
+
+
+    def idle():
+        pool = plait.Pool("process", workers=2)
+        assert pool.submit(abs, -5).result() == 5  # workers running
+        pid, release_w = forked_child(pool, "idle")
+        alive = lambda: os.waitpid(pid, os.WNOHANG) == (0, 0)
+        shut_down_while_the_child_lives(pool, "idle", alive, lambda: os.close(release_w))
+        print(f"idle child exit: {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}")
+
+
+    def mid_map():
+        pool = plait.Pool("process", workers=2)
+        results = pool.map(square, range(40), chunksize=1)
+        first = next(results)
+        pid, release_w = forked_child(pool, "mid-map")
+        print(f"mid-map results: {[first, *results] == [x * x for x in range(40)]}")
+        alive = lambda: os.waitpid(pid, os.WNOHANG) == (0, 0)
+        shut_down_while_the_child_lives(pool, "mid-map", alive, lambda: os.close(release_w))
+        os.waitpid(pid, 0)
+
+
+    def multiprocessing_fork():
+        context = multiprocessing.get_context("fork")
+        pool = plait.Pool("process", workers=2)
+        assert pool.submit(abs, -5).result() == 5
+        receiver, sender = context.Pipe(duplex=False)
+        release = context.Event()
+
+        def child():
+            use_the_parents_pool(pool, sender.send)
+            release.wait(30)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            process = context.Process(target=child)
+            process.start()
+        for _ in range(2):
+            print(f"multiprocessing child: {receiver.recv()}")
+        shut_down_while_the_child_lives(pool, "multiprocessing", process.is_alive, release.set)
+        process.join(30)
+        print(f"multiprocessing child exit: {process.exitcode}")
+
+
+    {"idle": idle, "mid-map": mid_map, "multiprocessing": multiprocessing_fork}[sys.argv[1]]()
+    """
+)
+
+REFUSAL = (
+    "child: PoolClosed: this pool belongs to the parent process (pid {pid}); this process is a "
+    "fork of it and cannot use its workers: create a new plait.Pool (or call plait.map) in "
+    "the child"
+)
+
+
+def run(tmp_path: Path, scenario: str) -> list[str]:
+    script = tmp_path / "fork.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), scenario],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:  # a hang: end it (and the test) rather than leak it
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert err == ""
+    return [line.replace(str(proc.pid), "{pid}") for line in out.splitlines()]
+
+
+@pytest.mark.timeout(60)
+def test_fork_of_a_process_with_a_live_pool(tmp_path: Path) -> None:
+    out = run(tmp_path, "idle")
+    assert out[0] == "idle " + REFUSAL
+    assert out[1] == "idle child: own pool: [1, 2]"
+    assert out[2].startswith("idle shutdown prompt: True")
+    assert out[3:] == ["idle child alive during shutdown: True", "idle child exit: 0"]
+
+
+@pytest.mark.timeout(60)
+def test_fork_while_a_map_is_midway(tmp_path: Path) -> None:
+    out = run(tmp_path, "mid-map")
+    assert out[:3] == [
+        "mid-map " + REFUSAL,
+        "mid-map child: own pool: [1, 2]",
+        "mid-map results: True",
+    ]
+    assert out[3].startswith("mid-map shutdown prompt: True")
+    assert out[4:] == ["mid-map child alive during shutdown: True"]
+
+
+@pytest.mark.timeout(60)
+def test_fork_by_multiprocessing(tmp_path: Path) -> None:
+    out = run(tmp_path, "multiprocessing")
+    assert out[:2] == ["multiprocessing " + REFUSAL, "multiprocessing child: own pool: [1, 2]"]
+    assert out[2].startswith("multiprocessing shutdown prompt: True")
+    assert out[3:] == [
+        "multiprocessing child alive during shutdown: True",
+        "multiprocessing child exit: 0",
+    ]

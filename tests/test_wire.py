@@ -1,0 +1,148 @@
+"""The parent ↔ worker framing, tested on a real socket pair (frames are never lost at EOF),
+and results rebuilt one by one when a batch of them will not load as a whole."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+
+import plait
+from plait import _wire as wire
+from plait._backends import _encoding
+
+
+def frame_bytes(tag: int, a: int, payload: bytes) -> bytes:
+    return b"".join(bytes(piece) for piece in wire.frame(tag, a, payload=payload))
+
+
+def test_a_complete_frame_and_eof_in_one_read_are_both_reported() -> None:
+    reader_end, writer_end = socket.socketpair()
+    with reader_end:
+        reader_end.setblocking(False)
+        writer_end.sendall(frame_bytes(wire.DONE, 7, b"result"))
+        writer_end.close()  # the worker sent its result and exited before we read
+        frames, closed = wire.FrameReader().read(reader_end)
+    assert closed
+    assert [wire.parse(body)[:2] for body in frames] == [(wire.DONE, 7)]
+    assert bytes(wire.parse(frames[0])[4]) == b"result"
+
+
+def test_frames_then_a_partial_frame_then_eof() -> None:
+    reader_end, writer_end = socket.socketpair()
+    with reader_end:
+        reader_end.setblocking(False)
+        writer_end.sendall(frame_bytes(wire.DONE, 1, b"a") + frame_bytes(wire.DONE, 2, b"bb"))
+        writer_end.sendall(frame_bytes(wire.DONE, 3, b"never finished")[:-3])
+        writer_end.close()
+        frames, closed = wire.FrameReader().read(reader_end)
+    assert closed
+    assert [wire.parse(body)[1] for body in frames] == [1, 2]
+
+
+def test_eof_after_the_worker_left_data_unread_still_delivers_its_frames() -> None:
+    # A worker that exits with bytes it never read makes the parent's next read fail with
+    # ECONNRESET once the queued data is drained: the frames before it still count.
+    reader_end, writer_end = socket.socketpair()
+    with reader_end:
+        reader_end.setblocking(False)
+        reader_end.sendall(b"a batch the worker never read")
+        writer_end.sendall(frame_bytes(wire.DONE, 9, b"done"))
+        writer_end.close()
+        frames, closed = wire.FrameReader().read(reader_end)
+    assert closed
+    assert [wire.parse(body)[1] for body in frames] == [9]
+
+
+def test_frames_delivered_in_tiny_pieces() -> None:
+    reader_end, writer_end = socket.socketpair()
+    data = frame_bytes(wire.DONE, 4, b"x" * 50) + frame_bytes(wire.READY, 0, b"")
+    reader = wire.FrameReader()
+    got: list[bytearray] = []
+    with reader_end, writer_end:
+        reader_end.setblocking(False)
+        for i in range(0, len(data), 3):
+            writer_end.sendall(data[i : i + 3])
+            frames, closed = reader.read(reader_end)
+            assert not closed
+            got.extend(frames)
+        assert [wire.parse(body)[:2] for body in got] == [(wire.DONE, 4), (wire.READY, 0)]
+        assert bytes(wire.parse(got[0])[4]) == b"x" * 50
+        writer_end.close()
+        frames, closed = reader.read(reader_end)
+    assert (frames, closed) == ([], True)
+
+
+# -- results the parent cannot rebuild: the batch is loaded element by element --------------
+
+
+class Rebuilt:
+    """Pickles as ``rebuild(tag)``, which fails for the tag "bad"."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rebuilt) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (rebuild, (self.tag,))
+
+
+def rebuild(tag: str) -> Rebuilt:
+    if tag == "bad":
+        raise LookupError("no way to rebuild this one here")
+    return Rebuilt(tag)
+
+
+def load_each(values: list[object]) -> tuple[list[object], dict[int, BaseException]]:
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(values, protocol=5, buffer_callback=buffers.append)
+    return _encoding.load_each(memoryview(data), [memoryview(b.raw()) for b in buffers])
+
+
+def test_each_element_that_loads_is_delivered_and_each_that_does_not_is_named() -> None:
+    shared = ["shared", "by", "two"]
+    built_after_the_failure = {"key": "value"}
+    big = bytearray(b"x" * 100_000)  # out of band, after the failing element
+    values: list[object] = [
+        1,
+        Rebuilt("a"),
+        [shared, Rebuilt("bad"), built_after_the_failure],
+        shared,  # built before the failure: it loads, and is still shared
+        pickle.PickleBuffer(big),
+        [built_after_the_failure],  # refers to what the failed element never built
+        list(range(3000)),  # frames, and APPENDS batches inside an element
+        *range(2500),  # the top-level list in several APPENDS batches
+        Rebuilt("bad"),
+    ]
+    loaded, errors = load_each(values)
+    assert sorted(errors) == [2, 5, len(values) - 1]
+    assert loaded[:2] == [1, Rebuilt("a")]
+    assert loaded[3] == shared
+    assert loaded[4] == big
+    assert loaded[6] == list(range(3000))
+    assert loaded[7:-1] == list(range(2500))
+    assert [loaded[i] for i in errors] == [None, None, None]
+    failure = errors[2]
+    assert isinstance(failure, plait.RemoteError)
+    assert "could not be rebuilt in the parent process" in str(failure)
+    assert "no way to rebuild this one here" in str(failure)
+    assert isinstance(failure.__cause__, LookupError)
+    assert "shares an object with another result" in errors[5].__notes__[0]
+
+
+def test_shared_objects_stay_shared_when_loaded_one_by_one() -> None:
+    shared = {"one": 1}
+    loaded, errors = load_each([shared, Rebuilt("bad"), [shared], shared])
+    assert list(errors) == [1]
+    assert loaded[0] is loaded[3] is loaded[2][0]  # type: ignore[index]
+
+
+def test_load_each_of_a_single_element_and_of_none() -> None:
+    loaded, errors = load_each([Rebuilt("bad")])
+    assert loaded == [None]
+    assert list(errors) == [0]
+    assert load_each([]) == ([], {})
