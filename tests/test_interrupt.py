@@ -48,7 +48,7 @@ def run_script(tmp_path: Path, backend: str, mode: str) -> Iterator[subprocess.P
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), backend, mode],
+        [sys.executable, "-X", "faulthandler", str(script), backend, mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,6 +57,10 @@ def run_script(tmp_path: Path, backend: str, mode: str) -> Iterator[subprocess.P
     )
     try:
         yield proc
+    except subprocess.TimeoutExpired:  # where is it stuck? faulthandler prints every stack
+        os.kill(proc.pid, signal.SIGABRT)
+        _, err = proc.communicate(timeout=10)
+        pytest.fail(f"the script hung; its stacks:\n{err[-6000:]}")
     finally:  # a failed test must not leave the script or its workers behind
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

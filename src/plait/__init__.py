@@ -12,6 +12,7 @@ from ._cancel import cancelled as cancelled
 from ._cancel import checkpoint as checkpoint
 from ._cancel import sleep as sleep
 from ._errors import Cancelled as Cancelled
+from ._errors import CancelReason as CancelReason
 from ._errors import PlaitError as PlaitError
 from ._errors import PoolClosed as PoolClosed
 from ._errors import RemoteError as RemoteError
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT",
     "AsyncMapIterator",
+    "CancelReason",
     "Cancelled",
     "DeadlockError",
     "MapIterator",

@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable
 
-from ._errors import Cancelled
+from ._errors import Cancelled, CancelReason
 
 _lock = threading.Lock()  # guards listener registration and cancellation, so no wake-up is lost
 
@@ -26,10 +26,19 @@ _lock = threading.Lock()  # guards listener registration and cancellation, so no
 class CancelToken:
     """A flag set once; a token counts as cancelled when it or an ancestor is."""
 
-    __slots__ = ("__weakref__", "_callbacks", "_cancelled", "_event", "_listeners", "_parent")
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_cancelled",
+        "_event",
+        "_listeners",
+        "_parent",
+        "_reason",
+    )
 
     def __init__(self, parent: CancelToken | None = None) -> None:
         self._cancelled = False
+        self._reason = CancelReason.CANCELLED
         self._parent = parent
         # Descendants to wake on cancel; weak, so a finished task's token does not linger.
         self._listeners: weakref.WeakSet[CancelToken] | None = None
@@ -45,9 +54,22 @@ class CancelToken:
             token = token._parent
         return False
 
-    def cancel(self) -> None:
+    @property
+    def reason(self) -> CancelReason:
+        """Why it was cancelled: the reason given to the nearest cancelled ancestor (or itself)."""
+        token: CancelToken | None = self
+        while token is not None:
+            if token._cancelled:
+                return token._reason
+            token = token._parent
+        return CancelReason.CANCELLED
+
+    def cancel(self, reason: CancelReason = CancelReason.CANCELLED) -> None:
+        """Cancel it and its descendants; the first reason given is the one kept."""
         callbacks: list[Callable[[], object]] = []
         with _lock:
+            if not self._cancelled:
+                self._reason = reason
             self._cancelled = True
             for token in [self, *list(self._listeners or ())]:
                 if token._event is not None:
@@ -118,8 +140,9 @@ def cancelled() -> bool:
 
 def checkpoint() -> None:
     """Raise ``plait.Cancelled`` if the task running in this thread has been told to stop."""
-    if cancelled():
-        raise Cancelled("plait: this task was cancelled")
+    token = current_token()
+    if token is not None and token.cancelled:
+        raise Cancelled(token.reason)
 
 
 def sleep(seconds: float) -> None:
@@ -131,4 +154,4 @@ def sleep(seconds: float) -> None:
     if token is None:
         time.sleep(seconds)
     elif token.wait(seconds):
-        raise Cancelled("plait: this task was cancelled while it slept")
+        raise Cancelled(token.reason)

@@ -19,17 +19,44 @@ exception, with a note naming the item, and (from a process) the worker's traceb
 
 from __future__ import annotations
 
+import enum
+
 
 class PlaitError(Exception):
     """Base class of the errors plait itself reports."""
 
 
-class Cancelled(BaseException):
-    """The task was told to stop (its deadline passed, its map was abandoned, its group failed).
+class CancelReason(enum.Enum):
+    """Why work was told to stop: the ``reason`` of a ``plait.Cancelled``."""
 
-    Raised by ``plait.checkpoint()``. It derives from BaseException, like KeyboardInterrupt, so
-    that a task's ``except Exception`` cannot swallow it.
+    CANCELLED = "it was cancelled"  # TaskHandle.cancel(), TaskGroup.cancel()
+    SIBLING_FAILED = "another task of its group failed"
+    BLOCK_FAILED = "the body of its group's `with` block raised"
+    DEADLINE = "its group's timeout passed"
+    ABANDONED = "its map was closed or abandoned before it finished"
+    SHUT_DOWN = "its pool was shut down before it started"
+    TERMINATED = "its pool was terminated while it ran"
+    TIMED_OUT = "it ran past its task_timeout"
+    INTERRUPTED = "the program was interrupted (Ctrl-C)"
+
+
+class Cancelled(BaseException):
+    """Work was told to stop; ``reason`` (a ``plait.CancelReason``) says why.
+
+    Raised by ``plait.checkpoint()`` and ``plait.sleep()`` in a task told to stop, by a
+    ``TaskHandle`` of a cancelled task, and in the place of map items that a shutdown dropped or
+    a terminate interrupted. It derives from BaseException, like KeyboardInterrupt, so that a
+    task's ``except Exception`` cannot swallow it. (A ``Pool.submit`` future keeps the Executor
+    contract instead: cancelled, it raises ``concurrent.futures.CancelledError``.)
     """
+
+    def __init__(self, reason: CancelReason = CancelReason.CANCELLED, what: str = "the task"):
+        super().__init__(f"plait: {what} was told to stop: {reason.value}")
+        self.reason = reason
+        self.what = what
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.reason, self.what))
 
 
 class TaskTimeout(PlaitError, TimeoutError):

@@ -30,7 +30,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ._backends import Backend
 from ._cancel import CancelToken
 from ._chunking import ChunkSizer
-from ._errors import Cancelled, PoolClosed
+from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
 from ._task import Job, Outcome, Task, copy_error, failed
 
@@ -146,7 +146,7 @@ class MapRun:
                 if entry is not None:
                     return entry
                 if self._aborted:
-                    raise Cancelled("plait: the map was cancelled")
+                    raise Cancelled(CancelReason.ABANDONED, "the map")
                 if self._exhausted and self._batches_out == 0:
                     if self._input_error is not None:
                         raise self._input_error
@@ -242,7 +242,7 @@ class MapRun:
         """Stop from any thread, even while the consumer waits in ``next_batch`` (which then
         raises Cancelled): running tasks are told to stop. ``close()`` still releases the
         workers, from the consumer's side."""
-        self._token.cancel()
+        self._token.cancel(CancelReason.ABANDONED)
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
@@ -252,7 +252,7 @@ class MapRun:
         if self.closed:
             return
         self.closed = True
-        self._token.cancel()
+        self._token.cancel(CancelReason.ABANDONED)
         with self._cond:
             self._ready.clear()
             self._ready_unordered.clear()
@@ -287,7 +287,7 @@ class MapRun:
 
 
 def _dropped_unstarted() -> BaseException:
-    return Cancelled("plait: the pool was shut down before this item started")
+    return Cancelled(CancelReason.SHUT_DOWN, "the item")
 
 
 def stream(run: MapRun) -> Iterator[Any]:

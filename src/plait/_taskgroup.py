@@ -24,7 +24,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from . import _validate as check
 from ._cancel import CancelToken, current_token
 from ._engine import Engine
-from ._errors import Cancelled
+from ._errors import Cancelled, CancelReason
 from ._task import Outcome, Task
 from ._workers import Workers, as_workers
 
@@ -66,7 +66,7 @@ class TaskHandle(Generic[R]):
             if self._state == PENDING:
                 self._state = CANCELLED
                 self._group._cond.notify_all()
-        self._token.cancel()
+        self._token.cancel(CancelReason.CANCELLED)
         return True
 
     def result(self, timeout: float | None = None) -> R:
@@ -74,7 +74,7 @@ class TaskHandle(Generic[R]):
         ``plait.Cancelled`` if it was cancelled, ``TimeoutError`` if it is not done in time."""
         self._group._wait_for(self, timeout)
         if self._state == CANCELLED:
-            raise Cancelled("plait: this task was cancelled")
+            raise Cancelled(self._token.reason)
         if self._error is not None:
             raise self._error
         value: R = self._value
@@ -83,7 +83,7 @@ class TaskHandle(Generic[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._group._wait_for(self, timeout)
         if self._state == CANCELLED:
-            raise Cancelled("plait: this task was cancelled")
+            raise Cancelled(self._token.reason)
         return self._error
 
     # -- called by the backend -------------------------------------------------------------
@@ -198,14 +198,14 @@ class TaskGroup:
             return [self._engine]
         return [self._engine, self._async_engine]
 
-    def cancel(self) -> None:
+    def cancel(self, reason: CancelReason = CancelReason.CANCELLED) -> None:
         """Cancel every task of the group (and of groups nested in them)."""
-        self._token.cancel()  # async tasks are cancelled through their tokens too
+        self._token.cancel(reason)  # async tasks are cancelled through their tokens too
         if self._engine.backend.name == "process":
             self._engine.terminate()  # a process cannot be asked: running tasks are ended
 
-    def _terminate(self) -> None:
-        self._token.cancel()
+    def _terminate(self, reason: CancelReason) -> None:
+        self._token.cancel(reason)
         for engine in self._engines():
             engine.terminate()
 
@@ -214,7 +214,7 @@ class TaskGroup:
             self._failures.append(error)
             first = len(self._failures) == 1
         if first:
-            self.cancel()
+            self.cancel(CancelReason.SIBLING_FAILED)
 
     def _wait_for(self, handle: TaskHandle[Any], timeout: float | None) -> None:
         # A task of this group may wait on a sibling: its pool runs a thread more meanwhile.
@@ -232,7 +232,7 @@ class TaskGroup:
                         self._timed_out = True
                         self._cond.release()
                         try:
-                            self.cancel()
+                            self.cancel(CancelReason.DEADLINE)
                         finally:
                             self._cond.acquire()
                         continue
@@ -248,14 +248,14 @@ class TaskGroup:
     ) -> None:
         self._exited = True
         if exc is not None and not isinstance(exc, Exception):  # Ctrl-C in the block: stop now
-            self._terminate()
+            self._terminate(_reason_for(exc))
             return
         try:
-            if exc is not None:
-                self.cancel()  # the block itself failed: its tasks have no reason to go on
+            if exc is not None:  # the block itself failed: its tasks have no reason to go on
+                self.cancel(CancelReason.BLOCK_FAILED)
             self._wait_all()
-        except BaseException:  # Ctrl-C while waiting: stop everything now
-            self._terminate()
+        except BaseException as interrupt:  # Ctrl-C while waiting: stop everything now
+            self._terminate(_reason_for(interrupt))
             raise
         for engine in self._engines():
             engine.shutdown(wait=True)
@@ -271,3 +271,11 @@ class TaskGroup:
         if errors:
             count = len(self._failures)
             raise BaseExceptionGroup(f"plait.TaskGroup: {count} task(s) failed", errors)
+
+
+def _reason_for(interrupt: BaseException) -> CancelReason:
+    if isinstance(interrupt, KeyboardInterrupt):
+        return CancelReason.INTERRUPTED
+    if isinstance(interrupt, Cancelled):
+        return interrupt.reason
+    return CancelReason.BLOCK_FAILED

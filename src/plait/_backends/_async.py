@@ -14,7 +14,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from .._errors import Cancelled, PoolClosed, TaskTimeout
+from .._errors import Cancelled, CancelReason, PoolClosed, TaskTimeout
 from .._task import Job, Outcome, Task, call
 from .._workers import Workers, start_worker
 
@@ -99,11 +99,9 @@ class AsyncBackend:
                     *(one(task, item) for item in task.items), return_exceptions=True
                 )
             except asyncio.CancelledError:  # the owner cancelled it: every item says so
-                results = [Cancelled("plait: this task was cancelled") for _ in task.items]
+                results = [_cancelled(task) for _ in task.items]
         errors = {
-            i: Cancelled("plait: this task was cancelled")
-            if isinstance(r, asyncio.CancelledError)
-            else r
+            i: _cancelled(task) if isinstance(r, asyncio.CancelledError) else r
             for i, r in enumerate(results)
             if isinstance(r, BaseException)
         }
@@ -190,3 +188,8 @@ async def _attempt(job: Job, item: Any, timeout: float | None) -> Any:
             f"the item ran longer than task_timeout={timeout}s; it was cancelled",
             timeout=timeout,
         ) from None
+
+
+def _cancelled(task: Task) -> Cancelled:
+    """What a coroutine cancelled through its task's token ends with: why, from the token."""
+    return Cancelled(task.token.reason if task.token is not None else CancelReason.CANCELLED)

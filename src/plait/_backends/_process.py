@@ -34,6 +34,7 @@ from functools import partial
 from .. import _wire as wire
 from .._errors import (
     Cancelled,
+    CancelReason,
     PlaitError,
     PoolClosed,
     TaskTimeout,
@@ -453,4 +454,4 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _terminated() -> BaseException:
-    return Cancelled("plait: the pool was terminated while this item was running")
+    return Cancelled(CancelReason.TERMINATED, "the item")

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from queue import Empty, SimpleQueue
 
 from .._cancel import set_current_token
-from .._errors import Cancelled, PoolClosed, TaskTimeout
+from .._errors import Cancelled, CancelReason, PoolClosed, TaskTimeout
 from .._task import Job, Outcome, Task, execute, failed
 from .._warnings import warn_at_function
 from .._workers import Workers, start_worker
@@ -171,7 +171,7 @@ class ThreadBackend:
         self._given_up.add(thread)
         self.abandoned += 1
         if task.token is not None:
-            task.token.cancel()
+            task.token.cancel(CancelReason.TIMED_OUT)
         timeout = task.timeout or 0.0
         error = TaskTimeout(
             f"the item ran longer than task_timeout={timeout}s; a thread cannot be killed, so "
@@ -246,7 +246,7 @@ class ThreadBackend:
         with self._cond:
             for task, _ in self._running.values():
                 if task.token is not None:
-                    task.token.cancel()
+                    task.token.cancel(CancelReason.TERMINATED)
         if not self._wait_for_threads(TERMINATE_GRACE):
             with self._cond:
                 self._given_up.update(self._live)
@@ -289,4 +289,4 @@ class ThreadBackend:
 
 
 def _terminated() -> BaseException:
-    return Cancelled("plait: the pool was terminated while this item was running")
+    return Cancelled(CancelReason.TERMINATED, "the item")

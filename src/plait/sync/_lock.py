@@ -174,6 +174,14 @@ class _TrackedLock:
                     if warn_at is not None and monotonic() >= warn_at:
                         stuck = reg.stuck_holder(self, me)
             if stuck is not None:
+                # The holder may have released the lock (and exited) since we looked: the fast
+                # release does not take GRAPH_LOCK. Take the lock if it is free now; otherwise
+                # look again at whoever holds it at this moment.
+                if self._lock.acquire(False):
+                    return True
+                with GRAPH_LOCK:
+                    stuck = reg.stuck_holder(self, me)
+            if stuck is not None:
                 warn_at = None  # once per wait
                 message = reg.stuck_message(self, me, where, stuck, monotonic() - start)
                 # outside GRAPH_LOCK: a filter may turn the warning into an exception
