@@ -26,7 +26,7 @@ from typing import Any
 from . import _wire as wire
 from ._retry import Retry
 from ._task import Kind, execute
-from ._workers import Workers, start_worker
+from ._worker_spec import Workers, start_worker
 
 PARENT_CHECK_SECONDS = 0.5
 

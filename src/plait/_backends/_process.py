@@ -33,15 +33,14 @@ from functools import partial
 
 from .. import _wire as wire
 from .._errors import (
-    Cancelled,
     PlaitError,
     PoolClosed,
     TaskTimeout,
     WorkerCrashed,
 )
 from .._task import Job, Outcome, Task, failed
-from .._workers import Workers
-from . import default_workers, track
+from .._worker_spec import Workers
+from ._base import default_workers, terminated, track
 from ._encoding import Sent, decode_result, dumps
 from ._handle import EXIT_WAIT, KILL_GRACE, LOAD_SECONDS, WorkerHandle, crash_message
 from ._rerun import ItemByItem
@@ -202,7 +201,7 @@ class ProcessBackend:
         for worker in workers:
             left.extend(sent.task for sent in worker.tasks.values())
         for task in left:
-            self._finish(task, failed(len(task.items), _terminated))
+            self._finish(task, failed(len(task.items), terminated))
 
     def _start_worker(self, index: int) -> None:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
@@ -450,7 +449,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _terminated() -> BaseException:
-    return Cancelled("plait: the pool was terminated while this item was running")
