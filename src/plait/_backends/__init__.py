@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # name -> "module:Class", the module relative to this package
 REGISTRY = {
     "thread": "._thread:ThreadBackend",
-    "process": "._process:ProcessBackend",
+    "process": ".process._dispatcher:ProcessBackend",
     "async": "._async:AsyncBackend",
 }
 BACKENDS = tuple(REGISTRY)  # the valid names, in the order the docs give them
