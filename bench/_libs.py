@@ -69,7 +69,11 @@ def preload(lib: str) -> str:
     if lib.startswith("plait"):
         # plait imports its engine on first use (so its worker processes start fast); import it
         # here, outside the timing, as the peers' modules are.
-        for module in ("plait._api", "plait._backends._thread", "plait._backends._process"):
+        for module in (
+            "plait._api",
+            "plait._backends._thread",
+            "plait._backends.process._dispatcher",
+        ):
             importlib.import_module(module)
         importlib.import_module("cloudpickle")
         lib = "plait"

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# No "process-fork" variant: Workers(start_method="fork") forks this pytest process from the
+# pool's dispatcher thread, i.e. always with threads running (unsafe; Python 3.12+ warns, and
+# warnings are errors here). Forks are tested from helper scripts instead (test_fork.py).
 BACKENDS = ["thread", "process"]
 
 

@@ -31,7 +31,10 @@ def test_a_worker_process_imports_little() -> None:
     import subprocess
     import sys
 
-    code = "import plait._worker, sys; print(sorted(m for m in sys.modules if 'plait' in m))"
+    code = (
+        "import plait._backends.process._child, sys; "
+        "print(sorted(m for m in sys.modules if 'plait' in m))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "plait.sync" not in out.stdout
     assert "plait._pool" not in out.stdout

@@ -131,16 +131,16 @@ def wait_for(fifo: str) -> int:
 
 def answer_then_die(fifo: str) -> int:
     """Returns 42 once told to through ``fifo``; its worker exits right after sending it."""
-    from plait import _wire
+    from plait._backends.process import _frames
 
     wait_for(fifo)
-    send = _wire.send_frame
+    send = _frames.send_frame
 
     def send_then_exit(*args: object) -> None:
         send(*args)  # type: ignore[arg-type]
         os._exit(3)
 
-    _wire.send_frame = send_then_exit  # type: ignore[assignment]
+    _frames.send_frame = send_then_exit  # type: ignore[assignment]
     return 42
 
 

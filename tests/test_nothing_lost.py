@@ -475,7 +475,7 @@ def test_task_timeout_does_not_count_the_worker_loading_the_function(
 def test_a_load_that_hangs_is_still_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from plait._backends import _handle
+    from plait._backends.process import _handle
 
     (tmp_path / "slow_to_import_b.py").write_text(SLOW_MODULE.format(seconds=0))
     monkeypatch.syspath_prepend(str(tmp_path))

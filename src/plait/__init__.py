@@ -20,8 +20,8 @@ from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._retry import Retry as Retry
-from ._workers import Workers as Workers
-from ._workers import worker_state as worker_state
+from ._worker_spec import Workers as Workers
+from ._worker_spec import worker_state as worker_state
 
 if TYPE_CHECKING:
     from . import sync as sync

@@ -10,7 +10,7 @@ from ._engine import open_owned_map
 from ._options import MapKeywords, MapOptions
 from ._scheduler import MapIterator
 from ._taskgroup import TaskGroup
-from ._workers import Workers, as_workers
+from ._worker_spec import Workers, as_workers
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -23,7 +23,7 @@ from ._options import MapOptions
 from ._retry import Retry
 from ._scheduler import MapIterator, MapRun, open_input
 from ._task import Job, Kind, Outcome, Task
-from ._workers import Workers, as_workers
+from ._worker_spec import Workers, as_workers
 
 JOBS_CACHED = 64  # functions a process backend keeps shipped for submit()
 

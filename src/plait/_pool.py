@@ -25,7 +25,7 @@ from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
 from ._scheduler import MapIterator
 from ._task import Outcome
-from ._workers import Workers, as_workers
+from ._worker_spec import Workers, as_workers
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -1,7 +1,8 @@
 """What travels from the scheduler to a backend: a Job (the function) and Tasks (batches of items).
 
-A leaf module: the thread backend runs tasks in place, the process backend ships them, and the
-worker process runs them with the same ``execute`` function, so a batch behaves alike everywhere.
+A leaf module, backend-neutral: the thread backend runs tasks in place, the process backend ships
+them (how is its own business), and a worker process runs them with the same ``execute``
+function, so a batch behaves alike everywhere.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import copy
 import enum
 import itertools
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,33 +31,18 @@ _job_ids = itertools.count()
 
 
 class Job:
-    """A function and how to call it. A process worker receives it once, not once per item."""
+    """A function and how to call it. A process worker receives it once, not once per item.
 
-    __slots__ = ("_payload", "fn", "id", "kind", "retry")
+    A Job can be weakly referred to: a backend keeps what it makes of one (a pickled function)
+    in a weak dictionary, so that it goes with the job."""
+
+    __slots__ = ("__weakref__", "fn", "id", "kind", "retry")
 
     def __init__(self, fn: Callable[..., Any], kind: Kind, retry: Retry | None = None) -> None:
         self.fn = fn
         self.kind = kind
         self.retry = retry
         self.id = next(_job_ids)
-        self._payload: bytes | None = None
-
-    def payload(self) -> bytes:
-        """The function pickled with cloudpickle (so lambdas and closures travel), made once."""
-        if self._payload is None:
-            import cloudpickle  # imported here: thread-only users never pay for it
-
-            shipped = (self.fn, source_files(self.fn), self.retry)
-            self._payload = cloudpickle.dumps(shipped, protocol=5)
-        return self._payload
-
-
-def source_files(fn: Callable[..., Any]) -> dict[str, str]:
-    """Where the function's module lives. cloudpickle drops the file name of functions it
-    sends by value (lambdas, ``__main__``); the worker puts it back so tracebacks show code."""
-    module = getattr(fn, "__module__", None)
-    file = getattr(sys.modules.get(module or ""), "__file__", None)
-    return {module: file} if module and file else {}
 
 
 @dataclass(slots=True)

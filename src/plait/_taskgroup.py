@@ -26,7 +26,7 @@ from ._cancel import CancelToken, current_token
 from ._engine import Engine
 from ._errors import Cancelled, CancelReason
 from ._task import Outcome, Task
-from ._workers import Workers, as_workers
+from ._worker_spec import Workers, as_workers
 
 R = TypeVar("R")
 P = ParamSpec("P")

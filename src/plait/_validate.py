@@ -32,7 +32,7 @@ def _how_to_call(where: str) -> str:
 
 
 def check_workers(workers: object, where: str) -> None:
-    from ._workers import Workers
+    from ._worker_spec import Workers
 
     if workers is None or isinstance(workers, Workers):
         return

@@ -1,85 +1,38 @@
 """Backends: where tasks run. Each is a small lifecycle object chosen by name, imported lazily.
 
 A backend takes Tasks (batches of one Job's items) and calls each task's ``finish`` when it ends.
-It knows nothing of ordering, windows or chunk sizes: that is the scheduler's business.
+It knows nothing of ordering, windows or chunk sizes: that is the scheduler's business. The
+protocol it follows, and what backends share, is in ``_base``.
+
+A backend plugs in by a line in ``REGISTRY``: its name and where its class lives. The module is
+imported on first use only, so a backend's engine (a process dispatcher today; dask or ray one
+day) costs nothing to a program that never asks for it.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import weakref
-from contextlib import AbstractContextManager
-from typing import Protocol
+import importlib
+from typing import TYPE_CHECKING
 
-from .._task import Job, Task
-from .._workers import Workers
+from ._base import Backend as Backend
 
-BACKENDS = ("thread", "process", "async")
+if TYPE_CHECKING:
+    from .._worker_spec import Workers
 
-
-class Backend(Protocol):
-    name: str
-    workers: int
-    batch_limit: int | None  # the most items a batch may carry (None: no limit of its own)
-
-    def submit(self, task: Task) -> None:
-        """Queue a task; raises PoolClosed after shutdown."""
-
-    def release(self, job: Job) -> None:
-        """The job will get no more tasks: workers may forget its function."""
-
-    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
-        """Stop taking work; with ``wait``, return once every worker is gone."""
-
-    def terminate(self) -> None:
-        """Stop now: drop pending work, end workers without waiting for running tasks when
-        the backend can (processes), and return once they are gone."""
-
-    def started(self) -> bool:
-        """Whether it has started workers (threads, processes, an event loop) that only a
-        shutdown ends."""
-
-    def blocking(self) -> AbstractContextManager[object]:
-        """Wrapped around a wait for this backend's own results; a backend whose workers run
-        in this process (threads) lets one more worker run meanwhile, so that a task waiting
-        on work queued behind it cannot deadlock its pool."""
-
-
-def default_workers(backend: str) -> int:
-    """Threads wait more than they compute, so more of them than cores pays (the same rule as
-    concurrent.futures); processes compute, so one per usable core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return min(32, cores + 4) if backend == "thread" else cores
+# name -> "module:Class", the module relative to this package
+REGISTRY = {
+    "thread": "._thread:ThreadBackend",
+    "process": ".process._dispatcher:ProcessBackend",
+    "async": "._async:AsyncBackend",
+}
+BACKENDS = tuple(REGISTRY)  # the valid names, in the order the docs give them
 
 
 def create_backend(name: str, spec: Workers) -> Backend:
-    if name == "thread":
-        from ._thread import ThreadBackend
-
-        return ThreadBackend(spec)
-    if name == "process":
-        from ._process import ProcessBackend
-
-        return ProcessBackend(spec)
-    if name == "async":
-        from ._async import AsyncBackend
-
-        return AsyncBackend(spec)
-    raise ValueError(f"unknown backend {name!r}")  # validated earlier; kept as a guard
-
-
-# Backends with live worker processes. At interpreter exit they are terminated, so a pool or map
-# left open does not leave workers running on: threads are daemons and need no such care.
-_live: weakref.WeakSet[Backend] = weakref.WeakSet()
-
-
-def track(backend: Backend) -> None:
-    _live.add(backend)
-
-
-@atexit.register
-def _terminate_all() -> None:
-    for backend in list(_live):
-        backend.terminate()
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}") from None  # validated earlier: a guard
+    module, _, cls = target.partition(":")
+    backend: Backend = getattr(importlib.import_module(module, __name__), cls)(spec)
+    return backend

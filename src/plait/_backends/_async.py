@@ -16,7 +16,7 @@ from typing import Any
 
 from .._errors import Cancelled, CancelReason, PoolClosed, TaskTimeout
 from .._task import Job, Outcome, Task, call
-from .._workers import Workers, start_worker
+from .._worker_spec import Workers, start_worker
 
 ASYNC_BATCH = 32  # items per batch: they run concurrently, so time says nothing about size
 DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are the real limit

@@ -19,11 +19,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from queue import Empty, SimpleQueue
 
 from .._cancel import set_current_token
-from .._errors import Cancelled, CancelReason, PoolClosed, TaskTimeout
+from .._errors import CancelReason, PoolClosed, TaskTimeout
 from .._task import Job, Outcome, Task, execute, failed
 from .._warnings import warn_at_function
-from .._workers import Workers, start_worker
-from . import default_workers
+from .._worker_spec import Workers, start_worker
+from ._base import default_workers, terminated
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 
@@ -258,7 +258,7 @@ class ThreadBackend:
                         stuck.append(self._running.popitem()[1][0])
                 self._cond.notify_all()
             for task in stuck:  # their results will be dropped: settle them now
-                task.finish(task, failed(len(task.items), _terminated))
+                task.finish(task, failed(len(task.items), terminated))
             self._wait_for_threads(None)
 
     def _wait_for_threads(self, timeout: float | None) -> bool:
@@ -286,7 +286,3 @@ class ThreadBackend:
                 task.discard()
         for _ in range(sentinels):
             self._queue.put(None)
-
-
-def _terminated() -> BaseException:
-    return Cancelled(CancelReason.TERMINATED, "the item")

@@ -1,46 +1,86 @@
-"""Framing for the parent ↔ worker-process socket: length-prefixed frames, fixed binary heads.
+"""The process protocol: what crosses the socket between the dispatcher and a worker process.
 
-A frame is ``<u64 length><head><payload>``. The head (tag, two ids, a kind) is a struct, so a
-payload that cannot be unpickled still leaves its task id readable; the payload is pickled
-separately, and a large one is written from its own buffer, never copied into a bigger one.
+    parent process                                                   worker process (_child)
+    ──────────────                                                   ───────────────────────
+    ProcessBackend (_dispatcher)                                     serve(): one frame at a time
+      on start ───────── INIT   sys.path + initializer ────────────►  initialize()
+                ◄─────── READY ──────────────────────────────────────  (then it may get tasks)
+      first task of a job ── DEF  the function (once per worker) ──►  jobs[job] = fn
+      submit(task) ───── RUN  a batch of items ────────────────────►  execute(fn, kind, items)
+                ◄─────── STARTED  (TIMED tasks: the clock starts) ──
+                ◄─────── DONE  values + errors + elapsed ────────────
+      release(job) ───── FORGET ───────────────────────────────────►  del jobs[job]
+      close the socket ─ (EOF) ────────────────────────────────────►  exits
+
+A frame is ``<u64 length><head><payload>``. The head is a fixed struct (``Head``), so a payload
+that cannot be unpickled still leaves its task id readable. Frames of each direction arrive in
+the order they were sent; the worker runs its tasks in that order too.
+
+    tag      direction         head fields          payload (encoded and decoded in _codec)
+    INIT     parent → worker   -                    sys.path, the initializer (encode_init)
+    DEF      parent → worker   job                  fn, its source file, retry (encode_function)
+    RUN      parent → worker   task, job, kind      the items (Sent.encode / decode_items)
+    FORGET   parent → worker   job                  -
+    READY    worker → parent   -                    -
+    STARTED  worker → parent   task                 -
+    DONE     worker → parent   task                 [errors, elapsed, *values] (encode_result)
+
+``kind`` is the job's ``Kind``, with ``TIMED`` or-ed in when the task has a deadline. Task ids
+are the dispatcher's own counter; job ids are ``Job.id``. A payload is a pickle with its large
+buffers after it, out of band (``pack``): they go from their own memory to the socket and are
+read into one buffer of the frame's exact size, never copied into a bigger one.
 """
 
 from __future__ import annotations
 
+import enum
 import pickle
 import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 LENGTH = struct.Struct("<Q")
-HEAD = struct.Struct("<BQQB")  # tag, task or job id, job id, kind
+HEAD = struct.Struct("<BQQB")  # Head: tag, task id, job id, kind
 
-# parent → worker
-INIT = 0  # the first frame; payload = the parent's sys.path
-DEF = 1  # a = job id; payload = the function (cloudpickle)
-RUN = 2  # a = task id, b = job id, kind; payload = the items
-FORGET = 3  # a = job id
+
+class Tag(enum.IntEnum):
+    """What a frame says; see the table above."""
+
+    INIT = 0
+    DEF = 1
+    RUN = 2
+    FORGET = 3
+    DONE = 4
+    READY = 5
+    STARTED = 6
+
+
 TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when it starts
-# worker → parent
-READY = 5  # the worker is set up (INIT done)
-STARTED = 6  # a = task id of a TIMED task: its function and items are loaded, it runs now
-DONE = 4  # a = task id; payload = [errors, elapsed, *values]; errors[-1]: the whole batch
+
+
+class Head(NamedTuple):
+    """A frame's fixed head; a field a tag does not use is 0."""
+
+    tag: int
+    task: int = 0
+    job: int = 0
+    kind: int = 0
 
 
 def frame(
-    tag: int, a: int = 0, b: int = 0, kind: int = 0, payload: bytes | list[Any] = b""
+    tag: Tag, *, task: int = 0, job: int = 0, kind: int = 0, payload: bytes | list[Any] = b""
 ) -> list[Any]:
     """The buffers of one frame, to be written in order (``payload`` may come in pieces)."""
     pieces: list[Any] = payload if isinstance(payload, list) else [payload] if payload else []
     size = sum(memoryview(p).nbytes for p in pieces)
-    return [LENGTH.pack(HEAD.size + size) + HEAD.pack(tag, a, b, kind), *pieces]
+    return [LENGTH.pack(HEAD.size + size) + HEAD.pack(tag, task, job, kind), *pieces]
 
 
-def parse(body: bytes | bytearray | memoryview) -> tuple[int, int, int, int, memoryview]:
-    tag, a, b, kind = HEAD.unpack_from(body)
-    return tag, a, b, kind, memoryview(body)[HEAD.size :]
+def parse(body: bytes | bytearray | memoryview) -> tuple[Head, memoryview]:
+    """A frame's head and its payload (a view: never copied)."""
+    return Head._make(HEAD.unpack_from(body)), memoryview(body)[HEAD.size :]
 
 
 def send_frame(sock: socket.socket, buffers: list[Any]) -> None:
@@ -147,42 +187,13 @@ class FrameWriter:
         return True
 
 
-# -- items: pickle protocol 5 with large buffers out of band --------------------------------
-# A RUN payload is <u32 n><u64 size of each of n buffers><u64 size of the pickle><pickle>
+# -- payloads: pickle protocol 5 with large buffers out of band -----------------------------
+# A payload is <u32 n><u64 size of each of n buffers><u64 size of the pickle><pickle>
 # <buffer 0>...<buffer n-1>: bytearrays, NumPy arrays and large bytes travel from their own
 # memory to the socket, never copied into the pickle.
 
 COUNT = struct.Struct("<I")
 SIZE = struct.Struct("<Q")
-OUT_OF_BAND_BYTES = 64 * 1024  # smaller bytes are cheaper to copy than to describe
-
-
-class _LargeBytes:
-    """Pickles a bytes object as an out-of-band buffer; it loads as bytes again."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
-        return (bytes, (pickle.PickleBuffer(self.data),))
-
-
-def out_of_band(values: list[Any]) -> list[Any]:
-    """``values`` with its large bytes marked to travel out of band."""
-    # The values of a batch are nearly always of one type: look further only if the first is
-    # bytes, so a batch of thousands of small values pays nothing for this.
-    if values and type(values[0]) is bytes:
-        return [
-            _LargeBytes(x) if type(x) is bytes and len(x) >= OUT_OF_BAND_BYTES else x
-            for x in values
-        ]
-    return values
-
-
-def pack_items(items: list[Any], dumps: Callable[..., bytes]) -> list[bytes | memoryview]:
-    return pack(out_of_band(items), dumps)
 
 
 def pack(obj: object, dumps: Callable[..., bytes]) -> list[bytes | memoryview]:

@@ -13,10 +13,26 @@ The owner still hears back once, for the whole batch, with every item in its pla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .._task import Outcome, Task
+from ..._task import Outcome, Task
+
+
+def run_again(
+    running: Task, *, crashed: bool, make_error: Callable[[], BaseException]
+) -> list[Task] | None:
+    """What to run again of the task a lost worker was running: after a crash, a batch of
+    several items, item by item (which item did it?); else the task itself, if its retry
+    policy covers ``make_error()``; or nothing (None): the task fails with that error."""
+    if crashed and len(running.items) > 1:
+        return ItemByItem(running).parts()
+    retry = running.job.retry
+    if retry is not None and retry.applies(make_error(), running.attempt):
+        running.attempt += 1
+        return [running]
+    return None
 
 
 class ItemByItem:

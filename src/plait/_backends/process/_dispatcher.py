@@ -10,18 +10,17 @@
                                  EOF on a socket: the worker died ─► WorkerCrashed for its
                                  running task, queued ones go back, a new worker starts
 
-Workers are fresh interpreters (``python -c``; see ``_worker``), never forks of this process:
-forking a process that runs threads can deadlock. The dispatcher never blocks on a write (the
-sockets are non-blocking, writes queue up), so a worker sending a large result while we send it
-a large batch cannot deadlock the pair.
+What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``.
+Workers are fresh interpreters, or forks when ``Workers(start_method="fork")`` asks (``_launch``).
+The dispatcher never blocks on a write (the sockets are non-blocking, writes queue up), so a
+worker sending a large result while we send it a large batch cannot deadlock the pair.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-import pickle
 import selectors
-import sys
 import threading
 import time
 import traceback
@@ -31,21 +30,15 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
-from .. import _wire as wire
-from .._errors import (
-    Cancelled,
-    CancelReason,
-    PlaitError,
-    PoolClosed,
-    TaskTimeout,
-    WorkerCrashed,
-)
-from .._task import Job, Outcome, Task, failed
-from .._workers import Workers
-from . import default_workers, track
-from ._encoding import Sent, decode_result, dumps
-from ._handle import EXIT_WAIT, KILL_GRACE, LOAD_SECONDS, WorkerHandle, crash_message
-from ._rerun import ItemByItem
+from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
+from ..._task import Job, Outcome, Task, failed
+from ..._worker_spec import Workers
+from .._base import default_workers, terminated, track
+from ._codec import Sent, decode_result, encode_function, encode_init
+from ._frames import TIMED, Tag, frame, parse
+from ._handle import EXIT_WAIT, KILL_GRACE, WorkerHandle, crash_message
+from ._rerun import run_again
+from ._wakeup import Wakeup
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 # A second task waits behind the first, so it is sent only when that pays: batches are short
@@ -61,7 +54,10 @@ class ProcessBackend:
         self.workers = spec.count or default_workers("process")
         self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
         self.start_method = spec.start_method or "spawn"
-        self._init: bytes | None = None
+        self._init: bytes | None = None  # the INIT payload, made once
+        # DEF payloads, made once per job; weak: a job never released must not live on here
+        self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
+        self._task_ids = itertools.count()  # wire ids of tasks, unique for this backend
         self._typical: float | None = None  # how long a batch takes, lately
         self._lock = threading.Lock()
         self._pending: deque[Task] = deque()  # not started yet
@@ -70,10 +66,8 @@ class ProcessBackend:
         self._closed = False
         self._stop_now = False
         self._thread: threading.Thread | None = None
-        # The dispatcher's wake-up pipe and selector, made when it starts (an unused pool holds
-        # no descriptor); -1 once closed, so a late wake-up never writes to a reused number.
-        self._wake_r = self._wake_w = -1
-        self._selector: selectors.BaseSelector  # made with the pipe
+        self._wakeup = Wakeup()
+        self._selector: selectors.BaseSelector  # made when the dispatcher starts
         self._workers: list[WorkerHandle] = []
         self._owner = os.getpid()
         self._forked = False  # this is a fork of the owner process: the pool is not ours
@@ -93,44 +87,37 @@ class ProcessBackend:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             self._pending.append(task)
             if self._thread is None:
-                self._wake_r, self._wake_w = os.pipe()
-                os.set_blocking(self._wake_r, False)
-                os.set_blocking(self._wake_w, False)
+                self._wakeup.open()
                 self._selector = selectors.DefaultSelector()
                 self._thread = threading.Thread(
                     target=self._dispatch, name="plait-process-dispatcher", daemon=True
                 )
                 self._thread.start()
                 track(self)
-        self._wake()
+        self._wakeup.wake()
 
     def release(self, job: Job) -> None:
         with self._lock:
             self._forget.append(job.id)
-        self._wake()
+        self._wakeup.wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        self._close(wait=wait, cancel_pending=cancel_pending, stop_now=False)
+
+    def terminate(self) -> None:
+        self._close(wait=True, cancel_pending=True, stop_now=True)
+
+    def _close(self, *, wait: bool, cancel_pending: bool, stop_now: bool) -> None:
         if self._forked:  # the owner shuts it down
             return
         with self._lock:
             self._closed = True
+            self._stop_now |= stop_now
             dropped = self._take_pending() if cancel_pending else []
         for task in dropped:
             task.discard()
-        self._wake()
+        self._wakeup.wake()
         self._join(wait)
-
-    def terminate(self) -> None:
-        if self._forked:
-            return
-        with self._lock:
-            self._closed = True
-            self._stop_now = True
-            dropped = self._take_pending()
-        for task in dropped:
-            task.discard()
-        self._wake()
-        self._join(True)
 
     def started(self) -> bool:
         return self._thread is not None
@@ -139,8 +126,7 @@ class ProcessBackend:
         return nullcontext()  # its workers are not threads of this process
 
     def _take_pending(self) -> list[Task]:
-        dropped = list(self._pending)
-        self._pending.clear()
+        dropped, self._pending = list(self._pending), deque()
         return dropped
 
     def _join(self, wait: bool) -> None:
@@ -148,28 +134,11 @@ class ProcessBackend:
         if thread is not None and wait and thread is not threading.current_thread():
             thread.join()
 
-    def _wake(self) -> None:
-        with self._lock:  # never while _close_wakeup closes it
-            if self._wake_w < 0:
-                return  # the dispatcher has not started, or is gone
-            try:
-                os.write(self._wake_w, b"!")
-            except BlockingIOError:
-                pass  # full: a wake-up is pending anyway
-
-    def _close_wakeup(self) -> None:
-        with self._lock:
-            for fd in (self._wake_r, self._wake_w):
-                if fd >= 0:
-                    os.close(fd)
-            self._wake_r = self._wake_w = -1
-        self._selector.close()
-
     # -- dispatcher thread ---------------------------------------------------------------
 
     def _dispatch(self) -> None:
         try:
-            self._selector.register(self._wake_r, selectors.EVENT_READ)
+            self._selector.register(self._wakeup.fd, selectors.EVENT_READ)
             for index in range(self.workers):
                 self._start_worker(index)
             while not self._finished():
@@ -181,7 +150,8 @@ class ProcessBackend:
             raise
         finally:
             self._stop_workers()
-            self._close_wakeup()
+            self._wakeup.close()
+            self._selector.close()
 
     def _stop_workers(self) -> None:
         """End every worker: politely when the work is done, by signal on terminate(). Tasks
@@ -203,12 +173,11 @@ class ProcessBackend:
         for worker in workers:
             left.extend(sent.task for sent in worker.tasks.values())
         for task in left:
-            self._finish(task, failed(len(task.items), _terminated))
+            self._finish(task, failed(len(task.items), terminated))
 
     def _start_worker(self, index: int) -> None:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
-            init_spec = Workers(initializer=self.spec.initializer, initargs=self.spec.initargs)
-            self._init = pickle.dumps((sys.path, dumps(init_spec)))
+            self._init = encode_init(self.spec)
         worker = WorkerHandle(index, self.start_method, self._init, self.spec.max_tasks)
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
@@ -258,12 +227,12 @@ class ProcessBackend:
         job = task.job
         if job.id not in worker.jobs:
             try:
-                payload = job.payload()
+                function = self._function(job)
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
                 self._finish(task, failed(len(task.items), exc, ran=False))
                 return
-            worker.writer.add(wire.frame(wire.DEF, job.id, payload=payload))
+            worker.writer.add(frame(Tag.DEF, job=job.id, payload=function))
             worker.jobs.add(job.id)
         sent = Sent.encode(task)
         if sent.blob is None:  # not one item would pickle
@@ -271,11 +240,18 @@ class ProcessBackend:
             return
         if not worker.tasks:
             worker.next_head()
-        worker.tasks[id(task)] = sent
+        task_id = next(self._task_ids)
+        worker.tasks[task_id] = sent
         worker.items_sent += len(task.items)
-        kind = job.kind | wire.TIMED if task.timeout is not None else job.kind
-        worker.writer.add(wire.frame(wire.RUN, id(task), job.id, kind, sent.blob))
+        kind = job.kind | TIMED if task.timeout is not None else job.kind
+        worker.writer.add(frame(Tag.RUN, task=task_id, job=job.id, kind=kind, payload=sent.blob))
         self._want_write(worker)
+
+    def _function(self, job: Job) -> bytes:
+        function = self._functions.get(job)
+        if function is None:
+            function = self._functions[job] = encode_function(job)
+        return function
 
     def _forget_jobs(self) -> None:
         with self._lock:
@@ -284,15 +260,11 @@ class ProcessBackend:
             for worker in self._workers:
                 if job_id in worker.jobs:
                     worker.jobs.discard(job_id)
-                    worker.writer.add(wire.frame(wire.FORGET, job_id))
+                    worker.writer.add(frame(Tag.FORGET, job=job_id))
                     self._want_write(worker)
 
     def _want_write(self, worker: WorkerHandle) -> None:
         self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
-
-    def _next_deadline(self) -> float | None:
-        deadlines = [d for worker in self._workers if (d := worker.deadline()) is not None]
-        return min(deadlines, default=None)
 
     def _expire(self) -> None:
         """Kill each worker whose running item is past its deadline; the item gets TaskTimeout."""
@@ -301,31 +273,17 @@ class ProcessBackend:
             deadline = worker.deadline()
             if deadline is None or now < deadline:
                 continue
-            task = next(iter(worker.tasks.values())).task
-            timeout = task.timeout or 0.0
-            if worker.head_started is None:
-                message = (
-                    f"the worker process (pid {worker.proc.pid}) spent over "
-                    f"{max(LOAD_SECONDS, timeout)}s loading the function and the item, before "
-                    "the item could start; it was killed and replaced"
-                )
-            else:
-                message = (
-                    f"the item ran longer than task_timeout={timeout}s; its worker process "
-                    f"(pid {worker.proc.pid}) was killed and replaced"
-                )
+            timeout = next(iter(worker.tasks.values())).task.timeout or 0.0
+            message = worker.overrun_message(timeout)
             self._lose_worker(worker, partial(TaskTimeout, message, timeout=timeout))
 
     def _poll(self) -> None:
-        deadline = self._next_deadline()
+        deadlines = (d for worker in self._workers if (d := worker.deadline()) is not None)
+        deadline = min(deadlines, default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         for key, mask in self._selector.select(timeout):
             if key.data is None:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+                self._wakeup.drain()
                 continue
             worker: WorkerHandle = key.data
             if mask & selectors.EVENT_WRITE:
@@ -344,15 +302,15 @@ class ProcessBackend:
             self._expire()
 
     def _receive(self, worker: WorkerHandle, body: bytearray) -> None:
-        tag, task_id, _, _, payload = wire.parse(body)
-        if tag == wire.READY:
+        head, payload = parse(body)
+        if head.tag == Tag.READY:
             worker.ready = True
             return
-        if tag == wire.STARTED:
-            if worker.tasks and next(iter(worker.tasks)) == task_id:
+        if head.tag == Tag.STARTED:
+            if worker.tasks and next(iter(worker.tasks)) == head.task:
                 worker.head_started = time.monotonic()
             return
-        sent = worker.tasks.pop(task_id)
+        sent = worker.tasks.pop(head.task)  # a DONE
         worker.next_head()  # the worker starts its next task right away
         values, errors, elapsed = decode_result(payload)  # never raises: see there
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
@@ -386,18 +344,11 @@ class ProcessBackend:
             def make_error() -> BaseException:
                 return error() if error else WorkerCrashed(message, exitcode=returncode)
 
-            if error is None and len(running.items) > 1:  # which item did it? run them alone
-                with self._lock:
-                    self._requeued.extendleft(reversed([*ItemByItem(running).parts(), *queued]))
-            else:
-                retry = running.job.retry
-                again = retry is not None and retry.applies(make_error(), running.attempt)
-                if again:
-                    running.attempt += 1
-                with self._lock:
-                    self._requeued.extendleft(reversed([running, *queued] if again else queued))
-                if not again:
-                    self._finish(running, failed(len(running.items), make_error))
+            again = run_again(running, crashed=error is None, make_error=make_error)
+            with self._lock:
+                self._requeued.extendleft(reversed([*(again or ()), *queued]))
+            if again is None:
+                self._finish(running, failed(len(running.items), make_error))
         if not self._stop_now:
             self._start_worker(worker.index)
 
@@ -417,14 +368,9 @@ class ProcessBackend:
         self._pending.clear()  # the owner's to run, not ours
         self._requeued.clear()
         self._workers = []
-        if self._wake_r < 0:
-            return  # never started: it holds no descriptor
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
+        if self._wakeup.fd < 0:
+            return  # never started, or ended: it holds no descriptor
+        self._wakeup.after_fork_in_child()
         self._selector.close()
 
     def _fail_everything(self, exc: BaseException) -> None:
@@ -451,7 +397,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _terminated() -> BaseException:
-    return Cancelled(CancelReason.TERMINATED, "the item")

@@ -10,9 +10,9 @@ import time
 import weakref
 from contextlib import suppress
 
-from .. import _wire as wire
-from .._task import Task
-from ._encoding import Sent
+from ..._task import Task
+from ._codec import Sent
+from ._frames import FrameReader, FrameWriter, Tag, frame
 from ._launch import launch
 
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
@@ -38,9 +38,9 @@ class WorkerHandle:
             child_end.close()
         parent_end.setblocking(False)
         self.sock = parent_end
-        self.reader = wire.FrameReader()
-        self.writer = wire.FrameWriter()
-        self.tasks: dict[int, Sent] = {}  # in flight, in the order the worker runs them
+        self.reader = FrameReader()
+        self.writer = FrameWriter()
+        self.tasks: dict[int, Sent] = {}  # by task id: in flight, in the order it runs them
         self.jobs: set[int] = set()
         self.head_since = 0.0  # when the first task in flight became the one it runs
         # When that task reported it started (timed tasks only: their clock runs from here).
@@ -48,7 +48,7 @@ class WorkerHandle:
         self.ready = False  # set up and listening: only then does it get tasks (and deadlines)
         self.items_sent = 0  # for recycling after Workers.max_tasks items
         self.max_tasks = max_tasks
-        self.writer.add(wire.frame(wire.INIT, payload=init))
+        self.writer.add(frame(Tag.INIT, payload=init))
 
     def next_head(self) -> None:
         """The first task in flight ended (or was just sent to an idle worker)."""
@@ -66,6 +66,19 @@ class WorkerHandle:
         if self.head_started is not None:
             return self.head_started + timeout
         return self.head_since + max(LOAD_SECONDS, timeout)
+
+    def overrun_message(self, timeout: float) -> str:
+        """Why this worker is killed, its running task past ``deadline()``."""
+        if self.head_started is None:
+            return (
+                f"the worker process (pid {self.proc.pid}) spent over "
+                f"{max(LOAD_SECONDS, timeout)}s loading the function and the item, before "
+                "the item could start; it was killed and replaced"
+            )
+        return (
+            f"the item ran longer than task_timeout={timeout}s; its worker process "
+            f"(pid {self.proc.pid}) was killed and replaced"
+        )
 
     def fits(self, task: Task) -> bool:
         return self.max_tasks is None or self.items_sent + len(task.items) <= self.max_tasks

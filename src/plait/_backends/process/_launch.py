@@ -17,7 +17,7 @@ import subprocess
 import sys
 from typing import Protocol
 
-from .._worker import BOOTSTRAP
+from ._child import BOOTSTRAP
 
 START_METHODS = ("spawn", "fork")
 
@@ -53,7 +53,7 @@ class ForkedProcess:
             try:
                 os.closerange(3, child_fd)
                 os.closerange(child_fd + 1, _max_fd())
-                from .._worker import main
+                from ._child import main
 
                 main(child_fd)
             finally:

@@ -1,0 +1,72 @@
+"""What every backend is and shares: the ``Backend`` protocol, the default worker count, and
+the exit-time cleanup of backends that run processes. A leaf: backends import it, it imports
+no backend."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+from .._errors import Cancelled, CancelReason
+
+if TYPE_CHECKING:
+    from .._task import Job, Task
+
+
+class Backend(Protocol):
+    name: str
+    workers: int
+    batch_limit: int | None  # the most items a batch may carry (None: no limit of its own)
+
+    def submit(self, task: Task) -> None:
+        """Queue a task; raises PoolClosed after shutdown."""
+
+    def release(self, job: Job) -> None:
+        """The job will get no more tasks: workers may forget its function."""
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        """Stop taking work; with ``wait``, return once every worker is gone."""
+
+    def terminate(self) -> None:
+        """Stop now: drop pending work, end workers without waiting for running tasks when
+        the backend can (processes), and return once they are gone."""
+
+    def started(self) -> bool:
+        """Whether it has started workers (threads, processes, an event loop) that only a
+        shutdown ends."""
+
+    def blocking(self) -> AbstractContextManager[object]:
+        """Wrapped around a wait for this backend's own results; a backend whose workers run
+        in this process (threads) lets one more worker run meanwhile, so that a task waiting
+        on work queued behind it cannot deadlock its pool."""
+
+
+def default_workers(backend: str) -> int:
+    """Threads wait more than they compute, so more of them than cores pays (the same rule as
+    concurrent.futures); processes compute, so one per usable core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return min(32, cores + 4) if backend == "thread" else cores
+
+
+def terminated() -> BaseException:
+    """The error of an item still running when its pool was terminated."""
+    return Cancelled(CancelReason.TERMINATED, "the item")
+
+
+# Backends with live worker processes. At interpreter exit they are terminated, so a pool or map
+# left open does not leave workers running on: threads are daemons and need no such care.
+_live: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def track(backend: Backend) -> None:
+    _live.add(backend)
+
+
+@atexit.register
+def _terminate_all() -> None:
+    for backend in list(_live):
+        backend.terminate()

@@ -1,0 +1,154 @@
+"""The only code that runs inside a worker process.
+
+The parent starts ``python -c BOOTSTRAP <fd>`` (or forks, see ``_launch``) with one end of a
+socket pair. The worker reads frames in order (see ``_frames`` for the protocol), runs each batch
+with ``plait._task.execute`` and writes one DONE frame per batch. It ends when the parent closes
+the socket. It does not re-import the parent's ``__main__``: functions travel by value
+(cloudpickle), so a script needs no ``if __name__ == "__main__"`` guard.
+
+Its imports are kept lean (``tests/test_exports.py`` checks them): a worker starts for every
+pool, and never needs the scheduler, the pool or ``plait.sync``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import suppress
+from functools import partial
+from typing import Any
+
+from ..._retry import Retry
+from ..._task import Kind, execute
+from ..._worker_spec import Workers, start_worker
+from . import _frames as frames
+from ._codec import (
+    decode_function,
+    decode_init,
+    decode_items,
+    encode_failed_batch,
+    encode_result,
+    note,
+)
+from ._frames import TIMED, Tag, frame, parse
+
+PARENT_CHECK_SECONDS = 0.5
+
+# The directory that holds the plait package (src/), for the fresh interpreter's sys.path.
+PLAIT_DIR = os.path.normpath(os.path.join(os.path.abspath(__file__), *[os.pardir] * 4))
+BOOTSTRAP = (
+    f"import sys; sys.path.insert(0, {PLAIT_DIR!r}); "
+    "from plait._backends.process._child import main; main(int(sys.argv[1]))"
+)
+
+
+class Unloadable:
+    """Stands in for a function the worker could not unpickle; every item gets the error."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def main(fd: int) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what to do with workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
+    sock = socket.socket(fileno=fd)
+    code = 0
+    try:
+        with suppress(BrokenPipeError, ConnectionResetError):  # the parent is gone: so are we
+            serve(sock)
+    except BaseException:  # a bug in plait: say so, and still end
+        traceback.print_exc()
+        code = 1
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """End the worker now that the parent told it to (closed the socket). ``os._exit``, after
+    flushing what tasks printed: a thread a task left running, even a non-daemon one, must not
+    hold the worker (and the parent's shutdown) for as long as that thread likes."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(BaseException):
+            stream.flush()
+    os._exit(code)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this worker if its parent dies, even in the middle of a long task: nobody is left
+    to read the result, and an orphan would burn CPU. (A closed socket only shows between
+    tasks.)"""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def serve(sock: socket.socket) -> None:
+    jobs: dict[int, tuple[Any, Retry | None]] = {}
+    init_error: BaseException | None = None
+    # frames.send_frame is looked up at each call: a test replaces it to end a worker mid-way.
+    while (body := frames.recv_frame(sock)) is not None:
+        head, payload = parse(body)
+        if head.tag == Tag.INIT:
+            init_error = initialize(payload)
+            frames.send_frame(sock, frame(Tag.READY))
+        elif head.tag == Tag.DEF:
+            try:
+                jobs[head.job] = decode_function(payload)
+            except BaseException as exc:
+                note(exc, "plait: the function could not be loaded in the worker process")
+                jobs[head.job] = (Unloadable(exc), None)
+        elif head.tag == Tag.FORGET:
+            jobs.pop(head.job, None)
+        elif head.tag == Tag.RUN:
+            fn, retry = jobs[head.job]
+            started = partial(frames.send_frame, sock, frame(Tag.STARTED, task=head.task))
+            result = run(
+                Unloadable(init_error) if init_error else fn,
+                retry,
+                Kind(head.kind & ~TIMED),
+                payload,
+                started if head.kind & TIMED else None,
+            )
+            frames.send_frame(sock, frame(Tag.DONE, task=head.task, payload=result))
+
+
+def initialize(payload: memoryview) -> BaseException | None:
+    """Apply the INIT frame; returns the initializer's error, if any."""
+    sys_path, load_spec = decode_init(payload)
+    sys.path[:0] = [p for p in sys_path if p not in sys.path]
+    try:
+        spec = load_spec()  # after sys.path: it may name the parent's modules
+    except BaseException as exc:
+        note(exc, "plait: the worker's initializer could not be loaded in the worker process")
+        start_worker(Workers())
+        return exc
+    return start_worker(spec)
+
+
+def run(
+    fn: Any,
+    retry: Retry | None,
+    kind: Kind,
+    payload: memoryview,
+    started: Callable[[], object] | None = None,
+) -> list[bytes | memoryview]:
+    """Run one batch; ``started`` (for a timed task) tells the parent its clock starts now,
+    once the items are loaded: loading a slow module is not the item's time."""
+    try:
+        items = decode_items(payload)
+    except BaseException as exc:
+        note(exc, "plait: the items could not be unpickled in the worker process")
+        return encode_failed_batch(exc)
+    if started is not None:
+        started()
+    if isinstance(fn, Unloadable):  # nothing can run: the whole batch fails, unrun
+        return encode_failed_batch(fn.error)
+    return encode_result(execute(fn, kind, items, retry))

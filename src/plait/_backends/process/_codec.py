@@ -1,0 +1,345 @@
+"""What the frames carry (see ``_frames`` for the frames), each encode beside its decode:
+
+    INIT   encode_init      (parent)  ──►  decode_init       (worker)
+    DEF    encode_function  (parent)  ──►  decode_function   (worker)
+    RUN    Sent.encode      (parent)  ──►  decode_items      (worker)
+    DONE   encode_result    (worker)  ──►  decode_result     (parent)  ──►  Sent.outcome
+           encode_error     (worker)  ──►  decode_error      (parent)
+
+Each direction pickles by its own rule. Towards a worker: ``pickle`` first (fastest), cloudpickle
+for what pickle cannot do and for anything that names ``__main__`` (a worker does not import the
+user's script: its classes and functions travel by value). Towards the parent: cloudpickle,
+which keeps a class the worker received by value the same class on its way back.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import partial
+from types import CodeType, FunctionType
+from typing import Any
+
+from ..._errors import RemoteError, RemoteTraceback
+from ..._retry import Retry
+from ..._task import Job, Outcome, Task, failed
+from ..._worker_spec import Workers
+from ._frames import pack, split, unpack
+
+# The key, in a DONE's errors, of an error that failed the whole batch before any item ran: the
+# worker could not read the items, or had no function to run them with.
+WHOLE_BATCH = -1
+
+# -- pickling, one rule per direction ------------------------------------------------------
+
+
+def pickle_for_worker(obj: object, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
+    """pickle, or cloudpickle for what pickle cannot do (lambdas, local classes) and for what
+    pickle would send as a reference to ``__main__``.
+
+    Whether a pickle names ``__main__`` is read off its bytes: a module name is written out
+    whole, and a search through a batch's pickle costs nothing next to making it (a string
+    that happens to contain the word just costs a cloudpickle).
+    """
+    buffers: list[pickle.PickleBuffer] = []  # passed on only from the attempt that succeeds
+    collect = None if buffer_callback is None else buffers.append
+    try:
+        data = pickle.dumps(obj, protocol=5, buffer_callback=collect)
+    except Exception:
+        data = None
+    if data is None or b"__main__" in data:
+        import cloudpickle
+
+        buffers.clear()
+        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=collect)
+    if buffer_callback is not None:
+        for buffer in buffers:
+            buffer_callback(buffer)
+    return data
+
+
+def pickle_for_parent(obj: object, buffer_callback: Any = None) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(  # type: ignore[no-any-return]
+        obj, protocol=5, buffer_callback=buffer_callback
+    )
+
+
+# -- INIT: sys.path, then the initializer ---------------------------------------------------
+
+
+def encode_init(spec: Workers) -> bytes:
+    """The parent's ``sys.path`` (so its modules import) and the initializer, pickled on its
+    own: the worker unpickles it only once that ``sys.path`` is in place."""
+    initializer = Workers(initializer=spec.initializer, initargs=spec.initargs)
+    return pickle.dumps((sys.path, pickle_for_worker(initializer)))
+
+
+def decode_init(payload: memoryview) -> tuple[list[str], Callable[[], Workers]]:
+    """The parent's ``sys.path``, and how to load the initializer once it is applied."""
+    sys_path, blob = pickle.loads(payload)
+    return sys_path, partial(pickle.loads, blob)
+
+
+# -- DEF: a job's function, sent once to each worker ---------------------------------------
+
+
+def encode_function(job: Job) -> bytes:
+    """The function (cloudpickle, so lambdas and closures travel), where it was defined, and its
+    retry policy (retries run in the worker)."""
+    import cloudpickle  # imported here: thread-only users never pay for it
+
+    return cloudpickle.dumps(  # type: ignore[no-any-return]
+        (job.fn, source_files(job.fn), job.retry), protocol=5
+    )
+
+
+def decode_function(payload: memoryview) -> tuple[Callable[..., Any], Retry | None]:
+    fn, files, retry = pickle.loads(payload)
+    restore_filenames(fn, files)
+    return fn, retry
+
+
+def source_files(fn: Callable[..., Any]) -> dict[str, str]:
+    """Where the function's module lives. cloudpickle drops the file name of functions it
+    sends by value (lambdas, ``__main__``); the worker puts it back so tracebacks show code."""
+    module = getattr(fn, "__module__", None)
+    file = getattr(sys.modules.get(module or ""), "__file__", None)
+    return {module: file} if module and file else {}
+
+
+def restore_filenames(fn: object, files: dict[str, str], seen: set[int] | None = None) -> None:
+    """Give functions sent by value their source file back, so tracebacks show their lines."""
+    seen = set() if seen is None else seen
+    if not isinstance(fn, FunctionType) or id(fn) in seen:
+        return
+    seen.add(id(fn))
+    file = files.get(fn.__module__)
+    if file is None or fn.__code__.co_filename != "<dynamic-code>":
+        return
+    fn.__code__ = with_filename(fn.__code__, file)
+    for cell in fn.__closure__ or ():
+        with suppress(ValueError):  # an empty cell
+            restore_filenames(cell.cell_contents, files, seen)
+    for value in list(fn.__globals__.values()):
+        restore_filenames(value, files, seen)
+
+
+def with_filename(code: CodeType, file: str) -> CodeType:
+    consts = tuple(with_filename(c, file) if isinstance(c, CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=file, co_consts=consts)
+
+
+# -- RUN: a batch of items, and the outcome it comes back as --------------------------------
+
+OUT_OF_BAND_BYTES = 64 * 1024  # smaller bytes are cheaper to copy than to describe
+
+
+class _LargeBytes:
+    """Pickles a bytes object as an out-of-band buffer; it loads as bytes again."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        return (bytes, (pickle.PickleBuffer(self.data),))
+
+
+def out_of_band(values: list[Any]) -> list[Any]:
+    """``values`` with its large bytes marked to travel out of band."""
+    # The values of a batch are nearly always of one type: look further only if the first is
+    # bytes, so a batch of thousands of small values pays nothing for this.
+    if values and type(values[0]) is bytes:
+        return [
+            _LargeBytes(x) if type(x) is bytes and len(x) >= OUT_OF_BAND_BYTES else x
+            for x in values
+        ]
+    return values
+
+
+def encode_items(items: list[Any]) -> list[bytes | memoryview]:
+    return pack(out_of_band(items), pickle_for_worker)
+
+
+def decode_items(payload: memoryview) -> list[Any]:
+    items: list[Any] = unpack(payload)
+    return items
+
+
+@dataclass(slots=True)
+class Sent:
+    """A task as it went to a worker: the items that pickled, and errors for those that did not."""
+
+    task: Task
+    blob: list[bytes | memoryview] | None  # the RUN payload, in pieces
+    offsets: list[int] | None = None  # where each sent item sits in the task; None: all of them
+    unsent: dict[int, BaseException] = field(default_factory=dict)
+
+    @classmethod
+    def encode(cls, task: Task) -> Sent:
+        try:
+            return cls(task, encode_items(task.items))
+        except Exception:
+            pass
+        offsets: list[int] = []
+        unsent: dict[int, BaseException] = {}
+        for offset, item in enumerate(task.items):
+            try:
+                pickle_for_worker(item)
+            except Exception as exc:
+                exc.add_note("plait: this item could not be pickled to send it to a worker")
+                unsent[offset] = exc
+            else:
+                offsets.append(offset)
+        blob = encode_items([task.items[o] for o in offsets]) if offsets else None
+        return cls(task, blob, offsets, unsent)
+
+    def outcome(
+        self, values: list[Any], errors: dict[int, BaseException], elapsed: float
+    ) -> Outcome:
+        """The task's outcome from the worker's answer about the items it was sent."""
+        size = len(self.task.items)
+        sent_bytes = sum(memoryview(piece).nbytes for piece in self.blob or ())
+        if WHOLE_BATCH in errors:
+            return failed(size, errors[WHOLE_BATCH], ran=False)
+        if self.offsets is None:
+            return Outcome(values, errors, elapsed, sent_bytes)
+        full: list[Any] = [None] * size
+        merged = dict(self.unsent)
+        for position, offset in enumerate(self.offsets):
+            full[offset] = values[position]
+            if position in errors:
+                merged[offset] = errors[position]
+        return Outcome(full, merged, elapsed, sent_bytes)
+
+
+# -- DONE: one flat list [errors, elapsed, *values] ----------------------------------------
+# Flat, so that the parent can rebuild the values one by one when the whole will not load.
+
+EncodedError = tuple[bytes | None, str, str, str]
+
+
+def encode_result(outcome: Outcome) -> list[bytes | memoryview]:
+    errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
+    try:
+        return _pack_result(outcome.values, errors, outcome.elapsed)
+    except BaseException:  # a value's __reduce__ is user code: it may raise anything
+        pass
+    # Some value would not pickle: find which, and fail only those items.
+    values = outcome.values
+    for offset, value in enumerate(values):
+        if offset in errors:
+            continue
+        try:
+            pickle_for_parent(value)
+        except BaseException as exc:
+            note(exc, f"plait: the result ({type(value).__name__}) could not be pickled")
+            errors[offset] = encode_error(exc)
+            values[offset] = None
+    return _pack_result(values, errors, outcome.elapsed)
+
+
+def encode_failed_batch(error: BaseException) -> list[bytes | memoryview]:
+    """A DONE for a batch none of whose items could run."""
+    return _pack_result([], {WHOLE_BATCH: encode_error(error)}, 0.0)
+
+
+def _pack_result(
+    values: list[Any], errors: dict[int, EncodedError], elapsed: float
+) -> list[bytes | memoryview]:
+    return pack([errors, elapsed, *out_of_band(values)], pickle_for_parent)
+
+
+def decode_result(payload: memoryview) -> tuple[list[Any], dict[int, BaseException], float]:
+    """A DONE payload as (values, errors, elapsed). It never raises: a result the parent cannot
+    rebuild (its class lives in a module only the worker can import, its ``__reduce__`` names a
+    callable that fails here...) fails that item alone, as a ``RemoteError``."""
+    data, buffers = split(payload)
+    try:
+        values = pickle.loads(data, buffers=buffers)  # the fast path: the whole batch at once
+        broken: dict[int, BaseException] = {}
+    except BaseException as exc:
+        from ._salvage import load_each, unbuilt  # the slow path, and the parent's only
+
+        try:
+            values, broken = load_each(data, buffers)
+        except BaseException as salvage_error:  # not a list we understand: a bug, say so
+            error = unbuilt(exc, "the results of this batch")
+            error.add_note(f"plait: rebuilding them one by one failed too: {salvage_error!r}")
+            return [], {WHOLE_BATCH: error}, 0.0
+        if 0 in broken or 1 in broken:  # the errors and timings are plain data: a bug
+            return [], {WHOLE_BATCH: broken.get(0) or broken[1]}, 0.0
+    encoded, elapsed = values[0], values[1]
+    del values[:2]
+    errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
+    for position, failure in broken.items():
+        errors[position - 2] = failure
+    return values, errors, elapsed
+
+
+# -- errors: pickled when they survive the trip, described always ---------------------------
+
+
+def encode_error(exc: BaseException) -> EncodedError:
+    """The exception pickled (when it survives a round trip) plus its type, text and traceback.
+
+    Each step runs the exception's own code (``__str__``, ``__repr__``, ``__reduce__``, the
+    class's constructor on the round trip), and any of it may raise: a failure there costs that
+    part of the report, never the worker (which would take the whole batch down with it).
+    """
+    name = guarded(lambda: f"{type(exc).__module__}.{type(exc).__qualname__}", "<unknown type>")
+    message = guarded(lambda: str(exc), f"<str() of this {type(exc).__name__} failed>")
+    tb = guarded(
+        lambda: "".join(traceback.format_exception(type(exc), exc, user_frames(exc))),
+        f"<the traceback of this {name} could not be formatted>\n{name}: {message}\n",
+    )
+    blob: bytes | None
+    try:
+        blob = pickle_for_parent(exc)
+        pickle.loads(blob)  # an exception whose __init__ needs other arguments fails here
+    except BaseException:
+        blob = None
+    return blob, name, message, tb
+
+
+def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
+    """Rebuild a worker's exception, its traceback as ``__cause__``; RemoteError if it can't be."""
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except BaseException:  # its class's own code ran here, and failed
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(type_name, message, tb)
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+def guarded(text: Callable[[], str], fallback: str) -> str:
+    try:
+        result = text()
+    except BaseException:
+        return fallback
+    return result if type(result) is str else fallback
+
+
+def note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)``, which fails if the exception's ``__notes__`` is not a list."""
+    with suppress(BaseException):
+        exc.add_note(text)
+
+
+def user_frames(exc: BaseException) -> Any:
+    """The traceback without plait's own frames at the top (``execute`` and its helpers)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("plait."):
+        tb = tb.tb_next
+    return tb or exc.__traceback__

@@ -1,0 +1,236 @@
+"""The process protocol: frames on a real socket pair (never lost at EOF, read whole however the
+bytes arrive), each encode beside its decode, and results rebuilt one by one when a batch of
+them will not load as a whole."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import sys
+
+import plait
+from plait._backends.process import _codec, _salvage
+from plait._backends.process import _frames as wire
+from plait._backends.process._frames import Tag
+from plait._task import Job, Kind, Outcome, Task
+
+
+def frame_bytes(tag: Tag, task: int, payload: bytes) -> bytes:
+    return b"".join(bytes(piece) for piece in wire.frame(tag, task=task, payload=payload))
+
+
+def heads(frames: list[bytearray]) -> list[tuple[int, int]]:
+    return [(head.tag, head.task) for head, _ in map(wire.parse, frames)]
+
+
+def test_a_complete_frame_and_eof_in_one_read_are_both_reported() -> None:
+    reader_end, writer_end = socket.socketpair()
+    with reader_end:
+        reader_end.setblocking(False)
+        writer_end.sendall(frame_bytes(Tag.DONE, 7, b"result"))
+        writer_end.close()  # the worker sent its result and exited before we read
+        frames, closed = wire.FrameReader().read(reader_end)
+    assert closed
+    assert heads(frames) == [(Tag.DONE, 7)]
+    assert bytes(wire.parse(frames[0])[1]) == b"result"
+
+
+def test_frames_then_a_partial_frame_then_eof() -> None:
+    reader_end, writer_end = socket.socketpair()
+    with reader_end:
+        reader_end.setblocking(False)
+        writer_end.sendall(frame_bytes(Tag.DONE, 1, b"a") + frame_bytes(Tag.DONE, 2, b"bb"))
+        writer_end.sendall(frame_bytes(Tag.DONE, 3, b"never finished")[:-3])
+        writer_end.close()
+        frames, closed = wire.FrameReader().read(reader_end)
+    assert closed
+    assert [task for _, task in heads(frames)] == [1, 2]
+
+
+def test_eof_after_the_worker_left_data_unread_still_delivers_its_frames() -> None:
+    # A worker that exits with bytes it never read makes the parent's next read fail with
+    # ECONNRESET once the queued data is drained: the frames before it still count.
+    reader_end, writer_end = socket.socketpair()
+    with reader_end:
+        reader_end.setblocking(False)
+        reader_end.sendall(b"a batch the worker never read")
+        writer_end.sendall(frame_bytes(Tag.DONE, 9, b"done"))
+        writer_end.close()
+        frames, closed = wire.FrameReader().read(reader_end)
+    assert closed
+    assert [task for _, task in heads(frames)] == [9]
+
+
+def test_frames_delivered_in_tiny_pieces() -> None:
+    reader_end, writer_end = socket.socketpair()
+    data = frame_bytes(Tag.DONE, 4, b"x" * 50) + frame_bytes(Tag.READY, 0, b"")
+    reader = wire.FrameReader()
+    got: list[bytearray] = []
+    with reader_end, writer_end:
+        reader_end.setblocking(False)
+        for i in range(0, len(data), 3):
+            writer_end.sendall(data[i : i + 3])
+            frames, closed = reader.read(reader_end)
+            assert not closed
+            got.extend(frames)
+        assert heads(got) == [(Tag.DONE, 4), (Tag.READY, 0)]
+        assert bytes(wire.parse(got[0])[1]) == b"x" * 50
+        writer_end.close()
+        frames, closed = reader.read(reader_end)
+    assert (frames, closed) == ([], True)
+
+
+# -- results the parent cannot rebuild: the batch is loaded element by element --------------
+
+
+class Rebuilt:
+    """Pickles as ``rebuild(tag)``, which fails for the tag "bad"."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rebuilt) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (rebuild, (self.tag,))
+
+
+def rebuild(tag: str) -> Rebuilt:
+    if tag == "bad":
+        raise LookupError("no way to rebuild this one here")
+    return Rebuilt(tag)
+
+
+def load_each(values: list[object]) -> tuple[list[object], dict[int, BaseException]]:
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(values, protocol=5, buffer_callback=buffers.append)
+    return _salvage.load_each(memoryview(data), [memoryview(b.raw()) for b in buffers])
+
+
+def test_each_element_that_loads_is_delivered_and_each_that_does_not_is_named() -> None:
+    shared = ["shared", "by", "two"]
+    built_after_the_failure = {"key": "value"}
+    big = bytearray(b"x" * 100_000)  # out of band, after the failing element
+    values: list[object] = [
+        1,
+        Rebuilt("a"),
+        [shared, Rebuilt("bad"), built_after_the_failure],
+        shared,  # built before the failure: it loads, and is still shared
+        pickle.PickleBuffer(big),
+        [built_after_the_failure],  # refers to what the failed element never built
+        list(range(3000)),  # frames, and APPENDS batches inside an element
+        *range(2500),  # the top-level list in several APPENDS batches
+        Rebuilt("bad"),
+    ]
+    loaded, errors = load_each(values)
+    assert sorted(errors) == [2, 5, len(values) - 1]
+    assert loaded[:2] == [1, Rebuilt("a")]
+    assert loaded[3] == shared
+    assert loaded[4] == big
+    assert loaded[6] == list(range(3000))
+    assert loaded[7:-1] == list(range(2500))
+    assert [loaded[i] for i in errors] == [None, None, None]
+    failure = errors[2]
+    assert isinstance(failure, plait.RemoteError)
+    assert "could not be rebuilt in the parent process" in str(failure)
+    assert "no way to rebuild this one here" in str(failure)
+    assert isinstance(failure.__cause__, LookupError)
+    assert "shares an object with another result" in errors[5].__notes__[0]
+
+
+def test_shared_objects_stay_shared_when_loaded_one_by_one() -> None:
+    shared = {"one": 1}
+    loaded, errors = load_each([shared, Rebuilt("bad"), [shared], shared])
+    assert list(errors) == [1]
+    assert loaded[0] is loaded[3] is loaded[2][0]  # type: ignore[index]
+
+
+def test_load_each_of_a_single_element_and_of_none() -> None:
+    loaded, errors = load_each([Rebuilt("bad")])
+    assert loaded == [None]
+    assert list(errors) == [0]
+    assert load_each([]) == ([], {})
+
+
+# -- frames: heads with names, bytes arriving one at a time --------------------------------
+
+
+def test_a_frame_head_keeps_every_field() -> None:
+    body = b"".join(bytes(p) for p in wire.frame(Tag.RUN, task=2**40, job=7, kind=wire.TIMED))
+    head, payload = wire.parse(body[wire.LENGTH.size :])
+    assert head == wire.Head(Tag.RUN, task=2**40, job=7, kind=wire.TIMED)
+    assert bytes(payload) == b""
+
+
+def test_frames_delivered_one_byte_at_a_time() -> None:
+    payload = [b"in ", memoryview(b"pieces")]
+    data = b"".join(bytes(p) for p in wire.frame(Tag.DONE, task=3, payload=payload))
+    data += frame_bytes(Tag.STARTED, 4, b"")
+    reader = wire.FrameReader()
+    got: list[bytearray] = []
+    reader_end, writer_end = socket.socketpair()
+    with reader_end, writer_end:
+        reader_end.setblocking(False)
+        for byte in data:
+            writer_end.sendall(bytes([byte]))
+            frames, closed = reader.read(reader_end)
+            assert not closed
+            got.extend(frames)
+    assert heads(got) == [(Tag.DONE, 3), (Tag.STARTED, 4)]
+    assert bytes(wire.parse(got[0])[1]) == b"in pieces"
+
+
+# -- each encode beside its decode --------------------------------------------------------
+
+
+def outcome_of(task: Task, payload: list[bytes | memoryview]) -> Outcome:
+    sent = _codec.Sent.encode(task)
+    values, errors, elapsed = _codec.decode_result(memoryview(b"".join(map(bytes, payload))))
+    return sent.outcome(values, errors, elapsed)
+
+
+def a_task(items: list[object]) -> Task:
+    return Task(Job(abs, Kind.MAP), items, start=lambda: True, finish=lambda t, o: None)
+
+
+def test_items_and_results_round_trip_with_large_bytes_out_of_band() -> None:
+    big = b"y" * (_codec.OUT_OF_BAND_BYTES + 1)
+    sent = _codec.Sent.encode(a_task([1, big]))
+    assert sent.blob is not None
+    assert _codec.decode_items(memoryview(b"".join(map(bytes, sent.blob)))) == [1, big]
+    result = _codec.encode_result(Outcome([big, 2], {1: ValueError("no")}, 0.5))
+    outcome = outcome_of(a_task([1, big]), result)
+    assert outcome.values[0] == big
+    assert isinstance(outcome.errors[1], ValueError)
+    assert isinstance(outcome.errors[1].__cause__, plait.RemoteTraceback)
+    assert outcome.elapsed == 0.5
+
+
+def test_a_failed_batch_fails_every_item_unrun() -> None:
+    outcome = outcome_of(a_task([1, 2]), _codec.encode_failed_batch(KeyError("gone")))
+    assert outcome.ran is False
+    assert all(isinstance(outcome.errors[i], KeyError) for i in range(2))
+
+
+class NeedsTwo(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a} and {b}")
+
+
+def test_an_exception_that_cannot_make_the_round_trip_comes_back_as_remote_error() -> None:
+    error = _codec.decode_error(*_codec.encode_error(NeedsTwo(1, 2)))
+    assert isinstance(error, plait.RemoteError)
+    assert "1 and 2" in str(error)
+
+
+def test_functions_and_init_round_trip() -> None:
+    fn, retry = _codec.decode_function(memoryview(_codec.encode_function(Job(abs, Kind.MAP))))
+    assert (fn, retry) == (abs, None)
+    spec = plait.Workers(2, initializer=print, initargs=("hi",), max_tasks=3)
+    sys_path, load = _codec.decode_init(memoryview(_codec.encode_init(spec)))
+    assert sys_path == sys.path
+    assert load() == plait.Workers(initializer=print, initargs=("hi",))
