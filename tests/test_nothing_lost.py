@@ -7,6 +7,7 @@ import ctypes
 import functools
 import gc
 import importlib
+import itertools
 import os
 import re
 import signal
@@ -684,3 +685,22 @@ def test_a_task_waiting_on_a_sibling_in_a_bounded_task_group_does_not_deadlock()
         later.append(tg.submit(int, "2"))
         ready.set()
     assert handle.result() == 3
+
+
+# -- memory: a map's batches are freed as soon as they are yielded -------------------------
+
+
+def test_a_long_map_leaves_no_reference_cycles_behind(backend: str) -> None:
+    """Batches that referred to themselves (a callback bound to its own task) were freed only
+    by the cycle collector, and held their items until then: an endless map's memory grew."""
+    gc.collect()
+    gc.disable()
+    try:
+        with plait.Pool(backend, 2) as pool:
+            results = pool.map(abs, itertools.count(), chunksize=10)
+            assert sum(itertools.islice(results, 20_000)) == sum(range(20_000))
+            results.close()
+        cycles = gc.collect()
+    finally:
+        gc.enable()
+    assert cycles < 200, f"{cycles} objects in reference cycles after 2,000 batches"

@@ -44,7 +44,7 @@ class Engine:
         *,
         start: Callable[[], bool],
         finish: Callable[[Task, Outcome], None],
-        discard: Callable[[], object],
+        discard: Callable[[Task], object],
         token: CancelToken,
         timeout: float | None = None,
     ) -> None:

@@ -90,7 +90,7 @@ class Pool(Executor):
             kwargs,
             start=future.set_running_or_notify_cancel,
             finish=lambda _task, outcome: _settle(future, outcome),
-            discard=future.cancel,
+            discard=lambda _task: future.cancel(),
             timeout=self._task_timeout,
             token=CancelToken(),
         )

@@ -22,7 +22,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
@@ -197,12 +196,12 @@ class MapRun:
                 items,
                 start=self._is_open,
                 finish=self._finish,
+                discard=self._dropped,
                 seq=self._next_seq,
                 first_index=self._next_index,
                 timeout=self._task_timeout,
                 token=CancelToken(self._token) if timed else self._token,
             )
-            task.discard = partial(self._dropped, task)
             try:
                 self._backend.submit(task)
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so

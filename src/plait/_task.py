@@ -121,7 +121,9 @@ class Task:
     ``start()`` is asked just before the batch runs: False means its owner gave up on it (an
     abandoned map, a cancelled future) and the batch is skipped. ``finish(task, outcome)`` is
     called exactly once for a batch that started, from whichever thread saw it end.
-    ``discard()`` is called instead of both when a shutdown drops the batch before it started.
+    ``discard(task)`` is called instead of both when a shutdown drops the batch before it
+    started. (Each callback is handed the task rather than bound to it: a task that referred to
+    itself would be freed only by the cycle collector, and would hold its items until then.)
     ``timeout`` is the per-item time limit (a timed task holds one item); ``token`` tells the
     running code, through ``plait.cancelled()``, that it should stop.
     """
@@ -130,7 +132,7 @@ class Task:
     items: list[Any]
     start: Callable[[], bool]
     finish: Callable[[Task, Outcome], None]
-    discard: Callable[[], object] = lambda: None
+    discard: Callable[[Task], object] = lambda task: None
     timeout: float | None = None
     token: CancelToken | None = None
     attempt: int = 1  # > 1 when the batch runs again after a timeout or a crash

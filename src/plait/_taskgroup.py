@@ -110,7 +110,7 @@ class TaskHandle(Generic[R]):
         if self._state == FINISHED and error is not None:
             self._group._fail(error)
 
-    def _discard(self) -> None:
+    def _discard(self, _task: Task) -> None:
         with self._group._cond:
             if not self.done():
                 self._state = CANCELLED

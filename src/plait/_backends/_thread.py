@@ -283,6 +283,6 @@ class ThreadBackend:
             if task is None:
                 sentinels += 1
             else:
-                task.discard()
+                task.discard(task)
         for _ in range(sentinels):
             self._queue.put(None)

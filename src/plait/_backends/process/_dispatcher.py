@@ -115,7 +115,7 @@ class ProcessBackend:
             self._stop_now |= stop_now
             dropped = self._take_pending() if cancel_pending else []
         for task in dropped:
-            task.discard()
+            task.discard(task)
         self._wakeup.wake()
         self._join(wait)
 
