@@ -162,6 +162,11 @@ class ThreadBackend:
                 for thread, (task, deadline) in list(self._running.items()):
                     if deadline <= now and self._running.get(thread, (None,))[0] is task:
                         self._abandon(thread, task)
+                if self._closed and not self._live:
+                    # _abandon let go of the lock to settle the task: the shutdown and the last
+                    # thread's exit may have been signalled meanwhile, to nobody. Waiting now
+                    # would wait for good (and so would the shutdown that joins us).
+                    return
                 deadline = min((d for _, d in self._running.values()), default=math.inf)
                 self._cond.wait(None if deadline == math.inf else max(0.0, deadline - now))
 
