@@ -109,13 +109,18 @@ def serve(sock: socket.socket) -> None:
             jobs.pop(head.job, None)
         elif head.tag == Tag.RUN:
             fn, retry = jobs[head.job]
-            started = partial(frames.send_frame, sock, frame(Tag.STARTED, task=head.task))
+            # Only a timed task reports its start: an untimed batch pays nothing for it.
+            started = (
+                partial(frames.send_frame, sock, frame(Tag.STARTED, task=head.task))
+                if head.kind & TIMED
+                else None
+            )
             result = run(
                 Unloadable(init_error) if init_error else fn,
                 retry,
                 Kind(head.kind & ~TIMED),
                 payload,
-                started if head.kind & TIMED else None,
+                started,
             )
             frames.send_frame(sock, frame(Tag.DONE, task=head.task, payload=result))
 
