@@ -8,8 +8,9 @@
 
 Each direction pickles by its own rule. Towards a worker: ``pickle`` first (fastest), cloudpickle
 for what pickle cannot do and for anything that names ``__main__`` (a worker does not import the
-user's script: its classes and functions travel by value). Towards the parent: cloudpickle,
-which keeps a class the worker received by value the same class on its way back.
+user's script: its classes and functions travel by value). Towards the parent: ``pickle`` first,
+cloudpickle for what pickle cannot do, which sends a class the worker received by value back as
+the very class the parent has.
 """
 
 from __future__ import annotations
@@ -39,19 +40,35 @@ WHOLE_BATCH = -1
 
 def pickle_for_worker(obj: object, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
     """pickle, or cloudpickle for what pickle cannot do (lambdas, local classes) and for what
-    pickle would send as a reference to ``__main__``.
+    pickle would send as a reference to ``__main__``, which a worker does not import.
 
     Whether a pickle names ``__main__`` is read off its bytes: a module name is written out
     whole, and a search through a batch's pickle costs nothing next to making it (a string
     that happens to contain the word just costs a cloudpickle).
     """
+    return _dumps(obj, buffer_callback, refuse=lambda data: b"__main__" in data)
+
+
+def pickle_for_parent(obj: object, buffer_callback: Callable[[Any], object] | None = None) -> bytes:
+    """pickle, or cloudpickle for what pickle cannot do: above all an object of a class the
+    worker received by value, which cloudpickle sends back as the very class the parent has.
+    (pickle cannot mistake such a class for a reference: it finds no ``__main__.Foo`` in the
+    worker, or another object under that name, and refuses.)"""
+    return _dumps(obj, buffer_callback, refuse=lambda data: False)
+
+
+def _dumps(
+    obj: object,
+    buffer_callback: Callable[[Any], object] | None,
+    refuse: Callable[[bytes], bool],
+) -> bytes:
     buffers: list[pickle.PickleBuffer] = []  # passed on only from the attempt that succeeds
     collect = None if buffer_callback is None else buffers.append
     try:
         data = pickle.dumps(obj, protocol=5, buffer_callback=collect)
     except Exception:
         data = None
-    if data is None or b"__main__" in data:
+    if data is None or refuse(data):
         import cloudpickle
 
         buffers.clear()
@@ -60,14 +77,6 @@ def pickle_for_worker(obj: object, buffer_callback: Callable[[Any], object] | No
         for buffer in buffers:
             buffer_callback(buffer)
     return data
-
-
-def pickle_for_parent(obj: object, buffer_callback: Any = None) -> bytes:
-    import cloudpickle
-
-    return cloudpickle.dumps(  # type: ignore[no-any-return]
-        obj, protocol=5, buffer_callback=buffer_callback
-    )
 
 
 # -- INIT: sys.path, then the initializer ---------------------------------------------------
