@@ -7,6 +7,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -231,3 +232,22 @@ def test_closing_amap_cancels_running_coroutines() -> None:
 
     asyncio.run(main())
     assert cancelled == 4  # items 1-4 were running; 5-9 never started
+
+
+@pytest.mark.timeout(30)
+def test_amap_an_item_that_cancels_itself_fails_alone() -> None:
+    """A coroutine that raises CancelledError cancels its own item, not the caller's map."""
+
+    async def fn(x: int) -> int:
+        if x == 2:
+            raise asyncio.CancelledError
+        return x
+
+    async def main() -> list[Any]:
+        return await plait.amap(fn, range(5), errors="return")
+
+    results = asyncio.run(main())
+    assert results[:2] == [0, 1]
+    assert results[3:] == [3, 4]
+    assert isinstance(results[2], plait.Cancelled)
+    assert "plait: raised by item 2: 2" in results[2].__notes__

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from . import _validate as check
 from ._api import resolve_backend
-from ._backends._async import DEFAULT_ASYNC_WORKERS, run_item
-from ._engine import open_owned_map
+from ._async_call import DEFAULT_ASYNC_WORKERS, run_item
+from ._chunking import ChunkSizer
+from ._engine import open_owned_map, prepare_map
+from ._errors import Cancelled, CancelReason
 from ._events import MapObserver
 from ._options import MapKeywords, MapOptions
-from ._rate import rate_limited
-from ._scheduler import MapIterator, describe_item, open_input
-from ._task import Job, Kind
+from ._scheduler import MapIterator
+from ._task import Job, Outcome
+from ._window import MapWindow, Taken, open_input
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -99,16 +100,16 @@ def amap(
         raise TypeError(f"{where}: workers must be an int for an async function")
     total = check.check_iterables(iterables, where)
     limit = workers or DEFAULT_ASYNC_WORKERS
-    if built.rate is not None:
-        fn = rate_limited(fn, built.rate, "async", limit)
-    job = Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, built.retry)
-    observer: MapObserver = MapObserver()
-    if built.progress:
-        from ._progress import ProgressBar
-
-        observer = ProgressBar()
-    stream = _coroutines(job, open_input(iterables, where), limit, built, observer, total)
-    return AsyncMapIterator(stream, lambda: None)
+    job, observer = prepare_map(fn, iterables, built, "async", limit)
+    window: MapWindow[Taken] = MapWindow(
+        open_input(iterables, where),
+        ChunkSizer("async", limit, fixed=1),  # one coroutine per item
+        ordered=built.ordered,
+        raise_errors=built.errors == "raise",
+        max_batches=limit,
+        max_items=limit,
+    )
+    return AsyncMapIterator(_coroutines(job, window, built, observer, total), lambda: None)
 
 
 async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
@@ -144,66 +145,61 @@ async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
 
 async def _coroutines(
     job: Job,
-    source: Iterator[Any],
-    limit: int,
+    window: MapWindow[Taken],
     options: MapOptions,
     observer: MapObserver,
     total: int | None,
 ) -> AsyncIterator[Any]:
-    """Run an async job over ``source`` on this loop, at most ``limit`` items at once."""
-    ordered, timeout = options.ordered, options.task_timeout
-    raise_errors = options.errors == "raise"
+    """Run an async job on this loop, one coroutine per item the window lets in: the same
+    window, order and error handling as a map on a pool (``_window``), driven by coroutines."""
+    running: dict[asyncio.Task[Any], Taken] = {}
+    wake = asyncio.Event()
+
+    def ended(task: asyncio.Task[Any]) -> None:
+        batch = running.pop(task, None)
+        if batch is None:  # cancelled as the map closed: nobody reads it
+            return
+        window.done(batch, _outcome(task))
+        observer.progressed(1)
+        wake.set()
+
     observer.started(total)
-    started: dict[asyncio.Task[Any], tuple[int, Any]] = {}  # running or not yet yielded
-    in_order: deque[asyncio.Task[Any]] = deque()
-    finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
-    read = 0  # items taken from the input
-    exhausted = False
-    input_error: Exception | None = None
     try:
         while True:
-            while not exhausted and len(started) < limit:
-                try:
-                    item = next(source, _DONE)
-                except Exception as exc:  # raised once the items read before it are out
-                    exc.add_note(f"plait: raised by the input after {read} items")
-                    input_error, exhausted = exc, True
-                    break
-                if item is _DONE:
-                    exhausted = True
-                    break
-                task = asyncio.ensure_future(run_item(job, item, timeout))
-                started[task] = (read, item)
-                read += 1
-                if ordered:
-                    in_order.append(task)
+            while (taken := window.take()) is not None:
+                task = asyncio.ensure_future(run_item(job, taken.items[0], options.task_timeout))
+                running[task] = taken
+                task.add_done_callback(ended)
+            entry = window.pop()
+            if entry is not None:
+                batch, outcome = entry
+                if outcome.errors:
+                    for value in window.with_errors(batch, outcome):
+                        yield value
                 else:
-                    task.add_done_callback(finished.put_nowait)
-            if not started:
-                if input_error is not None:
-                    raise input_error
-                return
-            if ordered:
-                task = in_order.popleft()
-                await _by_deadline(asyncio.wait([task]), options.deadline)
-            else:
-                task = await _by_deadline(finished.get(), options.deadline)
-            index, item = started.pop(task)
-            observer.progressed(1)
-            error = task.exception()
-            if error is None:
-                yield task.result()
+                    yield outcome.values[0]
                 continue
-            error.add_note(f"plait: raised by item {index}: {describe_item(item)}")
-            if raise_errors:
-                raise error
-            yield error
+            if window.finished():
+                return
+            wake.clear()  # no callback runs between the pop above and here: nothing is missed
+            await _by_deadline(wake.wait(), options.deadline)
     finally:
-        for task in started:
+        left = list(running)
+        running.clear()
+        for task in left:
             task.cancel()
-        if started:
-            await asyncio.gather(*started, return_exceptions=True)
+        if left:
+            await asyncio.gather(*left, return_exceptions=True)
         observer.finished()
+
+
+def _outcome(task: asyncio.Task[Any]) -> Outcome:
+    if task.cancelled():  # the coroutine cancelled itself: that item is cancelled, not the map
+        return Outcome([None], {0: Cancelled(CancelReason.CANCELLED, "the item")})
+    error = task.exception()
+    if error is None:
+        return Outcome([task.result()])
+    return Outcome([None], {0: error})
 
 
 async def _by_deadline(waiting: Awaitable[R], deadline: float | None) -> R:

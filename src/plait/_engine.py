@@ -21,8 +21,9 @@ from ._chunking import ChunkSizer
 from ._events import MapObserver, Observers
 from ._options import MapOptions
 from ._retry import Retry
-from ._scheduler import MapIterator, MapRun, open_input
+from ._scheduler import MapIterator, MapRun
 from ._task import Job, Kind, Outcome, Task
+from ._window import open_input
 from ._worker_spec import Workers, as_workers
 
 JOBS_CACHED = 64  # functions a process backend keeps shipped for submit()
@@ -89,16 +90,7 @@ class Engine:
         check.check_fn(fn, where)
         check.check_fits_backend(fn, backend.name, where)
         total = check.check_iterables(iterables, where)
-        observers: list[MapObserver] = []
-        if options.progress:
-            from ._progress import ProgressBar
-
-            observers.append(ProgressBar())
-        if options.rate is not None:
-            from ._rate import rate_limited
-
-            fn = rate_limited(fn, options.rate, backend.name, backend.workers)
-        job = Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, options.retry)
+        job, observer = prepare_map(fn, iterables, options, backend.name, backend.workers)
 
         def closed(complete: bool) -> None:
             backend.release(job)
@@ -117,7 +109,7 @@ class Engine:
             ordered=options.ordered,
             errors=options.errors,
             deadline=options.deadline,
-            observer=Observers(observers),
+            observer=observer,
             on_close=closed,
             total=total,
             task_timeout=options.task_timeout,
@@ -129,6 +121,28 @@ class Engine:
 
     def terminate(self) -> None:
         self.backend.terminate()
+
+
+def prepare_map(
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    options: MapOptions,
+    backend: str,
+    workers: int,
+) -> tuple[Job, MapObserver]:
+    """A map's job (its function behind the rate limit, if any) and its observers."""
+    observers: list[MapObserver] = []
+    if options.progress:
+        from ._progress import ProgressBar
+
+        observers.append(ProgressBar())
+    if options.rate is not None:
+        from ._rate import rate_limited
+
+        fn = rate_limited(fn, options.rate, backend, workers)
+    return Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, options.retry), Observers(
+        observers
+    )
 
 
 def open_owned_map(

@@ -2,8 +2,8 @@
 
 A batch runs its items concurrently (``asyncio.gather``), each behind a semaphore of
 ``workers`` permits, so at most that many coroutines run at once across all batches. A task's
-cancel token cancels its coroutines; a per-item time limit is ``asyncio.wait_for``, so on this
-backend a timed-out item really stops.
+cancel token cancels its coroutines; each item runs as ``_async_call.run_item`` says (its time
+limit, its retries).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from .._errors import Cancelled, CancelReason, PoolClosed, TaskTimeout
-from .._task import Job, Outcome, Task, call
+from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
+from .._errors import Cancelled, CancelReason, PoolClosed
+from .._task import Job, Outcome, Task
 from .._worker_spec import Workers, start_worker
 
 ASYNC_BATCH = 32  # items per batch: they run concurrently, so time says nothing about size
-DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are the real limit
 
 
 class AsyncBackend:
@@ -152,42 +152,6 @@ class AsyncBackend:
         loop.call_soon_threadsafe(cancel_all)
         if thread is not threading.current_thread():
             thread.join()
-
-
-async def run_item(
-    job: Job, item: Any, timeout: float | None, limit: asyncio.Semaphore | None = None
-) -> Any:
-    """One item of an async job: its time limit, its retries, within ``limit``'s permits."""
-    attempt = 1
-    while True:
-        try:
-            if limit is None:
-                return await _attempt(job, item, timeout)
-            async with limit:
-                return await _attempt(job, item, timeout)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            retry = job.retry
-            if retry is None or not retry.applies(exc, attempt):
-                if attempt > 1:
-                    exc.add_note(f"plait: the item failed {attempt} times; the last error")
-                raise
-            await asyncio.sleep(retry.delay(attempt))
-            attempt += 1
-
-
-async def _attempt(job: Job, item: Any, timeout: float | None) -> Any:
-    coroutine = call(job.fn, job.kind, item)
-    if timeout is None:
-        return await coroutine
-    try:
-        return await asyncio.wait_for(coroutine, timeout)
-    except TimeoutError:
-        raise TaskTimeout(
-            f"the item ran longer than task_timeout={timeout}s; it was cancelled",
-            timeout=timeout,
-        ) from None
 
 
 def _cancelled(task: Task) -> Cancelled:

@@ -1,0 +1,53 @@
+"""One item of an ``async def`` job, on the running event loop: its time limit, its retries.
+
+A leaf shared by the async backend (which runs batches on a loop of its own) and by
+``plait.amap`` (which runs items on the caller's loop). A per-item time limit is
+``asyncio.wait_for``, so an item that overruns really stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._errors import TaskTimeout
+from ._task import Job, call
+
+DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are the real limit
+
+
+async def run_item(
+    job: Job, item: Any, timeout: float | None, limit: asyncio.Semaphore | None = None
+) -> Any:
+    """Await ``job``'s function on ``item`` within ``limit``'s permits, retried as the job's
+    retry policy says; raises the last error."""
+    attempt = 1
+    while True:
+        try:
+            if limit is None:
+                return await _attempt(job, item, timeout)
+            async with limit:
+                return await _attempt(job, item, timeout)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            retry = job.retry
+            if retry is None or not retry.applies(exc, attempt):
+                if attempt > 1:
+                    exc.add_note(f"plait: the item failed {attempt} times; the last error")
+                raise
+            await asyncio.sleep(retry.delay(attempt))
+            attempt += 1
+
+
+async def _attempt(job: Job, item: Any, timeout: float | None) -> Any:
+    coroutine = call(job.fn, job.kind, item)
+    if timeout is None:
+        return await coroutine
+    try:
+        return await asyncio.wait_for(coroutine, timeout)
+    except TimeoutError:
+        raise TaskTimeout(
+            f"the item ran longer than task_timeout={timeout}s; it was cancelled",
+            timeout=timeout,
+        ) from None

@@ -1,0 +1,218 @@
+"""The bookkeeping of one map, with no threads and no I/O: what was read, what is out, what is
+ready to hand out, and in which order.
+
+    input ──► take() ──► a batch (seq, first_index, items) ──► the driver runs it
+                                                                     │
+    values ◄── (with_errors) ◄── pop() ◄── done(batch, outcome)
+
+Two drivers share it. ``MapRun`` (``_scheduler``) runs batches on a backend's threads or
+processes, and guards ``done`` and ``pop`` with its condition variable. amap's coroutine driver
+(``_amap``) runs one-item batches as coroutines on the caller's event loop. Each driver calls
+from one thread at a time, so the window needs no lock of its own and is tested step by step
+(``tests/test_window.py``).
+
+The window is what keeps memory flat: ``take`` reads the input only while fewer than
+``max_batches`` batches (and ``max_items`` items) are between "read" and "handed out". In order
+mode a batch that finishes early waits in a reorder buffer keyed by its sequence number, bounded
+by the same window.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+from ._chunking import ChunkSizer
+from ._task import Outcome, copy_error
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+class Batch(Protocol):
+    """What the window needs of a batch: ``Task`` is one, amap's one-item batches another."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def first_index(self) -> int: ...
+    @property
+    def items(self) -> list[Any]: ...
+
+
+B = TypeVar("B", bound=Batch)
+
+
+class Taken(NamedTuple):
+    """Items just read from the input: the ``seq``-th batch, starting at item ``first_index``."""
+
+    seq: int
+    first_index: int
+    items: list[Any]
+
+
+class MapWindow(Generic[B]):
+    """The state of one map's input and results (see the module's docstring)."""
+
+    def __init__(
+        self,
+        source: Iterator[Any],
+        sizer: ChunkSizer,
+        *,
+        ordered: bool,
+        raise_errors: bool,
+        max_batches: int,
+        max_items: int,
+    ) -> None:
+        self._source = source
+        self._sizer = sizer
+        self._ordered = ordered
+        self._raise = raise_errors
+        self._max_batches = max_batches
+        self._max_items = max_items
+        self._ready: dict[int, tuple[B, Outcome]] = {}  # ordered: by seq
+        self._ready_unordered: deque[tuple[B, Outcome]] = deque()
+        self._exhausted = False
+        self._input_error: Exception | None = None
+        self._batches_out = 0  # read and not yet handed out
+        self._items_out = 0
+        self._next_seq = 0
+        self._next_index = 0
+        self._next_to_yield = 0
+
+    # -- the input side ----------------------------------------------------------------------
+
+    def take(self) -> Taken | None:
+        """The next batch to run, read from the input; None when the window is full or the
+        input has ended. An input that raises ends the input: its error is raised by
+        ``finished`` once every batch read before it was handed out."""
+        if (
+            self._exhausted
+            or self._batches_out >= self._max_batches
+            or self._items_out >= self._max_items
+        ):
+            return None
+        size = self._sizer.next_size()
+        items: list[Any] = []
+        try:
+            items.extend(islice(self._source, size))  # keeps what was read before a failure
+        except Exception as exc:
+            exc.add_note(f"plait: raised by the input after {self._next_index + len(items)} items")
+            self._input_error = exc
+            self._exhausted = True
+        if len(items) < size:
+            self._exhausted = True
+            if not items:
+                return None
+        self._sizer.taken(len(items))
+        taken = Taken(self._next_seq, self._next_index, items)
+        self._next_seq += 1
+        self._next_index += len(items)
+        self._batches_out += 1
+        self._items_out += len(items)
+        return taken
+
+    def unsent(self, taken: Taken, error: Exception) -> None:
+        """The last batch taken could not be run (its pool shut down): the map ends after the
+        batches before it, with ``error``."""
+        self._next_seq -= 1
+        self._next_index -= len(taken.items)
+        self._batches_out -= 1
+        self._items_out -= len(taken.items)
+        error.add_note(f"plait: the map stopped after {self._next_index} items")
+        self._input_error = error
+        self._exhausted = True
+
+    # -- the results side --------------------------------------------------------------------
+
+    def done(self, batch: B, outcome: Outcome) -> None:
+        """A batch ended (from whichever thread saw it: the driver holds its lock)."""
+        if outcome.measured:
+            self._sizer.observe(len(batch.items), outcome.elapsed, outcome.sent_bytes)
+        if self._ordered:
+            self._ready[batch.seq] = (batch, outcome)
+        else:
+            self._ready_unordered.append((batch, outcome))
+
+    def pop(self) -> tuple[B, Outcome] | None:
+        """The next batch to hand out, if it is ready: in input order, or as they ended."""
+        if not self._ordered:
+            entry = self._ready_unordered.popleft() if self._ready_unordered else None
+        else:
+            entry = self._ready.pop(self._next_to_yield, None)
+            if entry is not None:
+                self._next_to_yield += 1
+        if entry is not None:
+            self._batches_out -= 1
+            self._items_out -= len(entry[0].items)
+        return entry
+
+    def finished(self) -> bool:
+        """True when every batch was handed out and the input has ended; raises the input's
+        own error (after the last batch read before it) if it ended with one."""
+        if not self._exhausted or self._batches_out:
+            return False
+        if self._input_error is not None:
+            raise self._input_error
+        return True
+
+    def clear(self) -> None:
+        """Forget the results not yet handed out (the map was closed)."""
+        self._ready.clear()
+        self._ready_unordered.clear()
+
+    def with_errors(self, batch: B, outcome: Outcome) -> Iterator[Any]:
+        """The values of a batch that holds failures, one by one (a batch without any hands
+        out ``outcome.values`` as they are). A failed item's exception gets a note naming the
+        item, and is raised (``errors="raise"``) or handed out in the value's place."""
+        for offset, value in enumerate(outcome.values):
+            exc = outcome.errors.get(offset)
+            if exc is None:
+                yield value
+                continue
+            index = batch.first_index + offset
+            if any(note.startswith("plait: ") for note in getattr(exc, "__notes__", ())):
+                copied = copy_error(exc)  # one exception object raised for several items
+                if copied is not exc:
+                    exc = copied
+                    exc.__notes__ = [n for n in exc.__notes__ if not n.startswith("plait: raised")]
+            item = describe_item(batch.items[offset])
+            exc.add_note(
+                f"plait: raised by item {index}: {item}"
+                if outcome.ran
+                else f"plait: item {index} was not run: {item}"
+            )
+            if self._raise:
+                raise exc
+            yield exc
+
+
+def open_input(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[Any]:
+    """The items of a map: those of one iterable, or tuples of one item of each."""
+    if len(iterables) == 1:
+        return iter(iterables[0])
+    return _zip_equal(iterables, where)
+
+
+def _zip_equal(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[tuple[Any, ...]]:
+    try:
+        yield from zip(*iterables, strict=True)
+    except ValueError as exc:
+        # zip's own complaint is raised in this frame; an input's ValueError comes from deeper.
+        tb = exc.__traceback__
+        if tb is None or tb.tb_next is not None or not str(exc).startswith("zip() argument"):
+            raise
+        raise ValueError(
+            f"{where}: the iterables have different lengths ({exc}); pass iterables of equal "
+            "length (cut the longer ones with itertools.islice if that is what you mean)"
+        ) from None
+
+
+def describe_item(item: object) -> str:
+    try:
+        return _short.repr(item)
+    except Exception:
+        return f"<{type(item).__name__} object>"
