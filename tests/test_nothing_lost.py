@@ -704,3 +704,22 @@ def test_a_long_map_leaves_no_reference_cycles_behind(backend: str) -> None:
     finally:
         gc.enable()
     assert cycles < 200, f"{cycles} objects in reference cycles after 2,000 batches"
+
+
+def test_a_thread_abandoned_after_a_timeout_says_so_in_its_name() -> None:
+    names: list[str] = []
+
+    def overruns(x: int) -> int:
+        try:
+            plait.sleep(30)
+        finally:
+            names.append(threading.current_thread().name)
+        return x
+
+    with pytest.warns(RuntimeWarning, match="task_timeout"):
+        results = list(plait.map(overruns, [1], task_timeout=0.05, errors="return"))
+    assert isinstance(results[0], plait.TaskTimeout)
+    for thread in threading.enumerate():  # told to stop: it ends at once (the test sees it end)
+        if thread.name.startswith("plait-thread-"):
+            thread.join(10)
+    assert names == ["plait-thread-0 (abandoned)"]

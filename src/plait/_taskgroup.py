@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -65,7 +65,7 @@ class TaskHandle(Generic[R]):
                 return False
             if self._state == PENDING:
                 self._state = CANCELLED
-                self._group._cond.notify_all()
+                self._group._changed()
         self._token.cancel(CancelReason.CANCELLED)
         return True
 
@@ -79,6 +79,13 @@ class TaskHandle(Generic[R]):
             raise self._error
         value: R = self._value
         return value
+
+    def __await__(self) -> Generator[Any, None, R]:
+        """``await handle``: its result, without blocking the event loop (in ``async with``)."""
+        from ._taskgroup_async import until
+
+        yield from until(self._group, self.done).__await__()
+        return self.result()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._group._wait_for(self, timeout)
@@ -94,10 +101,10 @@ class TaskHandle(Generic[R]):
                 self._state = RUNNING
                 return True
             self._state = CANCELLED
-            self._group._cond.notify_all()
+            self._group._changed()
             return False
 
-    def _finish(self, _task: Task, outcome: Outcome) -> None:
+    def _finish(self, _task: Task | None, outcome: Outcome) -> None:
         error = outcome.errors.get(0)
         with self._group._cond:
             if error is None:
@@ -106,15 +113,15 @@ class TaskHandle(Generic[R]):
                 self._state = CANCELLED  # it stopped because it was asked to
             else:
                 self._error, self._state = error, FINISHED
-            self._group._cond.notify_all()
+            self._group._changed()
         if self._state == FINISHED and error is not None:
             self._group._fail(error)
 
-    def _discard(self, _task: Task) -> None:
+    def _discard(self, _task: Task | None) -> None:
         with self._group._cond:
             if not self.done():
                 self._state = CANCELLED
-                self._group._cond.notify_all()
+                self._group._changed()
 
 
 class TaskGroup:
@@ -151,6 +158,9 @@ class TaskGroup:
         self._entered = False
         self._exited = False
         self._timed_out = False
+        self._wakers: list[Callable[[], object]] = []  # one-shot, under _cond: see _changed
+        self._loop: Any = None  # the event loop of ``async with``: async def tasks run on it
+        self._loop_tasks: set[Any] = set()  # their asyncio tasks
 
     def __enter__(self) -> TaskGroup:
         if self._entered:
@@ -160,6 +170,25 @@ class TaskGroup:
             self._deadline = time.monotonic() + self._timeout
         return self
 
+    async def __aenter__(self) -> TaskGroup:
+        """``async with``: plain functions run on the group's pool as in ``with``, ``async def``
+        functions as tasks on this event loop; leaving the block awaits them all."""
+        from ._taskgroup_async import running_loop
+
+        self.__enter__()
+        self._loop = running_loop()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        from ._taskgroup_async import exit_async
+
+        await exit_async(self, exc)
+
     @overload
     def submit(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
@@ -168,13 +197,19 @@ class TaskGroup:
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]: ...
 
     def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[Any]:
-        """Start ``fn(*args, **kwargs)`` in the group (an ``async def`` function runs on an event
-        loop thread); returns its handle at once."""
+        """Start ``fn(*args, **kwargs)`` in the group; returns its handle at once. An ``async
+        def`` function runs on the caller's event loop in ``async with``, and on an event loop
+        thread of the group's in ``with``."""
         check.check_fn(fn, "TaskGroup.submit")
         if not self._entered or self._exited:
             raise RuntimeError("TaskGroup.submit: use it inside the group's `with` block")
         handle: TaskHandle[Any] = TaskHandle(self, CancelToken(self._token))
         self._handles.append(handle)  # list.append is atomic; _wait_all reads under _cond
+        if self._loop is not None and check.is_async(fn):
+            from ._taskgroup_async import start_on_loop
+
+            start_on_loop(self, handle, fn(*args, **kwargs))
+            return handle
         self._engine_for(fn).submit_call(
             fn,
             args,
@@ -208,6 +243,13 @@ class TaskGroup:
         self._token.cancel(reason)
         for engine in self._engines():
             engine.terminate()
+
+    def _changed(self) -> None:
+        """A handle changed state (called under ``_cond``): wake sync and async waiters."""
+        self._cond.notify_all()
+        wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
@@ -257,6 +299,10 @@ class TaskGroup:
         except BaseException as interrupt:  # Ctrl-C while waiting: stop everything now
             self._terminate(_reason_for(interrupt))
             raise
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        """Every task is done: shut the pools down, raise what failed."""
         for engine in self._engines():
             engine.shutdown(wait=True)
         errors = list(self._failures)
@@ -274,6 +320,9 @@ class TaskGroup:
 
 
 def _reason_for(interrupt: BaseException) -> CancelReason:
+    asyncio = sys.modules.get("asyncio")  # loaded if the interrupt can be its CancelledError
+    if asyncio is not None and isinstance(interrupt, asyncio.CancelledError):
+        return CancelReason.CANCELLED  # the task awaiting ``async with`` was cancelled
     if isinstance(interrupt, KeyboardInterrupt):
         return CancelReason.INTERRUPTED
     if isinstance(interrupt, Cancelled):

@@ -170,10 +170,15 @@ class ThreadBackend:
                 deadline = min((d for _, d in self._running.values()), default=math.inf)
                 self._cond.wait(None if deadline == math.inf else max(0.0, deadline - now))
 
+    def _give_up(self, thread: threading.Thread) -> None:  # holding _cond
+        self._given_up.add(thread)
+        # Named so, a stack dump (py-spy, faulthandler) says which threads plait left behind.
+        thread.name += " (abandoned)"
+
     def _abandon(self, thread: threading.Thread, task: Task) -> None:  # holding _cond
         del self._running[thread]
         self._live.discard(thread)
-        self._given_up.add(thread)
+        self._give_up(thread)
         self.abandoned += 1
         if task.token is not None:
             task.token.cancel(CancelReason.TIMED_OUT)
@@ -254,7 +259,8 @@ class ThreadBackend:
                     task.token.cancel(CancelReason.TERMINATED)
         if not self._wait_for_threads(TERMINATE_GRACE):
             with self._cond:
-                self._given_up.update(self._live)
+                for thread in self._live:
+                    self._give_up(thread)
                 self.abandoned += len(self._live)
                 self._live.clear()
                 stuck = []
