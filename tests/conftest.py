@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,21 @@ def no_leaks() -> Iterator[None]:
 def backend(request: pytest.FixtureRequest) -> str:
     """Run one test body on every backend."""
     return str(request.param)
+
+
+@pytest.fixture(params=[*BACKENDS, "async"])
+def any_backend(request: pytest.FixtureRequest) -> str:
+    """Run one test body on every backend, the async one too: the body passes its functions
+    through ``on(any_backend, fn)``, which makes an ``async def`` of them there."""
+    return str(request.param)
+
+
+def on(backend: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as the backend takes it: itself, or an ``async def`` with its behaviour."""
+    if backend != "async":
+        return fn
+
+    async def coroutine_fn(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return coroutine_fn

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import plait
+from conftest import on
 from plait._chunking import MAX_BATCH
 from plait._scheduler import MAX_ITEMS_IN_FLIGHT
 
@@ -37,20 +38,22 @@ class Counted:
             yield i
 
 
-def test_results_in_input_order(backend: str) -> None:
-    assert list(plait.map(double, range(1000), backend=backend)) == [x * 2 for x in range(1000)]
+def test_results_in_input_order(any_backend: str) -> None:
+    results = plait.map(on(any_backend, double), range(1000), backend=any_backend)
+    assert list(results) == [x * 2 for x in range(1000)]
 
 
-def test_empty_input(backend: str) -> None:
-    assert list(plait.map(double, [], backend=backend)) == []
+def test_empty_input(any_backend: str) -> None:
+    assert list(plait.map(on(any_backend, double), [], backend=any_backend)) == []
 
 
-def test_several_iterables_call_fn_with_one_item_of_each(backend: str) -> None:
-    assert list(plait.map(pow, [2, 3, 4], [5, 2, 0], backend=backend)) == [32, 9, 1]
+def test_several_iterables_call_fn_with_one_item_of_each(any_backend: str) -> None:
+    results = plait.map(on(any_backend, pow), [2, 3, 4], [5, 2, 0], backend=any_backend)
+    assert list(results) == [32, 9, 1]
 
 
-def test_unordered_yields_every_result_once(backend: str) -> None:
-    results = list(plait.map(double, range(5000), backend=backend, ordered=False))
+def test_unordered_yields_every_result_once(any_backend: str) -> None:
+    results = plait.map(on(any_backend, double), range(5000), backend=any_backend, ordered=False)
     assert sorted(results) == [x * 2 for x in range(5000)]
 
 
@@ -79,16 +82,16 @@ def test_workers_run_in_other_processes() -> None:
     assert os.getpid() not in pids
 
 
-def test_explicit_chunksize(backend: str) -> None:
-    results = plait.map(double, range(100), backend=backend, chunksize=7)
+def test_explicit_chunksize(any_backend: str) -> None:
+    results = plait.map(on(any_backend, double), range(100), backend=any_backend, chunksize=7)
     assert list(results) == [x * 2 for x in range(100)]
 
 
-def test_endless_input_is_read_a_bounded_window_ahead(backend: str) -> None:
+def test_endless_input_is_read_a_bounded_window_ahead(any_backend: str) -> None:
     source = Counted()
     consumed = 0
     worst_lead = 0
-    with plait.map(double, source, backend=backend) as results:
+    with plait.map(on(any_backend, double), source, backend=any_backend) as results:
         for value in itertools.islice(results, 200_000):
             assert value == consumed * 2
             consumed += 1
@@ -97,9 +100,9 @@ def test_endless_input_is_read_a_bounded_window_ahead(backend: str) -> None:
     assert worst_lead <= MAX_ITEMS_IN_FLIGHT + MAX_BATCH
 
 
-def test_input_is_not_read_while_the_consumer_pauses(backend: str) -> None:
+def test_input_is_not_read_while_the_consumer_pauses(any_backend: str) -> None:
     source = Counted()
-    with plait.map(double, source, backend=backend, chunksize=1) as results:
+    with plait.map(on(any_backend, double), source, backend=any_backend, chunksize=1) as results:
         assert next(results) == 0
         read_after_first = source.read
         assert next(results) == 2  # one more result may read at most one more batch
@@ -113,8 +116,8 @@ def test_input_is_read_lazily_nothing_before_the_first_result() -> None:
     results.close()
 
 
-def test_error_reaches_the_caller_as_its_own_type_with_item_note(backend: str) -> None:
-    results = plait.map(fail_on_three, range(10), backend=backend, chunksize=2)
+def test_error_reaches_the_caller_as_its_own_type_with_item_note(any_backend: str) -> None:
+    results = plait.map(on(any_backend, fail_on_three), range(10), backend=any_backend, chunksize=2)
     assert next(results) == 0
     with pytest.raises(ValueError, match="bad item 3") as info:
         list(results)
@@ -132,8 +135,10 @@ def test_error_from_a_process_carries_the_worker_traceback_as_cause() -> None:
     assert "Traceback (most recent call last)" in str(cause)
 
 
-def test_errors_return_puts_the_exception_in_the_items_place(backend: str) -> None:
-    results = list(plait.map(fail_on_three, range(6), backend=backend, errors="return"))
+def test_errors_return_puts_the_exception_in_the_items_place(any_backend: str) -> None:
+    results = list(
+        plait.map(on(any_backend, fail_on_three), range(6), backend=any_backend, errors="return")
+    )
     assert results[:3] == [0, 1, 2]
     assert results[4:] == [4, 5]
     assert isinstance(results[3], ValueError)
@@ -165,27 +170,27 @@ def test_unpicklable_result_fails_only_that_item() -> None:
     assert any("could not be pickled" in note for note in results[2].__notes__)
 
 
-def test_a_failing_input_raises_after_the_results_before_it(backend: str) -> None:
+def test_a_failing_input_raises_after_the_results_before_it(any_backend: str) -> None:
     def source() -> Iterator[int]:
         yield 1
         yield 2
         raise OSError("disk gone")
 
-    results = plait.map(double, source(), backend=backend)
+    results = plait.map(on(any_backend, double), source(), backend=any_backend)
     assert next(results) == 2
     assert next(results) == 4
     with pytest.raises(OSError, match="disk gone"):
         next(results)
 
 
-def test_iterables_of_different_lengths_fail_when_it_shows(backend: str) -> None:
-    results = plait.map(pow, iter([1, 2, 3]), iter([1, 2]), backend=backend)
+def test_iterables_of_different_lengths_fail_when_it_shows(any_backend: str) -> None:
+    results = plait.map(on(any_backend, pow), iter([1, 2, 3]), iter([1, 2]), backend=any_backend)
     with pytest.raises(ValueError, match="shorter"):
         list(results)
 
 
-def test_break_stops_the_work_and_releases_workers(backend: str) -> None:
-    for value in plait.map(double, range(10**9), backend=backend):
+def test_break_stops_the_work_and_releases_workers(any_backend: str) -> None:
+    for value in plait.map(on(any_backend, double), range(10**9), backend=any_backend):
         if value >= 100:
             break
     # The leak fixture checks that every worker thread and process is gone.
