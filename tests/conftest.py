@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,14 +18,50 @@ import pytest
 BACKENDS = ["thread", "process"]
 
 
-def child_pids() -> set[int]:
-    """Children of this process that exist now, zombies included (an unreaped child is a leak)."""
+def plait_template() -> tuple[int, int] | None:
+    """The pid and socket of plait's template process, if it has one: it lives as long as the
+    program (a test that starts it leaks nothing), but the workers it forks must not."""
+    module = sys.modules.get("plait._backends.process._template")
+    template = getattr(module, "_template", None)
+    if template is None:
+        return None
+    return template.pid, template._sock.fileno()
+
+
+def children_of(pid: int) -> set[int]:
+    """Children of ``pid`` that exist now, zombies included (an unreaped child is a leak)."""
     pids: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):  # it ended
+        return pids
+    for task in tasks:
         try:
             pids.update(int(p) for p in (task / "children").read_text().split())
-        except FileNotFoundError:  # the thread ended while we looked
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended while we looked
             continue
+    return pids
+
+
+def has_exited(pid: int) -> bool:
+    """Whether process ``pid`` has ended entirely: gone, or a zombie none of whose threads runs
+    (the main thread of a process shows "zombie" while its other threads, which still hold its
+    file descriptors, are ending)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
+    except (FileNotFoundError, ProcessLookupError):  # gone, possibly while we looked
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X") and threads == 1
+
+
+def child_pids() -> set[int]:
+    """Children of this process, and of the template process in its place."""
+    pids = children_of(os.getpid())
+    template = plait_template()
+    if template is not None and template[0] in pids:
+        pids.discard(template[0])
+        pids |= children_of(template[0])
     return pids
 
 
@@ -36,6 +73,9 @@ def open_fds() -> dict[int, str]:
             fds[int(entry.name)] = os.readlink(entry)
         except FileNotFoundError:  # the descriptor used to list the directory itself
             continue
+    template = plait_template()
+    if template is not None:
+        fds.pop(template[1], None)
     return fds
 
 

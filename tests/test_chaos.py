@@ -11,6 +11,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 
 import pytest
 
@@ -18,10 +19,12 @@ import plait
 from conftest import child_pids
 
 ITEMS = 10_000
-# Timed items travel one at a time (a round trip each) while workers die every 0.2 s: fewer of
-# them keep the test inside its time limit on a loaded 2-core machine.
-TIMED_ITEMS = 4_000
+TIMED_ITEMS = 4_000  # one at a time (a round trip each): fewer of them
 TIMEOUT = 0.5
+# A worker is killed each time this many more results have arrived: as many kills however fast
+# the machine runs (kills every so many seconds would kill more on a slower machine, slow the
+# map further, and kill more again).
+KILL_EVERY = 50
 
 
 def chaotic(x: int) -> object:
@@ -44,28 +47,52 @@ def expected_kind(x: int) -> type[BaseException] | None:
     return None
 
 
-def kill_workers_at_random(stop: threading.Event, killed: list[int]) -> None:
-    rng = random.Random(1234)
-    while not stop.wait(0.2):
-        pids = sorted(child_pids())
-        if pids:
-            victim = rng.choice(pids)
-            try:
-                os.kill(victim, signal.SIGKILL)
-                killed.append(victim)
-            except ProcessLookupError:
-                pass
+class Killer:
+    """A thread that kills a random worker process each time it is kicked."""
+
+    def __init__(self) -> None:
+        self.killed: list[int] = []
+        self._kicks = threading.Semaphore(0)
+        self._stop = False
+        self._rng = random.Random(1234)
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._kicks.release()
+        self._thread.join()
+
+    def results(self, results: Iterable[object]) -> Iterator[object]:
+        """``results``, kicking the killer every KILL_EVERY of them."""
+        for count, result in enumerate(results, 1):
+            if count % KILL_EVERY == 0:
+                self._kicks.release()
+            yield result
+
+    def _run(self) -> None:
+        while True:
+            self._kicks.acquire()
+            if self._stop:
+                return
+            pids = sorted(child_pids())
+            if pids:
+                victim = self._rng.choice(pids)
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                    self.killed.append(victim)
+                except ProcessLookupError:
+                    pass
 
 
 @pytest.mark.timeout(240)
 def test_every_outcome_arrives_exactly_once_while_workers_die() -> None:
-    stop = threading.Event()
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_workers_at_random, args=(stop, killed))
     policy = plait.Retry(retries=50, on=(), crashes=True)  # crashes only: errors are data here
     outcomes: list[object] = []
-    try:
-        killer.start()
+    with Killer() as killer:
         results = plait.map(
             chaotic,
             range(TIMED_ITEMS),
@@ -75,11 +102,8 @@ def test_every_outcome_arrives_exactly_once_while_workers_die() -> None:
             retries=policy,
             errors="return",
         )
-        outcomes.extend(results)
-    finally:
-        stop.set()
-        killer.join()
-    assert killed, "the chaos thread never killed a worker"
+        outcomes.extend(killer.results(results))
+    assert killer.killed, "the chaos thread never killed a worker"
     assert len(outcomes) == TIMED_ITEMS
     for x, outcome in enumerate(outcomes):
         kind = expected_kind(x)
@@ -133,16 +157,11 @@ def batched_expected_kind(x: int) -> type[BaseException] | None:
 
 @pytest.mark.timeout(240)
 def test_with_automatic_batches_every_outcome_arrives_once_while_workers_die() -> None:
-    stop = threading.Event()
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_workers_at_random, args=(stop, killed))
     outcomes: list[object] = []
-    try:
-        killer.start()
-        outcomes.extend(plait.map(batched_chaos, range(ITEMS), backend="process", errors="return"))
-    finally:
-        stop.set()
-        killer.join()
+    with Killer() as killer:
+        results = plait.map(batched_chaos, range(ITEMS), backend="process", errors="return")
+        outcomes.extend(killer.results(results))
+    killed = killer.killed
     assert killed, "the chaos thread never killed a worker"
     assert len(outcomes) == ITEMS
     # A healthy item fails only if the chaos thread killed its worker while it ran alone (a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import plait
-from conftest import child_pids
+from conftest import child_pids, has_exited
 
 ATTEMPTS: dict[object, int] = {}  # per process: each worker process has its own
 ATTEMPTS_LOCK = threading.Lock()
@@ -61,7 +62,10 @@ def kill_myself(x: int) -> int:
 
 
 def close_socket_then_exit(code: int) -> None:
-    os.close(int(sys.argv[1]))  # the worker's end of its socket: the parent sees EOF now
+    for fd in os.listdir("/proc/self/fd"):  # the worker's end of its socket, its only one
+        with contextlib.suppress(FileNotFoundError):  # the descriptor that lists the directory
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                os.close(int(fd))  # the parent sees EOF now
     time.sleep(0.005)  # still exiting, by itself
     os._exit(code)
 
@@ -231,11 +235,11 @@ def test_a_result_sent_just_before_its_worker_exits_is_delivered(tmp_path: Path)
 
     def hold_the_dispatcher(done: Future[int]) -> None:
         try:
+            (dying,) = child_pids() - {done.result()}
             with open(go, "wb") as f:  # the other worker returns 42 and exits
                 f.write(b"!")
-            (dying,) = child_pids() - {done.result()}
             deadline = time.monotonic() + 30
-            while not os.waitid(os.P_PID, dying, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+            while not has_exited(dying):
                 assert time.monotonic() < deadline, "the worker did not exit"
                 time.sleep(0.001)
         except BaseException as exc:

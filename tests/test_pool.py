@@ -196,7 +196,7 @@ def test_fork_start_method_when_asked() -> None:
 
 
 def test_start_method_is_checked() -> None:
-    with pytest.raises(ValueError, match="start_method must be 'spawn'"):
-        plait.Workers(start_method="forkserver")
+    with pytest.raises(ValueError, match="start_method must be 'forkserver'"):
+        plait.Workers(start_method="forked")
     with pytest.raises(ValueError, match="applies to backend='process' only"):
         plait.Pool("thread", plait.Workers(start_method="fork"))

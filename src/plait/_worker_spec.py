@@ -17,8 +17,10 @@ class Workers:
     first task, and again in any replacement worker; it can keep what tasks need in
     ``plait.worker_state()``. If it raises, every task given to that worker fails with its
     exception. ``max_tasks`` (processes only) recycles a worker process after it has run that
-    many items, e.g. to contain a leak. ``start_method`` (processes only): ``"spawn"`` (the
-    default: a fresh interpreter) or ``"fork"`` (faster to start, unsafe alongside threads).
+    many items, e.g. to contain a leak. ``start_method`` (processes only): ``"forkserver"`` (the
+    default: forked by a template process that runs no threads, fast and safe), ``"spawn"`` (a
+    fresh interpreter per worker) or ``"fork"`` (a copy of this process: unsafe alongside
+    threads).
     """
 
     count: int | None = None
@@ -42,10 +44,10 @@ class Workers:
             )
         if not isinstance(self.initargs, tuple):
             raise TypeError(f"plait.Workers: initargs must be a tuple, got {self.initargs!r}")
-        if self.start_method not in (None, "spawn", "fork"):
+        if self.start_method not in (None, "forkserver", "spawn", "fork"):
             raise ValueError(
-                "plait.Workers: start_method must be 'spawn' (safe, the default) or 'fork', "
-                f"got {self.start_method!r}"
+                "plait.Workers: start_method must be 'forkserver' (the default), 'spawn' or "
+                f"'fork', got {self.start_method!r}"
             )
 
     def check_backend(self, backend: str, where: str) -> None:

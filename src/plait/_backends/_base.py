@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,11 +63,21 @@ def terminated() -> BaseException:
 _live: weakref.WeakSet[Backend] = weakref.WeakSet()
 
 
+_at_exit_last: list[Callable[[], object]] = []  # after every backend ended its workers
+
+
 def track(backend: Backend) -> None:
     _live.add(backend)
+
+
+def at_exit_last(callback: Callable[[], object]) -> None:
+    """Call ``callback`` at interpreter exit, once every backend has ended its workers."""
+    _at_exit_last.append(callback)
 
 
 @atexit.register
 def _terminate_all() -> None:
     for backend in list(_live):
         backend.terminate()
+    for callback in _at_exit_last:
+        callback()

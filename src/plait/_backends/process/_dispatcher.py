@@ -11,7 +11,8 @@
                                  running task, queued ones go back, a new worker starts
 
 What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``.
-Workers are fresh interpreters, or forks when ``Workers(start_method="fork")`` asks (``_launch``).
+Workers are forked by the template process (``_template``), or started as ``Workers.start_method``
+asks (``_launch``).
 The dispatcher never blocks on a write (the sockets are non-blocking, writes queue up), so a
 worker sending a large result while we send it a large batch cannot deadlock the pair.
 """
@@ -53,7 +54,7 @@ class ProcessBackend:
         self.spec = spec
         self.workers = spec.count or default_workers("process")
         self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
-        self.start_method = spec.start_method or "spawn"
+        self.start_method = spec.start_method or "forkserver"
         self._init: bytes | None = None  # the INIT payload, made once
         # DEF payloads, made once per job; weak: a job never released must not live on here
         self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
@@ -87,6 +88,12 @@ class ProcessBackend:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             self._pending.append(task)
             if self._thread is None:
+                if self.start_method == "forkserver":
+                    # Now, before the dispatcher thread: the template is forked from this
+                    # process if it runs no other thread yet, and started fresh otherwise.
+                    from ._template import template
+
+                    template()
                 self._wakeup.open()
                 self._selector = selectors.DefaultSelector()
                 self._thread = threading.Thread(

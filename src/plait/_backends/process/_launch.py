@@ -1,12 +1,18 @@
-"""Starting a worker process: a fresh interpreter by default, a fork only when asked.
+"""Starting a worker process: forked by the template process by default.
+
+``"forkserver"`` (the default) asks the program's template process (``_template``) to fork a
+worker: a millisecond or two, and safe, since the template runs no threads.
 
 ``"spawn"`` runs ``python -c BOOTSTRAP <fd>``: a new interpreter that imports only what the
-worker needs and never re-runs the user's ``__main__``. It is safe in a program that runs
-threads, and costs an interpreter start (tens of milliseconds).
+worker needs. It is safe in a program that runs threads, and costs an interpreter start (tens
+of milliseconds).
 
 ``"fork"`` copies this process (a few milliseconds). Forking a process that runs threads can
 deadlock the child if another thread held a lock at that moment (Python 3.12+ warns about it);
 choose it knowingly, e.g. for many short-lived pools in a single-threaded program.
+
+None of them re-runs the user's ``__main__``: functions travel by value, so a script needs no
+``if __name__ == "__main__"`` guard.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import suppress
 from typing import Protocol
 
 from ._child import BOOTSTRAP
 
-START_METHODS = ("spawn", "fork")
+START_METHODS = ("forkserver", "spawn", "fork")
 
 
 class WorkerProcess(Protocol):
@@ -35,6 +42,10 @@ class WorkerProcess(Protocol):
 
 def launch(child_fd: int, start_method: str) -> WorkerProcess:
     """Start a worker talking over ``child_fd`` (the caller closes its copy afterwards)."""
+    if start_method == "forkserver":
+        from ._template import template
+
+        return template().fork_worker(child_fd)
     if start_method == "fork":
         return ForkedProcess(child_fd)
     return subprocess.Popen(
@@ -44,7 +55,28 @@ def launch(child_fd: int, start_method: str) -> WorkerProcess:
     )
 
 
-class ForkedProcess:
+class Signalled:
+    """``terminate`` and ``kill`` for a child process known by its pid and ``poll``; a process
+    that already ended (or was reaped meanwhile) is left alone."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.poll() is None:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+
+class ForkedProcess(Signalled):
     """A forked worker, with the part of Popen's interface the backend uses."""
 
     def __init__(self, child_fd: int) -> None:
@@ -82,16 +114,6 @@ class ForkedProcess:
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
             time.sleep(0.005)
         return code
-
-    def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, signum: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signum)
 
 
 def _max_fd() -> int:
