@@ -57,6 +57,9 @@ class Template:
     """The program's handle on its template process."""
 
     def __init__(self) -> None:
+        import cloudpickle  # noqa: F401  (the program needs it to send functions; the workers
+        # need it to load them: imported before the fork, it is there in every worker at once)
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.forked = single_threaded()
         try:
@@ -199,6 +202,8 @@ def _close_all_but(*keep: int) -> None:
 
 def serve(fd: int) -> None:
     """The template's loop: fork a worker per request, report each one's end, exit at EOF."""
+    import cloudpickle  # noqa: F401  (a template started fresh: once here, not in every worker)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's to handle
     signal.set_wakeup_fd(-1)  # the program's event loop may have set one (now closed)
     devnull = os.open(os.devnull, os.O_RDONLY)
