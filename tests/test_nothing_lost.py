@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import plait
+from conftest import on
 
 
 def stop_at_three(x: int) -> int:
@@ -559,6 +561,11 @@ def test_a_dropped_process_pool_warns_and_its_workers_end() -> None:
         del pool
     dispatcher.join(30)
     assert not dispatcher.is_alive()
+    # Its idle workers were kept warm for the next pool, as any ended pool's: once those are
+    # let go, nothing of it is left.
+    from plait._backends.process import _warm
+
+    _warm.discard_all()
     assert child_pids() <= before
 
 
@@ -723,3 +730,39 @@ def test_a_thread_abandoned_after_a_timeout_says_so_in_its_name() -> None:
         if thread.name.startswith("plait-thread-"):
             thread.join(10)
     assert names == ["plait-thread-0 (abandoned)"]
+
+
+class Dummy:
+    """A result or argument whose freeing a weak reference can watch."""
+
+
+def make_dummy(_: int) -> Dummy:
+    return Dummy()
+
+
+def take_dummy(dummy: Dummy) -> int:
+    return 1
+
+
+@pytest.mark.parametrize("errors", ["raise", "return"])
+def test_a_map_keeps_no_reference_to_a_result_it_handed_out(any_backend: str, errors: str) -> None:
+    """concurrent.futures' promise (CPython's test_free_reference): once the consumer drops a
+    result, it is freed, even though the rest of its batch is still to come."""
+    fn = on(any_backend, make_dummy)
+    with plait.map(fn, range(20), backend=any_backend, chunksize=10, errors=errors) as results:
+        for result in results:
+            ref = weakref.ref(result)
+            del result
+            gc.collect()
+            assert ref() is None
+
+
+def test_a_submitted_calls_arguments_are_freed_once_it_is_done(backend: str) -> None:
+    """CPython's test_no_stale_references: the pool keeps nothing of a finished call."""
+    with plait.Pool(backend, 2) as pool:
+        dummy = Dummy()
+        ref = weakref.ref(dummy)
+        assert pool.submit(take_dummy, dummy).result(timeout=30) == 1
+        del dummy
+        gc.collect()
+        assert ref() is None

@@ -177,7 +177,7 @@ async def _coroutines(
                     for value in window.with_errors(batch, outcome):
                         yield value
                 else:
-                    yield outcome.values[0]
+                    yield outcome.values.pop()  # the consumer holds the only reference
                 continue
             if window.finished():
                 return

@@ -167,12 +167,16 @@ class MapWindow(Generic[B]):
     def with_errors(self, batch: B, outcome: Outcome) -> Iterator[Any]:
         """The values of a batch that holds failures, one by one (a batch without any hands
         out ``outcome.values`` as they are). A failed item's exception gets a note naming the
-        item, and is raised (``errors="raise"``) or handed out in the value's place."""
-        for offset, value in enumerate(outcome.values):
+        item, and is raised (``errors="raise"``) or handed out in the value's place. Values
+        leave the batch as they are handed out (see ``_scheduler.stream``)."""
+        values = outcome.values
+        values.reverse()
+        for offset in range(len(values)):
             exc = outcome.errors.get(offset)
             if exc is None:
-                yield value
+                yield values.pop()
                 continue
+            values.pop()  # the failed item's placeholder
             index = batch.first_index + offset
             if any(note.startswith("plait: ") for note in getattr(exc, "__notes__", ())):
                 copied = copy_error(exc)  # one exception object raised for several items

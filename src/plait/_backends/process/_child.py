@@ -94,11 +94,14 @@ def serve(sock: socket.socket) -> None:
     jobs: dict[int, tuple[Any, Retry | None]] = {}
     init_error: BaseException | None = None
     # frames.send_frame is looked up at each call: a test replaces it to end a worker mid-way.
-    while (body := frames.recv_frame(sock)) is not None:
+    while (body := _next_frame(sock)) is not None:
         head, payload = parse(body)
-        if head.tag == Tag.INIT:
+        if head.tag == Tag.INIT:  # a new pool's: what a previous one left is forgotten
+            jobs.clear()
             init_error = initialize(payload)
             frames.send_frame(sock, frame(Tag.READY))
+        elif head.tag == Tag.PARK:  # kept warm for the next pool, for so long at most
+            sock.settimeout(head.job)
         elif head.tag == Tag.DEF:
             try:
                 jobs[head.job] = decode_function(payload)
@@ -123,6 +126,16 @@ def serve(sock: socket.socket) -> None:
                 started,
             )
             frames.send_frame(sock, frame(Tag.DONE, task=head.task, payload=result))
+
+
+def _next_frame(sock: socket.socket) -> bytearray | None:
+    """The next frame; None at EOF, or when a parked worker waited its idle time out."""
+    try:
+        body = frames.recv_frame(sock)
+    except TimeoutError:  # parked, and no pool came for it
+        return None
+    sock.settimeout(None)
+    return body
 
 
 def initialize(payload: memoryview) -> BaseException | None:

@@ -10,11 +10,10 @@
                                  EOF on a socket: the worker died ─► WorkerCrashed for its
                                  running task, queued ones go back, a new worker starts
 
-What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``.
-Workers are forked by the template process (``_template``), or started as ``Workers.start_method``
-asks (``_launch``).
-The dispatcher never blocks on a write (the sockets are non-blocking, writes queue up), so a
-worker sending a large result while we send it a large batch cannot deadlock the pair.
+What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``; how a
+worker starts, ``_launch``; how it is kept warm between pools, ``_warm``. The dispatcher never
+blocks on a write (the sockets are non-blocking, writes queue up), so a worker sending a large
+result while we send it a large batch cannot deadlock the pair.
 """
 
 from __future__ import annotations
@@ -35,9 +34,11 @@ from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
 from ..._task import Job, Outcome, Task, failed
 from ..._worker_spec import Workers
 from .._base import default_workers, terminated, track
+from . import _warm
 from ._codec import Sent, decode_result, encode_function, encode_init
 from ._frames import TIMED, Tag, frame, parse
-from ._handle import EXIT_WAIT, KILL_GRACE, WorkerHandle, crash_message
+from ._handle import WorkerHandle, crash_message, stop_all
+from ._launch import prepare
 from ._rerun import run_again
 from ._wakeup import Wakeup
 
@@ -55,8 +56,8 @@ class ProcessBackend:
         self.workers = spec.count or default_workers("process")
         self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
         self.start_method = spec.start_method or "forkserver"
+        self._reusable = _warm.reusable(spec)
         self._init: bytes | None = None  # the INIT payload, made once
-        # DEF payloads, made once per job; weak: a job never released must not live on here
         self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
         self._task_ids = itertools.count()  # wire ids of tasks, unique for this backend
         self._typical: float | None = None  # how long a batch takes, lately
@@ -88,12 +89,7 @@ class ProcessBackend:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             self._pending.append(task)
             if self._thread is None:
-                if self.start_method == "forkserver":
-                    # Now, before the dispatcher thread: the template is forked from this
-                    # process if it runs no other thread yet, and started fresh otherwise.
-                    from ._template import template
-
-                    template()
+                prepare(self.start_method)  # before the dispatcher thread exists
                 self._wakeup.open()
                 self._selector = selectors.DefaultSelector()
                 self._thread = threading.Thread(
@@ -161,19 +157,13 @@ class ProcessBackend:
             self._selector.close()
 
     def _stop_workers(self) -> None:
-        """End every worker: politely when the work is done, by signal on terminate(). Tasks
-        they still held (only after terminate) get ``Cancelled``."""
+        """End every worker: idle ones are kept warm for the next pool when they can be, the
+        rest end (see ``stop_all``). Tasks they still held (only after terminate) get
+        ``Cancelled``."""
         workers, self._workers = self._workers, []
-        kill = self._stop_now
-        for worker in workers:
-            worker.sock.close()  # EOF: an idle worker exits by itself
-            if kill:
-                worker.terminate()
-        # Idle workers exit at EOF; one that does not (something else holds its socket) is
-        # killed rather than waited for without end.
-        deadline = time.monotonic() + (KILL_GRACE if kill else EXIT_WAIT)
-        for worker in workers:
-            worker.reap(deadline)
+        if not self._stop_now and self._reusable:
+            workers = [w for w in workers if not _warm.park(w, self.start_method)]
+        stop_all(workers, kill=self._stop_now)
         with self._lock:  # only after terminate() can tasks be left waiting to be re-sent
             left = list(self._requeued)
             self._requeued.clear()
@@ -185,7 +175,11 @@ class ProcessBackend:
     def _start_worker(self, index: int) -> None:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
             self._init = encode_init(self.spec)
-        worker = WorkerHandle(index, self.start_method, self._init, self.spec.max_tasks)
+        worker = _warm.take(self.start_method) if self._reusable else None
+        if worker is None:
+            worker = WorkerHandle(index, self.start_method, self._init, self.spec.max_tasks)
+        else:
+            worker.reuse(index, self._init, self.spec.max_tasks)
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
@@ -255,6 +249,7 @@ class ProcessBackend:
         self._want_write(worker)
 
     def _function(self, job: Job) -> bytes:
+        """The DEF payload of ``job``, made once; kept weakly (a job may never be released)."""
         function = self._functions.get(job)
         if function is None:
             function = self._functions[job] = encode_function(job)
@@ -366,9 +361,8 @@ class ProcessBackend:
             traceback.print_exc()
 
     def _after_fork_in_child(self) -> None:
-        """This process was forked from the pool's owner: close our copies of the pool's
-        descriptors (the workers must see EOF when the owner closes its own) and refuse work.
-        The worker sockets are closed by ``_handle``'s own fork hook."""
+        """In a fork of the pool's owner: close our copies of the pool's descriptors (workers must
+        see EOF when the owner closes its own; ``_handle`` closes the sockets), refuse work."""
         self._forked = True
         self._closed = True
         self._lock = threading.Lock()  # another thread may have held it at the fork

@@ -10,6 +10,7 @@
                 ◄─────── STARTED  (TIMED tasks: the clock starts) ──
                 ◄─────── DONE  values + errors + elapsed ────────────
       release(job) ───── FORGET ───────────────────────────────────►  del jobs[job]
+      pool ends ──────── PARK  (kept warm for the next pool: _warm) ►  exits if idle that long
       close the socket ─ (EOF) ────────────────────────────────────►  exits
 
 A frame is ``<u64 length><head><payload>``. The head is a fixed struct (``Head``), so a payload
@@ -21,6 +22,7 @@ the order they were sent; the worker runs its tasks in that order too.
     DEF      parent → worker   job                  fn, its source file, retry (encode_function)
     RUN      parent → worker   task, job, kind      the items (Sent.encode / decode_items)
     FORGET   parent → worker   job                  -
+    PARK     parent → worker   job: idle seconds    -
     READY    worker → parent   -                    -
     STARTED  worker → parent   task                 -
     DONE     worker → parent   task                 [errors, elapsed, *values] (encode_result)
@@ -55,6 +57,7 @@ class Tag(enum.IntEnum):
     DONE = 4
     READY = 5
     STARTED = 6
+    PARK = 7
 
 
 TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when it starts
@@ -122,6 +125,11 @@ class FrameReader:
         self._body: bytearray | None = None
         self._body_filled = 0
         self.closed = False  # the other end is gone (EOF or ECONNRESET): no more frames
+
+    @property
+    def between_frames(self) -> bool:
+        """Nothing of a frame read yet: the stream may change hands here."""
+        return self._body is None and self._head_filled == 0
 
     def read(self, sock: socket.socket) -> tuple[list[bytearray], bool]:
         """The frames completed by draining what the socket holds now, and whether the other

@@ -50,6 +50,17 @@ class WorkerHandle:
         self.max_tasks = max_tasks
         self.writer.add(frame(Tag.INIT, payload=init))
 
+    def reuse(self, index: int, init: bytes, max_tasks: int | None) -> None:
+        """Take over a parked worker (``_warm``) for a new pool: it starts again at INIT."""
+        self.index = index
+        self.tasks = {}
+        self.jobs = set()
+        self.ready = False
+        self.items_sent = 0
+        self.max_tasks = max_tasks
+        self.next_head()
+        self.writer.add(frame(Tag.INIT, payload=init))
+
     def next_head(self) -> None:
         """The first task in flight ended (or was just sent to an idle worker)."""
         self.head_since = time.monotonic()
@@ -114,6 +125,19 @@ class WorkerHandle:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def stop_all(workers: list[WorkerHandle], *, kill: bool) -> None:
+    """End workers: politely when the work is done (EOF: an idle worker exits by itself), by
+    signal when ``kill``. One that does not exit (something else holds its socket) is killed
+    rather than waited for without end."""
+    for worker in workers:
+        worker.sock.close()
+        if kill:
+            worker.terminate()
+    deadline = time.monotonic() + (KILL_GRACE if kill else EXIT_WAIT)
+    for worker in workers:
+        worker.reap(deadline)
 
 
 def crash_message(pid: int, returncode: int) -> str:

@@ -40,6 +40,15 @@ class WorkerProcess(Protocol):
     def kill(self) -> None: ...
 
 
+def prepare(start_method: str) -> None:
+    """Called as a pool starts, in its caller's thread, before the pool starts a thread of
+    its own: the template process is forked from this process if it runs no other thread."""
+    if start_method == "forkserver":
+        from ._template import template
+
+        template()
+
+
 def launch(child_fd: int, start_method: str) -> WorkerProcess:
     """Start a worker talking over ``child_fd`` (the caller closes its copy afterwards)."""
     if start_method == "forkserver":

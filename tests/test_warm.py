@@ -1,0 +1,97 @@
+"""Warm workers: a pool that ends hands its idle workers on to the next one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import plait
+from conftest import has_exited
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def remember(x: int) -> tuple[int, object]:
+    state = plait.worker_state()
+    seen = state.get("mark")
+    state["mark"] = x
+    return os.getpid(), seen
+
+
+def connect() -> None:
+    plait.worker_state()["db"] = "connected"
+
+
+def test_the_next_map_reuses_the_workers_of_the_last_with_fresh_state() -> None:
+    first = list(plait.map(remember, [1, 2], backend="process", workers=2, chunksize=1))
+    second = list(plait.map(remember, [3, 4], backend="process", workers=2, chunksize=1))
+    assert {pid for pid, _ in second} <= {pid for pid, _ in first}  # the same processes
+    assert [seen for _, seen in second] == [None, None]  # nothing of the last pool's state
+
+
+def test_workers_with_an_initializer_are_not_handed_on() -> None:
+    spec = plait.Workers(1, initializer=connect)
+    [(first, _)] = plait.map(remember, [1], backend="process", workers=spec)
+    [(second, _)] = plait.map(remember, [2], backend="process", workers=spec)
+    assert first != second
+    assert has_exited(first) or _exits_soon(first)
+
+
+def test_a_terminated_pool_hands_nothing_on() -> None:
+    with plait.Pool("process", 1) as pool:
+        first = pool.submit(os.getpid).result(timeout=30)
+        pool.terminate()
+    assert _exits_soon(first)
+    with plait.Pool("process", 1) as pool:
+        assert pool.submit(os.getpid).result(timeout=30) != first
+
+
+def test_a_parked_worker_ends_by_itself_when_no_pool_comes(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, time
+            import plait
+
+            def gone(pid):
+                try:
+                    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+                except FileNotFoundError:
+                    return True
+                return state in "ZX"
+
+            pids = set(plait.map(lambda _: os.getpid(), range(2), backend="process", chunksize=1))
+            assert not any(gone(pid) for pid in pids)  # parked
+            deadline = time.monotonic() + 20
+            while not all(gone(pid) for pid in pids):
+                assert time.monotonic() < deadline, "parked workers did not end by themselves"
+                time.sleep(0.05)
+            print("ended by themselves")
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={**os.environ, "PLAIT_WARM_SECONDS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ended by themselves" in proc.stdout
+
+
+def _exits_soon(pid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while not has_exited(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
