@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -95,3 +96,29 @@ def _exits_soon(pid: int) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+@pytest.mark.parametrize("how", ["exit", "ctrl-c"])
+def test_warm_workers_end_with_the_program(tmp_path: Path, how: str) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, sys
+            import plait
+            from plait._backends.process import _template
+
+            pids = set(plait.map(lambda _: os.getpid(), range(4), backend="process", chunksize=1))
+            print(_template._template.pid, *pids, flush=True)  # the workers are parked now
+            if sys.argv[1] == "ctrl-c":
+                signal.raise_signal(signal.SIGINT)
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), how], capture_output=True, text=True, timeout=50
+    )
+    assert proc.returncode == (0 if how == "exit" else -signal.SIGINT), proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) >= 2
+    assert all(_exits_soon(pid) for pid in pids)
