@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -745,7 +746,7 @@ def take_dummy(dummy: Dummy) -> int:
 
 
 @pytest.mark.parametrize("errors", ["raise", "return"])
-def test_a_map_keeps_no_reference_to_a_result_it_handed_out(any_backend: str, errors: str) -> None:
+def test_a_map_keeps_no_reference_to_a_result_it_handed_out(any_backend: str, errors: Any) -> None:
     """concurrent.futures' promise (CPython's test_free_reference): once the consumer drops a
     result, it is freed, even though the rest of its batch is still to come."""
     fn = on(any_backend, make_dummy)

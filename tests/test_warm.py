@@ -32,8 +32,9 @@ def connect() -> None:
 def test_the_next_map_reuses_the_workers_of_the_last_with_fresh_state() -> None:
     first = list(plait.map(remember, [1, 2], backend="process", workers=2, chunksize=1))
     second = list(plait.map(remember, [3, 4], backend="process", workers=2, chunksize=1))
-    assert {pid for pid, _ in second} <= {pid for pid, _ in first}  # the same processes
-    assert [seen for _, seen in second] == [None, None]  # nothing of the last pool's state
+    # A worker still starting when the first map ended was not kept; one that ran items was.
+    assert {pid for pid, _ in second} & {pid for pid, _ in first}
+    assert not {seen for _, seen in second} & {1, 2}  # nothing of the last pool's state
 
 
 def test_workers_with_an_initializer_are_not_handed_on() -> None:

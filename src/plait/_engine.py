@@ -3,14 +3,16 @@
     Pool.submit / TaskGroup.submit ──► Engine.submit_call ──► Task of one call ──► backend
     plait.map / Pool.map / amap    ──► Engine.open_map    ──► MapRun (_scheduler) ──► backend
 
-A call travels as a one-item Task of a ``Kind.CALL`` job; jobs are cached per function, so a
-process worker receives a function once, however often it is submitted. A map is assembled here
-(its job, its input, its chunk sizer, its observers) and run by the scheduler's ``MapRun``.
+A call travels as a one-item Task of a ``Kind.CALL`` job. On processes, calls of one function in
+flight together share a job, so a worker receives the function once for a burst of submits;
+once a function's last call is over, nothing of it (or its arguments) is kept. A map is
+assembled here (its job, its input, its chunk sizer, its observers) and run by the scheduler's
+``MapRun``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,16 +28,18 @@ from ._task import Job, Kind, Outcome, Task
 from ._window import open_input
 from ._worker_spec import Workers, as_workers
 
-JOBS_CACHED = 64  # functions a process backend keeps shipped for submit()
-
 
 class Engine:
-    """A backend with its job cache; ``retry`` applies to submitted calls."""
+    """A backend, and the jobs of the calls in flight; ``retry`` applies to submitted calls."""
 
     def __init__(self, backend: str, spec: Workers, *, retry: Retry | None = None) -> None:
         self.backend: Backend = create_backend(backend, spec)
         self._retry = retry
-        self._jobs: OrderedDict[Callable[..., Any], Job] = OrderedDict()
+        # On processes: the job of each function with calls in flight, and how many, so that
+        # a burst of submits of one function ships it to each worker once. An entry goes with
+        # its last call: a finished call leaves nothing of itself here (nor its arguments).
+        self._shipped: dict[object, list[Any]] = {}  # key -> [job, calls in flight]
+        self._lock = threading.Lock()
 
     def submit_call(
         self,
@@ -50,8 +54,14 @@ class Engine:
         timeout: float | None = None,
     ) -> None:
         """Run ``fn(*args, **kwargs)``; ``start``, ``finish`` and ``discard`` as on ``Task``."""
+        release: Callable[[], None] | None = None
+        if self.backend.name != "process":  # a thread needs no job shipped: a fresh one
+            job = Job(fn, Kind.CALL, self._retry)
+        else:
+            job, release = self._ship(fn)
+            start, finish, discard = _releasing(release, start, finish, discard)
         task = Task(
-            self._job_for(fn),
+            job,
             [(args, kwargs)],
             start=start,
             finish=finish,
@@ -59,22 +69,41 @@ class Engine:
             timeout=timeout,
             token=token,
         )
-        self.backend.submit(task)
-
-    def _job_for(self, fn: Callable[..., Any]) -> Job:
-        # Reuse the Job of a function submitted again and again; unhashable callables just get
-        # a fresh Job. Evicted jobs are released: process workers forget their functions.
         try:
-            job = self._jobs.pop(fn, None)
-        except TypeError:
-            return Job(fn, Kind.CALL, self._retry)
-        if job is None:
-            job = Job(fn, Kind.CALL, self._retry)
-            if len(self._jobs) >= JOBS_CACHED:
-                _, evicted = self._jobs.popitem(last=False)
-                self.backend.release(evicted)
-        self._jobs[fn] = job
-        return job
+            self.backend.submit(task)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+
+    def _ship(self, fn: Callable[..., Any]) -> tuple[Job, Callable[[], None]]:
+        """The job for a call of ``fn``, and what to call once the call is over (once)."""
+        try:
+            key: object = fn
+            hash(key)
+        except TypeError:  # an unhashable callable: a job of its own
+            key = object()
+        with self._lock:
+            entry = self._shipped.get(key)
+            if entry is None:
+                entry = self._shipped[key] = [Job(fn, Kind.CALL, self._retry), 0]
+            entry[1] += 1
+        job: Job = entry[0]
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            with self._lock:
+                if done:
+                    return
+                done = True
+                entry[1] -= 1
+                if entry[1] or self._shipped.get(key) is not entry:
+                    return
+                del self._shipped[key]
+            self.backend.release(job)  # its workers forget the function
+
+        return job, release
 
     def open_map(
         self,
@@ -121,6 +150,32 @@ class Engine:
 
     def terminate(self) -> None:
         self.backend.terminate()
+
+
+def _releasing(
+    release: Callable[[], None],
+    start: Callable[[], bool],
+    finish: Callable[[Task, Outcome], None],
+    discard: Callable[[Task], object],
+) -> tuple[Callable[[], bool], Callable[[Task, Outcome], None], Callable[[Task], object]]:
+    """The callbacks of a call's task, each also releasing its job when the call is over:
+    it finished, it was dropped, or it was cancelled before it started."""
+
+    def started() -> bool:
+        if start():
+            return True
+        release()
+        return False
+
+    def finished(task: Task, outcome: Outcome) -> None:
+        release()
+        finish(task, outcome)
+
+    def discarded(task: Task) -> object:
+        release()
+        return discard(task)
+
+    return started, finished, discarded
 
 
 def prepare_map(
