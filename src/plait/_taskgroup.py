@@ -244,6 +244,10 @@ class TaskGroup:
         for engine in self._engines():
             engine.terminate()
 
+    def _stop_now(self, interrupt: BaseException) -> None:
+        """The block was left by ``interrupt`` (Ctrl-C, a cancellation): end every task now."""
+        self._terminate(_reason_for(interrupt))
+
     def _changed(self) -> None:
         """A handle changed state (called under ``_cond``): wake sync and async waiters."""
         self._cond.notify_all()
@@ -290,14 +294,14 @@ class TaskGroup:
     ) -> None:
         self._exited = True
         if exc is not None and not isinstance(exc, Exception):  # Ctrl-C in the block: stop now
-            self._terminate(_reason_for(exc))
+            self._stop_now(exc)
             return
         try:
             if exc is not None:  # the block itself failed: its tasks have no reason to go on
                 self.cancel(CancelReason.BLOCK_FAILED)
             self._wait_all()
         except BaseException as interrupt:  # Ctrl-C while waiting: stop everything now
-            self._terminate(_reason_for(interrupt))
+            self._stop_now(interrupt)
             raise
         self._close(exc)
 

@@ -103,17 +103,13 @@ async def exit_async(group: TaskGroup, exc: BaseException | None) -> None:
     group._exited = True
     try:
         if exc is not None and not isinstance(exc, Exception):  # cancelled or Ctrl-C: stop now
-            from ._taskgroup import _reason_for
-
-            group._terminate(_reason_for(exc))
+            group._stop_now(exc)
             return
         if exc is not None:  # the block itself failed: its tasks have no reason to go on
             group.cancel(CancelReason.BLOCK_FAILED)
         await _wait_all(group)
     except BaseException as interrupt:  # cancelled while waiting: stop everything now
-        from ._taskgroup import _reason_for
-
-        group._terminate(_reason_for(interrupt))
+        group._stop_now(interrupt)
         raise
     finally:
         await _settle(group)
