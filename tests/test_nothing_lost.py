@@ -631,6 +631,24 @@ def test_an_unpicklable_function_fails_items_without_blaming_them() -> None:
         assert not any("raised by item" in note for note in error.__notes__)
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("unsendable", ["function", "items"])
+def test_tasks_that_fail_before_they_are_sent_do_not_strand_the_rest(unsendable: str) -> None:
+    """A task that fails as it is sent (its function or all its items will not pickle) leaves
+    its worker free: the worker takes the next one at once. (It used to wait for an event that
+    never came, once every worker had been handed such a task in one pass.)"""
+    lock = threading.Lock()
+
+    def uses_lock(x: object) -> object:
+        with lock:
+            return x
+
+    fn, items = (uses_lock, range(6)) if unsendable == "function" else (str, [lock] * 6)
+    results = list(plait.map(fn, items, backend="process", workers=1, chunksize=1, errors="return"))
+    assert len(results) == 6
+    assert all(isinstance(result, TypeError) for result in results)
+
+
 def test_a_thread_timeout_warning_points_at_the_users_function() -> None:
     def overruns(x: int) -> int:
         plait.sleep(30)

@@ -120,7 +120,9 @@ class ProcessBackend:
         for task in dropped:
             task.discard(task)
         self._wakeup.wake()
-        self._join(wait)
+        thread = self._thread
+        if thread is not None and wait and thread is not threading.current_thread():
+            thread.join()
 
     def started(self) -> bool:
         return self._thread is not None
@@ -131,11 +133,6 @@ class ProcessBackend:
     def _take_pending(self) -> list[Task]:
         dropped, self._pending = list(self._pending), deque()
         return dropped
-
-    def _join(self, wait: bool) -> None:
-        thread = self._thread
-        if thread is not None and wait and thread is not threading.current_thread():
-            thread.join()
 
     # -- dispatcher thread ---------------------------------------------------------------
 
@@ -202,17 +199,18 @@ class ProcessBackend:
             for worker in list(self._workers):
                 if len(worker.tasks) > slot or worker.retiring or not worker.ready:
                     continue
-                task = self._next_task()
-                if task is None:
+                while (task := self._next_task()) is not None:
+                    if not worker.fits(task):
+                        with self._lock:  # over its quota: it takes no more, the task waits
+                            self._requeued.appendleft(task)
+                        worker.items_sent = worker.max_tasks or 0
+                        if not worker.tasks:
+                            self._recycle(worker)
+                        break
+                    if self._send(worker, task):
+                        break  # (not sent: it failed at once, and the worker is still free)
+                else:
                     return
-                if worker.fits(task):
-                    self._send(worker, task)
-                    continue
-                with self._lock:  # over its quota: it takes no more, this task waits for another
-                    self._requeued.appendleft(task)
-                worker.items_sent = worker.max_tasks or 0
-                if not worker.tasks:
-                    self._recycle(worker)
 
     def _next_task(self) -> Task | None:
         with self._lock:
@@ -224,7 +222,8 @@ class ProcessBackend:
                     return task
         return None
 
-    def _send(self, worker: WorkerHandle, task: Task) -> None:
+    def _send(self, worker: WorkerHandle, task: Task) -> bool:
+        """Send ``task`` to ``worker``; False if it failed before it could be sent."""
         job = task.job
         if job.id not in worker.jobs:
             try:
@@ -232,13 +231,13 @@ class ProcessBackend:
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
                 self._finish(task, failed(len(task.items), exc, ran=False))
-                return
+                return False
             worker.writer.add(frame(Tag.DEF, job=job.id, payload=function))
             worker.jobs.add(job.id)
         sent = Sent.encode(task)
         if sent.blob is None:  # not one item would pickle
             self._finish(task, sent.outcome([], {}, 0.0))
-            return
+            return False
         if not worker.tasks:
             worker.next_head()
         task_id = next(self._task_ids)
@@ -247,6 +246,7 @@ class ProcessBackend:
         kind = job.kind | TIMED if task.timeout is not None else job.kind
         worker.writer.add(frame(Tag.RUN, task=task_id, job=job.id, kind=kind, payload=sent.blob))
         self._want_write(worker)
+        return True
 
     def _function(self, job: Job) -> bytes:
         """The DEF payload of ``job``, made once; kept weakly (a job may never be released)."""
