@@ -159,6 +159,38 @@ def test_a_template_that_died_is_made_again(tmp_path: Path) -> None:
     assert "again True" in out
 
 
+def test_a_template_killed_under_a_running_pool_is_made_again(tmp_path: Path) -> None:
+    out = run(
+        tmp_path,
+        """
+        def gone(pid):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    state = stat.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                return True
+            return state in "ZX"
+
+        with plait.Pool("process", 1) as pool:
+            first = pool.submit(os.getpid).result(timeout=30)
+            template = _template._template.pid
+            os.kill(template, 9)
+            deadline = time.monotonic() + 20
+            while not gone(first):  # a worker ends with its template
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            for attempt in range(5):  # the pool may learn of the loss from this very task
+                try:
+                    second = pool.submit(os.getpid).result(timeout=30)
+                    break
+                except plait.WorkerCrashed:
+                    continue
+        print("replaced", second != first, _template._template.pid != template)
+        """,
+    )
+    assert "replaced True True" in out
+
+
 def test_a_fork_of_the_program_does_not_share_its_template(tmp_path: Path) -> None:
     out = run(
         tmp_path,

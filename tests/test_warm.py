@@ -64,7 +64,8 @@ def test_a_parked_worker_ends_by_itself_when_no_pool_comes(tmp_path: Path) -> No
 
             def gone(pid):
                 try:
-                    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+                    with open(f"/proc/{pid}/stat") as stat:
+                        state = stat.read().rsplit(")", 1)[1].split()[0]
                 except FileNotFoundError:
                     return True
                 return state in "ZX"

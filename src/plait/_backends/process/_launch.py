@@ -52,9 +52,12 @@ def prepare(start_method: str) -> None:
 def launch(child_fd: int, start_method: str) -> WorkerProcess:
     """Start a worker talking over ``child_fd`` (the caller closes its copy afterwards)."""
     if start_method == "forkserver":
-        from ._template import template
+        from ._template import TemplateGone, template
 
-        return template().fork_worker(child_fd)
+        try:
+            return template().fork_worker(child_fd)
+        except TemplateGone:  # killed from outside: template() makes a new one, once
+            return template().fork_worker(child_fd)
     if start_method == "fork":
         return ForkedProcess(child_fd)
     return subprocess.Popen(

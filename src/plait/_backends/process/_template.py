@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import threading
+import traceback
 from contextlib import suppress
 
 from .._base import at_exit_last
@@ -51,6 +52,10 @@ MAX_REQUEST = 1 << 20  # the environment travels with each request
 
 
 # -- the program's side ------------------------------------------------------------------------
+
+
+class TemplateGone(OSError):
+    """The template process ended (killed from outside): a new one is made on the next use."""
 
 
 class Template:
@@ -80,20 +85,26 @@ class Template:
 
     def fork_worker(self, worker_fd: int) -> TemplateWorker:
         """A new worker process talking over ``worker_fd`` (the caller closes its copy)."""
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:  # the program's directory was removed: the worker stays where it is
+            cwd = None
+        request = pickle.dumps((cwd, dict(os.environ)))
         status_r, status_w = os.pipe()
         try:
-            request = pickle.dumps((os.getcwd(), dict(os.environ)))
             with self._lock:
                 socket.send_fds(self._sock, [request], [worker_fd, status_w, 1, 2])
-        except BaseException:
+        except OSError as exc:  # EPIPE, ECONNRESET: the template is gone
             os.close(status_r)
-            raise
+            self._sock.close()  # so that template() makes a new one
+            raise TemplateGone("plait: the template process that starts workers ended") from exc
         finally:
             os.close(status_w)
         pid = _read_code(status_r)
         if pid is None:  # the template is gone: it answered nothing
             os.close(status_r)
-            raise OSError("plait: the template process that starts workers has ended")
+            self._sock.close()
+            raise TemplateGone("plait: the template process that starts workers ended")
         return TemplateWorker(pid, status_r)
 
     def alive(self) -> bool:
@@ -175,6 +186,9 @@ def _fork_template(theirs: socket.socket) -> int:
         _close_all_but(0, 1, 2, fd)
         gc.freeze()  # the program's objects: never scanned, so never copied, in the workers
         serve(fd)
+    except BaseException:  # a bug in plait: say so (the program makes a new template)
+        traceback.print_exc()
+        os._exit(1)
     finally:
         os._exit(0)
 
@@ -261,8 +275,9 @@ def _fork_worker(request: bytes, fds: list[int], template_fds: list[int]) -> int
         for fd in (*template_fds, status_w, stdout, stderr):
             with suppress(OSError):
                 os.close(fd)
-        with suppress(OSError):  # a directory removed since: stay where the template is
-            os.chdir(cwd)
+        if cwd is not None:
+            with suppress(OSError):  # a directory removed since: stay where the template is
+                os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
         _reseed()
