@@ -25,6 +25,10 @@ def remember(x: int) -> tuple[int, object]:
     return os.getpid(), seen
 
 
+def double(x: int) -> int:
+    return 2 * x
+
+
 def connect() -> None:
     plait.worker_state()["db"] = "connected"
 
@@ -124,3 +128,23 @@ def test_warm_workers_end_with_the_program(tmp_path: Path, how: str) -> None:
     pids = [int(p) for p in proc.stdout.split()]
     assert len(pids) >= 2
     assert all(_exits_soon(pid) for pid in pids)
+
+
+def test_warm_workers_that_died_as_they_were_taken_cost_no_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A taken worker gets its first tasks before it says READY; if it turns out to be dead
+    (its idle limit, a kill), those tasks go to another worker, none failed or run twice."""
+    from plait._backends.process import _warm
+
+    first = {pid for pid, _ in plait.map(remember, [1, 2], backend="process", chunksize=1)}
+    parked = {worker.proc.pid for worker, _, _ in _warm._parked}
+    assert parked
+    assert parked <= first
+    for pid in parked:
+        os.kill(pid, signal.SIGKILL)
+    assert all(_exits_soon(pid) for pid in parked)
+    # As if each died in the moment between the check that it lives and the pool's first write.
+    monkeypatch.setattr(_warm, "_readable", lambda worker: False)
+    results = list(plait.map(double, range(10), backend="process", workers=2, chunksize=1))
+    assert results == [2 * x for x in range(10)]

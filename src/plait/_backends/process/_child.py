@@ -97,11 +97,12 @@ def serve(sock: socket.socket) -> None:
     while (body := _next_frame(sock)) is not None:
         head, payload = parse(body)
         if head.tag == Tag.INIT:  # a new pool's: what a previous one left is forgotten
+            sock.settimeout(None)  # no longer parked, if it was
             jobs.clear()
             init_error = initialize(payload)
             frames.send_frame(sock, frame(Tag.READY))
         elif head.tag == Tag.PARK:  # kept warm for the next pool, for so long at most
-            sock.settimeout(head.job)
+            sock.settimeout(head.job)  # (the next frame, a pool's INIT, sets it back)
         elif head.tag == Tag.DEF:
             try:
                 jobs[head.job] = decode_function(payload)
@@ -134,7 +135,6 @@ def _next_frame(sock: socket.socket) -> bytearray | None:
         body = frames.recv_frame(sock)
     except TimeoutError:  # parked, and no pool came for it
         return None
-    sock.settimeout(None)
     return body
 
 

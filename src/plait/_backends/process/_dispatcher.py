@@ -307,6 +307,7 @@ class ProcessBackend:
         head, payload = parse(body)
         if head.tag == Tag.READY:
             worker.ready = True
+            worker.unconfirmed = False
             return
         if head.tag == Tag.STARTED:
             if worker.tasks and next(iter(worker.tasks)) == head.task:
@@ -339,7 +340,10 @@ class ProcessBackend:
         self._workers.remove(worker)
         returncode = worker.stop()
         tasks = [sent.task for sent in worker.tasks.values()]
-        if tasks:
+        if tasks and worker.unconfirmed and error is None:  # it ran none of them: see reuse()
+            with self._lock:
+                self._requeued.extendleft(reversed(tasks))
+        elif tasks:
             running, queued = tasks[0], tasks[1:]
             message = crash_message(worker.proc.pid, returncode)
 

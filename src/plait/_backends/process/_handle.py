@@ -46,16 +46,26 @@ class WorkerHandle:
         # When that task reported it started (timed tasks only: their clock runs from here).
         self.head_started: float | None = None
         self.ready = False  # set up and listening: only then does it get tasks (and deadlines)
+        # Taken warm and sent its tasks before it answered READY: until it does, it has run
+        # nothing of this pool's, and losing it loses no task (see ``reuse``).
+        self.unconfirmed = False
         self.items_sent = 0  # for recycling after Workers.max_tasks items
         self.max_tasks = max_tasks
         self.writer.add(frame(Tag.INIT, payload=init))
 
     def reuse(self, index: int, init: bytes, max_tasks: int | None) -> None:
-        """Take over a parked worker (``_warm``) for a new pool: it starts again at INIT."""
+        """Take over a parked worker (``_warm``) for a new pool: it starts again at INIT.
+
+        It is ready at once: a parked worker has no setup to run (only pools without an
+        initializer park theirs), so its first tasks follow INIT in the same write instead of
+        waiting a round trip for READY. It may still turn out to be gone (it reached its idle
+        limit, or was killed, as it was taken); until READY arrives, ``unconfirmed`` says so,
+        and the dispatcher gives the tasks it held to another worker, none of them failed."""
         self.index = index
         self.tasks = {}
         self.jobs = set()
-        self.ready = False
+        self.ready = True
+        self.unconfirmed = True
         self.items_sent = 0
         self.max_tasks = max_tasks
         self.next_head()

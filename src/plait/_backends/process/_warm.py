@@ -2,15 +2,17 @@
 
 A map's workers end with it, and a program that maps again (a notebook's next cell, a loop of
 small maps) would start them all again. Instead, a pool that shuts down gracefully parks its
-idle, healthy workers here, and the next pool takes them: it sends INIT, the worker forgets the
-previous pool's functions and state and answers READY, one round trip.
+idle, healthy workers here, and the next pool takes them: it sends INIT, and its first tasks
+right behind it; the worker forgets the previous pool's functions and state, answers READY and
+runs them, with no round trip before the first task.
 
 A parked worker has been sent PARK: it waits at most ``WARM_SECONDS`` for its next frame, then
 exits by itself, so nothing lingers in an idle program, and the program needs no timer thread.
-A pool that takes a worker in the very moment it gives up sees EOF before READY; it gave that
-worker no task yet, so it just starts another. Only workers of pools without an initializer or
-``max_tasks`` are parked (an initializer's state belongs to its pool). At interpreter exit, and
-in a fork of the program, parked workers are let go.
+A pool that takes a worker in the very moment it gives up sees EOF before READY; the worker ran
+none of the tasks sent to it, so they go to another worker, unharmed, and a fresh one starts.
+Only workers of pools without an initializer or ``max_tasks`` are parked (an initializer's state
+belongs to its pool). At interpreter exit, and in a fork of the program, parked workers are let
+go.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ def park(worker: WorkerHandle, start_method: str) -> bool:
 
 
 def idle(worker: WorkerHandle) -> bool:
-    """Set up, holding no task, and with no frame half-read or half-written."""
+    """Set up (its READY read: none is left in flight for the next pool to mistake for its
+    own), holding no task, and with no frame half-read or half-written."""
     return (
         worker.ready
+        and not worker.unconfirmed
         and not worker.tasks
         and not worker.retiring
         and not worker.writer
