@@ -5,12 +5,12 @@ no backend."""
 from __future__ import annotations
 
 import atexit
-import os
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
+from .._cores import process_workers, usable_cores
 from .._errors import Cancelled, CancelReason
 
 if TYPE_CHECKING:
@@ -47,10 +47,11 @@ class Backend(Protocol):
 
 def default_workers(backend: str) -> int:
     """Threads wait more than they compute, so more of them than cores pays (the same rule as
-    concurrent.futures); processes compute, so one per usable core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return min(32, cores + 4) if backend == "thread" else cores
+    concurrent.futures); processes compute, so one per usable core (``PLAIT_WORKERS`` sets
+    that number)."""
+    if backend == "thread":
+        return min(32, usable_cores() + 4)
+    return process_workers()
 
 
 def terminated() -> BaseException:

@@ -1,0 +1,79 @@
+"""How many cores this process may really use: the number of process workers to start.
+
+``os.cpu_count()`` counts the machine's cores. A process pinned to some of them (``taskset``,
+CPU affinity) or given a CPU quota by its cgroup (a container with ``--cpus=2``, a Kubernetes
+limit) gets fewer; a worker per counted core would then share the quota and only add
+switching. ``PLAIT_WORKERS`` sets the number of process workers outright.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+ENVIRONMENT = "PLAIT_WORKERS"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def process_workers() -> int:
+    """How many process workers a pool starts when not told: ``PLAIT_WORKERS`` if set, else
+    one per usable core."""
+    given = os.environ.get(ENVIRONMENT)
+    return usable_cores() if given is None else workers_from_environment(given)
+
+
+def usable_cores() -> int:
+    """The fewest of: the cores this process may run on (its CPU affinity), and its cgroup's
+    CPU quota, rounded up; at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup_quota(CGROUP_ROOT, Path("/proc/self/cgroup"))
+    return max(1, min(cores or 1, quota or cores or 1))
+
+
+def workers_from_environment(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(
+            f"{ENVIRONMENT}={value!r}: it must be a whole number of workers, 1 or more "
+            f"(or unset it, and plait counts the usable cores)"
+        )
+    return workers
+
+
+def cgroup_quota(root: Path, membership: Path) -> int | None:
+    """The CPU quota of this process's cgroup in cores, rounded up; None if it has none (or
+    this is not Linux). cgroup v2 writes ``cpu.max`` as "<quota> <period>" or "max <period>";
+    v1 writes ``cpu.cfs_quota_us`` (-1: none) and ``cpu.cfs_period_us``."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        try:
+            if hierarchy == "0" and controllers == "":  # v2: one unified hierarchy
+                quota, period = (root / relative / "cpu.max").read_text().split()
+                if quota == "max":
+                    return None
+                return _cores(int(quota), int(period))
+            if "cpu" in controllers.split(","):  # v1
+                directory = root / "cpu,cpuacct" / relative
+                if not directory.exists():
+                    directory = root / "cpu" / relative
+                quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+                period = (directory / "cpu.cfs_period_us").read_text().strip()
+                return None if int(quota) < 0 else _cores(int(quota), int(period))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _cores(quota: int, period: int) -> int | None:
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, math.ceil(quota / period))
