@@ -4,9 +4,12 @@ them will not load as a whole."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import socket
 import sys
+import threading
+import weakref
 
 import plait
 from plait._backends.process import _codec, _salvage
@@ -208,6 +211,42 @@ def test_items_and_results_round_trip_with_large_bytes_out_of_band() -> None:
     assert isinstance(outcome.errors[1], ValueError)
     assert isinstance(outcome.errors[1].__cause__, plait.RemoteTraceback)
     assert outcome.elapsed == 0.5
+
+
+class Item:
+    """An item whose freeing a weak reference can watch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Item) and other.n == self.n
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_a_sent_task_keeps_its_items_only_as_the_bytes_it_sent() -> None:
+    items = [Item(n) for n in range(3)]
+    refs = [weakref.ref(item) for item in items]
+    task = a_task(list(items))
+    sent = _codec.Sent.encode(task)
+    del items
+    gc.collect()
+    assert all(ref() is None for ref in refs)  # the task no longer holds them
+    assert isinstance(task.items, _codec.SentItems)
+    assert len(task.items) == 3
+    assert list(task.items) == [Item(0), Item(1), Item(2)]  # rebuilt when asked for
+    assert task.items[1] == Item(1)
+    again = _codec.Sent.encode(task)  # to another worker, after the first was lost
+    assert again.blob is sent.blob
+
+
+def test_a_task_with_an_item_that_will_not_pickle_keeps_its_items() -> None:
+    lock = threading.Lock()
+    task = a_task([1, lock, 3])
+    sent = _codec.Sent.encode(task)
+    assert sent.offsets == [0, 2]
+    assert task.items == [1, lock, 3]
 
 
 def test_a_failed_batch_fails_every_item_unrun() -> None:

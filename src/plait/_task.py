@@ -11,7 +11,7 @@ import copy
 import enum
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +129,7 @@ class Task:
     """
 
     job: Job
-    items: list[Any]
+    items: Sequence[Any]  # a list, until a process backend keeps them pickled (SentItems)
     start: Callable[[], bool]
     finish: Callable[[Task, Outcome], None]
     discard: Callable[[Task], object] = lambda task: None
@@ -171,7 +171,7 @@ def retry_item(
 
 
 def execute(
-    fn: Callable[..., Any], kind: Kind, items: list[Any], retry: Retry | None = None
+    fn: Callable[..., Any], kind: Kind, items: Sequence[Any], retry: Retry | None = None
 ) -> Outcome:
     """Run ``fn`` over ``items``; a failing item records its exception and the batch goes on.
 

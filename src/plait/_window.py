@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import reprlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -40,7 +40,7 @@ class Batch(Protocol):
     @property
     def first_index(self) -> int: ...
     @property
-    def items(self) -> list[Any]: ...
+    def items(self) -> Sequence[Any]: ...
 
 
 B = TypeVar("B", bound=Batch)
