@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or (30.0 if args.quick else 120.0)
     started = time.time()
     loops = calibrate_spin(CPU_TASK_SECONDS) if any(s.task == "spin" for s in scenarios) else 0
-    tables = [run_scenario(s, args.quick, repeat, timeout, loops) for s in scenarios]
+    libs = frozenset(args.libs.split(",")) if args.libs else None
+    tables = [run_scenario(s, args.quick, repeat, timeout, loops, libs) for s in scenarios]
     for table in tables:
         table.note = _note(table.scenario, table.n, loops)
     report = render(tables, repeat=repeat, started=started, quick=args.quick)
@@ -88,8 +89,16 @@ def micro_benchmarks(quick: bool) -> str:
     return "\n".join(parts)
 
 
-def run_scenario(scenario: Scenario, quick: bool, repeat: int, timeout: float, loops: int) -> Table:
-    """Run every library of `scenario` `repeat` times, round-robin, each in a fresh process."""
+def run_scenario(
+    scenario: Scenario,
+    quick: bool,
+    repeat: int,
+    timeout: float,
+    loops: int,
+    libs: frozenset[str] | None = None,
+) -> Table:
+    """Run every library of `scenario` (of `libs`, if given) `repeat` times, round-robin,
+    each in a fresh process."""
     n = scenario.size(quick)
     params = {
         "task": scenario.task,
@@ -108,6 +117,7 @@ def run_scenario(scenario: Scenario, quick: bool, repeat: int, timeout: float, l
             describe(lib, scenario.kind, scenario.workers, scenario.chunksize),
         )
         for lib in scenario.libs
+        if libs is None or lib in libs
     }
     for attempt in range(repeat):
         for outcome in outcomes.values():
@@ -189,6 +199,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 repeat (~1 min)")
     parser.add_argument("--only", metavar="SCENARIO[,SCENARIO]", help="names or groups to run")
+    parser.add_argument(
+        "--libs", metavar="LIB[,LIB]", help="run only these libraries (a partial report)"
+    )
     parser.add_argument("--repeat", type=int, metavar="N", help="runs per case (default 5)")
     parser.add_argument("--timeout", type=float, metavar="S", help="seconds per case")
     parser.add_argument(
