@@ -763,6 +763,36 @@ def take_dummy(dummy: Dummy) -> int:
     return 1
 
 
+def rebuilt_in() -> str:
+    return threading.current_thread().name
+
+
+class SaysWhereItWasRebuilt:
+    """A result that becomes, in the parent, the name of the thread that unpickled it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return rebuilt_in, ()
+
+
+def says_where(x: int) -> Any:
+    return SaysWhereItWasRebuilt() if x % 2 else x
+
+
+def test_process_results_are_rebuilt_by_the_consumer_not_the_dispatcher() -> None:
+    """A batch's values travel packed as far as the consumer: the thread that feeds the
+    workers never spends its time (or memory) on them."""
+    results: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: results.extend(
+            plait.map(says_where, range(6), backend="process", workers=2, chunksize=2)
+        ),
+        name="the-consumer",
+    )
+    thread.start()
+    thread.join(60)
+    assert results == [0, "the-consumer", 2, "the-consumer", 4, "the-consumer"]
+
+
 @pytest.mark.parametrize("errors", ["raise", "return"])
 def test_a_map_keeps_no_reference_to_a_result_it_handed_out(any_backend: str, errors: Any) -> None:
     """concurrent.futures' promise (CPython's test_free_reference): once the consumer drops a

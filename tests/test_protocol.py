@@ -205,7 +205,8 @@ def test_items_and_results_round_trip_with_large_bytes_out_of_band() -> None:
     sent = _codec.Sent.encode(a_task([1, big]))
     assert sent.blob is not None
     assert _codec.decode_items(memoryview(b"".join(map(bytes, sent.blob)))) == [1, big]
-    result = _codec.encode_result(Outcome([big, 2], {1: ValueError("no")}, 0.5))
+    result, clean = _codec.encode_result(Outcome([big, 2], {1: ValueError("no")}, 0.5))
+    assert not clean
     outcome = outcome_of(a_task([1, big]), result)
     assert outcome.values[0] == big
     assert isinstance(outcome.errors[1], ValueError)

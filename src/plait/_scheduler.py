@@ -129,6 +129,7 @@ class MapRun:
                 first_index=taken.first_index,
                 timeout=self._task_timeout,
                 token=CancelToken(self._token) if timed else self._token,
+                owner_loads=True,
             )
             try:
                 self._backend.submit(task)
@@ -192,6 +193,7 @@ def stream(run: MapRun) -> Iterator[Any]:
     try:
         while (entry := run.next_batch()) is not None:
             task, outcome = entry
+            outcome.load()  # here, in the consumer's thread (see Task.owner_loads)
             if outcome.errors:
                 yield from run.with_errors(task, outcome)
             else:

@@ -61,6 +61,16 @@ class Outcome:
     sent_bytes: int = 0
     measured: bool = True  # False: the batch did not run to its end, its time says nothing
     ran: bool = True  # False: its items never ran (the errors say why), they did not raise
+    # Values still packed (a process backend's, for a task whose owner loads them): ``load``
+    # unpacks them into ``values`` and ``errors``, in the owner's thread rather than the
+    # backend's, and only when they are about to be handed out.
+    packed: Callable[[], tuple[list[Any], dict[int, BaseException]]] | None = None
+
+    def load(self) -> None:
+        """Unpack the values, if still packed (see ``packed``); idempotent."""
+        if self.packed is not None:
+            self.values, self.errors = self.packed()
+            self.packed = None
 
 
 def failed(
@@ -138,6 +148,9 @@ class Task:
     attempt: int = 1  # > 1 when the batch runs again after a timeout or a crash
     seq: int = 0
     first_index: int = 0
+    # The owner calls ``Outcome.load()`` before it reads the values: a backend may hand them
+    # over still packed. (A map's batches; a call's owner reads its one value at once.)
+    owner_loads: bool = False
 
 
 def call_one(fn: Callable[..., Any], item: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:

@@ -36,7 +36,7 @@ from ._codec import (
     encode_result,
     note,
 )
-from ._frames import TIMED, Tag, frame, parse
+from ._frames import CLEAN, TIMED, Tag, frame, parse
 
 PARENT_CHECK_SECONDS = 0.5
 
@@ -119,14 +119,15 @@ def serve(sock: socket.socket) -> None:
                 if head.kind & TIMED
                 else None
             )
-            result = run(
+            result, clean, elapsed = run(
                 Unloadable(init_error) if init_error else fn,
                 retry,
                 Kind(head.kind & ~TIMED),
                 payload,
                 started,
             )
-            frames.send_frame(sock, frame(Tag.DONE, task=head.task, payload=result))
+            done = frame(Tag.DONE, task=head.task, job=elapsed, kind=clean, payload=result)
+            frames.send_frame(sock, done)
 
 
 def _next_frame(sock: socket.socket) -> bytearray | None:
@@ -157,16 +158,19 @@ def run(
     kind: Kind,
     payload: memoryview,
     started: Callable[[], object] | None = None,
-) -> list[bytes | memoryview]:
-    """Run one batch; ``started`` (for a timed task) tells the parent its clock starts now,
-    once the items are loaded: loading a slow module is not the item's time."""
+) -> tuple[list[bytes | memoryview], int, int]:
+    """Run one batch: its DONE payload, kind (``CLEAN`` or 0) and elapsed nanoseconds.
+    ``started`` (for a timed task) tells the parent its clock starts now, once the items are
+    loaded: loading a slow module is not the item's time."""
     try:
         items = decode_items(payload)
     except BaseException as exc:
         note(exc, "plait: the items could not be unpickled in the worker process")
-        return encode_failed_batch(exc)
+        return encode_failed_batch(exc), 0, 0
     if started is not None:
         started()
     if isinstance(fn, Unloadable):  # nothing can run: the whole batch fails, unrun
-        return encode_failed_batch(fn.error)
-    return encode_result(execute(fn, kind, items, retry))
+        return encode_failed_batch(fn.error), 0, 0
+    outcome = execute(fn, kind, items, retry)
+    pieces, clean = encode_result(outcome)
+    return pieces, CLEAN if clean else 0, int(outcome.elapsed * 1e9)

@@ -275,10 +275,12 @@ class Sent:
 EncodedError = tuple[bytes | None, str, str, str]
 
 
-def encode_result(outcome: Outcome) -> list[bytes | memoryview]:
+def encode_result(outcome: Outcome) -> tuple[list[bytes | memoryview], bool]:
+    """The DONE payload of ``outcome``, and whether it is clean: no item failed, here or in
+    pickling its value."""
     errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
     try:
-        return _pack_result(outcome.values, errors, outcome.elapsed)
+        return _pack_result(outcome.values, errors, outcome.elapsed), not errors
     except BaseException:  # a value's __reduce__ is user code: it may raise anything
         pass
     # Some value would not pickle: find which, and fail only those items.
@@ -292,7 +294,7 @@ def encode_result(outcome: Outcome) -> list[bytes | memoryview]:
             note(exc, f"plait: the result ({type(value).__name__}) could not be pickled")
             errors[offset] = encode_error(exc)
             values[offset] = None
-    return _pack_result(values, errors, outcome.elapsed)
+    return _pack_result(values, errors, outcome.elapsed), False
 
 
 def encode_failed_batch(error: BaseException) -> list[bytes | memoryview]:
@@ -304,6 +306,12 @@ def _pack_result(
     values: list[Any], errors: dict[int, EncodedError], elapsed: float
 ) -> list[bytes | memoryview]:
     return pack([errors, elapsed, *out_of_band(values)], pickle_for_parent)
+
+
+def decode_values(payload: memoryview) -> tuple[list[Any], dict[int, BaseException]]:
+    """A clean DONE payload's values (and the errors of those the parent could not rebuild)."""
+    values, errors, _ = decode_result(payload)
+    return values, errors
 
 
 def decode_result(payload: memoryview) -> tuple[list[Any], dict[int, BaseException], float]:

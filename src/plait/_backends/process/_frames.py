@@ -25,9 +25,12 @@ the order they were sent; the worker runs its tasks in that order too.
     PARK     parent → worker   job: idle seconds    -
     READY    worker → parent   -                    -
     STARTED  worker → parent   task                 -
-    DONE     worker → parent   task                 [errors, elapsed, *values] (encode_result)
+    DONE     worker → parent   task, job: elapsed   [errors, elapsed, *values] (encode_result)
+                               ns, kind: CLEAN
 
-``kind`` is the job's ``Kind``, with ``TIMED`` or-ed in when the task has a deadline. Task ids
+``kind`` is the job's ``Kind``, with ``TIMED`` or-ed in when the task has a deadline; in a DONE,
+``CLEAN`` says that every item succeeded, so the parent may leave the values packed until they
+are handed out (it needs only the elapsed time, in the head, to size the next batches). Task ids
 are the dispatcher's own counter; job ids are ``Job.id``. A payload is a pickle with its large
 buffers after it, out of band (``pack``): they go from their own memory to the socket and are
 read into one buffer of the frame's exact size, never copied into a bigger one.
@@ -61,6 +64,7 @@ class Tag(enum.IntEnum):
 
 
 TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when it starts
+CLEAN = 1  # a DONE frame's kind: no item failed (the errors in its payload are empty)
 
 
 class Head(NamedTuple):
