@@ -15,7 +15,7 @@ import plait
 from plait._backends.process import _codec, _salvage
 from plait._backends.process import _frames as wire
 from plait._backends.process._frames import Tag
-from plait._task import Job, Kind, Outcome, Task
+from plait._task import Job, Kind, Outcome, Task, failed
 
 
 def frame_bytes(tag: Tag, task: int, payload: bytes) -> bytes:
@@ -274,3 +274,21 @@ def test_functions_and_init_round_trip() -> None:
     sys_path, load = _codec.decode_init(memoryview(_codec.encode_init(spec)))
     assert sys_path == sys.path
     assert load() == plait.Workers(initializer=print, initargs=("hi",))
+
+
+def test_a_failed_batch_of_a_map_makes_its_errors_only_when_they_are_read() -> None:
+    """An abandoned map's batches fail by the thousand items as its workers are stopped, and
+    nobody reads them: their exceptions are made only if the owner loads the outcome."""
+    made: list[int] = []
+
+    def error() -> BaseException:
+        made.append(1)
+        return KeyError("stopped")
+
+    outcome = failed(50_000, error, owner_loads=True)
+    assert made == []
+    outcome.load()
+    assert len(made) == 50_000
+    assert len(outcome.values) == 50_000
+    assert all(isinstance(outcome.errors[i], KeyError) for i in (0, 49_999))
+    assert failed(2, error).errors.keys() == {0, 1}  # a call's owner reads it at once

@@ -168,7 +168,7 @@ class MapRun:
     def _dropped(self, task: Task) -> None:
         """A shutdown (``cancel_futures=True``, ``terminate()``) dropped the batch unstarted:
         its items fail with Cancelled, so the reader learns it instead of waiting for good."""
-        self._finish(task, failed(len(task.items), _dropped_unstarted, ran=False))
+        self._finish(task, failed(len(task.items), _dropped_unstarted, ran=False, owner_loads=True))
 
     def _finish(self, task: Task, outcome: Outcome) -> None:
         with self._cond:

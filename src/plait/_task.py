@@ -13,6 +13,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ._cancel import CancelToken, cancelled
@@ -74,18 +75,33 @@ class Outcome:
 
 
 def failed(
-    size: int, error: BaseException | Callable[[], BaseException], *, ran: bool = True
+    size: int,
+    error: BaseException | Callable[[], BaseException],
+    *,
+    ran: bool = True,
+    owner_loads: bool = False,
 ) -> Outcome:
     """The outcome of a batch of ``size`` items that all failed with ``error``.
 
     Each item gets its own exception object (from the factory, or a copy of the instance), so
-    the notes added per item (which item it was) never pile up on one shared object.
+    the notes added per item (which item it was) never pile up on one shared object. For a
+    task whose owner loads its outcomes (``Task.owner_loads``) they are made only when it
+    does: the batches of an abandoned map fail by the thousand items, and nobody reads them.
     """
+    if owner_loads:
+        return Outcome([], measured=False, ran=ran, packed=partial(_each_failed, size, error))
+    values, errors = _each_failed(size, error)
+    return Outcome(values, errors, measured=False, ran=ran)
+
+
+def _each_failed(
+    size: int, error: BaseException | Callable[[], BaseException]
+) -> tuple[list[Any], dict[int, BaseException]]:
     if isinstance(error, BaseException):  # it may be shared further (a worker's init error)
         errors = {offset: copy_error(error) for offset in range(size)}
     else:
         errors = {offset: error() for offset in range(size)}
-    return Outcome([None] * size, errors, measured=False, ran=ran)
+    return [None] * size, errors
 
 
 def copy_error(exc: BaseException) -> BaseException:

@@ -140,7 +140,9 @@ class ThreadBackend:
             if init_error is None:
                 outcome = execute(task.job.fn, task.job.kind, task.items, retry)
             else:
-                outcome = failed(len(task.items), init_error, ran=False)
+                outcome = failed(
+                    len(task.items), init_error, ran=False, owner_loads=task.owner_loads
+                )
         finally:
             set_current_token(None)
         if task.timeout is None:
@@ -269,7 +271,7 @@ class ThreadBackend:
                         stuck.append(self._running.popitem()[1][0])
                 self._cond.notify_all()
             for task in stuck:  # their results will be dropped: settle them now
-                task.finish(task, failed(len(task.items), terminated))
+                task.finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
             self._wait_for_threads(None)
 
     def _wait_for_threads(self, timeout: float | None) -> bool:

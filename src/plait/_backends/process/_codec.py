@@ -257,7 +257,7 @@ class Sent:
         size = len(self.task.items)
         sent_bytes = sum(memoryview(piece).nbytes for piece in self.blob or ())
         if WHOLE_BATCH in errors:
-            return failed(size, errors[WHOLE_BATCH], ran=False)
+            return failed(size, errors[WHOLE_BATCH], ran=False, owner_loads=self.task.owner_loads)
         if self.offsets is None:
             return Outcome(values, errors, elapsed, sent_bytes)
         full: list[Any] = [None] * size

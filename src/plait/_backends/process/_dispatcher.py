@@ -167,7 +167,7 @@ class ProcessBackend:
         for worker in workers:
             left.extend(sent.task for sent in worker.tasks.values())
         for task in left:
-            self._finish(task, failed(len(task.items), terminated))
+            self._finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
 
     def _start_worker(self, index: int) -> None:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
@@ -230,7 +230,9 @@ class ProcessBackend:
                 function = self._function(job)
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
-                self._finish(task, failed(len(task.items), exc, ran=False))
+                self._finish(
+                    task, failed(len(task.items), exc, ran=False, owner_loads=task.owner_loads)
+                )
                 return False
             worker.writer.add(frame(Tag.DEF, job=job.id, payload=function))
             worker.jobs.add(job.id)
@@ -361,7 +363,10 @@ class ProcessBackend:
             with self._lock:
                 self._requeued.extendleft(reversed([*(again or ()), *queued]))
             if again is None:
-                self._finish(running, failed(len(running.items), make_error))
+                self._finish(
+                    running,
+                    failed(len(running.items), make_error, owner_loads=running.owner_loads),
+                )
         if not self._stop_now:
             self._start_worker(worker.index)
 
@@ -396,7 +401,7 @@ class ProcessBackend:
             tasks.extend(sent.task for sent in worker.tasks.values())
             worker.tasks.clear()
         for task in tasks:
-            self._finish(task, failed(len(task.items), error))
+            self._finish(task, failed(len(task.items), error, owner_loads=task.owner_loads))
 
 
 # Every process backend of this process, for the fork hook.
