@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plait._chunking import GROWTH, MAX_BATCH, MAX_BATCH_BYTES, ChunkSizer
+from plait._chunking import GROWTH, MAX_BATCH_BYTES, ChunkSizer, max_batch
 
 FAST = 1e-9  # seconds per batch: so cheap that only the caps decide
 
@@ -22,7 +22,8 @@ def test_it_starts_at_one_and_grows_by_at_most_growth_per_measurement() -> None:
 
 
 def test_growth_stops_at_max_batch_and_at_the_backends_limit() -> None:
-    assert grown(ChunkSizer("thread", 4), 12)[-1] == MAX_BATCH
+    assert grown(ChunkSizer("thread", 4), 12)[-1] == max_batch("thread")
+    assert grown(ChunkSizer("process", 4), 12)[-1] == max_batch("process") > max_batch("thread")
     limited = ChunkSizer("process", 4, limit=5)
     assert grown(limited, 5)[-1] == 5
     assert limited.max_size == 5

@@ -12,8 +12,8 @@ import pytest
 
 import plait
 from conftest import on
-from plait._chunking import MAX_BATCH
-from plait._scheduler import MAX_ITEMS_IN_FLIGHT
+from plait._chunking import max_batch
+from plait._scheduler import max_items_in_flight
 
 
 def double(x: int) -> int:
@@ -97,7 +97,7 @@ def test_endless_input_is_read_a_bounded_window_ahead(any_backend: str) -> None:
             consumed += 1
             worst_lead = max(worst_lead, source.read - consumed)
     assert consumed == 200_000
-    assert worst_lead <= MAX_ITEMS_IN_FLIGHT + MAX_BATCH
+    assert worst_lead <= max_items_in_flight(any_backend) + max_batch(any_backend)
 
 
 def test_input_is_not_read_while_the_consumer_pauses(any_backend: str) -> None:
@@ -210,7 +210,7 @@ def test_close_stops_calling_fn() -> None:
     assert next(results) == 0
     results.close()
     settled = calls
-    assert settled <= MAX_ITEMS_IN_FLIGHT + 100
+    assert settled <= max_items_in_flight("thread") + 100
     with pytest.raises(StopIteration):
         next(results)
     assert calls == settled

@@ -13,7 +13,18 @@ import math
 # How long one batch should run. A thread trip costs microseconds; a process trip (pickling,
 # two pipe writes, a wake-up on each side) costs around a hundred, hence the larger target.
 TARGET_SECONDS = {"thread": 0.002, "process": 0.010}
-MAX_BATCH = 4096  # beyond this the gain is nil and the bounded window grows
+# The largest batch. Past it the gain is nil and the bounded window grows. A process map holds
+# its items and results in flight as pickles (a few bytes for a small item), so its batches
+# may be larger: its workers must each have several milliseconds of work queued, or they wait
+# whenever the consumer holds the GIL (Python switches threads every 5 ms).
+MAX_BATCH = {"process": 16384}
+DEFAULT_MAX_BATCH = 4096
+
+
+def max_batch(backend: str) -> int:
+    return MAX_BATCH.get(backend, DEFAULT_MAX_BATCH)
+
+
 # A batch's items are pickled, copied through a socket and unpickled: past a megabyte, a larger
 # batch only delays the first result and holds more memory, it saves no round trip worth having.
 MAX_BATCH_BYTES = 1 << 20
@@ -35,7 +46,8 @@ class ChunkSizer:
         if backend == "async" and fixed is None:
             fixed = limit  # async items run concurrently: a batch's time says nothing of its size
         self._fixed = fixed if fixed is None or limit is None else min(fixed, limit)
-        self._limit = min(MAX_BATCH, limit or MAX_BATCH)
+        most = max_batch(backend)
+        self._limit = min(most, limit or most)
         self._target = TARGET_SECONDS.get(backend, TARGET_SECONDS["process"])
         self._workers = workers
         self._remaining = total
@@ -54,7 +66,7 @@ class ChunkSizer:
         per_item = elapsed / items
         self._per_item = per_item if self._per_item is None else (self._per_item + per_item) / 2
         ideal = self._target / max(self._per_item, 1e-9)
-        by_bytes = MAX_BATCH_BYTES * items // sent_bytes if sent_bytes else MAX_BATCH
+        by_bytes = MAX_BATCH_BYTES * items // sent_bytes if sent_bytes else self._limit
         self._size = max(1, min(self._limit, int(ideal), by_bytes, self._size * GROWTH))
 
     def next_size(self) -> int:

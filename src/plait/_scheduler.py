@@ -34,7 +34,15 @@ from ._window import MapWindow
 R = TypeVar("R")
 
 BATCHES_PER_WORKER = 2  # one running, one queued behind it: no worker waits for the consumer
-MAX_ITEMS_IN_FLIGHT = 16384  # bounds memory when batches are large (tiny tasks): ~2 MiB
+# Items between "read" and "handed out", at most: what bounds memory when batches are large
+# (tiny tasks). A process map holds them as pickles, a thread map as objects: about 2 MiB of
+# small objects either way.
+MAX_ITEMS_IN_FLIGHT = {"process": 65536}
+DEFAULT_MAX_ITEMS_IN_FLIGHT = 16384
+
+
+def max_items_in_flight(backend: str) -> int:
+    return MAX_ITEMS_IN_FLIGHT.get(backend, DEFAULT_MAX_ITEMS_IN_FLIGHT)
 
 
 class MapRun:
@@ -69,7 +77,7 @@ class MapRun:
             ordered=ordered,
             raise_errors=errors == "raise",
             max_batches=BATCHES_PER_WORKER * backend.workers,
-            max_items=max(MAX_ITEMS_IN_FLIGHT, sizer.max_size),
+            max_items=max(max_items_in_flight(backend.name), sizer.max_size),
         )
         # The window's results side is shared with the backend's threads: under _cond.
         self._cond = threading.Condition(threading.Lock())
