@@ -417,6 +417,9 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         def release(self, job: Job) -> None:
             pass
 
+        def plan(self, job: Job) -> None:
+            return None
+
         def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
             pass
 

@@ -18,6 +18,7 @@ import plait
 from plait._chunking import ChunkSizer
 from plait._errors import PoolClosed
 from plait._events import MapObserver
+from plait._plan import Plan
 from plait._scheduler import BATCHES_PER_WORKER, MapIterator, MapRun
 from plait._task import Job, Kind, Outcome, Task, execute
 from plait._window import MapWindow, Taken
@@ -63,6 +64,9 @@ class FakeBackend:
     def blocking(self) -> Iterator[None]:
         self.run_pending()
         yield
+
+    def plan(self, job: Job) -> Plan | None:
+        return None  # where its work runs was chosen by the caller
 
     def release(self, job: Job) -> None:
         pass

@@ -16,6 +16,7 @@ from typing import Any
 
 from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
+from .._plan import Plan
 from .._task import Job, Outcome, Task
 from .._worker_spec import Workers, start_worker
 
@@ -110,6 +111,9 @@ class AsyncBackend:
 
     async def _one(self, task: Task, item: Any) -> Any:
         return await run_item(task.job, item, task.timeout, self._semaphore)
+
+    def plan(self, job: Job) -> Plan | None:
+        return None  # where its work runs was chosen by the caller
 
     def release(self, job: Job) -> None:
         pass

@@ -14,6 +14,7 @@ from .._cores import process_workers, usable_cores
 from .._errors import Cancelled, CancelReason
 
 if TYPE_CHECKING:
+    from .._plan import Plan
     from .._task import Job, Task
 
 
@@ -27,6 +28,10 @@ class Backend(Protocol):
 
     def release(self, job: Job) -> None:
         """The job will get no more tasks: workers may forget its function."""
+
+    def plan(self, job: Job) -> Plan | None:
+        """Where the job's tasks run and why, if the backend chose it (``"auto"``); None when
+        the caller did (the backend's name and its workers say it all)."""
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         """Stop taking work; with ``wait``, return once every worker is gone."""

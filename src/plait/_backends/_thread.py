@@ -20,6 +20,7 @@ from queue import Empty, SimpleQueue
 
 from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
+from .._plan import Plan
 from .._task import Job, Outcome, Task, execute, failed
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
@@ -138,7 +139,8 @@ class ThreadBackend:
         set_current_token(task.token)
         try:
             if init_error is None:
-                outcome = execute(task.job.fn, task.job.kind, task.items, retry)
+                job = task.job
+                outcome = execute(job.fn, job.kind, task.items, retry, measure=job.measure)
             else:
                 outcome = failed(
                     len(task.items), init_error, ran=False, owner_loads=task.owner_loads
@@ -232,6 +234,9 @@ class ThreadBackend:
         finally:
             with self._cond:
                 self._compensation -= 1
+
+    def plan(self, job: Job) -> Plan | None:
+        return None  # where its work runs was chosen by the caller
 
     def release(self, job: Job) -> None:
         pass  # threads share the caller's memory: nothing to forget

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
+from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed
 from ..._worker_spec import Workers
 from .._base import default_workers, terminated, track
@@ -98,6 +99,9 @@ class ProcessBackend:
                 self._thread.start()
                 track(self)
         self._wakeup.wake()
+
+    def plan(self, job: Job) -> Plan | None:
+        return None  # where its work runs was chosen by the caller
 
     def release(self, job: Job) -> None:
         with self._lock:

@@ -1,0 +1,147 @@
+"""What ``backend="auto"`` decides, and why: pure functions of what the first items measured.
+
+The rule every tutorial teaches (threads for I/O-bound work, processes for CPU-bound work) is
+applied here to measurements rather than guesses:
+
+- a function that spends most of its time waiting (its thread's CPU time is a small share of
+  its wall time) runs on threads: they wait side by side at no cost;
+- one that computes, and releases the GIL while it does (hashlib, zlib, NumPy), runs on
+  threads too, one per core: two of them really use two cores, and nothing is pickled;
+- one that computes while holding the GIL runs on processes, one per core, when its function
+  and items can travel to a process and there is more than one core to use;
+- work so small per item that handing it to anything costs more than doing it runs inline, in
+  the thread that iterates over the results (the builtin ``map``, batched);
+- on a free-threaded build with the GIL off, threads compute in parallel: never processes.
+
+Nothing here starts a thread or reads a clock: ``_auto`` measures and applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A function is waiting, not computing, when its thread's CPU time is below this share of its
+# wall time (measured alone, so no other thread held the GIL meanwhile).
+WAITING_BELOW = 0.5
+# Two threads computing at once use more than this many cores' worth of CPU only if the work
+# releases the GIL (holding it, they take turns: about one core together).
+PARALLEL_ABOVE = 1.4
+# Per item, below this, the hand-off to another thread or process costs more than the work:
+# run inline. (A batch costs threads about 10 µs, processes about 0.3 µs an item in the parent.)
+INLINE_BELOW = 5e-6
+# Work left below this (when the input's length is known) does not pay for starting processes.
+PROCESS_START_PAYS_ABOVE = 0.1
+# Threads for waiting work, until the adaptive limit decides: as many as concurrent.futures'
+# default would start for I/O-bound work on a large machine.
+WAITING_THREADS = 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a map runs (``backend``: "thread", "process", "inline" or "async"), how wide
+    (``workers``), and why (``reason``), in words a person reads."""
+
+    backend: str
+    workers: int
+    reason: str
+
+    def __str__(self) -> str:
+        where = "inline" if self.backend == "inline" else f"{self.backend} x {self.workers}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the probe saw of the function on threads.
+
+    ``share``: the thread's CPU time over its wall time, for batches run alone;
+    ``per_item``: wall seconds per item, alone; ``parallel``: cores' worth of CPU that two
+    threads used running batches at once (None if not measured: waiting work, one core).
+    """
+
+    items: int
+    share: float
+    per_item: float
+    parallel: float | None = None
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the decision depends on besides the measurements."""
+
+    cores: int
+    gil: bool  # False on a free-threaded build running with the GIL off
+    travels: bool  # the function and the first items pickle for a worker process
+    why_not: str = ""  # if they do not: what would not pickle
+    remaining: int | None = None  # items left, when the input's length is known
+    process_workers: int | None = None  # the number a process pool would start
+
+
+def needs_parallel_probe(measured: Measured, situation: Situation) -> bool:
+    """Whether the decision needs two threads run at once: only for computing work that is
+    not tiny, on more than one core, with the GIL on (does it release the GIL?)."""
+    return (
+        measured.share >= WAITING_BELOW
+        and measured.per_item >= INLINE_BELOW
+        and situation.cores > 1
+        and situation.gil
+    )
+
+
+def decide(measured: Measured, situation: Situation) -> Plan:
+    """Where the rest of the map runs. See the module's docstring for the rules."""
+    cores = situation.cores
+    per_item = _duration(measured.per_item)
+    share = f"{measured.share:.0%} of its time on CPU"
+    if measured.share < WAITING_BELOW:
+        return Plan(
+            "thread",
+            WAITING_THREADS,
+            f"it waits: {share} ({per_item} an item), so threads wait side by side",
+        )
+    if measured.per_item < INLINE_BELOW:
+        return Plan(
+            "inline",
+            1,
+            f"{per_item} an item of CPU: handing items to other workers would cost more "
+            "than running them here",
+        )
+    if not situation.gil:
+        return Plan("thread", cores, f"it computes ({share}), and the GIL is off: threads")
+    if cores < 2:
+        return Plan("thread", 1, f"it computes ({share}) and one core is usable")
+    if measured.parallel is not None and measured.parallel >= PARALLEL_ABOVE:
+        return Plan(
+            "thread",
+            cores,
+            f"it computes and releases the GIL: two threads used {measured.parallel:.1f} cores",
+        )
+    if not situation.travels:
+        return Plan(
+            "thread",
+            cores,
+            f"it computes holding the GIL, but cannot go to a process: {situation.why_not}",
+        )
+    if situation.remaining is not None:
+        left = situation.remaining * measured.per_item
+        if left < PROCESS_START_PAYS_ABOVE:
+            return Plan(
+                "thread",
+                cores,
+                f"it computes holding the GIL, but only about {_duration(left)} of work "
+                "is left: not worth starting processes",
+            )
+    workers = situation.process_workers or cores
+    return Plan(
+        "process",
+        workers,
+        f"it computes holding the GIL ({share}, {per_item} an item): one process per core",
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.1f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.1f} µs"
