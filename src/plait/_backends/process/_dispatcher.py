@@ -143,8 +143,10 @@ class ProcessBackend:
     def _dispatch(self) -> None:
         try:
             self._selector.register(self._wakeup.fd, selectors.EVENT_READ)
+            # (The program's surroundings, which parked workers must match, are read once.)
+            key = self._warm_key() if _warm.any_parked() else None
             for index in range(self.workers):
-                self._start_worker(index)
+                self._start_worker(index, key)
             while not self._finished():
                 self._assign()
                 self._forget_jobs()
@@ -162,8 +164,9 @@ class ProcessBackend:
         rest end (see ``stop_all``). Tasks they still held (only after terminate) get
         ``Cancelled``."""
         workers, self._workers = self._workers, []
-        if not self._stop_now and self._reusable:
-            workers = [w for w in workers if not _warm.park(w, self.start_method)]
+        if not self._stop_now and self._reusable and workers:
+            key = _warm.surroundings(self.start_method)
+            workers = [w for w in workers if not _warm.park(w, key)]
         stop_all(workers, kill=self._stop_now)
         with self._lock:  # only after terminate() can tasks be left waiting to be re-sent
             left = list(self._requeued)
@@ -173,16 +176,21 @@ class ProcessBackend:
         for task in left:
             self._finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
 
-    def _start_worker(self, index: int) -> None:
+    def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> None:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
             self._init = encode_init(self.spec)
-        worker = _warm.take(self.start_method) if self._reusable else None
+        worker = None
+        if self._reusable and _warm.any_parked():
+            worker = _warm.take(warm_key or self._warm_key())
         if worker is None:
             worker = WorkerHandle(index, self.start_method, self._init, self.spec.max_tasks)
         else:
             worker.reuse(index, self._init, self.spec.max_tasks)
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+
+    def _warm_key(self) -> tuple[object, ...]:
+        return _warm.surroundings(self.start_method)
 
     def _finished(self) -> bool:
         with self._lock:

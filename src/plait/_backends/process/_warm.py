@@ -43,8 +43,9 @@ def reusable(spec: Workers) -> bool:
     return spec.initializer is None and spec.max_tasks is None
 
 
-def park(worker: WorkerHandle, start_method: str) -> bool:
-    """Keep ``worker`` for the next pool. False if it cannot be kept: the caller ends it."""
+def park(worker: WorkerHandle, key: tuple[object, ...]) -> bool:
+    """Keep ``worker`` for the next pool; ``key`` is ``surroundings()``, made once for all the
+    workers a pool parks. False if it cannot be kept: the caller ends it."""
     if WARM_SECONDS <= 0 or not idle(worker):
         return False
     with _lock:
@@ -56,7 +57,7 @@ def park(worker: WorkerHandle, start_method: str) -> bool:
                 return False  # (a stream cut mid-frame: the caller ends the worker)
         except OSError:
             return False
-        _parked.append((worker, surroundings(start_method), time.monotonic()))
+        _parked.append((worker, key, time.monotonic()))
     return True
 
 
@@ -73,6 +74,10 @@ def idle(worker: WorkerHandle) -> bool:
         and not worker.reader.closed
         and worker.reader.between_frames
     )
+
+
+def any_parked() -> bool:
+    return bool(_parked)
 
 
 def surroundings(start_method: str) -> tuple[object, ...]:
@@ -93,10 +98,10 @@ def surroundings(start_method: str) -> tuple[object, ...]:
     return start_method, cwd, hash(frozenset(os.environ.items())), *streams
 
 
-def take(start_method: str) -> WorkerHandle | None:
-    """A parked worker started by ``start_method`` in the program's present surroundings, the
-    most recently parked first; None if there is none (or none still alive)."""
-    key = surroundings(start_method)
+def take(key: tuple[object, ...]) -> WorkerHandle | None:
+    """A parked worker started in the program's present surroundings (``key``, as made by
+    ``surroundings()``), the most recently parked first; None if there is none (or none still
+    alive)."""
     while True:
         with _lock:
             found = next((entry for entry in reversed(_parked) if entry[1] == key), None)
