@@ -45,8 +45,10 @@ from ._wakeup import Wakeup
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 # A second task waits behind the first, so it is sent only when that pays: batches are short
-# (the round trip would be a noticeable gap) and no other worker could start it sooner.
-PREFETCH_BELOW = 0.02
+# (the round trip would be a noticeable gap) and no other worker could start it sooner. Batches
+# are sized to about 25 ms (``_chunking``); past a few times that, items are slow one by one,
+# and a task queued behind another could have waited for whichever worker came free first.
+PREFETCH_BELOW = 0.1
 
 
 class ProcessBackend:
@@ -259,7 +261,7 @@ class ProcessBackend:
         worker.items_sent += len(task.items)
         kind = job.kind | TIMED if task.timeout is not None else job.kind
         worker.writer.add(frame(Tag.RUN, task=task_id, job=job.id, kind=kind, payload=sent.blob))
-        self._want_write(worker)
+        self._write_now(worker)
         return True
 
     def _function(self, job: Job) -> bytes:
@@ -278,6 +280,13 @@ class ProcessBackend:
                     worker.jobs.discard(job_id)
                     worker.writer.add(frame(Tag.FORGET, job=job_id))
                     self._want_write(worker)
+
+    def _write_now(self, worker: WorkerHandle) -> None:
+        """Write what the worker's socket takes at once (a batch of small items: all of it),
+        and wait for it to become writable only for the rest: no loop round and no two
+        ``epoll_ctl`` calls per batch. A worker found gone is lost at the next poll."""
+        if not worker.writer.flush(worker.sock) or worker.writer:
+            self._want_write(worker)
 
     def _want_write(self, worker: WorkerHandle) -> None:
         self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
