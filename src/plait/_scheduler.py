@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from itertools import repeat
+from itertools import repeat, starmap
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
@@ -195,7 +195,7 @@ def stream(run: MapRun) -> Iterator[Any]:
     """The results, one by one. Closing this generator (or losing it) closes the run.
 
     Each value leaves its batch's list as it is handed out (popped from the reversed list, in C:
-    as fast as iterating over it), so the consumer holds the only reference to a result it was
+    nearly as fast as iterating over it), so the consumer holds the only reference to a result it was
     given, as ``concurrent.futures`` promises: a large result is freed as soon as it is dropped.
     """
     try:
@@ -207,7 +207,7 @@ def stream(run: MapRun) -> Iterator[Any]:
             else:
                 values = outcome.values
                 values.reverse()
-                yield from map(list.pop, repeat(values, len(values)))
+                yield from starmap(values.pop, repeat((), len(values)))
     finally:
         run.close()
 
