@@ -14,6 +14,7 @@ Goal = Literal["vs_serial", "vs_best_peer", "of_ideal", "endless"]
 NO_SERIAL = tuple(lib for lib in LIBS if lib != "serial")
 THREAD_LIBS = tuple(lib for lib in LIBS if lib != "plait-fork")  # fork is about processes
 THREAD_NO_SERIAL = tuple(lib for lib in THREAD_LIBS if lib != "serial")
+POOL_MAP_CHUNKS = 0  # a Scenario's chunksize: Pool.map's heuristic, len / (4 x workers)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Scenario:
     quick_n: int
     workers: int | None
     chunksize: int
-    """Chunk size given to the peers that take one (plait chooses its own)."""
+    """Chunk size given to the peers that take one (plait chooses its own); ``POOL_MAP_CHUNKS``:
+    the one ``multiprocessing.Pool.map`` would choose by itself."""
     libs: tuple[str, ...]
     goal: Goal
     limit: float
@@ -38,6 +40,12 @@ class Scenario:
 
     def size(self, quick: bool) -> int:
         return self.quick_n if quick else self.n
+
+    def peer_chunksize(self, quick: bool) -> int:
+        if self.chunksize != POOL_MAP_CHUNKS:
+            return self.chunksize
+        chunks, extra = divmod(self.size(quick), 4 * (self.workers or 1))  # as Pool.map does
+        return chunks + bool(extra)
 
     @property
     def target(self) -> str:
@@ -63,8 +71,9 @@ SCENARIOS = (
     Scenario(
         "tiny-processes",
         "Tiny tasks on processes",
-        "`x * 2` per item on 2 processes: chunking and pickling overhead.",
-        "map", "process", "double", 1_000_000, 100_000, 2, 10_000,
+        "`x * 2` per item on 2 processes: chunking and pickling overhead; the peers get the "
+        "chunk size `Pool.map` picks by itself (N / 8).",
+        "map", "process", "double", 1_000_000, 100_000, 2, POOL_MAP_CHUNKS,
         LIBS, "vs_best_peer", 1,
     ),
     Scenario(

@@ -105,7 +105,7 @@ def run_scenario(
         "n": n,
         "kind": scenario.kind,
         "workers": scenario.workers,
-        "chunksize": scenario.chunksize,
+        "chunksize": scenario.peer_chunksize(quick),
         "loops": loops,
         "payload_bytes": PAYLOAD_BYTES,
         "sample_every": SAMPLE_EVERY,
@@ -114,7 +114,7 @@ def run_scenario(
         lib: Outcome(
             lib,
             label(lib, scenario.kind),
-            describe(lib, scenario.kind, scenario.workers, scenario.chunksize),
+            describe(lib, scenario.kind, scenario.workers, scenario.peer_chunksize(quick)),
         )
         for lib in scenario.libs
         if libs is None or lib in libs
