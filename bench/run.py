@@ -76,11 +76,12 @@ def compile_plait() -> None:
     compileall.compile_dir(Path(plait.__file__).parent, quiet=1)
 
 
-MICRO = ("bench_sync.py", "bench_structured.py")
+MICRO = ("bench_sync.py", "bench_structured.py", "bench_warm.py")
 
 
 def micro_benchmarks(quick: bool) -> str:
-    """Run the micro-benchmarks (locks, task groups, async) and return their tables."""
+    """Run the micro-benchmarks (locks, task groups, async, warm workers) and return their
+    tables."""
     parts = ["", "## Micro-benchmarks", ""]
     for script in MICRO:
         command = [sys.executable, str(BENCH_DIR / script), *(["--quick"] if quick else [])]
