@@ -83,3 +83,10 @@ def test_the_parallel_probe_runs_only_when_it_can_change_the_decision(
 ) -> None:
     measured = Measured(items=2, share=share, per_item=per_item)
     assert needs_parallel_probe(measured, Situation(cores, gil, travels=True)) is expected
+
+
+def test_tiny_work_with_a_task_timeout_stays_on_a_thread_that_can_be_abandoned() -> None:
+    situation = Situation(cores=2, gil=True, travels=True, can_inline=False)
+    plan = decide(Measured(items=4096, share=1.0, per_item=1e-7), situation)
+    assert (plan.backend, plan.workers) == ("thread", 1)
+    assert "task_timeout" in plan.reason

@@ -14,7 +14,7 @@ import math
 # parent a few hundred (pickling, socket writes and reads, a wake-up of each thread on each
 # side, measured: 0.3 ms of CPU), taken from the cores the workers use: hence the larger
 # target, at which the trips cost the workers about 1 % of their time.
-TARGET_SECONDS = {"thread": 0.002, "process": 0.025}
+TARGET_SECONDS = {"thread": 0.002, "inline": 0.002, "process": 0.025}
 # The largest batch. Past it the gain is nil and the bounded window grows. A process map holds
 # its items and results in flight as pickles (a few bytes for a small item), so its batches
 # may be larger: its workers must each have several milliseconds of work queued, or they wait
@@ -49,12 +49,26 @@ class ChunkSizer:
             fixed = limit  # async items run concurrently: a batch's time says nothing of its size
         self._fixed = fixed if fixed is None or limit is None else min(fixed, limit)
         most = max_batch(backend)
+        self._given_limit = limit
         self._limit = min(most, limit or most)
         self._target = TARGET_SECONDS.get(backend, TARGET_SECONDS["process"])
         self._workers = workers
         self._remaining = total
         self._size = fixed or 1
         self._per_item: float | None = None
+
+    def retarget(self, backend: str, workers: int) -> None:
+        """The map moved (``backend="auto"`` decided): size for ``backend`` from now on, with
+        what was learnt of the items so far."""
+        if self._fixed is not None:
+            return
+        most = max_batch(backend)
+        self._limit = most if self._given_limit is None else min(most, self._given_limit)
+        self._target = TARGET_SECONDS.get(backend, TARGET_SECONDS["process"])
+        self._workers = workers
+        if self._per_item is not None:
+            ideal = int(self._target / max(self._per_item, 1e-9))
+            self._size = max(1, min(self._limit, ideal, self._size * GROWTH))
 
     @property
     def max_size(self) -> int:

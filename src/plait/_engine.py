@@ -195,9 +195,9 @@ def prepare_map(
         from ._rate import rate_limited
 
         fn = rate_limited(fn, options.rate, backend, workers)
-    return Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, options.retry), Observers(
-        observers
-    )
+    job = Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, options.retry)
+    job.threads_only = options.rate is not None  # one bucket, shared: backend="auto" stays
+    return job, Observers(observers)
 
 
 def open_owned_map(

@@ -21,11 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # A function is waiting, not computing, when its thread's CPU time is below this share of its
-# wall time (measured alone, so no other thread held the GIL meanwhile).
-WAITING_BELOW = 0.5
-# Two threads computing at once use more than this many cores' worth of CPU only if the work
-# releases the GIL (holding it, they take turns: about one core together).
-PARALLEL_ABOVE = 1.4
+# wall time, measured alone (no thread of ours held the GIL meanwhile). Waiting work (I/O,
+# sleeps) stays under a few per cent; computing work stays above this even on a machine so
+# busy that it gets a third of a core.
+WAITING_BELOW = 0.3
+# Two threads started together use more than this many cores' worth of CPU only if the work
+# releases the GIL: holding it, they take turns, and use one core between them. (A machine so
+# busy that it lends them less than that makes work that releases the GIL look as if it held
+# it: processes then, which are correct there, if not the cheapest.)
+PARALLEL_ABOVE = 1.2
 # Per item, below this, the hand-off to another thread or process costs more than the work:
 # run inline. (A batch costs threads about 10 µs, processes about 0.3 µs an item in the parent.)
 INLINE_BELOW = 5e-6
@@ -55,8 +59,9 @@ class Measured:
     """What the probe saw of the function on threads.
 
     ``share``: the thread's CPU time over its wall time, for batches run alone;
-    ``per_item``: wall seconds per item, alone; ``parallel``: cores' worth of CPU that two
-    threads used running batches at once (None if not measured: waiting work, one core).
+    ``per_item``: wall seconds per item, alone; ``parallel``: the cores' worth of CPU
+    that two threads used, running a batch each from the same moment (None if not measured:
+    waiting work, one core).
     """
 
     items: int
@@ -75,6 +80,7 @@ class Situation:
     why_not: str = ""  # if they do not: what would not pickle
     remaining: int | None = None  # items left, when the input's length is known
     process_workers: int | None = None  # the number a process pool would start
+    can_inline: bool = True  # False when an item has a task_timeout: inline cannot stop it
 
 
 def needs_parallel_probe(measured: Measured, situation: Situation) -> bool:
@@ -100,6 +106,13 @@ def decide(measured: Measured, situation: Situation) -> Plan:
             f"it waits: {share} ({per_item} an item), so threads wait side by side",
         )
     if measured.per_item < INLINE_BELOW:
+        if not situation.can_inline:
+            return Plan(
+                "thread",
+                1,
+                f"{per_item} an item of CPU, too little to hand to several workers; one "
+                "thread, which task_timeout can abandon",
+            )
         return Plan(
             "inline",
             1,

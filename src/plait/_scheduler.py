@@ -28,6 +28,7 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
+from ._plan import Plan
 from ._task import Job, Outcome, Task, failed
 from ._window import MapWindow
 
@@ -65,6 +66,9 @@ class MapRun:
     ) -> None:
         self._backend = backend
         self._job = job
+        self._sizer = sizer
+        # Where the map runs, once the backend chose (backend="auto"); None while it measures.
+        self.plan: Plan | None = None
         self._deadline = deadline
         self._observer = observer
         self._on_close = on_close
@@ -125,6 +129,8 @@ class MapRun:
         self._cond.wait(remaining)
 
     def _top_up(self) -> None:
+        if self.plan is None and (plan := self._backend.plan(self._job)) is not None:
+            self._follow(plan)
         timed = self._task_timeout is not None
         while (taken := self._window.take()) is not None:
             task = Task(
@@ -144,6 +150,25 @@ class MapRun:
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
                 self._window.unsent(taken, exc)
                 return
+
+    def current_plan(self) -> Plan:
+        if self.plan is None and (plan := self._backend.plan(self._job)) is not None:
+            return plan
+        if self.plan is not None:
+            return self.plan
+        backend = self._backend
+        if backend.name == "auto":
+            return Plan("auto", backend.workers, "measuring its first items")
+        return Plan(backend.name, backend.workers, f"backend={backend.name!r} was chosen")
+
+    def _follow(self, plan: Plan) -> None:
+        """The backend chose where the map runs: size the batches and the window for it."""
+        self.plan = plan
+        self._sizer.retarget(plan.backend, plan.workers)
+        self._window.set_limits(
+            BATCHES_PER_WORKER * plan.workers,
+            max(max_items_in_flight(plan.backend), self._sizer.max_size),
+        )
 
     def abort(self) -> None:
         """Stop from any thread, even while the consumer waits in ``next_batch`` (which then
@@ -194,9 +219,10 @@ def _dropped_unstarted() -> BaseException:
 def stream(run: MapRun) -> Iterator[Any]:
     """The results, one by one. Closing this generator (or losing it) closes the run.
 
-    Each value leaves its batch's list as it is handed out (popped from the reversed list, in C:
-    nearly as fast as iterating over it), so the consumer holds the only reference to a result it was
-    given, as ``concurrent.futures`` promises: a large result is freed as soon as it is dropped.
+    Each value leaves its batch's list as it is handed out (popped from the reversed list, in
+    C: nearly as fast as iterating over it), so the consumer holds the only reference to a
+    result it was given, as ``concurrent.futures`` promises: a large result is freed as soon
+    as it is dropped.
     """
     try:
         while (entry := run.next_batch()) is not None:
@@ -233,6 +259,14 @@ class MapIterator(Generic[R]):
 
     def __next__(self) -> R:
         return next(self._results)
+
+    @property
+    def plan(self) -> Plan:
+        """Where this map runs and why: ``str(results.plan)`` reads as one line, for
+        example ``process x 2: it computes holding the GIL (...)``. With
+        ``backend="auto"`` it is ``Plan("auto", ..., "measuring its first items")`` until
+        the first items were measured."""
+        return self._run.current_plan()
 
     def close(self) -> None:
         """Stop the map now and release its workers. Safe to call more than once."""

@@ -37,7 +37,7 @@ class Job:
     A Job can be weakly referred to: a backend keeps what it makes of one (a pickled function)
     in a weak dictionary, so that it goes with the job."""
 
-    __slots__ = ("__weakref__", "fn", "id", "kind", "measure", "retry")
+    __slots__ = ("__weakref__", "fn", "id", "kind", "measure", "retry", "threads_only")
 
     def __init__(self, fn: Callable[..., Any], kind: Kind, retry: Retry | None = None) -> None:
         self.fn = fn
@@ -45,6 +45,7 @@ class Job:
         self.retry = retry
         self.id = next(_job_ids)
         self.measure = False  # its batches also take their thread's CPU time (backend="auto")
+        self.threads_only = False  # backend="auto" keeps it on threads (a rate shared by all)
 
 
 @dataclass(slots=True)

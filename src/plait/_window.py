@@ -83,6 +83,12 @@ class MapWindow(Generic[B]):
         self._next_index = 0
         self._next_to_yield = 0
 
+    def set_limits(self, max_batches: int, max_items: int) -> None:
+        """Widen (or narrow) the window: the map moved to other workers (``backend="auto"``).
+        Batches already out stay out; a narrower window takes no more until they are back."""
+        self._max_batches = max_batches
+        self._max_items = max_items
+
     # -- the input side ----------------------------------------------------------------------
 
     def take(self) -> Taken | None:

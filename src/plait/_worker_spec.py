@@ -51,7 +51,7 @@ class Workers:
             )
 
     def check_backend(self, backend: str, where: str) -> None:
-        if backend == "process":
+        if backend in ("process", "auto"):  # auto: they apply if it picks processes
             return
         for name in ("max_tasks", "start_method"):
             if getattr(self, name) is not None:

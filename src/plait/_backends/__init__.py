@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 # name -> "module:Class", the module relative to this package
 REGISTRY = {
+    "auto": "._auto:AutoBackend",
     "thread": "._thread:ThreadBackend",
     "process": ".process._dispatcher:ProcessBackend",
     "async": "._async:AsyncBackend",

@@ -1,0 +1,355 @@
+"""backend="auto": measure a map's first batches, then run the rest where it pays.
+
+Each job (a map's function) gets a route. While the route probes, the job's batches run one at
+a time in the consumer's own thread, each measuring its wall and CPU time; then, if the work
+computes and is not tiny, two at once on two threads, to see whether each keeps computing (the
+work releases the GIL) or they take turns. ``_plan.decide`` turns the measurements into a plan,
+and every later batch of the job goes where the plan says: threads, a process pool, or inline.
+Batches already sent finish where they are; the scheduler's window puts every result in its
+place, so moving costs no item, repeats none and reorders none.
+
+The first batches run in the consumer's thread so that no thread exists yet when the work turns
+out to compute: the program may still be single-threaded, and then the process template can be
+forked from it (a few milliseconds) rather than started fresh. (A map with a ``task_timeout``
+probes on a thread: only there can an overrunning item be given up on.)
+
+Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import statistics
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import Any
+
+from .._cores import process_workers, usable_cores
+from .._errors import PoolClosed
+from .._plan import Measured, Plan, Situation, decide, needs_parallel_probe
+from .._task import Job, Kind, Outcome, Task
+from .._worker_spec import Workers
+from ._base import Backend
+from ._inline import InlineBackend
+from ._thread import ThreadBackend
+
+logger = logging.getLogger("plait")
+
+PROBE_SECONDS = 0.002  # measured work, batches run alone, before deciding
+PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
+PROBE_THREADS = 2  # two threads at once tell whether the work releases the GIL
+PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
+
+
+class _Route:
+    """One job's probe, then its plan and the backend that carries it out."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.plan: Plan | None = None
+        self.target: Backend | None = None
+        self.waiting: deque[Task] = deque()  # submitted during the probe, not yet started
+        self.running = 0
+        self.together = False  # the second phase: two batches at once
+        self.started_together = 0
+        self.items = 0
+        self.busy = 0.0
+        # Per batch run alone: its CPU time over its wall time, and its time per item. The
+        # decision takes their medians: one batch that met a garbage collection, or another
+        # thread's turn with the GIL, does not make tiny work look costly or computing work
+        # look idle.
+        self.shares: list[float] = []
+        self.per_item: list[float] = []
+        self.pair: list[Outcome] = []
+        # The two batches run together start together: neither pays for the other's thread
+        # starting, and they overlap from their first item.
+        self.barrier = threading.Barrier(PROBE_THREADS)
+        self.sample: list[Any] | None = None  # the first batch's items: do they travel?
+        self.batches = 0
+        self.timed = False  # a task had a task_timeout: never inline (it could not be stopped)
+
+
+class AutoBackend:
+    name = "auto"
+    batch_limit: int | None = None
+
+    def __init__(self, spec: Workers) -> None:
+        self.spec = spec
+        self._threads = ThreadBackend(replace(spec, count=spec.count or PROBE_THREADS))
+        self.workers = self._threads.workers
+        self._processes: Backend | None = None
+        self._inline = InlineBackend()
+        self._routes: dict[int, _Route] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a probe has nothing left
+        self._closed = False
+
+    # -- the Backend protocol ----------------------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("cannot submit work: the pool is shut down")
+            route = self._route(task.job)
+            route.timed |= task.timeout is not None
+            target = route.target
+            if target is None:
+                route.waiting.append(task)
+                starting = self._next_probes(route)
+        if target is not None:
+            target.submit(task)
+        else:
+            self._start_probes(route, starting)
+
+    def plan(self, job: Job) -> Plan | None:
+        route = self._routes.get(job.id)
+        return None if route is None else route.plan
+
+    def release(self, job: Job) -> None:
+        with self._lock:
+            self._routes.pop(job.id, None)
+        for backend in self._backends():
+            backend.release(job)
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        with self._lock:
+            self._closed = True
+            dropped = self._drop_waiting() if cancel_pending else []
+            while wait and any(r.waiting or r.running for r in self._routes.values()):
+                self._idle.wait()  # probes still to finish: their batches follow them
+        for task in dropped:
+            task.discard(task)
+        for backend in self._backends():
+            backend.shutdown(wait=wait, cancel_pending=cancel_pending)
+
+    def terminate(self) -> None:
+        with self._lock:
+            self._closed = True
+            dropped = self._drop_waiting()
+        for task in dropped:
+            task.discard(task)
+        for backend in self._backends():
+            backend.terminate()
+
+    def started(self) -> bool:
+        return any(backend.started() for backend in self._backends())
+
+    def blocking(self) -> AbstractContextManager[object]:
+        return self._threads.blocking()
+
+    # -- the probe ---------------------------------------------------------------------------
+
+    def _route(self, job: Job) -> _Route:
+        route = self._routes.get(job.id)
+        if route is None:
+            route = self._routes[job.id] = _Route(job)
+            if job.kind is Kind.CALL or job.threads_only:
+                why = (
+                    "a single call says too little to measure: threads"
+                    if job.kind is Kind.CALL
+                    else "rate= is kept exactly only by threads sharing one bucket"
+                )
+                self._settle(route, Plan("thread", self._threads.workers, why))
+            else:
+                job.measure = True
+        return route
+
+    def _next_probes(self, route: _Route) -> list[Task]:
+        """The waiting tasks to start now (holding the lock): one at a time, then two."""
+        starting: list[Task] = []
+        while route.waiting and (
+            route.started_together < PROBE_THREADS if route.together else route.running == 0
+        ):
+            task = route.waiting.popleft()
+            route.running += 1
+            if route.together:
+                route.started_together += 1
+                task.start = _after(route.barrier, task.start)
+            if route.sample is None:
+                route.sample = list(task.items[:1])
+            starting.append(task)
+        return starting
+
+    def _start_probes(self, route: _Route, tasks: list[Task]) -> None:
+        for task in tasks:
+            finish = task.finish
+            task.finish = lambda task, outcome, finish=finish: self._probed(  # type: ignore[misc]
+                route, task, outcome, finish
+            )
+            alone = not route.together and not route.timed
+            try:
+                (self._inline if alone else self._threads).submit(task)
+            except PoolClosed:
+                with self._lock:
+                    route.running -= 1
+                    self._idle.notify_all()
+                task.finish = finish
+                task.discard(task)
+
+    def _probed(
+        self,
+        route: _Route,
+        task: Task,
+        outcome: Outcome,
+        finish: Callable[[Task, Outcome], None],
+    ) -> None:
+        """A probe batch ended (in a worker thread): learn from it, hand it on, go on."""
+        task.finish = finish
+        with self._lock:
+            route.running -= 1
+            self._learn(route, outcome)
+            plan = self._decide(route)
+            starting = [] if plan else self._next_probes(route)
+            waiting: list[Task] = []
+            if plan is not None:
+                self._settle(route, plan)
+                waiting = list(route.waiting)
+                route.waiting.clear()
+            self._idle.notify_all()
+        finish(task, outcome)
+        if plan is not None:
+            logger.info("plait: %s runs %s", _name(route.job.fn), plan)
+            self._hand_on(route, waiting)
+        else:
+            self._start_probes(route, starting)
+
+    def _learn(self, route: _Route, outcome: Outcome) -> None:
+        route.batches += 1
+        if not outcome.measured or not outcome.values:
+            return
+        if route.together:
+            route.pair.append(outcome)
+            return
+        items = len(outcome.values)
+        elapsed = max(outcome.elapsed, 1e-9)
+        route.items += items
+        route.busy += outcome.elapsed
+        route.shares.append(min(1.0, outcome.cpu / elapsed))
+        route.per_item.append(elapsed / items)
+
+    def _decide(self, route: _Route) -> Plan | None:
+        """The plan, once the probe has measured enough (holding the lock)."""
+        if route.items == 0 and route.batches >= PROBE_BATCHES:
+            return Plan(
+                "thread",
+                self._threads.workers,
+                f"its first {route.batches} batches all failed before they could be measured",
+            )
+        if route.items == 0 or (route.busy < PROBE_SECONDS and route.items < PROBE_ITEMS):
+            return None
+        measured = Measured(
+            route.items,
+            share=statistics.median(route.shares),
+            per_item=statistics.median(route.per_item),
+        )
+        situation = self._situation(route)
+        if needs_parallel_probe(measured, situation) and self._threads.workers >= PROBE_THREADS:
+            if not route.together:
+                route.together = True
+                _prepare_processes(self.spec)  # while no thread of ours runs yet, if none does
+                return None
+            if len(route.pair) < PROBE_THREADS:
+                return None
+            first = min(o.began for o in route.pair)
+            last = max(o.began + o.elapsed for o in route.pair)
+            parallel = sum(o.cpu for o in route.pair) / max(last - first, 1e-9)
+            measured = replace(measured, parallel=parallel)
+        plan = decide(measured, situation)
+        if plan.backend == "process":  # only now is it worth finding out (pickling)
+            travels, why_not = _travels(route.job, route.sample or [])
+            plan = decide(measured, replace(situation, travels=travels, why_not=why_not))
+        return plan
+
+    def _situation(self, route: _Route) -> Situation:
+        return Situation(
+            cores=usable_cores(),
+            gil=getattr(sys, "_is_gil_enabled", lambda: True)(),
+            travels=True,
+            process_workers=self.spec.count or process_workers(),
+            can_inline=not route.timed,
+        )
+
+    def _settle(self, route: _Route, plan: Plan) -> None:
+        """Carry out ``plan`` for the route's job (holding the lock)."""
+        if self.spec.count is not None:  # the caller's width always wins
+            plan = replace(plan, workers=self.spec.count)
+        route.job.measure = False
+        route.plan = plan
+        if plan.backend == "process":
+            if self._processes is None:
+                from .process._dispatcher import ProcessBackend
+
+                self._processes = ProcessBackend(replace(self.spec, count=plan.workers))
+            route.target = self._processes
+        elif plan.backend == "inline":
+            route.target = self._inline
+        else:
+            self._threads.workers = max(self._threads.workers, plan.workers)
+            self.workers = self._threads.workers
+            route.target = self._threads
+
+    def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
+        """Send the tasks that waited during the probe where the plan says."""
+        target = route.target
+        assert target is not None
+        for task in tasks:
+            try:
+                target.submit(task)
+            except PoolClosed:
+                task.discard(task)
+
+    def _drop_waiting(self) -> list[Task]:
+        dropped = [task for route in self._routes.values() for task in route.waiting]
+        for route in self._routes.values():
+            route.waiting.clear()
+        return dropped
+
+    def _backends(self) -> list[Backend]:
+        backends: list[Backend] = [self._threads, self._inline]
+        if self._processes is not None:
+            backends.append(self._processes)
+        return backends
+
+
+def _prepare_processes(spec: Workers) -> None:
+    """Make the process template now, in case the plan turns out to be processes: forked from
+    this program if it is still single-threaded (cheap), otherwise started fresh."""
+    from .process._launch import prepare
+
+    prepare(spec.start_method or "forkserver")
+
+
+def _travels(job: Job, sample: list[Any]) -> tuple[bool, str]:
+    """Whether the job's function and a sample of its items pickle for a worker process."""
+    from .process._codec import encode_function, encode_items
+
+    try:
+        encode_function(job)
+    except Exception as exc:
+        return False, f"the function would not pickle ({type(exc).__name__}: {exc})"
+    try:
+        encode_items(sample)
+    except Exception as exc:
+        return False, f"its items would not pickle ({type(exc).__name__}: {exc})"
+    return True, ""
+
+
+def _after(barrier: threading.Barrier, start: Callable[[], bool]) -> Callable[[], bool]:
+    """``start``, once the other batch of the pair is about to start too (or a second has
+    passed: the input ended, or the map stopped, before there was a second batch)."""
+
+    def started() -> bool:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=1.0)
+        return start()
+
+    return started
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

@@ -1,0 +1,225 @@
+"""backend="auto": each decision on a real workload; moving mid-map loses, repeats and reorders
+nothing; what the user sets always wins; the plan says why, and is logged."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import plait
+from plait._backends import _auto
+from plait._cores import usable_cores
+from plait._plan import Plan
+
+pytestmark = pytest.mark.timeout(120)
+
+several_cores = pytest.mark.skipif(usable_cores() < 2, reason="needs two usable cores")
+
+
+def sleepy(x: int) -> int:
+    time.sleep(0.005)
+    return x
+
+
+def spin(x: int) -> tuple[int, int]:
+    total = 0
+    for i in range(30_000):  # ~2-3 ms of pure Python, holding the GIL
+        total += i * i % 7
+    return x, os.getpid()
+
+
+def digest(block: bytes) -> str:
+    return hashlib.sha256(block).hexdigest()  # releases the GIL on large buffers
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def where(x: int) -> tuple[int, str]:
+    return x, threading.current_thread().name
+
+
+def skip_unless_a_thread_gets_a_core() -> None:
+    """Computing work is told from waiting work by its CPU time over its wall time. On a
+    machine so busy that a computing thread gets under a third of a core, the two look alike
+    (see the README's limits): the decision cannot be checked there."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    spin(0)
+    share = (time.thread_time() - cpu) / (time.perf_counter() - wall)
+    if share < 0.6:
+        pytest.skip(f"the machine is too busy: a computing thread gets {share:.0%} of a core")
+
+
+def test_waiting_work_runs_on_threads() -> None:
+    results = plait.map(sleepy, range(20), backend="auto")
+    assert list(results) == list(range(20))
+    assert results.plan.backend == "thread"
+    assert "it waits" in results.plan.reason
+
+
+@several_cores
+def test_computing_work_that_holds_the_gil_moves_to_processes() -> None:
+    skip_unless_a_thread_gets_a_core()
+    results = plait.map(spin, range(40), backend="auto")
+    out = list(results)
+    assert [x for x, _ in out] == list(range(40))
+    assert results.plan.backend == "process", str(results.plan)
+    assert "holding the GIL" in results.plan.reason
+    assert {pid for _, pid in out} - {os.getpid()}  # the items after the probe ran elsewhere
+
+
+def cores_two_threads_get(block: bytes) -> float:
+    """The cores' worth of CPU two threads hashing at once get from this machine right now."""
+    used = [0.0, 0.0]
+    barrier = threading.Barrier(2)
+
+    def hash_twice(slot: int) -> None:
+        barrier.wait()
+        start = time.thread_time()
+        for _ in range(3):
+            digest(block)
+        used[slot] = time.thread_time() - start
+
+    threads = [threading.Thread(target=hash_twice, args=(slot,)) for slot in (0, 1)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return sum(used) / (time.perf_counter() - began)
+
+
+@several_cores
+def test_hashing_releases_the_gil_and_stays_on_threads() -> None:
+    """The probe sees two threads use more than one core. This machine lends two threads
+    anywhere from one to two cores from one moment to the next: a probe that met a lean
+    moment tries again, up to three maps; the test gives up (skips) only if the machine,
+    measured after them, does not lend two cores at all."""
+    blocks = [bytes([i]) * (4 << 20) for i in range(12)]
+    plans = []
+    for _ in range(3):
+        results = plait.map(digest, blocks, backend="auto")
+        assert list(results) == [hashlib.sha256(b).hexdigest() for b in blocks]
+        plans.append(results.plan)
+        if results.plan.backend == "thread":
+            assert "releases the GIL" in results.plan.reason
+            return
+    if (cores := cores_two_threads_get(blocks[0])) < 1.5:
+        pytest.skip(f"two threads get {cores:.1f} cores here: too few to see the GIL released")
+    pytest.fail(f"three maps of sha256 went elsewhere: {[str(plan) for plan in plans]}")
+
+
+@several_cores
+def test_computing_work_that_cannot_travel_stays_on_threads_and_says_why() -> None:
+    skip_unless_a_thread_gets_a_core()
+    lock = threading.Lock()
+
+    def spin_holding(x: int) -> int:  # a closure over a lock: no process can take it
+        with lock:
+            pass
+        return spin(x)[0]
+
+    results = plait.map(spin_holding, range(30), backend="auto")
+    assert list(results) == list(range(30))
+    assert results.plan.backend == "thread", str(results.plan)
+    assert "cannot go to a process" in results.plan.reason
+
+
+def test_tiny_work_runs_inline_in_the_consumers_thread() -> None:
+    results = plait.map(where, range(50_000), backend="auto")
+    out = list(results)
+    assert [x for x, _ in out] == list(range(50_000))
+    assert results.plan.backend == "inline", str(results.plan)
+    assert out[-1][1] == threading.current_thread().name
+
+
+def test_tiny_work_with_a_task_timeout_is_never_run_inline() -> None:
+    results = plait.map(where, range(20_000), backend="auto", task_timeout=30)
+    out = list(results)
+    assert [x for x, _ in out] == list(range(20_000))
+    assert results.plan.backend == "thread", str(results.plan)
+    assert out[-1][1] != threading.current_thread().name
+
+
+def test_the_callers_width_wins() -> None:
+    results = plait.map(sleepy, range(10), backend="auto", workers=3)
+    assert list(results) == list(range(10))
+    assert (results.plan.backend, results.plan.workers) == ("thread", 3)
+
+
+def test_a_rate_keeps_the_map_on_threads() -> None:
+    results = plait.map(spin, range(6), backend="auto", rate=1000)
+    assert [x for x, _ in results] == list(range(6))
+    assert results.plan.backend == "thread"
+    assert "rate=" in results.plan.reason
+
+
+def test_a_backend_named_by_the_caller_is_its_plan() -> None:
+    with plait.map(double, range(3), backend="thread", workers=2) as results:
+        assert results.plan == Plan("thread", 2, "backend='thread' was chosen")
+
+
+def test_the_plan_says_it_is_still_measuring_and_then_what_it_chose() -> None:
+    results = plait.map(sleepy, range(4), backend="auto")
+    assert results.plan.backend == "auto"
+    assert str(results.plan).endswith("measuring its first items")
+    assert list(results) == list(range(4))
+    assert str(results.plan).startswith("thread x ")
+    assert "\n" not in str(results.plan)
+
+
+def test_each_decision_is_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="plait"):
+        assert list(plait.map(sleepy, range(3), backend="auto")) == [0, 1, 2]
+    [record] = [r for r in caplog.records if r.name == "plait"]
+    assert "sleepy runs thread x" in record.getMessage()
+
+
+def test_submitted_calls_run_on_threads() -> None:
+    with plait.Pool("auto") as pool:
+        assert pool.submit(where, 1).result(timeout=30)[1].startswith("plait-thread")
+
+
+class Once:
+    """Counts how often each item ran (threads and inline share this process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: dict[int, int] = {}
+
+    def __call__(self, x: int) -> int:
+        with self.lock:
+            self.seen[x] = self.seen.get(x, 0) + 1
+        return x
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    probe_items=st.integers(1, 60),
+    target=st.sampled_from(["thread", "inline", "process"]),
+    ordered=st.booleans(),
+)
+def test_moving_mid_map_keeps_every_item_once_and_in_order(
+    n: int, probe_items: int, target: str, ordered: bool
+) -> None:
+    count = Once()
+    fn: Any = count if target != "process" else double
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_auto, "PROBE_ITEMS", probe_items)
+        patch.setattr(_auto, "PROBE_SECONDS", float("inf"))
+        patch.setattr(_auto, "decide", lambda measured, situation: Plan(target, 2, "a test"))
+        results = list(plait.map(fn, range(n), backend="auto", ordered=ordered))
+    expected = [2 * x for x in range(n)] if target == "process" else list(range(n))
+    assert results == expected if ordered else sorted(results) == expected
+    if target != "process":
+        assert count.seen == dict.fromkeys(range(n), 1)
