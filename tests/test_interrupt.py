@@ -97,6 +97,47 @@ def test_one_ctrl_c_stops_the_map_within_a_second(backend: str, tmp_path: Path) 
         assert all(gone(pid) for pid in pids), "a worker process outlived the interrupt"
 
 
+ELSEWHERE = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    import plait
+
+    def waiting(frame):
+        return frame is not None and frame.f_code.co_name == "wait"
+
+    def slow(x):
+        if x == 0:  # a Ctrl-C that the kernel hands to this worker, not to the main thread
+            main = threading.main_thread().ident
+            deadline = time.monotonic() + 10
+            while not waiting(sys._current_frames().get(main)) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        time.sleep(30)
+        return x
+
+    try:
+        for _ in plait.map(slow, range(4), backend="thread", workers=2, chunksize=1):
+            pass
+    except KeyboardInterrupt:
+        print(f"interrupted {time.monotonic()}", flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(30)
+def test_a_ctrl_c_delivered_to_a_worker_thread_still_stops_the_map(tmp_path: Path) -> None:
+    """Python runs signal handlers in the main thread, but the kernel may deliver a process's
+    SIGINT to any of its threads: a main thread blocked waiting for results must still see it
+    (a loaded suite run once hung here)."""
+    script = tmp_path / "elsewhere.py"
+    script.write_text(ELSEWHERE)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=25)
+    assert "interrupted" in proc.stdout, proc.stderr
+    interrupted = float(proc.stdout.split("interrupted ")[1].split()[0])
+    assert interrupted - started < 10, "the Ctrl-C was seen only after the sleeps ended"
+
+
 @pytest.mark.timeout(30)
 def test_interpreter_exits_promptly_with_a_map_abandoned_midway(
     backend: str, tmp_path: Path

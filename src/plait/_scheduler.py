@@ -34,6 +34,7 @@ from ._window import MapWindow
 
 R = TypeVar("R")
 
+SIGNAL_CHECK = 0.2  # seconds: how soon a Ctrl-C reaches a map waiting in the main thread
 BATCHES_PER_WORKER = 2  # one running, one queued behind it: no worker waits for the consumer
 # Items between "read" and "handed out", at most: what bounds memory when batches are large
 # (tiny tasks). A process map holds them as pickles, a thread map as objects: about 2 MiB of
@@ -120,13 +121,17 @@ class MapRun:
                 self._wait()
 
     def _wait(self) -> None:
+        # The main thread waits in slices: the kernel may hand a Ctrl-C to any thread of the
+        # process (a worker asleep in time.sleep, say), and then nothing interrupts this wait;
+        # Python runs the signal's handler in the main thread only once it runs again.
+        step = SIGNAL_CHECK if threading.current_thread() is threading.main_thread() else None
         if self._deadline is None:
-            self._cond.wait()
+            self._cond.wait(step)
             return
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the map did not finish within its timeout")
-        self._cond.wait(remaining)
+        self._cond.wait(remaining if step is None else min(step, remaining))
 
     def _top_up(self) -> None:
         if self.plan is None and (plan := self._backend.plan(self._job)) is not None:
