@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,68 @@ def test_warm_workers_that_died_as_they_were_taken_cost_no_item(
     monkeypatch.setattr(_warm, "_readable", lambda worker: False)
     results = list(plait.map(double, range(10), backend="process", workers=2, chunksize=1))
     assert results == [2 * x for x in range(10)]
+
+
+def _park_two() -> None:
+    from plait._backends.process import _warm
+
+    list(plait.map(double, [1, 2], backend="process", workers=2, chunksize=1))
+    assert len(_warm._parked) == 2
+
+
+def test_a_function_that_does_not_pickle_still_fails_clearly_on_warm_workers() -> None:
+    """The first task goes to a warm worker from the caller's thread; what cannot be sent is
+    left to the dispatcher, which reports it as usual."""
+    import threading
+
+    _park_two()
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="lock") as info:
+        list(plait.map(lambda x: (lock, x)[1], [1, 2], backend="process", workers=2))
+    assert any("could not be pickled" in note for note in info.value.__notes__)
+    assert list(plait.map(double, [3], backend="process", workers=2)) == [6]  # still usable
+
+
+def test_items_that_do_not_pickle_still_fail_one_by_one_on_warm_workers() -> None:
+    import threading
+
+    _park_two()
+    items = [threading.Lock(), 2, threading.Lock(), 4]  # the first batch: nothing pickles
+    results = list(
+        plait.map(str, items, backend="process", workers=2, chunksize=1, errors="return")
+    )
+    assert [type(r) for r in results] == [TypeError, str, TypeError, str]
+    assert results[1::2] == ["2", "4"]
+
+
+def test_a_shutdown_from_another_thread_while_the_first_task_is_sent_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from plait._backends.process import _dispatcher
+
+    _park_two()
+    sending, release = threading.Event(), threading.Event()
+    send_early = _dispatcher.ProcessBackend._send_early
+
+    def slow_send_early(self: _dispatcher.ProcessBackend) -> None:
+        sending.set()
+        assert release.wait(10)
+        send_early(self)
+
+    monkeypatch.setattr(_dispatcher.ProcessBackend, "_send_early", slow_send_early)
+    pool = plait.Pool("process", workers=2)
+    results: list[Future[int]] = []
+    submitter = threading.Thread(target=lambda: results.append(pool.submit(double, 21)))
+    submitter.start()
+    assert sending.wait(10)
+    closer = threading.Thread(target=pool.shutdown)  # wait=True: it must wait, not fail
+    closer.start()
+    release.set()
+    submitter.join(10)
+    closer.join(10)
+    assert not submitter.is_alive()
+    assert not closer.is_alive()
+    [future] = results
+    assert future.result(timeout=10) == 42

@@ -71,6 +71,7 @@ class ProcessBackend:
         self._closed = False
         self._stop_now = False
         self._thread: threading.Thread | None = None
+        self._launched = threading.Event()  # the thread was started: it can be joined
         self._wakeup = Wakeup()
         self._selector: selectors.BaseSelector  # made when the dispatcher starts
         self._workers: list[WorkerHandle] = []
@@ -91,16 +92,39 @@ class ProcessBackend:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             self._pending.append(task)
+            thread = None
             if self._thread is None:
                 prepare(self.start_method)  # before the dispatcher thread exists
                 self._wakeup.open()
                 self._selector = selectors.DefaultSelector()
-                self._thread = threading.Thread(
+                thread = self._thread = threading.Thread(
                     target=self._dispatch, name="plait-process-dispatcher", daemon=True
                 )
-                self._thread.start()
+        if thread is not None:
+            try:
+                self._send_early()
+            finally:
+                thread.start()
+                self._launched.set()
                 track(self)
         self._wakeup.wake()
+
+    def _send_early(self) -> None:
+        """On the first submit, before the dispatcher thread exists: take the parked workers
+        there are and send the first task to one of them from the caller's thread, so the
+        worker runs it while the thread starts (a thread takes about 0.3 ms to start, several
+        times a warm worker's round trip). Only what cannot fail is done here: a task whose
+        function or items would not pickle is left to the dispatcher, which reports it."""
+        if not (self._reusable and _warm.any_parked()):
+            return
+        key = self._warm_key()
+        while len(self._workers) < self.workers and self._take_parked(key):
+            pass
+        if not self._workers or (task := self._next_task()) is None:
+            return
+        if self._write_task(self._workers[0], task) is not None:
+            with self._lock:  # the dispatcher tries again, and reports the failure
+                self._requeued.appendleft(task)
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
@@ -128,6 +152,7 @@ class ProcessBackend:
         self._wakeup.wake()
         thread = self._thread
         if thread is not None and wait and thread is not threading.current_thread():
+            self._launched.wait()  # (the first submit may be sending its task early)
             thread.join()
 
     def started(self) -> bool:
@@ -147,7 +172,7 @@ class ProcessBackend:
             self._selector.register(self._wakeup.fd, selectors.EVENT_READ)
             # (The program's surroundings, which parked workers must match, are read once.)
             key = self._warm_key() if _warm.any_parked() else None
-            for index in range(self.workers):
+            for index in range(len(self._workers), self.workers):  # (some may be taken early)
                 self._start_worker(index, key)
             while not self._finished():
                 self._assign()
@@ -179,15 +204,30 @@ class ProcessBackend:
             self._finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
 
     def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> None:
+        if self._reusable and _warm.any_parked() and self._take_parked(warm_key, index):
+            return
+        worker = WorkerHandle(index, self.start_method, self._init_payload(), self.spec.max_tasks)
+        self._add_worker(worker)
+
+    def _take_parked(self, key: tuple[object, ...] | None, index: int | None = None) -> bool:
+        """Take a parked worker (``_warm``) as worker ``index`` (the next one by default)."""
+        worker = _warm.take(key or self._warm_key())
+        if worker is None:
+            return False
+        worker.reuse(
+            len(self._workers) if index is None else index,
+            self._init_payload(),
+            self.spec.max_tasks,
+        )
+        self._add_worker(worker)
+        return True
+
+    def _init_payload(self) -> bytes:
         if self._init is None:  # what every worker gets first: sys.path and the initializer
             self._init = encode_init(self.spec)
-        worker = None
-        if self._reusable and _warm.any_parked():
-            worker = _warm.take(warm_key or self._warm_key())
-        if worker is None:
-            worker = WorkerHandle(index, self.start_method, self._init, self.spec.max_tasks)
-        else:
-            worker.reuse(index, self._init, self.spec.max_tasks)
+        return self._init
+
+    def _add_worker(self, worker: WorkerHandle) -> None:
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
@@ -238,22 +278,26 @@ class ProcessBackend:
 
     def _send(self, worker: WorkerHandle, task: Task) -> bool:
         """Send ``task`` to ``worker``; False if it failed before it could be sent."""
+        failure = self._write_task(worker, task)
+        if failure is not None:
+            self._finish(task, failure)
+        return failure is None
+
+    def _write_task(self, worker: WorkerHandle, task: Task) -> Outcome | None:
+        """Send ``task`` to ``worker``; or the outcome it failed with, unsent, if its function
+        or all of its items would not pickle."""
         job = task.job
         if job.id not in worker.jobs:
             try:
                 function = self._function(job)
             except Exception as exc:
                 exc.add_note("plait: the function could not be pickled for a worker process")
-                self._finish(
-                    task, failed(len(task.items), exc, ran=False, owner_loads=task.owner_loads)
-                )
-                return False
+                return failed(len(task.items), exc, ran=False, owner_loads=task.owner_loads)
             worker.writer.add(frame(Tag.DEF, job=job.id, payload=function))
             worker.jobs.add(job.id)
         sent = Sent.encode(task)
         if sent.blob is None:  # not one item would pickle
-            self._finish(task, sent.outcome([], {}, 0.0))
-            return False
+            return sent.outcome([], {}, 0.0)
         if not worker.tasks:
             worker.next_head()
         task_id = next(self._task_ids)
@@ -262,7 +306,7 @@ class ProcessBackend:
         kind = job.kind | TIMED if task.timeout is not None else job.kind
         worker.writer.add(frame(Tag.RUN, task=task_id, job=job.id, kind=kind, payload=sent.blob))
         self._write_now(worker)
-        return True
+        return None
 
     def _function(self, job: Job) -> bytes:
         """The DEF payload of ``job``, made once; kept weakly (a job may never be released)."""
