@@ -214,3 +214,29 @@ def test_a_shutdown_from_another_thread_while_the_first_task_is_sent_waits_for_i
     assert not closer.is_alive()
     [future] = results
     assert future.result(timeout=10) == 42
+
+
+def read_env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_a_warm_worker_is_not_taken_after_the_environment_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _park_two()
+    monkeypatch.setenv("PLAIT_TEST_WARM_ENV", "changed")
+    assert list(plait.map(read_env, ["PLAIT_TEST_WARM_ENV"], backend="process")) == ["changed"]
+
+
+def test_a_warm_worker_gets_the_program_s_new_sys_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _park_two()
+    (tmp_path / "plait_warm_extra.py").write_text("def triple(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import plait_warm_extra  # type: ignore[import-not-found]
+
+    try:  # sent by reference: the worker imports it, from the sys.path its INIT carries
+        assert list(plait.map(plait_warm_extra.triple, [1, 2], backend="process")) == [3, 6]
+    finally:
+        sys.modules.pop("plait_warm_extra", None)

@@ -85,8 +85,16 @@ def _dumps(
 def encode_init(spec: Workers) -> bytes:
     """The parent's ``sys.path`` (so its modules import) and the initializer, pickled on its
     own: the worker unpickles it only once that ``sys.path`` is in place."""
+    global _plain_init
+    if spec.initializer is None:  # the same for every pool while sys.path stays as it is
+        if _plain_init is None or _plain_init[0] != sys.path:
+            _plain_init = (list(sys.path), pickle.dumps((sys.path, pickle_for_worker(Workers()))))
+        return _plain_init[1]
     initializer = Workers(initializer=spec.initializer, initargs=spec.initargs)
     return pickle.dumps((sys.path, pickle_for_worker(initializer)))
+
+
+_plain_init: tuple[list[str], bytes] | None = None  # (sys.path, INIT) of pools with no initializer
 
 
 def decode_init(payload: memoryview) -> tuple[list[str], Callable[[], Workers]]:

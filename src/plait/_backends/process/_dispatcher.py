@@ -110,17 +110,14 @@ class ProcessBackend:
         self._wakeup.wake()
 
     def _send_early(self) -> None:
-        """On the first submit, before the dispatcher thread exists: take the parked workers
-        there are and send the first task to one of them from the caller's thread, so the
+        """On the first submit, before the dispatcher thread exists: take a parked worker
+        and send it the first task from the caller's thread, so the
         worker runs it while the thread starts (a thread takes about 0.3 ms to start, several
         times a warm worker's round trip). Only what cannot fail is done here: a task whose
         function or items would not pickle is left to the dispatcher, which reports it."""
-        if not (self._reusable and _warm.any_parked()):
-            return
-        key = self._warm_key()
-        while len(self._workers) < self.workers and self._take_parked(key):
-            pass
-        if not self._workers or (task := self._next_task()) is None:
+        if not (self._reusable and _warm.any_parked() and self._take_parked(None)):
+            return  # (one worker is enough: the dispatcher takes the rest)
+        if (task := self._next_task()) is None:
             return
         if self._write_task(self._workers[0], task) is not None:
             with self._lock:  # the dispatcher tries again, and reports the failure

@@ -95,7 +95,9 @@ def surroundings(start_method: str) -> tuple[object, ...]:
         cwd: str | None = os.getcwd()
     except OSError:
         cwd = None
-    return start_method, cwd, hash(frozenset(os.environ.items())), *streams
+    # (os.environ decodes every name and value in Python; the bytes it keeps them as, not.)
+    environ = getattr(os.environ, "_data", os.environ)
+    return start_method, cwd, hash(frozenset(environ.items())), *streams
 
 
 def take(key: tuple[object, ...]) -> WorkerHandle | None:
