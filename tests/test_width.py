@@ -1,0 +1,192 @@
+"""The adaptive thread limit for waiting work (``_width``), driven by a simulated server.
+
+The server serves ``slots`` requests at a time, each for ``service`` seconds give or take a
+tenth (a real server's requests do not all take the same time, and finish out of step), and
+queues the rest in order; the client keeps ``width.limit`` requests in flight, one item per
+batch. Time is simulated and the jitter seeded: these tests are exact and instant.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plait._width import MAXIMUM, Width
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass
+class Server:
+    slots: int
+    service: float
+    fail_every: int = 0  # refuse every n-th request (a rate limit), 0: never
+    seed: int = 7
+    random: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)
+
+    busy: int = 0
+    queue: deque[float] = field(default_factory=deque)  # start times of queued requests
+    served: int = 0
+
+
+@dataclass
+class Round:
+    at: float
+    limit: int
+    latency: float
+    state: str
+
+
+def simulate(
+    server: Server,
+    width: Width,
+    until: float,
+    *,
+    slow_down_at: float | None = None,
+    slow_down: str = "service",
+) -> tuple[list[Round], list[tuple[float, float]]]:
+    """Run the client against the server until ``until``; the rounds (when the limit was
+    reconsidered) and every request's (end time, latency). At ``slow_down_at`` the server
+    gets twice slower: each request takes twice as long (``slow_down="service"``), or it
+    serves half as many at a time (``"slots"``)."""
+    now = 0.0
+    events: list[tuple[float, int, float]] = []  # (done at, sequence, began)
+    seq = 0
+    in_flight = 0
+    rounds: list[Round] = []
+    done: list[tuple[float, float]] = []
+
+    def serve() -> float:
+        return server.service * server.random.uniform(0.9, 1.1)
+
+    def send(began: float) -> None:
+        nonlocal seq, in_flight
+        in_flight += 1
+        if server.busy < server.slots:
+            server.busy += 1
+            seq += 1
+            heapq.heappush(events, (began + serve(), seq, began))
+        else:
+            server.queue.append(began)
+
+    while now < until:
+        while in_flight < width.limit:
+            send(now)
+        now, _, began = heapq.heappop(events)
+        if slow_down_at is not None and now >= slow_down_at:
+            if slow_down == "service":
+                server.service *= 2
+            else:
+                server.slots //= 2
+            slow_down_at = None
+        in_flight -= 1
+        server.busy -= 1
+        server.served += 1
+        if server.queue and server.busy < server.slots:
+            waiting = server.queue.popleft()
+            server.busy += 1
+            seq += 1
+            heapq.heappush(events, (now + serve(), seq, waiting))
+        failed = bool(server.fail_every) and server.served % server.fail_every == 0
+        done.append((now, now - began))
+        before = width.rounds
+        width.finished(now, began=began, items=1, elapsed=now - began, errors=int(failed))
+        if width.rounds != before:
+            rounds.append(Round(now, width.limit, width.latency, width.state))
+    return rounds, done
+
+
+def throughput(done: list[tuple[float, float]], start: float, end: float) -> float:
+    return sum(1 for at, _ in done if start <= at < end) / (end - start)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_it_finds_a_server_s_slots_within_two_seconds_and_keeps_latency_low(seed: int) -> None:
+    server = Server(slots=16, service=0.020, seed=seed)
+    rounds, done = simulate(server, Width(0.0, latency=0.020), until=6.0)
+    peak = 16 / 0.020
+    reached = next(at for at, _ in done if throughput(done, at - 0.2, at) >= 0.9 * peak)
+    assert reached <= 2.0
+    settled = sorted(latency for at, latency in done if at >= 2.0)
+    p99 = settled[int(0.99 * (len(settled) - 1))]
+    assert p99 <= 1.5 * 0.020
+    assert throughput(done, 2.0, 6.0) >= 0.9 * peak
+    assert all(16 <= r.limit <= 24 for r in rounds if r.at >= 2.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_it_cuts_in_flight_when_the_server_serves_half_as_many_and_settles_there(seed: int) -> None:
+    server = Server(slots=16, service=0.020, seed=seed)
+    rounds, done = simulate(
+        server, Width(0.0, latency=0.020), 8.0, slow_down_at=4.0, slow_down="slots"
+    )
+    before = [r.limit for r in rounds if r.at < 4.0][-1]
+    after = [r.limit for r in rounds if r.at >= 4.0]
+    assert min(after[:2]) <= 0.7 * before  # within two rounds: at least 30 % fewer
+    assert throughput(done, 5.0, 8.0) >= 0.9 * 8 / 0.020
+    assert all(7 <= limit <= 12 for limit in after[-20:])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_when_each_request_takes_twice_as_long_it_keeps_the_server_s_slots_full(seed: int) -> None:
+    """Not a queue: the latency that doubled does not cut the limit for good."""
+    server = Server(slots=16, service=0.020, seed=seed)
+    _, done = simulate(server, Width(0.0, latency=0.020), 8.0, slow_down_at=4.0)
+    assert throughput(done, 5.0, 8.0) >= 0.9 * 16 / 0.040
+    settled = sorted(latency for at, latency in done if at >= 5.0)
+    assert settled[int(0.99 * (len(settled) - 1))] <= 1.5 * 0.040
+
+
+def test_work_that_only_waits_grows_to_the_maximum_in_a_few_rounds() -> None:
+    server = Server(slots=10_000, service=0.010)  # sleeps: no limit on the other side
+    rounds, _ = simulate(server, Width(0.0, latency=0.010), until=1.0)
+    assert rounds[-1].limit == MAXIMUM
+    assert next(i for i, r in enumerate(rounds) if r.limit == MAXIMUM) <= 6
+
+
+def test_a_maximum_is_never_passed() -> None:
+    rounds, _ = simulate(Server(10_000, 0.010), Width(0.0, latency=0.010, maximum=20), 1.0)
+    assert max(r.limit for r in rounds) == 20
+
+
+def test_errors_cut_the_limit() -> None:
+    server = Server(slots=10_000, service=0.010, fail_every=5)
+    width = Width(0.0, latency=0.010)
+    rounds, _ = simulate(server, width, until=1.0)
+    assert any(r.state == "backing off" for r in rounds)
+    assert max(r.limit for r in rounds) < 32
+
+
+def test_a_batch_that_began_before_the_round_is_not_counted() -> None:
+    width = Width(0.0, latency=0.01, start=2)
+    assert not width.finished(1.0, began=-0.5, items=1, elapsed=1.5)
+    assert not width.finished(1.0, began=-0.5, items=1, elapsed=1.5)
+    assert width.limit == 2
+    assert width.finished(1.0, began=0.5, items=1, elapsed=0.01) is False  # one of two
+    assert width.finished(1.01, began=0.5, items=1, elapsed=0.01)
+    assert width.limit == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    slots=st.integers(1, 64),
+    service=st.floats(0.001, 0.2),
+    minimum=st.integers(1, 4),
+    maximum=st.integers(4, 64),
+    fail_every=st.sampled_from([0, 0, 3, 50]),
+)
+def test_the_limit_stays_within_its_bounds(
+    slots: int, service: float, minimum: int, maximum: int, fail_every: int
+) -> None:
+    width = Width(0.0, latency=service, minimum=minimum, maximum=maximum)
+    rounds, _ = simulate(Server(slots, service, fail_every), width, until=40 * service)
+    assert all(minimum <= r.limit <= maximum for r in rounds)
