@@ -3,11 +3,17 @@ nothing; what the user sets always wins; the plan says why, and is logged."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +229,126 @@ def test_moving_mid_map_keeps_every_item_once_and_in_order(
     assert results == expected if ordered else sorted(results) == expected
     if target != "process":
         assert count.seen == dict.fromkeys(range(n), 1)
+
+
+def count_calls(x: int) -> tuple[int, int]:
+    state = plait.worker_state()
+    state["calls"] = state.get("calls", 0) + 1
+    return x, state["calls"]
+
+
+def remember_setup() -> None:
+    plait.worker_state()["calls"] = 1000
+
+
+def test_worker_state_is_there_while_auto_measures_in_the_callers_thread() -> None:
+    """The first batches run inline, in the consumer's thread: it stands in for a worker,
+    with its own state and the initializer run once for it."""
+    results = list(plait.map(count_calls, range(50), backend="auto", chunksize=1))
+    assert [x for x, _ in results] == list(range(50))
+    assert all(calls >= 1 for _, calls in results)
+    with pytest.raises(RuntimeError, match="only available inside a task"):
+        plait.worker_state()  # the consumer's thread is not a worker once the batch ran
+    spec = plait.Workers(initializer=remember_setup)
+    results = list(plait.map(count_calls, range(50), backend="auto", workers=spec, chunksize=1))
+    assert all(calls > 1000 for _, calls in results)
+
+
+def broken_setup() -> None:
+    raise LookupError("no database")
+
+
+def test_an_initializer_that_fails_fails_the_items_auto_measures_inline_too() -> None:
+    spec = plait.Workers(initializer=broken_setup)
+    results = list(plait.map(double, range(5), backend="auto", workers=spec, errors="return"))
+    assert all(isinstance(r, LookupError) for r in results)
+
+
+def test_a_wider_thread_limit_starts_threads_for_the_tasks_already_queued() -> None:
+    """The window may be full of batches queued behind the old width: no submit would come to
+    start the threads the new width allows."""
+    from plait._backends._thread import ThreadBackend
+    from plait._task import Job, Kind, Outcome, Task
+    from plait._worker_spec import Workers
+
+    together = threading.Barrier(4, timeout=10)
+    done: list[Outcome] = []
+    threads = ThreadBackend(Workers(1))
+    job = Job(lambda _: together.wait(), Kind.MAP)
+    for _ in range(4):
+        threads.submit(Task(job, [0], start=lambda: True, finish=lambda t, o: done.append(o)))
+    threads.resize(4)
+    threads.shutdown(wait=True, cancel_pending=False)
+    assert [o.errors for o in done] == [{}] * 4  # all four met at the barrier
+
+
+SLOT_SERVER = Path(__file__).resolve().parents[1] / "bench" / "slot_server.py"
+
+
+@contextlib.contextmanager
+def slot_server(slots: int, seconds: float) -> Iterator[int]:
+    """A local HTTP server in its own process that serves ``slots`` requests at a time; its
+    port."""
+    with subprocess.Popen(
+        [sys.executable, str(SLOT_SERVER), str(slots), str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as server:  # (its exit closes the pipes, which ends the server, and waits for it)
+        assert server.stdout is not None
+        yield int(server.stdout.readline())
+
+
+connections: list[http.client.HTTPConnection] = []  # every one opened: closed by the test
+
+
+def fetch(port: int) -> int:
+    state = plait.worker_state()  # one keep-alive connection per thread
+    connection = state.get("connection")
+    if connection is None:
+        connection = state["connection"] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connections.append(connection)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def test_waiting_on_a_server_with_few_slots_holds_near_them() -> None:
+    """Start-up doubles the threads while throughput grows, then the width holds where more
+    only queue at the server: near its 8 slots, far below the 256 that sleeps would get."""
+    with slot_server(slots=8, seconds=0.010) as port:
+        results = plait.map(fetch, [port] * 1500, backend="auto")
+        try:
+            assert set(results) == {200}
+        finally:
+            while connections:
+                connections.pop().close()
+    assert results.plan.adaptive
+    # (Not much below 8 either, on an idle machine; on a busy one the server's own threads get
+    # less CPU, its latency rises, and fewer in flight is right.)
+    assert 2 <= results.plan.workers <= 24, results.plan
+
+
+def test_waiting_on_nothing_but_time_grows_far_wider(caplog: pytest.LogCaptureFixture) -> None:
+    """Each change of width is logged at DEBUG: start-up doubles it while throughput grows,
+    which sleeps do until our own threads crowd the GIL."""
+    with caplog.at_level(logging.DEBUG, logger="plait"):
+        results = plait.map(sleepy, range(3000), backend="auto")
+        assert list(results) == list(range(3000))
+    assert results.plan.adaptive
+    widths = [int(m.split(" on ")[1].split()[0]) for m in caplog.messages if " threads (" in m]
+    assert max(widths) >= 128, caplog.messages
+
+
+def test_a_maximum_given_by_the_caller_is_never_passed() -> None:
+    results = plait.map(sleepy, range(600), backend="auto", workers=plait.Workers(max_count=12))
+    assert list(results) == list(range(600))
+    assert results.plan.workers <= 12
+
+
+def test_max_count_is_for_auto_only() -> None:
+    with pytest.raises(ValueError, match="max_count applies to backend='auto' only"):
+        plait.map(sleepy, range(3), backend="thread", workers=plait.Workers(max_count=4))
+    with pytest.raises(ValueError, match="not both"):
+        plait.Workers(4, max_count=8)

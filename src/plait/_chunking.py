@@ -70,6 +70,10 @@ class ChunkSizer:
             ideal = int(self._target / max(self._per_item, 1e-9))
             self._size = max(1, min(self._limit, ideal, self._size * GROWTH))
 
+    def widen(self, workers: int) -> None:
+        """The map's workers are now ``workers`` (an adaptive width changed)."""
+        self._workers = workers
+
     @property
     def max_size(self) -> int:
         return self._fixed or self._limit

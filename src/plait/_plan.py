@@ -35,22 +35,25 @@ PARALLEL_ABOVE = 1.2
 INLINE_BELOW = 5e-6
 # Work left below this (when the input's length is known) does not pay for starting processes.
 PROCESS_START_PAYS_ABOVE = 0.1
-# Threads for waiting work, until the adaptive limit decides: as many as concurrent.futures'
-# default would start for I/O-bound work on a large machine.
+# Threads for waiting work at first; then the adaptive limit (``_width``) decides.
 WAITING_THREADS = 32
 
 
 @dataclass(frozen=True)
 class Plan:
     """Where a map runs (``backend``: "thread", "process", "inline" or "async"), how wide
-    (``workers``), and why (``reason``), in words a person reads."""
+    (``workers``), and why (``reason``), in words a person reads. ``adaptive``: the width
+    follows the work's throughput and latency (``_width``); ``workers`` is the present one."""
 
     backend: str
     workers: int
     reason: str
+    adaptive: bool = False
 
     def __str__(self) -> str:
         where = "inline" if self.backend == "inline" else f"{self.backend} x {self.workers}"
+        if self.adaptive:
+            where += " (adapting)"
         return f"{where}: {self.reason}"
 
 
@@ -103,7 +106,9 @@ def decide(measured: Measured, situation: Situation) -> Plan:
         return Plan(
             "thread",
             WAITING_THREADS,
-            f"it waits: {share} ({per_item} an item), so threads wait side by side",
+            f"it waits: {share} ({per_item} an item), so threads wait side by side, as many "
+            "as raise throughput without raising latency",
+            adaptive=True,
         )
     if measured.per_item < INLINE_BELOW:
         if not situation.can_inline:

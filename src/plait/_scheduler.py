@@ -134,7 +134,8 @@ class MapRun:
         self._cond.wait(remaining if step is None else min(step, remaining))
 
     def _top_up(self) -> None:
-        if self.plan is None and (plan := self._backend.plan(self._job)) is not None:
+        plan = self._backend.plan(self._job)
+        if plan is not None and plan is not self.plan:
             self._follow(plan)
         timed = self._task_timeout is not None
         while (taken := self._window.take()) is not None:
@@ -167,9 +168,14 @@ class MapRun:
         return Plan(backend.name, backend.workers, f"backend={backend.name!r} was chosen")
 
     def _follow(self, plan: Plan) -> None:
-        """The backend chose where the map runs: size the batches and the window for it."""
+        """The backend chose where the map runs, or how wide: size the batches and the window
+        for it."""
+        moved = self.plan is None or self.plan.backend != plan.backend
         self.plan = plan
-        self._sizer.retarget(plan.backend, plan.workers)
+        if moved:
+            self._sizer.retarget(plan.backend, plan.workers)
+        else:
+            self._sizer.widen(plan.workers)
         self._window.set_limits(
             BATCHES_PER_WORKER * plan.workers,
             max(max_items_in_flight(plan.backend), self._sizer.max_size),

@@ -3,18 +3,26 @@
 Work that waits (network requests, disk, sleeps) gains from more threads only until what it
 waits on is saturated: a server that serves 16 requests at a time answers a 17th no sooner,
 and it only queues there, adding latency for nobody's gain. No fixed number is right for every
-server, so the limit is found by watching the work, round by round (a round ends when about
-as many batches as the limit finished: each thread ran about one):
+server, so the limit is found by watching the work, round by round (a round ends when as many
+batches as the limit, begun in it, have finished: each thread ran about one):
 
-- **start-up**: double the limit each round while throughput grows by a quarter or more and
-  latency stays near the lowest seen (as TCP BBR's start-up finds a link's bandwidth). When it
-  stops growing, the limit drops to what the best throughput needs at the lowest latency
-  (Little's law: throughput x latency), so the queue that start-up built drains.
-- **hold**: a round whose latency stays within ``TOLERANCE`` of the lowest seen grows the
-  limit by one; one above it cuts the limit in proportion (limit x lowest x
-  ``TOLERANCE`` / latency, at most halving: the idea of Vegas and of Netflix's Gradient
-  limiter). If two cuts in a row did not bring latency down, the work itself became slower
-  (the server slowed, not queued): that latency becomes the new lowest, and cutting stops.
+- **start-up**: double the limit each round while throughput grows by a quarter or more (as TCP
+  BBR's start-up finds a link's bandwidth). After two rounds without that growth, the limit
+  drops to what the best round's throughput needs at that round's latency (Little's law:
+  throughput x latency), and the queue the last doublings built drains. That round's latency
+  is the reference from then on.
+- **hold**: a round whose latency stays within ``TOLERANCE`` of the reference grows the limit
+  by one; one above it cuts the limit in proportion (limit x reference x ``TOLERANCE`` /
+  latency, at most halving: the idea of Vegas and of Netflix's Gradient limiter). The next
+  round tells whether the cut was right: if throughput fell with it, the limit goes back, and
+  if throughput comes back with it, the latency was not a queue but the work's own (the
+  server got slower, or our own threads take turns with the GIL): the latency at the lower
+  limit becomes the reference. If throughput does not come back, the work changed meanwhile
+  and the cut stands.
+- **a round at half the limit** now and then (every ``LOW_EVERY`` rounds) measures the latency
+  without a queue, which a limit held above the server's capacity never sees: it becomes the
+  reference (higher or lower), as TCP BBR's ProbeRTT does. It costs that round some
+  throughput: about 1 % in all.
 - **errors** in a round (timeouts, refusals, rate limits) cut the limit by a quarter.
 - never below ``minimum``, never above ``maximum``.
 
@@ -25,25 +33,42 @@ simulated server.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 START = 8  # threads at first: more than enough for most work, few enough to start at once
 MAXIMUM = 256  # by default; the caller's maximum wins
 GROWTH = 1.25  # start-up goes on while each round's throughput grows by this much
 STALLED_ROUNDS = 2  # rounds without that growth that end start-up
-TOLERANCE = 1.1  # latency up to this times the lowest is not queueing
+TOLERANCE = 1.1  # latency up to this times the reference is not queueing
 CUT_AT_MOST = 0.5  # one round cuts the limit at most to half
+COSTLY_CUT = 0.9  # a cut after which throughput fell below this share of before is retried
+CONFIRMED = 0.8  # and it cost throughput if the cut's was below this share of the retrial's
 ERROR_CUT = 0.75
+LOW_EVERY = 50  # rounds between two rounds at half the limit, to see the latency without a
+LOW_FIRST = 4  # queue (the first soon after start-up, which may have seen none)
 
 
 @dataclass
 class _Round:
+    """The batches that began in a round and have finished."""
+
     started: float
-    delivered: int = 0  # items that ended during the round: its throughput
-    batches: int = 0  # of the batches that began in it: the round ends when the limit's did
+    batches: int = 0  # the round ends when as many as the limit have finished
     items: int = 0
-    busy: float = 0.0  # their items' time, summed: its latency
+    busy: float = 0.0  # their items' time, summed: the round's latency
+    rates: list[float] = field(default_factory=list)  # each batch's delivery rate
     errors: int = 0
+
+    @property
+    def throughput(self) -> float:
+        """Items per second, from its batches' delivery rates: what all batches delivered
+        while one ran, over its time, as TCP BBR samples a link's bandwidth. The mean of the
+        later half: the batches that began just as the limit changed ran partly beside
+        batches begun under the limit before. (Counting what ended between two moments, or
+        dividing what runs by the latency, which a queue that is still growing keeps low,
+        would mislead start-up after each change.)"""
+        later = self.rates[len(self.rates) // 2 :]
+        return sum(later) / len(later)
 
 
 class Width:
@@ -65,89 +90,117 @@ class Width:
         self.state = "start-up"
         self.latency = latency  # the last round's, per item
         self.rounds = 0
-        self.lowest = latency  # the lowest round's latency (since the work last got slower)
+        self.delivered = 0  # items of every batch that finished: read it as a batch begins
+        self.reference = latency  # the latency the limit holds to
         self._round = _Round(now)
-        self._best = 0.0  # start-up: the best throughput so far, items per second
+        self._best = 0.0  # start-up: the best round's throughput, items per second
+        self._best_latency = latency  # and its latency
         self._stalled = 0
-        self._cut_from: float | None = None  # the latency before the last cut
-        self._cut_limit = self.limit  # and the limit
-        self._futile = 0  # cuts in a row that did not bring latency down
+        # The last round cut the limit: (the limit and throughput before the cut).
+        self._trial: tuple[int, float] | None = None
+        # The cut cost throughput, and the limit went back to see if that was the cut's doing:
+        # (the limit, throughput and latency after the cut).
+        self._retrial: tuple[int, float, float] | None = None
+        self._low: int | None = None  # a round at half the limit: the limit to go back to
+        self._since_low = LOW_EVERY - LOW_FIRST  # rounds since the last such round
+
+    @property
+    def held(self) -> int:
+        """The limit it holds: the limit, but for a round at half of it."""
+        return self._low or self.limit
 
     def finished(
-        self, now: float, *, began: float, items: int, elapsed: float, errors: int = 0
+        self,
+        now: float,
+        *,
+        began: float,
+        items: int,
+        elapsed: float,
+        errors: int = 0,
+        delivered: int,
     ) -> bool:
-        """A batch of ``items`` that began at ``began`` ran for ``elapsed`` seconds (``errors``
-        of its items failed); True when this ended a round and changed the limit. A batch that
-        began before the round counts for its throughput only: it ran under the limit before."""
+        """A batch of ``items`` that began at ``began``, when ``delivered`` was what it was
+        then, ran for ``elapsed`` seconds (``errors`` of its items failed). True when this
+        ended a round and changed the limit. A batch that began before the round is not
+        counted in it: it ran under the limit before."""
+        self.delivered += items
         round_ = self._round
-        round_.delivered += items
         if began < round_.started:
             return False
         round_.batches += 1
         round_.items += items
         round_.busy += elapsed
         round_.errors += errors
+        rate = (self.delivered - delivered) / max(elapsed, 1e-9)
+        round_.rates.append(rate)
         if round_.batches < self.limit or round_.items == 0 or now <= round_.started:
             return False
         self._round = _Round(now)
         self.rounds += 1
         before = self.limit
-        self._end_round(round_, now)
+        self._end_round(round_)
         return self.limit != before
 
-    def _end_round(self, round_: _Round, now: float) -> None:
+    def _end_round(self, round_: _Round) -> None:
         latency = round_.busy / round_.items
-        throughput = round_.delivered / (now - round_.started)
+        throughput = round_.throughput
         self.latency = latency
+        trial, self._trial = self._trial, None
+        retrial, self._retrial = self._retrial, None
+        low, self._low = self._low, None
+        self._since_low += 1
         if round_.errors:
-            self._cut_from, self._futile = None, 0
             self.state = "backing off"
             self._set(math.floor(self.limit * ERROR_CUT))
-            return
-        if self._cut_from is not None:
-            # Two cuts in a row that did not bring latency down: the work got slower (one
-            # alone may have followed a round that was half before the change).
-            self._futile = self._futile + 1 if self._slower(latency) else 0
-            if self._futile >= 2:
-                self.lowest, self._futile = latency, 0
-        self._cut_from = None
-        self.lowest = min(self.lowest, latency)
-        if self.state == "start-up":
+        elif low is not None:  # a round at half the limit: the latency without a queue
+            self.reference, self.limit = latency, low
+        elif self.state == "start-up":
             self._start_up(latency, throughput)
+        elif trial is not None and throughput < COSTLY_CUT * trial[1]:
+            # The cut cost throughput, or the work changed meanwhile: back to the limit before,
+            # to tell which.
+            self._retrial = (self.limit, throughput, latency)
+            self.limit = trial[0]
+        elif retrial is not None and retrial[1] < CONFIRMED * throughput:
+            # Back at the limit before, throughput is back too: the cut cost it. The latency
+            # was the work's, not a queue; as it was at the lower limit, it is the reference.
+            self.reference = retrial[2]
+        elif retrial is not None:  # no better than the cut: the work changed, not the limit
+            self.limit = retrial[0]
+            self._hold(latency, throughput)
+        elif self._since_low >= LOW_EVERY and self.limit >= 2 * self.minimum:
+            self._low, self._since_low = self.limit, 0
+            self.state = "measuring"
+            self.limit //= 2
         else:
-            self._hold(latency)
+            self._hold(latency, throughput)
 
     def _start_up(self, latency: float, throughput: float) -> None:
-        queued = latency > TOLERANCE * self.lowest
-        if throughput >= GROWTH * self._best and not queued:
-            self._best = throughput
+        self.reference = min(self.reference, latency)
+        if throughput >= GROWTH * self._best:
+            self._best, self._best_latency = throughput, latency
             self._stalled = 0
-            self._set(self.limit * 2)
-            return
-        self._best = max(self._best, throughput)
-        self._stalled += 1
-        if queued or self._stalled >= STALLED_ROUNDS or self.limit >= self.maximum:
-            self.state = "holding"
-            # What the best throughput needs without a queue (Little's law), with headroom.
-            self._set(math.ceil(self._best * self.lowest * TOLERANCE))
-
-    def _hold(self, latency: float) -> None:
+            if self.limit < self.maximum:
+                self._set(self.limit * 2)
+                return
+        else:
+            self._stalled += 1
+            if self._stalled < STALLED_ROUNDS:
+                return
         self.state = "holding"
-        gradient = TOLERANCE * self.lowest / latency
+        # As many as ran in the best round (Little's law: throughput x latency); holding then
+        # weighs its latency against the lowest seen (alone, or in a round).
+        self._set(math.ceil(self._best * self._best_latency))
+
+    def _hold(self, latency: float, throughput: float) -> None:
+        self.state = "holding"
+        self.reference = min(self.reference, latency)
+        gradient = TOLERANCE * self.reference / latency
         if gradient >= 1:
             self._set(self.limit + 1)
             return
-        self._cut_from, self._cut_limit = latency, self.limit
+        self._trial = (self.limit, throughput)
         self._set(math.floor(self.limit * max(CUT_AT_MOST, gradient)))
-
-    def _slower(self, latency: float) -> bool:
-        """Whether the latency after a cut says the work got slower rather than queued. A
-        queue's latency falls with what is in flight: a cut to 60 % of the limit would take it
-        to about 60 % of before. Less than half of that fall: not a queue. (A cut by less than
-        a quarter says nothing: the round before it may have been half before the change.)"""
-        assert self._cut_from is not None
-        share = self.limit / self._cut_limit
-        return share <= 0.75 and latency >= self._cut_from * (1 + share) / 2
 
     def _set(self, limit: int) -> None:
         self.limit = min(max(limit, self.minimum), self.maximum)

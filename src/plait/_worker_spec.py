@@ -4,7 +4,8 @@ state a task can reach. A leaf: backends read a ``Workers``; tasks call ``worker
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ class Workers:
     many items, e.g. to contain a leak. ``start_method`` (processes only): ``"forkserver"`` (the
     default: forked by a template process that runs no threads, fast and safe), ``"spawn"`` (a
     fresh interpreter per worker) or ``"fork"`` (a copy of this process: unsafe alongside
-    threads).
+    threads). ``max_count`` (``backend="auto"`` only): the most threads auto's adaptive width
+    may give work that waits (default 256); ``count`` instead fixes the number.
     """
 
     count: int | None = None
@@ -28,9 +30,10 @@ class Workers:
     initargs: tuple[Any, ...] = ()
     max_tasks: int | None = None
     start_method: str | None = None
+    max_count: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("count", "max_tasks"):
+        for name in ("count", "max_tasks", "max_count"):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -38,6 +41,12 @@ class Workers:
                 raise ValueError(
                     f"plait.Workers: {name} must be an int >= 1 or None, got {value!r}"
                 )
+        if self.count is not None and self.max_count is not None:
+            raise ValueError(
+                "plait.Workers: give count (exactly that many workers) or max_count (at most "
+                f"that many, as the work needs), not both; got count={self.count}, "
+                f"max_count={self.max_count}"
+            )
         if self.initializer is not None and not callable(self.initializer):
             raise TypeError(
                 f"plait.Workers: initializer must be callable, got {self.initializer!r}"
@@ -51,7 +60,14 @@ class Workers:
             )
 
     def check_backend(self, backend: str, where: str) -> None:
-        if backend in ("process", "auto"):  # auto: they apply if it picks processes
+        if backend == "auto":  # they apply if it picks processes
+            return
+        if self.max_count is not None:
+            raise ValueError(
+                f"{where}: Workers.max_count applies to backend='auto' only (it bounds the "
+                f"width auto adapts); with backend={backend!r} give count"
+            )
+        if backend == "process":
             return
         for name in ("max_tasks", "start_method"):
             if getattr(self, name) is not None:
@@ -83,6 +99,24 @@ def worker_state() -> dict[str, Any]:
 def start_worker(spec: Workers) -> BaseException | None:
     """Set up this thread as a worker: fresh state, then the initializer. Returns its error."""
     _local.state = {}
+    return initialize(spec)
+
+
+@contextmanager
+def working_as(state: dict[str, Any]) -> Iterator[None]:
+    """Let this thread stand in for a moment for the worker whose state is ``state`` (a batch
+    run inline, in the caller's thread); the thread's own worker state, if any, comes back
+    after (the caller may itself be a task of another pool)."""
+    saved = getattr(_local, "state", None)
+    _local.state = state
+    try:
+        yield
+    finally:
+        _local.state = saved
+
+
+def initialize(spec: Workers) -> BaseException | None:
+    """Run the initializer in this thread, now its worker's; returns its error."""
     if spec.initializer is None:
         return None
     try:

@@ -23,6 +23,7 @@ import logging
 import statistics
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -33,6 +34,7 @@ from .._cores import process_workers, usable_cores
 from .._errors import PoolClosed
 from .._plan import Measured, Plan, Situation, decide, needs_parallel_probe
 from .._task import Job, Kind, Outcome, Task
+from .._width import MAXIMUM, Width
 from .._worker_spec import Workers
 from ._base import Backend
 from ._inline import InlineBackend
@@ -72,6 +74,7 @@ class _Route:
         self.sample: list[Any] | None = None  # the first batch's items: do they travel?
         self.batches = 0
         self.timed = False  # a task had a task_timeout: never inline (it could not be stopped)
+        self.width: Width | None = None  # the adaptive width of waiting work on threads
 
 
 class AutoBackend:
@@ -80,10 +83,13 @@ class AutoBackend:
 
     def __init__(self, spec: Workers) -> None:
         self.spec = spec
-        self._threads = ThreadBackend(replace(spec, count=spec.count or PROBE_THREADS))
+        # (max_count is ours to apply: the backends we run on get a count.)
+        self._threads = ThreadBackend(
+            replace(spec, count=spec.count or PROBE_THREADS, max_count=None)
+        )
         self.workers = self._threads.workers
         self._processes: Backend | None = None
-        self._inline = InlineBackend()
+        self._inline = InlineBackend(spec)
         self._routes: dict[int, _Route] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a probe has nothing left
@@ -102,7 +108,7 @@ class AutoBackend:
                 route.waiting.append(task)
                 starting = self._next_probes(route)
         if target is not None:
-            target.submit(task)
+            self._send(route, task)
         else:
             self._start_probes(route, starting)
 
@@ -277,31 +283,104 @@ class AutoBackend:
     def _settle(self, route: _Route, plan: Plan) -> None:
         """Carry out ``plan`` for the route's job (holding the lock)."""
         if self.spec.count is not None:  # the caller's width always wins
-            plan = replace(plan, workers=self.spec.count)
+            plan = replace(plan, workers=self.spec.count, adaptive=False)
+        if plan.adaptive:
+            route.width = Width(
+                time.perf_counter(),
+                latency=statistics.median(route.per_item) if route.per_item else 0.0,
+                start=plan.workers,
+                maximum=self.spec.max_count or MAXIMUM,
+            )
+            plan = replace(plan, workers=route.width.limit)
         route.job.measure = False
         route.plan = plan
         if plan.backend == "process":
             if self._processes is None:
                 from .process._dispatcher import ProcessBackend
 
-                self._processes = ProcessBackend(replace(self.spec, count=plan.workers))
+                self._processes = ProcessBackend(
+                    replace(self.spec, count=plan.workers, max_count=None)
+                )
             route.target = self._processes
         elif plan.backend == "inline":
             route.target = self._inline
         else:
-            self._threads.workers = max(self._threads.workers, plan.workers)
-            self.workers = self._threads.workers
             route.target = self._threads
+            self._size_threads()
+
+    def _size_threads(self) -> None:
+        """As many threads as the widest job on them needs (holding the lock): an adaptive
+        width's present limit (its plan says the limit it holds, see ``Width.held``)."""
+        widths = [
+            r.plan.workers
+            for r in self._routes.values()
+            if r.target is self._threads and r.plan and not r.width
+        ]
+        widths += [r.width.limit for r in self._routes.values() if r.width]
+        self._threads.resize(max([self.spec.count or PROBE_THREADS, *widths]))
+        self.workers = self._threads.workers
 
     def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
         """Send the tasks that waited during the probe where the plan says."""
-        target = route.target
-        assert target is not None
         for task in tasks:
             try:
-                target.submit(task)
+                self._send(route, task)
             except PoolClosed:
                 task.discard(task)
+
+    def _send(self, route: _Route, task: Task) -> None:
+        """Submit ``task`` where its route's plan says; with an adaptive width, its run is
+        measured."""
+        assert route.target is not None
+        width = route.width
+        if width is not None:
+            start, finish = task.start, task.finish
+            delivered = [0]
+
+            def started() -> bool:
+                delivered[0] = width.delivered  # (an int read: atomic)
+                return start()
+
+            def measured(task: Task, outcome: Outcome) -> None:
+                self._measured(route, task, outcome, delivered[0], finish)
+
+            task.start, task.finish = started, measured
+        route.target.submit(task)
+
+    def _measured(
+        self,
+        route: _Route,
+        task: Task,
+        outcome: Outcome,
+        delivered: int,
+        finish: Callable[[Task, Outcome], None],
+    ) -> None:
+        """A batch of waiting work ended: its throughput and latency may change the width."""
+        task.finish = finish
+        try:
+            with self._lock:
+                width, plan = route.width, route.plan
+                changed = width is not None and width.finished(
+                    time.perf_counter(),
+                    began=outcome.began,
+                    items=len(task.items),
+                    elapsed=outcome.elapsed,
+                    errors=len(outcome.errors),
+                    delivered=delivered,
+                )
+                if changed and width is not None and plan is not None:
+                    route.plan = replace(plan, workers=width.held)
+                    self._size_threads()
+        finally:  # the batch's results reach their owner, whatever happened here
+            finish(task, outcome)
+        if changed and width is not None:
+            logger.debug(
+                "plait: %s on %d threads (%s; %.1f ms an item)",
+                _name(route.job.fn),
+                width.limit,
+                width.state,
+                width.latency * 1e3,
+            )
 
     def _drop_waiting(self) -> list[Task]:
         dropped = [task for route in self._routes.values() for task in route.waiting]

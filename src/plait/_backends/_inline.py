@@ -10,20 +10,27 @@ names: it cannot stop an overrunning item, so ``auto`` never picks it for a map 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from .._cancel import set_current_token
 from .._errors import PoolClosed
 from .._plan import Plan
-from .._task import Job, Task, execute
+from .._task import Job, Task, execute, failed
+from .._worker_spec import Workers, initialize, working_as
 
 
 class InlineBackend:
     name = "inline"
     batch_limit: int | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, spec: Workers) -> None:
+        self.spec = spec
         self.workers = 1
         self._closed = False
+        # The caller's thread is this backend's one worker: its worker_state() (set up, with
+        # the initializer, on the first batch) is in place only while a batch runs.
+        self._state: dict[str, Any] | None = None
+        self._init_error: BaseException | None = None
 
     def submit(self, task: Task) -> None:
         if self._closed:
@@ -33,7 +40,12 @@ class InlineBackend:
         job = task.job
         set_current_token(task.token)
         try:
-            outcome = execute(job.fn, job.kind, task.items, job.retry, measure=job.measure)
+            with working_as(self._worker_state()):
+                outcome = (
+                    execute(job.fn, job.kind, task.items, job.retry, measure=job.measure)
+                    if self._init_error is None
+                    else failed(len(task.items), self._init_error, ran=False)
+                )
         finally:
             set_current_token(None)
         for error in outcome.errors.values():
@@ -42,6 +54,13 @@ class InlineBackend:
             if not isinstance(error, Exception):
                 raise error
         task.finish(task, outcome)
+
+    def _worker_state(self) -> dict[str, Any]:
+        if self._state is None:
+            self._state = {}
+            with working_as(self._state):
+                self._init_error = initialize(self.spec)
+        return self._state
 
     def release(self, job: Job) -> None:
         pass

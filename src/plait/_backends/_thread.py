@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from queue import Empty, SimpleQueue
@@ -54,6 +55,18 @@ class ThreadBackend:
         # Worker threads now waiting for this pool's own results (see blocking()): the pool
         # may run that many threads beyond `workers` meanwhile.
         self._compensation = 0
+
+    def resize(self, workers: int) -> None:
+        """Run up to ``workers`` threads from now on (``backend="auto"`` adapts the width).
+        Tasks already queued get threads at once: they were queued behind the old limit, and
+        no submit might come to start threads for them (the window is full of them)."""
+        with self._cond:
+            self.workers = workers
+            if self._closed:
+                return
+            for _ in range(min(workers - len(self._live), self._queue.qsize())):
+                self._start_thread()
+        # (Fewer: threads beyond the limit leave as they finish their task, see _work.)
 
     def submit(self, task: Task) -> None:
         with self._cond:
@@ -156,7 +169,10 @@ class ThreadBackend:
                 if me not in self._live:
                     return False
                 del self._running[me]
-        task.finish(task, outcome)
+        try:
+            task.finish(task, outcome)
+        except Exception:  # a bug in the owner's callback: report it, keep the thread
+            traceback.print_exc()
         return True
 
     def _watch(self) -> None:
