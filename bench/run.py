@@ -76,7 +76,7 @@ def compile_plait() -> None:
     compileall.compile_dir(Path(plait.__file__).parent, quiet=1)
 
 
-MICRO = ("bench_sync.py", "bench_structured.py", "bench_warm.py")
+MICRO = ("bench_sync.py", "bench_structured.py", "bench_warm.py", "bench_auto.py")
 
 
 def micro_benchmarks(quick: bool) -> str:
