@@ -352,3 +352,23 @@ def test_max_count_is_for_auto_only() -> None:
         plait.map(sleepy, range(3), backend="thread", workers=plait.Workers(max_count=4))
     with pytest.raises(ValueError, match="not both"):
         plait.Workers(4, max_count=8)
+
+
+def test_a_map_with_a_timeout_is_never_run_in_the_consumers_thread() -> None:
+    """Its first item blocks: run inline, it would hold the consumer, which could then not
+    raise the map's TimeoutError at its deadline."""
+    release = threading.Event()
+
+    def first_blocks(x: int) -> int:
+        if x == 0:
+            release.wait(10)
+        return x
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        list(plait.map(first_blocks, range(5), backend="auto", timeout=0.5))
+    assert time.monotonic() - started < 5
+    release.set()
+    tiny = plait.map(double, range(10_000), backend="auto", timeout=30)
+    assert list(tiny) == [2 * x for x in range(10_000)]
+    assert tiny.plan.backend != "inline"

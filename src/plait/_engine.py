@@ -197,6 +197,7 @@ def prepare_map(
         fn = rate_limited(fn, options.rate, backend, workers)
     job = Job(fn, Kind.MAP if len(iterables) == 1 else Kind.STAR, options.retry)
     job.threads_only = options.rate is not None  # one bucket, shared: backend="auto" stays
+    job.needs_worker = options.deadline is not None
     return job, Observers(observers)
 
 

@@ -37,7 +37,16 @@ class Job:
     A Job can be weakly referred to: a backend keeps what it makes of one (a pickled function)
     in a weak dictionary, so that it goes with the job."""
 
-    __slots__ = ("__weakref__", "fn", "id", "kind", "measure", "retry", "threads_only")
+    __slots__ = (
+        "__weakref__",
+        "fn",
+        "id",
+        "kind",
+        "measure",
+        "needs_worker",
+        "retry",
+        "threads_only",
+    )
 
     def __init__(self, fn: Callable[..., Any], kind: Kind, retry: Retry | None = None) -> None:
         self.fn = fn
@@ -46,6 +55,9 @@ class Job:
         self.id = next(_job_ids)
         self.measure = False  # its batches also take their thread's CPU time (backend="auto")
         self.threads_only = False  # backend="auto" keeps it on threads (a rate shared by all)
+        # backend="auto" never runs it inline: its map has a timeout, which the consumer could
+        # not keep while it ran an item itself
+        self.needs_worker = False
 
 
 @dataclass(slots=True)

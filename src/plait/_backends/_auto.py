@@ -73,7 +73,9 @@ class _Route:
         self.barrier = threading.Barrier(PROBE_THREADS)
         self.sample: list[Any] | None = None  # the first batch's items: do they travel?
         self.batches = 0
-        self.timed = False  # a task had a task_timeout: never inline (it could not be stopped)
+        # A task had a task_timeout, or its map a timeout: never inline (the item could not be
+        # given up on, or the consumer could not keep the map's deadline while it ran it).
+        self.timed = False
         self.width: Width | None = None  # the adaptive width of waiting work on threads
 
 
@@ -102,7 +104,7 @@ class AutoBackend:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             route = self._route(task.job)
-            route.timed |= task.timeout is not None
+            route.timed |= task.timeout is not None or task.job.needs_worker
             target = route.target
             if target is None:
                 route.waiting.append(task)
