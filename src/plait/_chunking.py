@@ -14,7 +14,9 @@ import math
 # parent a few hundred (pickling, socket writes and reads, a wake-up of each thread on each
 # side, measured: 0.3 ms of CPU), taken from the cores the workers use: hence the larger
 # target, at which the trips cost the workers about 1 % of their time.
-TARGET_SECONDS = {"thread": 0.002, "inline": 0.002, "process": 0.025}
+# (backend="auto" measures its first batches: they are kept as short as threads' batches, so
+# that what they show comes soon.)
+TARGET_SECONDS = {"thread": 0.002, "inline": 0.002, "auto": 0.002, "process": 0.025}
 # The largest batch. Past it the gain is nil and the bounded window grows. A process map holds
 # its items and results in flight as pickles (a few bytes for a small item), so its batches
 # may be larger: its workers must each have several milliseconds of work queued, or they wait

@@ -8,17 +8,16 @@ batches as the limit, begun in it, have finished: each thread ran about one):
 
 - **start-up**: double the limit each round while throughput grows by a quarter or more (as TCP
   BBR's start-up finds a link's bandwidth). After two rounds without that growth, the limit
-  drops to what the best round's throughput needs at that round's latency (Little's law:
-  throughput x latency), and the queue the last doublings built drains. That round's latency
-  is the reference from then on.
+  goes back to the best round's, and the queue the last doublings built drains. The lowest
+  latency seen so far is the reference from then on.
 - **hold**: a round whose latency stays within ``TOLERANCE`` of the reference grows the limit
-  by one; one above it cuts the limit in proportion (limit x reference x ``TOLERANCE`` /
-  latency, at most halving: the idea of Vegas and of Netflix's Gradient limiter). The next
-  round tells whether the cut was right: if throughput fell with it, the limit goes back, and
-  if throughput comes back with it, the latency was not a queue but the work's own (the
-  server got slower, or our own threads take turns with the GIL): the latency at the lower
-  limit becomes the reference. If throughput does not come back, the work changed meanwhile
-  and the cut stands.
+  by a sixteenth (one at least); one above it cuts the limit in proportion (limit x reference
+  x ``TOLERANCE`` / latency, at most halving: the idea of Vegas and of Netflix's Gradient
+  limiter). The next round tells whether the cut was right: if throughput fell with it, the
+  limit goes back, and if throughput comes back with it, the latency was not a queue but the
+  work's own (the server got slower, or our own threads take turns with the GIL): the latency
+  at the lower limit becomes the reference. If throughput does not come back, the work
+  changed meanwhile and the cut stands.
 - **a round at half the limit** now and then (every ``LOW_EVERY`` rounds) measures the latency
   without a queue, which a limit held above the server's capacity never sees: it becomes the
   reference (higher or lower), as TCP BBR's ProbeRTT does. It costs that round some
@@ -45,7 +44,7 @@ COSTLY_CUT = 0.9  # a cut after which throughput fell below this share of before
 CONFIRMED = 0.8  # and it cost throughput if the cut's was below this share of the retrial's
 ERROR_CUT = 0.75
 LOW_EVERY = 50  # rounds between two rounds at half the limit, to see the latency without a
-LOW_FIRST = 4  # queue (the first soon after start-up, which may have seen none)
+LOW_FIRST = 10  # queue (the first soon after start-up, which may have seen none)
 
 
 @dataclass
@@ -94,7 +93,7 @@ class Width:
         self.reference = latency  # the latency the limit holds to
         self._round = _Round(now)
         self._best = 0.0  # start-up: the best round's throughput, items per second
-        self._best_latency = latency  # and its latency
+        self._best_limit = self.limit  # and its limit
         self._stalled = 0
         # The last round cut the limit: (the limit and throughput before the cut).
         self._trial: tuple[int, float] | None = None
@@ -178,7 +177,7 @@ class Width:
     def _start_up(self, latency: float, throughput: float) -> None:
         self.reference = min(self.reference, latency)
         if throughput >= GROWTH * self._best:
-            self._best, self._best_latency = throughput, latency
+            self._best, self._best_limit = throughput, self.limit
             self._stalled = 0
             if self.limit < self.maximum:
                 self._set(self.limit * 2)
@@ -188,16 +187,16 @@ class Width:
             if self._stalled < STALLED_ROUNDS:
                 return
         self.state = "holding"
-        # As many as ran in the best round (Little's law: throughput x latency); holding then
-        # weighs its latency against the lowest seen (alone, or in a round).
-        self._set(math.ceil(self._best * self._best_latency))
+        # The limit of the best round; holding then weighs its latency against the lowest
+        # seen (alone, or in a round), and cuts it if a queue built up.
+        self._set(self._best_limit)
 
     def _hold(self, latency: float, throughput: float) -> None:
         self.state = "holding"
         self.reference = min(self.reference, latency)
         gradient = TOLERANCE * self.reference / latency
         if gradient >= 1:
-            self._set(self.limit + 1)
+            self._set(self.limit + max(1, self.limit // 16))  # (slowly: by a sixteenth)
             return
         self._trial = (self.limit, throughput)
         self._set(math.floor(self.limit * max(CUT_AT_MOST, gradient)))
