@@ -37,4 +37,11 @@ def test_demo_runs_every_scenario_and_prints_the_table() -> None:
         assert line in out
     for how in ("plait, 2 threads", "plait, 20 threads", "plait, 2 processes"):
         assert how in out
+    # auto, on the downloads and on the arithmetic, each with its reason (which backend the
+    # arithmetic gets depends on how busy the machine is: see the README's limits)
+    assert out.count("plait, auto") == 2
+    assert out.count("backend='auto' chose") == 2
+    downloads = out.split("(b)")[1].split("(c)")[0]
+    assert "backend='auto' chose thread x" in downloads
+    assert "it waits" in downloads
     assert out.count("    3\n") == 2  # each function printed all of its lines, twice over

@@ -116,9 +116,12 @@ def downloads() -> list[tuple[str, float]]:
         urls = [f"{base}/file-{i}" for i in range(FILES)]
         serial, sizes = timed(lambda: [download(u) for u in urls])
         threaded, sizes2 = timed(lambda: list(plait_map(download, urls, workers=20)))
-    assert sizes == sizes2 == [FILE_SIZE] * FILES, "the downloads differ"
+        chosen = plait_map(download, urls, backend="auto")
+        automatic, sizes3 = timed(lambda: list(chosen))
+    assert sizes == sizes2 == sizes3 == [FILE_SIZE] * FILES, "the downloads differ"
     print(f"    {FILES} files, {FILES * FILE_SIZE // 1000} kB each way: results identical")
-    return [("serial", serial), ("plait, 20 threads", threaded)]
+    print(f"    backend='auto' chose {chosen.plan}")
+    return [("serial", serial), ("plait, 20 threads", threaded), ("plait, auto", automatic)]
 
 
 def number_crunching() -> list[tuple[str, float]]:
@@ -129,14 +132,18 @@ def number_crunching() -> list[tuple[str, float]]:
     processes, by_processes = timed(
         lambda: list(plait_map(crunch, seeds, backend="process", workers=2))
     )
-    assert expected == by_threads == by_processes, "the results differ"
+    chosen = plait_map(crunch, seeds, backend="auto")
+    automatic, by_auto = timed(lambda: list(chosen))
+    assert expected == by_threads == by_processes == by_auto, "the results differ"
     free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
     gil = "free-threaded Python: no GIL" if free_threaded else "threads share one GIL"
     print(f"    results identical; {gil}; processes each have their own interpreter")
+    print(f"    backend='auto' chose {chosen.plan}")
     return [
         ("serial", serial),
         ("plait, 2 threads", threads),
         ("plait, 2 processes", processes),
+        ("plait, auto", automatic),
     ]
 
 
