@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-START = 8  # threads at first: more than enough for most work, few enough to start at once
+START = 8  # threads at first, unless the caller says (auto starts at _plan.WAITING_THREADS, 32)
 MAXIMUM = 256  # by default; the caller's maximum wins
 GROWTH = 1.25  # start-up goes on while each round's throughput grows by this much
 STALLED_ROUNDS = 2  # rounds without that growth that end start-up
