@@ -241,9 +241,9 @@ def remember_setup() -> None:
     plait.worker_state()["calls"] = 1000
 
 
-def test_worker_state_is_there_while_auto_measures_in_the_callers_thread() -> None:
-    """The first batches run inline, in the consumer's thread: it stands in for a worker,
-    with its own state and the initializer run once for it."""
+def test_worker_state_is_there_wherever_auto_runs_the_items() -> None:
+    """Tiny work ends up inline, in the consumer's thread: it stands in for a worker, with its
+    own state and the initializer run once for it, as the probe's threads have theirs."""
     results = list(plait.map(count_calls, range(50), backend="auto", chunksize=1))
     assert [x for x, _ in results] == list(range(50))
     assert all(calls >= 1 for _, calls in results)
@@ -258,7 +258,7 @@ def broken_setup() -> None:
     raise LookupError("no database")
 
 
-def test_an_initializer_that_fails_fails_the_items_auto_measures_inline_too() -> None:
+def test_an_initializer_that_fails_fails_the_items_auto_runs_inline_too() -> None:
     spec = plait.Workers(initializer=broken_setup)
     results = list(plait.map(double, range(5), backend="auto", workers=spec, errors="return"))
     assert all(isinstance(r, LookupError) for r in results)
@@ -372,3 +372,101 @@ def test_a_map_with_a_timeout_is_never_run_in_the_consumers_thread() -> None:
     tiny = plait.map(double, range(10_000), backend="auto", timeout=30)
     assert list(tiny) == [2 * x for x in range(10_000)]
     assert tiny.plan.backend != "inline"
+
+
+def test_auto_is_the_default_of_map_amap_and_pool() -> None:
+    results = plait.map(sleepy, range(4))
+    assert list(results) == list(range(4))
+    assert results.plan.backend == "thread"
+    assert "it waits" in results.plan.reason
+    with plait.Pool() as pool:
+        assert pool.backend == "auto"
+        mapped = pool.map(sleepy, range(4))
+        assert list(mapped) == list(range(4))
+        assert mapped.plan.backend == "thread"
+
+    async def gather() -> list[int]:
+        return await plait.amap(sleepy, range(4))
+
+    import asyncio
+
+    assert asyncio.run(gather()) == list(range(4))
+
+
+def first_waits_for(later: int) -> Any:
+    """A function whose item 0 waits until item ``later`` has run."""
+    ran = threading.Event()
+
+    def fn(x: int) -> int:
+        if x == 0:
+            assert ran.wait(60)
+        if x == later:
+            ran.set()
+        return x
+
+    return fn
+
+
+def test_a_first_item_that_waits_for_a_later_one_does_not_hold_the_map_up() -> None:
+    """The probe runs one batch at a time; one that waits (here, for a later item) would stall
+    the map for good. The watcher sees its thread wait and settles the map on threads."""
+    results = plait.map(first_waits_for(5), range(10), chunksize=1)
+    assert list(results) == list(range(10))
+    assert results.plan.backend == "thread", str(results.plan)
+    assert "still running after" in results.plan.reason
+    assert "on CPU" in results.plan.reason
+
+
+def test_items_that_meet_at_a_barrier_all_run() -> None:
+    barrier = threading.Barrier(6, timeout=60)
+    results = plait.map(lambda x: (barrier.wait(), x)[1], range(6), chunksize=1)
+    assert list(results) == list(range(6))
+
+
+def test_where_no_thread_cpu_clock_can_be_read_a_long_first_batch_means_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_auto, "_thread_cpu_clock", lambda: None)
+    results = plait.map(first_waits_for(3), range(5), chunksize=1)
+    assert list(results) == list(range(5))
+    assert "still running after" in results.plan.reason
+    assert "on CPU" not in results.plan.reason
+
+
+def spin_for(seconds: float) -> int:
+    cpu = time.thread_time()
+    while time.thread_time() - cpu < seconds:
+        pass
+    return os.getpid()
+
+
+@several_cores
+def test_a_long_first_batch_that_computes_is_measured_to_its_end() -> None:
+    """The watcher looks at it and lets it run: computing work is not waiting work."""
+    skip_unless_a_thread_gets_a_core()
+    results = plait.map(spin_for, [5 * _auto.WATCH_AFTER] * 8, chunksize=1)
+    pids = list(results)
+    assert results.plan.backend == "process", str(results.plan)
+    assert "still running" not in results.plan.reason
+    assert set(pids) - {os.getpid()}
+
+
+def test_a_pool_closed_while_its_probe_is_watched_leaves_no_thread() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def first_blocks(x: int) -> int:
+        if x == 0:
+            started.set()
+            release.wait(60)
+        return x
+
+    pool = plait.Pool()
+    results = pool.map(first_blocks, range(3), chunksize=1)
+    thread = threading.Thread(target=lambda: list(results))
+    thread.start()
+    assert started.wait(60)
+    release.set()
+    thread.join(60)
+    pool.shutdown()
+    assert not [t for t in threading.enumerate() if t.name == "plait-auto-watcher"]

@@ -80,7 +80,7 @@ def amap(
     fn: Callable[..., Any],
     *iterables: Iterable[Any],
     workers: int | None = None,
-    backend: str = "thread",
+    backend: str = "auto",
     errors: Literal["raise", "return"] = "raise",
     **options: Unpack[MapKeywords],
 ) -> AsyncMapIterator[Any]:

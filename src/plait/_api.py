@@ -23,7 +23,7 @@ def map(
     fn: Callable[..., Awaitable[R]],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
-    backend: str = "thread",
+    backend: str = "auto",
     errors: Literal["raise"] = "raise",
     **options: Unpack[MapKeywords],
 ) -> MapIterator[R]: ...
@@ -32,7 +32,7 @@ def map(
     fn: Callable[..., Awaitable[R]],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
-    backend: str = "thread",
+    backend: str = "auto",
     errors: Literal["return"],
     **options: Unpack[MapKeywords],
 ) -> MapIterator[R | BaseException]: ...
@@ -41,7 +41,7 @@ def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
-    backend: str = "thread",
+    backend: str = "auto",
     errors: Literal["raise"] = "raise",
     **options: Unpack[MapKeywords],
 ) -> MapIterator[R]: ...
@@ -50,7 +50,7 @@ def map(
     fn: Callable[..., R],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
-    backend: str = "thread",
+    backend: str = "auto",
     errors: Literal["return"],
     **options: Unpack[MapKeywords],
 ) -> MapIterator[R | BaseException]: ...
@@ -60,7 +60,7 @@ def map(
     fn: Callable[..., Any],
     *iterables: Iterable[Any],
     workers: int | Workers | None = None,
-    backend: str = "thread",
+    backend: str = "auto",
     errors: Literal["raise", "return"] = "raise",
     **options: Unpack[MapKeywords],
 ) -> MapIterator[Any]:
@@ -70,6 +70,11 @@ def map(
     input is read only a bounded window ahead of what has been consumed. The workers are started
     for this map and released when it ends, fails, or is abandoned. Use ``plait.Pool`` to keep
     workers across several maps.
+
+    ``backend="auto"`` (the default) measures the first items and runs the rest where they cost
+    least: threads for waiting work (as many as raise throughput), processes for computing work
+    that holds the GIL, threads for work that releases it, inline for tiny work; the iterator's
+    ``plan`` says which, and why. ``"thread"`` or ``"process"`` choose yourself.
 
     An ``async def`` function runs on an event loop thread, at most ``workers`` coroutines at
     once (1,000 by default).

@@ -157,6 +157,21 @@ def decide(measured: Measured, situation: Situation) -> Plan:
     )
 
 
+def waiting_plan(share: float | None, running: float) -> Plan:
+    """The plan for work whose first batch is still running after ``running`` seconds, its
+    thread waiting (``share``: its CPU time over that while; None: not measurable here)."""
+    why = f"its first batch is still running after {_duration(running)}"
+    if share is not None:
+        why += f", {share:.0%} of the time on CPU"
+    return Plan(
+        "thread",
+        WAITING_THREADS,
+        f"it waits: {why}, so threads wait side by side, as many as raise throughput "
+        "without raising latency",
+        adaptive=True,
+    )
+
+
 def _duration(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.1f} s"

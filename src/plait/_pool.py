@@ -35,7 +35,9 @@ P = ParamSpec("P")
 
 
 class Pool(Executor):
-    """Workers of one backend (``"thread"`` or ``"process"``), started on first use.
+    """Workers of one backend, started on first use. ``"auto"`` (the default) decides for each
+    map where it runs (see ``plait.map``), and runs ``submit`` calls on threads; ``"thread"``
+    and ``"process"`` are yours to choose.
 
     ``workers`` is a count, or a ``plait.Workers`` for an initializer, recycling and the start
     method. ``task_timeout`` and ``retries`` apply to ``submit`` and are the defaults of ``map``.
@@ -43,7 +45,7 @@ class Pool(Executor):
 
     def __init__(
         self,
-        backend: str = "thread",
+        backend: str = "auto",
         workers: int | Workers | None = None,
         *,
         task_timeout: float | None = None,

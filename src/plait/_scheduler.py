@@ -86,6 +86,7 @@ class MapRun:
         )
         # The window's results side is shared with the backend's threads: under _cond.
         self._cond = threading.Condition(threading.Lock())
+        job.replanned = self._replanned
         self.with_errors = self._window.with_errors
         self._started = False
         self._complete = False  # every result was handed out: workers are idle
@@ -108,17 +109,27 @@ class MapRun:
         return entry
 
     def _wait_for_batch(self) -> tuple[Task, Outcome] | None:
+        while True:
+            with self._cond:
+                while True:
+                    entry = self._window.pop()
+                    if entry is not None:
+                        return entry
+                    if self._aborted:
+                        raise Cancelled(CancelReason.ABANDONED, "the map")
+                    if self._window.finished():
+                        self._complete = True
+                        return None
+                    if self._backend.plan(self._job) is not self.plan:
+                        break
+                    self._wait()
+            # The backend chose a plan, or a wider one, while we waited: it has room for more
+            # batches (the one we wait for may be waiting for one of them).
+            self._top_up()
+
+    def _replanned(self) -> None:
         with self._cond:
-            while True:
-                entry = self._window.pop()
-                if entry is not None:
-                    return entry
-                if self._aborted:
-                    raise Cancelled(CancelReason.ABANDONED, "the map")
-                if self._window.finished():
-                    self._complete = True
-                    return None
-                self._wait()
+            self._cond.notify()
 
     def _wait(self) -> None:
         # The main thread waits in slices: the kernel may hand a Ctrl-C to any thread of the

@@ -31,6 +31,10 @@ class Kind(enum.IntEnum):
 _job_ids = itertools.count()
 
 
+def _nothing() -> None:
+    pass
+
+
 class Job:
     """A function and how to call it. A process worker receives it once, not once per item.
 
@@ -44,6 +48,7 @@ class Job:
         "kind",
         "measure",
         "needs_worker",
+        "replanned",
         "retry",
         "threads_only",
     )
@@ -58,6 +63,9 @@ class Job:
         # backend="auto" never runs it inline: its map has a timeout, which the consumer could
         # not keep while it ran an item itself
         self.needs_worker = False
+        # Called by backend="auto" when it chose where the job runs, or changed how wide: the
+        # map's consumer, if it waits, wakes to send more (a wider plan has room for more).
+        self.replanned: Callable[[], None] = _nothing
 
 
 @dataclass(slots=True)

@@ -1,17 +1,19 @@
 """backend="auto": measure a map's first batches, then run the rest where it pays.
 
 Each job (a map's function) gets a route. While the route probes, the job's batches run one at
-a time in the consumer's own thread, each measuring its wall and CPU time; then, if the work
-computes and is not tiny, two at once on two threads, to see whether each keeps computing (the
-work releases the GIL) or they take turns. ``_plan.decide`` turns the measurements into a plan,
-and every later batch of the job goes where the plan says: threads, a process pool, or inline.
-Batches already sent finish where they are; the scheduler's window puts every result in its
-place, so moving costs no item, repeats none and reorders none.
+a time on a thread, each measuring its wall and CPU time; then, if the work computes and is not
+tiny, two at once on two threads, to see whether each keeps computing (the work releases the
+GIL) or they take turns. ``_plan.decide`` turns the measurements into a plan, and every later
+batch of the job goes where the plan says: threads, a process pool, or inline. Batches already
+sent finish where they are; the scheduler's window puts every result in its place, so moving
+costs no item, repeats none and reorders none.
 
-The first batches run in the consumer's thread so that no thread exists yet when the work turns
-out to compute: the program may still be single-threaded, and then the process template can be
-forked from it (a few milliseconds) rather than started fresh. (A map with a ``task_timeout``
-probes on a thread: only there can an overrunning item be given up on.)
+The probe runs on a thread, never in the consumer's: the consumer stays free to take results,
+give up on the map, or keep its deadline while an item runs, exactly as on threads. And a probe
+batch never holds the map up: a watcher looks at any batch still running after
+``WATCH_AFTER`` seconds, and if its thread has been waiting rather than computing (an item that
+downloads for seconds, or waits for another item, as at a barrier), the work waits: the plan is
+threads, made at once, and the batches behind it start.
 
 Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to probe.
 """
@@ -32,7 +34,15 @@ from typing import Any
 
 from .._cores import process_workers, usable_cores
 from .._errors import PoolClosed
-from .._plan import Measured, Plan, Situation, decide, needs_parallel_probe
+from .._plan import (
+    WAITING_BELOW,
+    Measured,
+    Plan,
+    Situation,
+    decide,
+    needs_parallel_probe,
+    waiting_plan,
+)
 from .._task import Job, Kind, Outcome, Task
 from .._width import MAXIMUM, Width
 from .._worker_spec import Workers
@@ -46,6 +56,38 @@ PROBE_SECONDS = 0.002  # measured work, batches run alone, before deciding
 PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
 PROBE_THREADS = 2  # two threads at once tell whether the work releases the GIL
 PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
+# A probe batch still running after this long is looked at, and again every this long: waiting
+# work is not made to wait for its slowest first item.
+WATCH_AFTER = 0.02
+
+
+class _Watched:
+    """A probe batch running on its thread: when it started, and its thread's CPU clock."""
+
+    __slots__ = ("began", "clock", "cpu", "since", "task")
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.began = self.since = time.perf_counter()
+        self.cpu = time.thread_time()  # (the clock below, read by the thread itself)
+        self.clock = _thread_cpu_clock()
+
+    def share(self, now: float) -> float | None:
+        """Its thread's CPU time over its wall time since it began (None where another
+        thread's CPU clock cannot be read). Over its whole run, not since it was last looked
+        at: computing work has moments without the GIL (another thread imports a module, say),
+        and it must not look like waiting work then."""
+        self.since = now
+        if self.clock is None:
+            return None
+        return (time.clock_gettime(self.clock) - self.cpu) / max(now - self.began, 1e-9)
+
+
+def _thread_cpu_clock() -> int | None:
+    try:
+        return time.pthread_getcpuclockid(threading.get_ident())
+    except (AttributeError, OSError):  # not on this platform
+        return None
 
 
 class _Route:
@@ -77,6 +119,7 @@ class _Route:
         # given up on, or the consumer could not keep the map's deadline while it ran it).
         self.timed = False
         self.width: Width | None = None  # the adaptive width of waiting work on threads
+        self.watched: dict[int, _Watched] = {}  # id(task) -> its probe batch, while it runs
 
 
 class AutoBackend:
@@ -95,6 +138,8 @@ class AutoBackend:
         self._routes: dict[int, _Route] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a probe has nothing left
+        self._watching = threading.Condition(self._lock)  # notified when a probe batch starts
+        self._watcher: threading.Thread | None = None
         self._closed = False
 
     # -- the Backend protocol ----------------------------------------------------------------
@@ -130,6 +175,7 @@ class AutoBackend:
             dropped = self._drop_waiting() if cancel_pending else []
             while wait and any(r.waiting or r.running for r in self._routes.values()):
                 self._idle.wait()  # probes still to finish: their batches follow them
+        self._stop_watcher()
         for task in dropped:
             task.discard(task)
         for backend in self._backends():
@@ -139,6 +185,7 @@ class AutoBackend:
         with self._lock:
             self._closed = True
             dropped = self._drop_waiting()
+        self._stop_watcher()
         for task in dropped:
             task.discard(task)
         for backend in self._backends():
@@ -185,19 +232,94 @@ class AutoBackend:
 
     def _start_probes(self, route: _Route, tasks: list[Task]) -> None:
         for task in tasks:
-            finish = task.finish
+            start, finish = task.start, task.finish
+            task.start = lambda task=task, start=start: self._watch(route, task, start)  # type: ignore[misc]
             task.finish = lambda task, outcome, finish=finish: self._probed(  # type: ignore[misc]
                 route, task, outcome, finish
             )
-            alone = not route.together and not route.timed
             try:
-                (self._inline if alone else self._threads).submit(task)
+                self._threads.submit(task)
             except PoolClosed:
                 with self._lock:
                     route.running -= 1
                     self._idle.notify_all()
                 task.finish = finish
                 task.discard(task)
+        if tasks:
+            with self._lock:
+                if self._watcher is None and not self._closed:
+                    self._watcher = threading.Thread(
+                        target=self._watch_probes, name="plait-auto-watcher", daemon=True
+                    )
+                    self._watcher.start()
+
+    def _watch(self, route: _Route, task: Task, start: Callable[[], bool]) -> bool:
+        """A probe batch starts on its thread: from now on the watcher looks at it."""
+        if not start():
+            return False
+        with self._lock:
+            route.watched[id(task)] = _Watched(task)
+            self._watching.notify_all()
+        return True
+
+    def _watch_probes(self) -> None:
+        """The watcher's thread: settle, as waiting work, any route whose probe batch has run
+        ``WATCH_AFTER`` seconds waiting. It ends when no route probes any more."""
+        with self._lock:
+            while not self._closed and any(r.plan is None for r in self._routes.values()):
+                now = time.perf_counter()
+                settled: list[tuple[_Route, Plan, list[Task]]] = []
+                for route in self._routes.values():
+                    batches = list(route.watched.values())
+                    if route.plan is not None or not batches:
+                        continue
+                    if all(now - watched.since >= WATCH_AFTER for watched in batches):
+                        # The batches running together are judged together: two that hold
+                        # the GIL take turns, and either may get little of it for a while.
+                        shares = [watched.share(now) for watched in batches]
+                        known = [share for share in shares if share is not None]
+                        # (Where a thread's CPU clock cannot be read, a batch that runs this
+                        # long is taken for waiting work: threads are the safe choice for it.)
+                        if not known or sum(known) < WAITING_BELOW:
+                            share = sum(known) if known else None
+                            began = min(watched.began for watched in batches)
+                            settled.append(self._settle_waiting(route, share, now - began))
+                if settled:
+                    self._lock.release()  # (the batches go to threads: no lock of ours held)
+                    try:
+                        for route, plan, waiting in settled:
+                            logger.info("plait: %s runs %s", _name(route.job.fn), plan)
+                            self._hand_on(route, waiting)
+                            route.job.replanned()
+                    finally:
+                        self._lock.acquire()
+                    continue
+                due = [  # when each probing route's batches have all run WATCH_AFTER
+                    max(w.since for w in r.watched.values()) + WATCH_AFTER
+                    for r in self._routes.values()
+                    if r.plan is None and r.watched
+                ]
+                self._watching.wait(max(0.0, min(due) - now) if due else None)
+            self._watcher = None
+
+    def _settle_waiting(
+        self, route: _Route, share: float | None, running: float
+    ) -> tuple[_Route, Plan, list[Task]]:
+        """Settle ``route`` on threads, its probe batches still running and waiting (holding
+        the lock); return the route, its plan and the tasks that waited for it."""
+        plan = waiting_plan(share, running)
+        self._settle(route, plan)
+        waiting = list(route.waiting)
+        route.waiting.clear()
+        self._idle.notify_all()
+        return route, plan, waiting
+
+    def _stop_watcher(self) -> None:
+        with self._lock:
+            watcher = self._watcher
+            self._watching.notify_all()
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
 
     def _probed(
         self,
@@ -208,21 +330,27 @@ class AutoBackend:
     ) -> None:
         """A probe batch ended (in a worker thread): learn from it, hand it on, go on."""
         task.finish = finish
+        plan: Plan | None = None
+        starting: list[Task] = []
+        waiting: list[Task] = []
         with self._lock:
             route.running -= 1
-            self._learn(route, outcome)
-            plan = self._decide(route)
-            starting = [] if plan else self._next_probes(route)
-            waiting: list[Task] = []
-            if plan is not None:
-                self._settle(route, plan)
-                waiting = list(route.waiting)
-                route.waiting.clear()
+            route.watched.pop(id(task), None)
+            if route.plan is None:  # (else the watcher settled the route while this ran)
+                self._learn(route, outcome)
+                plan = self._decide(route)
+                if plan is None:
+                    starting = self._next_probes(route)
+                else:
+                    self._settle(route, plan)
+                    waiting = list(route.waiting)
+                    route.waiting.clear()
             self._idle.notify_all()
         finish(task, outcome)
         if plan is not None:
             logger.info("plait: %s runs %s", _name(route.job.fn), plan)
             self._hand_on(route, waiting)
+            route.job.replanned()
         else:
             self._start_probes(route, starting)
 
@@ -376,6 +504,7 @@ class AutoBackend:
         finally:  # the batch's results reach their owner, whatever happened here
             finish(task, outcome)
         if changed and width is not None:
+            route.job.replanned()
             logger.debug(
                 "plait: %s on %d threads (%s; %.1f ms an item)",
                 _name(route.job.fn),
