@@ -470,3 +470,53 @@ def test_a_pool_closed_while_its_probe_is_watched_leaves_no_thread() -> None:
     thread.join(60)
     pool.shutdown()
     assert not [t for t in threading.enumerate() if t.name == "plait-auto-watcher"]
+
+
+def run_at_a_barrier(threads: Any, count: int, then: Any = None) -> None:
+    """Submit ``count`` one-item tasks that only end once all ``count`` run at once (calling
+    ``then`` once they are submitted), and wait for them."""
+    from plait._task import Job, Kind, Task
+
+    together = threading.Barrier(count, timeout=30)
+    ended = threading.Semaphore(0)
+    errors: list[Any] = []
+
+    def ended_one(_: Task, outcome: Any) -> None:
+        errors.append(outcome.errors)
+        ended.release()
+
+    job = Job(lambda _: together.wait(), Kind.MAP)
+    for _ in range(count):
+        threads.submit(Task(job, [0], start=lambda: True, finish=ended_one))
+    if then is not None:
+        then()
+    for _ in range(count):
+        assert ended.acquire(timeout=60)
+    assert errors == [{}] * count
+
+
+def test_a_narrower_thread_limit_parks_threads_and_a_wider_one_wakes_them() -> None:
+    """An adaptive width goes down and up all the time: the threads it no longer needs wait
+    parked, and come back when it widens, rather than ending and being started anew."""
+    from plait._backends._thread import ThreadBackend
+    from plait._worker_spec import Workers
+
+    threads = ThreadBackend(Workers(8))
+    run_at_a_barrier(threads, 8)
+    threads.resize(2)
+    run_at_a_barrier(threads, 2)  # six threads park as they find the pool too wide
+    threads.resize(8)
+    run_at_a_barrier(threads, 8)  # impossible with fewer than eight threads taking work
+    assert len(threads._all) == 8  # no thread was started for the second eight
+    threads.shutdown(wait=True, cancel_pending=False)  # parked threads leave too
+    assert not any(t.is_alive() for t in threads._all)
+
+
+def test_a_resize_starts_many_threads_for_what_is_queued() -> None:
+    from plait._backends._thread import ThreadBackend
+    from plait._worker_spec import Workers
+
+    threads = ThreadBackend(Workers(1))
+    # The caller starts two; those start the rest, two each.
+    run_at_a_barrier(threads, 40, then=lambda: threads.resize(40))
+    threads.shutdown(wait=True, cancel_pending=False)

@@ -229,8 +229,8 @@ class MapRun:
         with self._cond:
             if self.closed:  # nobody will read it (and the sizer dies with the map)
                 return
-            self._window.done(task, outcome)
-            self._cond.notify()
+            if self._window.done(task, outcome):  # (else the reader has nothing to wake for)
+                self._cond.notify()
         self._observer.progressed(len(task.items))
 
 

@@ -134,14 +134,16 @@ class MapWindow(Generic[B]):
 
     # -- the results side --------------------------------------------------------------------
 
-    def done(self, batch: B, outcome: Outcome) -> None:
-        """A batch ended (from whichever thread saw it: the driver holds its lock)."""
+    def done(self, batch: B, outcome: Outcome) -> bool:
+        """A batch ended (from whichever thread saw it: the driver holds its lock). True if a
+        batch is now ready to hand out: one ending ahead of its turn gives the reader nothing."""
         if outcome.measured:
             self._sizer.observe(len(batch.items), outcome.elapsed, outcome.sent_bytes)
         if self._ordered:
             self._ready[batch.seq] = (batch, outcome)
-        else:
-            self._ready_unordered.append((batch, outcome))
+            return batch.seq == self._next_to_yield
+        self._ready_unordered.append((batch, outcome))
+        return True
 
     def pop(self) -> tuple[B, Outcome] | None:
         """The next batch to hand out, if it is ready: in input order, or as they ended."""

@@ -21,8 +21,6 @@ Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to p
 from __future__ import annotations
 
 import contextlib
-import logging
-import statistics
 import sys
 import threading
 import time
@@ -50,7 +48,7 @@ from ._base import Backend
 from ._inline import InlineBackend
 from ._thread import ThreadBackend
 
-logger = logging.getLogger("plait")
+INFO, DEBUG = 20, 10  # logging's levels (logging is not imported here: see _log)
 
 PROBE_SECONDS = 0.002  # measured work, batches run alone, before deciding
 PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
@@ -140,11 +138,16 @@ class AutoBackend:
         self._idle = threading.Condition(self._lock)  # notified when a probe has nothing left
         self._watching = threading.Condition(self._lock)  # notified when a probe batch starts
         self._watcher: threading.Thread | None = None
+        self._resizing = threading.Lock()  # (taken before _lock, never while holding it)
         self._closed = False
 
     # -- the Backend protocol ----------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        route = self._routes.get(task.job.id)
+        if route is not None and route.target is not None:  # settled: no lock needed
+            self._send(route, task)  # (closed meanwhile: the target refuses it, PoolClosed)
+            return
         with self._lock:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
@@ -288,7 +291,8 @@ class AutoBackend:
                     self._lock.release()  # (the batches go to threads: no lock of ours held)
                     try:
                         for route, plan, waiting in settled:
-                            logger.info("plait: %s runs %s", _name(route.job.fn), plan)
+                            _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
+                            self._size_threads()
                             self._hand_on(route, waiting)
                             route.job.replanned()
                     finally:
@@ -348,7 +352,9 @@ class AutoBackend:
             self._idle.notify_all()
         finish(task, outcome)
         if plan is not None:
-            logger.info("plait: %s runs %s", _name(route.job.fn), plan)
+            _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
+            if route.target is self._threads:
+                self._size_threads()
             self._hand_on(route, waiting)
             route.job.replanned()
         else:
@@ -380,8 +386,8 @@ class AutoBackend:
             return None
         measured = Measured(
             route.items,
-            share=statistics.median(route.shares),
-            per_item=statistics.median(route.per_item),
+            share=_median(route.shares),
+            per_item=_median(route.per_item),
         )
         situation = self._situation(route)
         if needs_parallel_probe(measured, situation) and self._threads.workers >= PROBE_THREADS:
@@ -417,7 +423,7 @@ class AutoBackend:
         if plan.adaptive:
             route.width = Width(
                 time.perf_counter(),
-                latency=statistics.median(route.per_item) if route.per_item else 0.0,
+                latency=_median(route.per_item) if route.per_item else 0.0,
                 start=plan.workers,
                 maximum=self.spec.max_count or MAXIMUM,
             )
@@ -436,19 +442,23 @@ class AutoBackend:
             route.target = self._inline
         else:
             route.target = self._threads
-            self._size_threads()
+        # (The caller sizes the threads, _size_threads, once it let go of the lock.)
 
     def _size_threads(self) -> None:
-        """As many threads as the widest job on them needs (holding the lock): an adaptive
-        width's present limit (its plan says the limit it holds, see ``Width.held``)."""
-        widths = [
-            r.plan.workers
-            for r in self._routes.values()
-            if r.target is self._threads and r.plan and not r.width
-        ]
-        widths += [r.width.limit for r in self._routes.values() if r.width]
-        self._threads.resize(max([self.spec.count or PROBE_THREADS, *widths]))
-        self.workers = self._threads.workers
+        """As many threads as the widest job on them needs: an adaptive width's present limit
+        (its plan says the limit it holds, see ``Width.held``). Read and applied under a lock
+        of its own, so that two resizes cannot apply their counts out of order."""
+        with self._resizing:
+            with self._lock:
+                routes = list(self._routes.values())
+            widths = [
+                r.plan.workers
+                for r in routes
+                if r.target is self._threads and r.plan and not r.width
+            ]
+            widths += [r.width.limit for r in routes if r.width]
+            self._threads.resize(max([self.spec.count or PROBE_THREADS, *widths]))
+            self.workers = self._threads.workers
 
     def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
         """Send the tasks that waited during the probe where the plan says."""
@@ -500,12 +510,13 @@ class AutoBackend:
                 )
                 if changed and width is not None and plan is not None:
                     route.plan = replace(plan, workers=width.held)
-                    self._size_threads()
         finally:  # the batch's results reach their owner, whatever happened here
             finish(task, outcome)
         if changed and width is not None:
+            self._size_threads()
             route.job.replanned()
-            logger.debug(
+            _log(
+                DEBUG,
                 "plait: %s on %d threads (%s; %.1f ms an item)",
                 _name(route.job.fn),
                 width.limit,
@@ -559,6 +570,24 @@ def _after(barrier: threading.Barrier, start: Callable[[], bool]) -> Callable[[]
         return start()
 
     return started
+
+
+def _log(level: int, message: str, *args: object) -> None:
+    """Log to ``logging.getLogger("plait")``, if the program uses logging at all. One that never
+    imported it has no handler that would show the record (logging's last resort shows
+    warnings and worse only), and importing it would cost the first map 9 ms."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("plait").log(level, message, *args)
+
+
+def _median(values: list[float]) -> float:
+    """``statistics.median``, without its import (decimal, fractions: 7 ms)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _name(fn: Callable[..., Any]) -> str:
