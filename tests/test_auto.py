@@ -75,7 +75,7 @@ def test_waiting_work_runs_on_threads() -> None:
 @several_cores
 def test_computing_work_that_holds_the_gil_moves_to_processes() -> None:
     skip_unless_a_thread_gets_a_core()
-    results = plait.map(spin, range(40), backend="auto")
+    results = plait.map(spin, iter(range(40)), backend="auto")  # (length unknown: see below)
     out = list(results)
     assert [x for x, _ in out] == list(range(40))
     assert results.plan.backend == "process", str(results.plan)
@@ -113,7 +113,7 @@ def test_hashing_releases_the_gil_and_stays_on_threads() -> None:
     blocks = [bytes([i]) * (4 << 20) for i in range(12)]
     plans = []
     for _ in range(3):
-        results = plait.map(digest, blocks, backend="auto")
+        results = plait.map(digest, iter(blocks), backend="auto")  # (length unknown)
         assert list(results) == [hashlib.sha256(b).hexdigest() for b in blocks]
         plans.append(results.plan)
         if results.plan.backend == "thread":
@@ -134,7 +134,7 @@ def test_computing_work_that_cannot_travel_stays_on_threads_and_says_why() -> No
             pass
         return spin(x)[0]
 
-    results = plait.map(spin_holding, range(30), backend="auto")
+    results = plait.map(spin_holding, iter(range(30)), backend="auto")
     assert list(results) == list(range(30))
     assert results.plan.backend == "thread", str(results.plan)
     assert "cannot go to a process" in results.plan.reason
@@ -520,3 +520,16 @@ def test_a_resize_starts_many_threads_for_what_is_queued() -> None:
     # The caller starts two; those start the rest, two each.
     run_at_a_barrier(threads, 40, then=lambda: threads.resize(40))
     threads.shutdown(wait=True, cancel_pending=False)
+
+
+@several_cores
+def test_a_short_map_of_computing_work_does_not_start_processes() -> None:
+    """Its input's length is known: what is left after the probe would not pay for them."""
+    skip_unless_a_thread_gets_a_core()
+    results = plait.map(spin, range(12))
+    assert [x for x, _ in results] == list(range(12))
+    assert results.plan.backend == "thread", str(results.plan)
+    assert "not worth starting processes" in results.plan.reason
+    spun = plait.map(spin, iter(range(12)))  # a generator: its length is not known
+    assert [x for x, _ in spun] == list(range(12))
+    assert "not worth" not in spun.plan.reason

@@ -58,7 +58,7 @@ def test_one_core_never_starts_processes() -> None:
 def test_little_work_left_does_not_pay_for_starting_processes() -> None:
     situation = Situation(cores=2, gil=True, travels=True, remaining=4)
     plan = decide(Measured(items=3, share=1.0, per_item=0.005, parallel=1.0), situation)
-    assert plan.backend == "thread"
+    assert (plan.backend, plan.workers) == ("thread", 1)
     assert "20.0 ms of work is left" in plan.reason
 
 

@@ -115,8 +115,10 @@ def downloads() -> list[tuple[str, float]]:
     with slow_server() as base:
         urls = [f"{base}/file-{i}" for i in range(FILES)]
         serial, sizes = timed(lambda: [download(u) for u in urls])
-        threaded, sizes2 = timed(lambda: list(plait_map(download, urls, workers=20)))
-        chosen = plait_map(download, urls, backend="auto")
+        threaded, sizes2 = timed(
+            lambda: list(plait_map(download, urls, backend="thread", workers=20))
+        )
+        chosen = plait_map(download, urls)  # backend="auto", the default
         automatic, sizes3 = timed(lambda: list(chosen))
     assert sizes == sizes2 == sizes3 == [FILE_SIZE] * FILES, "the downloads differ"
     print(f"    {FILES} files, {FILES * FILE_SIZE // 1000} kB each way: results identical")
@@ -128,11 +130,11 @@ def number_crunching() -> list[tuple[str, float]]:
     print(f"\n(c) CPU-bound: {CPU_TASKS} tasks of pure-Python arithmetic")
     seeds = list(range(CPU_TASKS))
     serial, expected = timed(lambda: [crunch(s) for s in seeds])
-    threads, by_threads = timed(lambda: list(plait_map(crunch, seeds, workers=2)))
+    threads, by_threads = timed(lambda: list(plait_map(crunch, seeds, backend="thread", workers=2)))
     processes, by_processes = timed(
         lambda: list(plait_map(crunch, seeds, backend="process", workers=2))
     )
-    chosen = plait_map(crunch, seeds, backend="auto")
+    chosen = plait_map(crunch, seeds)  # backend="auto", the default
     automatic, by_auto = timed(lambda: list(chosen))
     assert expected == by_threads == by_processes == by_auto, "the results differ"
     free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()

@@ -120,6 +120,7 @@ class Engine:
         check.check_fits_backend(fn, backend.name, where)
         total = check.check_iterables(iterables, where)
         job, observer = prepare_map(fn, iterables, options, backend.name, backend.workers)
+        job.total = total
 
         def closed(complete: bool) -> None:
             backend.release(job)

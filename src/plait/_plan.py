@@ -143,9 +143,9 @@ def decide(measured: Measured, situation: Situation) -> Plan:
     if situation.remaining is not None:
         left = situation.remaining * measured.per_item
         if left < PROCESS_START_PAYS_ABOVE:
-            return Plan(
+            return Plan(  # (one thread: more would only take turns with the GIL)
                 "thread",
-                cores,
+                1,
                 f"it computes holding the GIL, but only about {_duration(left)} of work "
                 "is left: not worth starting processes",
             )

@@ -51,6 +51,7 @@ class Job:
         "replanned",
         "retry",
         "threads_only",
+        "total",
     )
 
     def __init__(self, fn: Callable[..., Any], kind: Kind, retry: Retry | None = None) -> None:
@@ -66,6 +67,7 @@ class Job:
         # Called by backend="auto" when it chose where the job runs, or changed how wide: the
         # map's consumer, if it waits, wakes to send more (a wider plan has room for more).
         self.replanned: Callable[[], None] = _nothing
+        self.total: int | None = None  # the map's items, when its input's length is known
 
 
 @dataclass(slots=True)

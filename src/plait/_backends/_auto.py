@@ -113,6 +113,7 @@ class _Route:
         self.barrier = threading.Barrier(PROBE_THREADS)
         self.sample: list[Any] | None = None  # the first batch's items: do they travel?
         self.batches = 0
+        self.probed = 0  # items sent to the probe
         # A task had a task_timeout, or its map a timeout: never inline (the item could not be
         # given up on, or the consumer could not keep the map's deadline while it ran it).
         self.timed = False
@@ -228,6 +229,7 @@ class AutoBackend:
             if route.together:
                 route.started_together += 1
                 task.start = _after(route.barrier, task.start)
+            route.probed += len(task.items)
             if route.sample is None:
                 route.sample = list(task.items[:1])
             starting.append(task)
@@ -414,6 +416,7 @@ class AutoBackend:
             travels=True,
             process_workers=self.spec.count or process_workers(),
             can_inline=not route.timed,
+            remaining=None if route.job.total is None else route.job.total - route.probed,
         )
 
     def _settle(self, route: _Route, plan: Plan) -> None:
