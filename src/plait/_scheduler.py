@@ -120,7 +120,7 @@ class MapRun:
                     if self._window.finished():
                         self._complete = True
                         return None
-                    if self._backend.plan(self._job) is not self.plan:
+                    if (plan := self._backend.plan(self._job)) and plan is not self.plan:
                         break
                     self._wait()
             # The backend chose a plan, or a wider one, while we waited: it has room for more
@@ -169,12 +169,14 @@ class MapRun:
                 return
 
     def current_plan(self) -> Plan:
-        if self.plan is None and (plan := self._backend.plan(self._job)) is not None:
-            return plan
-        if self.plan is not None:
-            return self.plan
         backend = self._backend
+        if (plan := backend.plan(self._job)) is not None:
+            return plan
+        if self.plan is not None and self.closed:  # the backend forgot the job: the last plan
+            return self.plan
         if backend.name == "auto":
+            if self.plan is not None:  # it had one: its items changed
+                return Plan("auto", backend.workers, "measuring its items again: they changed")
             return Plan("auto", backend.workers, "measuring its first items")
         return Plan(backend.name, backend.workers, f"backend={backend.name!r} was chosen")
 

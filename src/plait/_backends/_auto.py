@@ -33,6 +33,7 @@ from typing import Any
 from .._cores import process_workers, usable_cores
 from .._errors import PoolClosed
 from .._plan import (
+    INLINE_BELOW,
     WAITING_BELOW,
     Measured,
     Plan,
@@ -57,18 +58,34 @@ PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch fa
 # A probe batch still running after this long is looked at, and again every this long: waiting
 # work is not made to wait for its slowest first item.
 WATCH_AFTER = 0.02
+# Unless the program's other threads used this many cores' worth of CPU meanwhile: then the
+# batch may have been kept from the GIL rather than waiting, and the verdict waits, this long
+# at most (after that it is threads: a batch that waits for another item must not wait on).
+STARVED_BY = 0.5
+STARVED_AT_MOST = 0.2
+# After the plan, the batches' time per item keeps being watched, over the last RECENT batches:
+# inline work that became this slow an item, or work on processes that became too small to
+# ship, is measured again and its plan made anew, at most REDECIDE times a map.
+RECENT = 16
+INLINE_TURNS_SLOW = 20 * INLINE_BELOW
+REDECIDE = 3
 
 
 class _Watched:
     """A probe batch running on its thread: when it started, and its thread's CPU clock."""
 
-    __slots__ = ("began", "clock", "cpu", "since", "task")
+    __slots__ = ("began", "clock", "cpu", "process", "since", "task")
 
     def __init__(self, task: Task) -> None:
         self.task = task
         self.began = self.since = time.perf_counter()
         self.cpu = time.thread_time()  # (the clock below, read by the thread itself)
         self.clock = _thread_cpu_clock()
+        self.process = time.process_time()
+
+    def others(self, now: float, share: float) -> float:
+        """The cores' worth of CPU the program's other threads used while it ran."""
+        return (time.process_time() - self.process) / max(now - self.began, 1e-9) - share
 
     def share(self, now: float) -> float | None:
         """Its thread's CPU time over its wall time since it began (None where another
@@ -97,6 +114,17 @@ class _Route:
         self.target: Backend | None = None
         self.waiting: deque[Task] = deque()  # submitted during the probe, not yet started
         self.running = 0
+        # A task had a task_timeout, or its map a timeout: never inline (the item could not be
+        # given up on, or the consumer could not keep the map's deadline while it ran it).
+        self.timed = False
+        self.width: Width | None = None  # the adaptive width of waiting work on threads
+        self.watched: dict[int, _Watched] = {}  # id(task) -> its probe batch, while it runs
+        self.settled = 0  # plans made so far: a batch sent under an older one says nothing new
+        self.recent: deque[tuple[int, float]] = deque(maxlen=RECENT)  # (items, seconds)
+        self.new_probe()
+
+    def new_probe(self) -> None:
+        """Forget what the last probe measured (a first probe, or measuring again)."""
         self.together = False  # the second phase: two batches at once
         self.started_together = 0
         self.items = 0
@@ -114,11 +142,6 @@ class _Route:
         self.sample: list[Any] | None = None  # the first batch's items: do they travel?
         self.batches = 0
         self.probed = 0  # items sent to the probe
-        # A task had a task_timeout, or its map a timeout: never inline (the item could not be
-        # given up on, or the consumer could not keep the map's deadline while it ran it).
-        self.timed = False
-        self.width: Width | None = None  # the adaptive width of waiting work on threads
-        self.watched: dict[int, _Watched] = {}  # id(task) -> its probe batch, while it runs
 
 
 class AutoBackend:
@@ -148,7 +171,11 @@ class AutoBackend:
         route = self._routes.get(task.job.id)
         if route is not None and route.target is not None:  # settled: no lock needed
             self._send(route, task)  # (closed meanwhile: the target refuses it, PoolClosed)
-            return
+        else:
+            self._enqueue(task)
+
+    def _enqueue(self, task: Task) -> None:
+        """Submit ``task`` under the lock: to its route's probe, or where its plan says."""
         with self._lock:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
@@ -285,9 +312,16 @@ class AutoBackend:
                         known = [share for share in shares if share is not None]
                         # (Where a thread's CPU clock cannot be read, a batch that runs this
                         # long is taken for waiting work: threads are the safe choice for it.)
-                        if not known or sum(known) < WAITING_BELOW:
-                            share = sum(known) if known else None
-                            began = min(watched.began for watched in batches)
+                        share = sum(known) if known else None
+                        began = min(watched.began for watched in batches)
+                        # A thread gets little CPU when it waits, but also when the program's
+                        # other threads keep the GIL: then it is looked at again, for a while.
+                        starved = (
+                            share is not None
+                            and now - began < STARVED_AT_MOST
+                            and batches[0].others(now, share) >= STARVED_BY
+                        )
+                        if (share is None or share < WAITING_BELOW) and not starved:
                             settled.append(self._settle_waiting(route, share, now - began))
                 if settled:
                     self._lock.release()  # (the batches go to threads: no lock of ours held)
@@ -389,7 +423,9 @@ class AutoBackend:
         measured = Measured(
             route.items,
             share=_median(route.shares),
-            per_item=_median(route.per_item),
+            # All its items' time over their number: the largest batches weigh most (the
+            # smallest are the most easily swayed by a wait for the GIL).
+            per_item=route.busy / route.items,
         )
         situation = self._situation(route)
         if needs_parallel_probe(measured, situation) and self._threads.workers >= PROBE_THREADS:
@@ -433,6 +469,7 @@ class AutoBackend:
             plan = replace(plan, workers=route.width.limit)
         route.job.measure = False
         route.plan = plan
+        route.settled += 1
         if plan.backend == "process":
             if self._processes is None:
                 from .process._dispatcher import ProcessBackend
@@ -474,47 +511,63 @@ class AutoBackend:
     def _send(self, route: _Route, task: Task) -> None:
         """Submit ``task`` where its route's plan says; with an adaptive width, its run is
         measured."""
-        assert route.target is not None
-        width = route.width
-        if width is not None:
+        target, width, settled = route.target, route.width, route.settled
+        if target is None:  # measuring again since the caller looked: the task joins the probe
+            self._enqueue(task)
+            return
+        if width is not None or route.settled <= REDECIDE:
             start, finish = task.start, task.finish
             delivered = [0]
 
             def started() -> bool:
-                delivered[0] = width.delivered  # (an int read: atomic)
+                if width is not None:
+                    delivered[0] = width.delivered  # (an int read: atomic)
                 return start()
 
             def measured(task: Task, outcome: Outcome) -> None:
-                self._measured(route, task, outcome, delivered[0], finish)
+                self._measured(route, settled, task, outcome, delivered[0], finish)
 
             task.start, task.finish = started, measured
-        route.target.submit(task)
+        target.submit(task)
 
     def _measured(
         self,
         route: _Route,
+        settled: int,
         task: Task,
         outcome: Outcome,
         delivered: int,
         finish: Callable[[Task, Outcome], None],
     ) -> None:
-        """A batch of waiting work ended: its throughput and latency may change the width."""
+        """A batch sent under plan number ``settled`` ended: the work may have changed (then
+        it is measured again), and the throughput and latency of waiting work may change its
+        width."""
         task.finish = finish
+        changed = again = False
         try:
             with self._lock:
                 width, plan = route.width, route.plan
-                changed = width is not None and width.finished(
-                    time.perf_counter(),
-                    began=outcome.began,
-                    items=len(task.items),
-                    elapsed=outcome.elapsed,
-                    errors=len(outcome.errors),
-                    delivered=delivered,
-                )
+                # (Sent under an older plan, or measuring again: nothing to learn from it.)
+                current = plan is not None and settled == route.settled
+                again = current and self._work_changed(route, task, outcome)
+                if again:
+                    self._measure_again(route)
+                elif current:
+                    changed = width is not None and width.finished(
+                        time.perf_counter(),
+                        began=outcome.began,
+                        items=len(task.items),
+                        elapsed=outcome.elapsed,
+                        errors=len(outcome.errors),
+                        delivered=delivered,
+                    )
                 if changed and width is not None and plan is not None:
                     route.plan = replace(plan, workers=width.held)
         finally:  # the batch's results reach their owner, whatever happened here
             finish(task, outcome)
+        if again:
+            _log(INFO, "plait: %s measures again: its items changed", _name(route.job.fn))
+            route.job.replanned()
         if changed and width is not None:
             self._size_threads()
             route.job.replanned()
@@ -526,6 +579,31 @@ class AutoBackend:
                 width.state,
                 width.latency * 1e3,
             )
+
+    def _work_changed(self, route: _Route, task: Task, outcome: Outcome) -> bool:
+        """Whether the route's last RECENT batches no longer fit its plan (holding the lock):
+        inline work that turned slow, or work on processes that turned tiny."""
+        plan = route.plan
+        if plan is None or route.settled > REDECIDE or not outcome.measured or not task.items:
+            return False
+        route.recent.append((len(task.items), outcome.elapsed))
+        if len(route.recent) < RECENT:
+            return False
+        per_item = sum(s for _, s in route.recent) / sum(n for n, _ in route.recent)
+        if plan.backend == "inline":
+            return per_item >= INLINE_TURNS_SLOW
+        if plan.backend == "process":
+            return per_item < INLINE_BELOW and not route.timed
+        return False
+
+    def _measure_again(self, route: _Route) -> None:
+        """Probe the route's job anew (holding the lock): batches sent meanwhile wait for the
+        new plan; those already out finish where they are, and the scheduler's window puts
+        their results in place."""
+        route.plan = route.target = route.width = None
+        route.recent.clear()
+        route.new_probe()
+        route.job.measure = True
 
     def _drop_waiting(self) -> list[Task]:
         dropped = [task for route in self._routes.values() for task in route.waiting]
