@@ -94,9 +94,10 @@ def run_case(workload: str, config: str, quick: bool, extra: dict[str, Any]) -> 
     else:
         backend, _, count = config.partition(" x ")
         workers = int(count) if count else None
-        # "auto": plait at its defaults, nothing given (backend="auto" is the default)
-        given = {} if config == "auto" else {"backend": backend, "workers": workers}
-        mapped = plait.map(fn, items, **given)
+        if config == "auto":  # plait at its defaults, nothing given (auto is the default)
+            mapped = plait.map(fn, items)
+        else:
+            mapped = plait.map(fn, items, backend=backend, workers=workers)
         results = list(mapped)
         plan = str(mapped.plan)
     elapsed = time.perf_counter() - started
