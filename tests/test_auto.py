@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import plait
 from plait._backends import _auto
 from plait._cores import usable_cores
-from plait._plan import Plan
+from plait._plan import INLINE_BELOW, Plan
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,6 +68,18 @@ def skip_unless_a_thread_gets_a_core() -> None:
     share = (time.thread_time() - cpu) / (time.perf_counter() - wall)
     if share < 0.6:
         pytest.skip(f"the machine is too busy: a computing thread gets {share:.0%} of a core")
+
+
+def skip_if_tiny_work_does_not_look_tiny(plan: str) -> None:
+    """A machine busy enough (a virtual machine's host, too) makes even ``where`` take
+    microseconds an item of wall and CPU time, measured by the thread itself: then the
+    decision cannot be checked there. Measured right after the map, in this thread."""
+    started = time.perf_counter()
+    for x in range(20_000):
+        where(x)
+    per_item = (time.perf_counter() - started) / 20_000
+    if per_item >= INLINE_BELOW / 3:
+        pytest.skip(f"the machine is too busy: a tiny item takes {per_item * 1e6:.1f} µs ({plan})")
 
 
 def test_waiting_work_runs_on_threads() -> None:
@@ -151,6 +163,8 @@ def test_tiny_work_runs_inline_in_the_consumers_thread() -> None:
     results = plait.map(where, range(50_000), backend="auto")
     out = list(results)
     assert [x for x, _ in out] == list(range(50_000))
+    if results.plan.backend != "inline":
+        skip_if_tiny_work_does_not_look_tiny(str(results.plan))
     assert results.plan.backend == "inline", str(results.plan)
     ran_here = sum(name == threading.current_thread().name for _, name in out)
     assert ran_here >= 10_000
