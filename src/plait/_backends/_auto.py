@@ -348,9 +348,7 @@ class AutoBackend:
         """Settle ``route`` on threads, its probe batches still running and waiting (holding
         the lock); return the route, its plan and the tasks that waited for it."""
         plan = waiting_plan(share, running)
-        self._settle(route, plan)
-        waiting = list(route.waiting)
-        route.waiting.clear()
+        waiting = self._settle(route, plan)
         self._idle.notify_all()
         return route, plan, waiting
 
@@ -382,9 +380,7 @@ class AutoBackend:
                 if plan is None:
                     starting = self._next_probes(route)
                 else:
-                    self._settle(route, plan)
-                    waiting = list(route.waiting)
-                    route.waiting.clear()
+                    waiting = self._settle(route, plan)
             self._idle.notify_all()
         finish(task, outcome)
         if plan is not None:
@@ -455,8 +451,9 @@ class AutoBackend:
             remaining=None if route.job.total is None else route.job.total - route.probed,
         )
 
-    def _settle(self, route: _Route, plan: Plan) -> None:
-        """Carry out ``plan`` for the route's job (holding the lock)."""
+    def _settle(self, route: _Route, plan: Plan) -> list[Task]:
+        """Carry out ``plan`` for the route's job (holding the lock); return the tasks that
+        waited for it, for the caller to send on once it let go of the lock."""
         if self.spec.count is not None:  # the caller's width always wins
             plan = replace(plan, workers=self.spec.count, adaptive=False)
         if plan.adaptive:
@@ -483,6 +480,9 @@ class AutoBackend:
         else:
             route.target = self._threads
         # (The caller sizes the threads, _size_threads, once it let go of the lock.)
+        waiting = list(route.waiting)
+        route.waiting.clear()
+        return waiting
 
     def _size_threads(self) -> None:
         """As many threads as the widest job on them needs: an adaptive width's present limit
