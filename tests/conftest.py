@@ -103,6 +103,9 @@ def no_leaks() -> Iterator[None]:
     warm = sys.modules.get("plait._backends.process._warm")
     if warm is not None:  # workers kept for the next pool: ended here, and checked to be gone
         warm.discard_all()
+    spare = sys.modules.get("plait._backends._spare")
+    if spare is not None:  # threads kept for the next pool's dispatcher: the same
+        spare.discard_all()
     join_abandoned_threads([t for t in threading.enumerate() if t not in threads_before])
     leaked_threads = [t for t in threading.enumerate() if t not in threads_before]
     leaked_children = child_pids() - children_before

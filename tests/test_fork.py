@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent(
     import multiprocessing
     import os
     import sys
+    import threading
     import time
     import warnings
 
@@ -121,7 +122,33 @@ SCRIPT = textwrap.dedent(
         print(f"multiprocessing child exit: {process.exitcode}")
 
 
-    {"idle": idle, "mid-map": mid_map, "multiprocessing": multiprocessing_fork}[sys.argv[1]]()
+    def after_a_pool_ended():
+        # The ended pool's dispatcher thread now waits for the next pool, and its workers are
+        # parked: neither exists in a fork, which must start its own.
+        assert list(plait.map(abs, [-1, -2], backend="process", workers=2)) == [1, 2]
+        waiting = [t.name for t in threading.enumerate() if t.name == "plait-spare"]
+        print(f"ended: spare thread waits: {waiting == ['plait-spare']}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                print(f"ended child: {list(plait.map(abs, [-3, -4], backend='process'))}")
+                code = 0
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        print(f"ended child exit: {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}")
+        print(f"ended parent: {list(plait.map(abs, [-5], backend='process'))}")
+
+
+    {
+        "idle": idle,
+        "mid-map": mid_map,
+        "multiprocessing": multiprocessing_fork,
+        "ended": after_a_pool_ended,
+    }[sys.argv[1]]()
     """
 )
 
@@ -181,4 +208,14 @@ def test_fork_by_multiprocessing(tmp_path: Path) -> None:
     assert out[3:] == [
         "multiprocessing child alive during shutdown: True",
         "multiprocessing child exit: 0",
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_fork_after_a_pool_ended_starts_its_own_threads_and_workers(tmp_path: Path) -> None:
+    assert run(tmp_path, "ended") == [
+        "ended: spare thread waits: True",
+        "ended child: [3, 4]",
+        "ended child exit: 0",
+        "ended parent: [5]",
     ]

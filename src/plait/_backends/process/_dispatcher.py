@@ -34,6 +34,7 @@ from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
 from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed
 from ..._worker_spec import Workers
+from .. import _spare
 from .._base import default_workers, terminated, track
 from . import _warm
 from ._codec import Sent, decode_result, decode_values, encode_function, encode_init
@@ -70,8 +71,9 @@ class ProcessBackend:
         self._forget: list[int] = []
         self._closed = False
         self._stop_now = False
-        self._thread: threading.Thread | None = None
-        self._launched = threading.Event()  # the thread was started: it can be joined
+        self._started = False  # the first submit starts the dispatcher
+        self._thread: _spare.Service | None = None  # the dispatcher, once it runs
+        self._launched = threading.Event()  # ``_thread`` is set: it can be joined
         self._wakeup = Wakeup()
         self._selector: selectors.BaseSelector  # made when the dispatcher starts
         self._workers: list[WorkerHandle] = []
@@ -92,19 +94,17 @@ class ProcessBackend:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             self._pending.append(task)
-            thread = None
-            if self._thread is None:
+            first = not self._started
+            if first:
+                self._started = True
                 prepare(self.start_method)  # before the dispatcher thread exists
                 self._wakeup.open()
                 self._selector = selectors.DefaultSelector()
-                thread = self._thread = threading.Thread(
-                    target=self._dispatch, name="plait-process-dispatcher", daemon=True
-                )
-        if thread is not None:
+        if first:
             try:
                 self._send_early()
             finally:
-                thread.start()
+                self._thread = _spare.start(self._dispatch, "plait-process-dispatcher")
                 self._launched.set()
                 track(self)
         self._wakeup.wake()
@@ -147,13 +147,14 @@ class ProcessBackend:
         for task in dropped:
             task.discard(task)
         self._wakeup.wake()
-        thread = self._thread
-        if thread is not None and wait and thread is not threading.current_thread():
+        if self._started and wait:
             self._launched.wait()  # (the first submit may be sending its task early)
-            thread.join()
+            assert self._thread is not None
+            if not self._thread.is_current():
+                self._thread.join()
 
     def started(self) -> bool:
-        return self._thread is not None
+        return self._started
 
     def blocking(self) -> AbstractContextManager[object]:
         return nullcontext()  # its workers are not threads of this process
