@@ -148,6 +148,45 @@ def test_unordered_results_come_as_their_batches_end() -> None:
     assert list(results) == [30, 20, 10, 0, 70, 60, 50, 40]
 
 
+def test_closing_amid_a_batch_hands_out_nothing_more_of_it() -> None:
+    """A ``for`` loop holds the iterator ``iter()`` gave it; a ``close()`` inside the loop
+    ends that loop at its next step, even with the rest of a batch at hand."""
+    closed: list[bool] = []
+    results = open_run(FakeBackend(), iter(range(100)), chunksize=10, closed=closed)
+    seen = []
+    for value in results:
+        seen.append(value)
+        results.close()
+    assert seen == [0]
+    assert closed == [False]
+    with pytest.raises(StopIteration):
+        next(results)
+
+
+def test_a_failing_item_closes_the_run_as_it_is_raised() -> None:
+    """errors="raise": the run closes (its workers are released) when the failure reaches
+    the consumer, not when the iterator is dropped."""
+
+    def fail_on_three(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad item 3")
+        return x
+
+    closed: list[bool] = []
+    results = open_run(FakeBackend(), iter(range(10)), fn=fail_on_three, chunksize=5, closed=closed)
+    with pytest.raises(ValueError, match="bad item 3"):
+        for _ in results:
+            pass
+    assert closed == [False]
+
+
+def test_values_handed_out_from_a_batch_in_progress_come_in_order_once() -> None:
+    results = open_run(FakeBackend(), iter(range(25)), chunksize=4)
+    iterator = iter(results)
+    assert [next(iterator) for _ in range(6)] == [0, 10, 20, 30, 40, 50]
+    assert list(results) == [x * 10 for x in range(6, 25)]
+
+
 def test_a_closed_map_skips_what_has_not_started_and_reads_no_further() -> None:
     backend = FakeBackend(workers=2, finish_order=lambda pending: pending[:1])
     source = Counting(itertools.count())

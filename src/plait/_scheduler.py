@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from itertools import repeat, starmap
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import chain, repeat, starmap
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
@@ -240,25 +241,41 @@ def _dropped_unstarted() -> BaseException:
     return Cancelled(CancelReason.SHUT_DOWN, "the item")
 
 
-def stream(run: MapRun) -> Iterator[Any]:
-    """The results, one by one. Closing this generator (or losing it) closes the run.
+def stream(run: MapRun) -> tuple[Iterator[Any], Generator[Iterable[Any], None, None]]:
+    """The results, one by one, and the generator of batches behind them: closing that
+    generator (or losing both) closes the run.
 
-    Each value leaves its batch's list as it is handed out (popped from the reversed list, in
-    C: nearly as fast as iterating over it), so the consumer holds the only reference to a
-    result it was given, as ``concurrent.futures`` promises: a large result is freed as soon
-    as it is dropped.
+    The results are ``chain.from_iterable`` over one iterator per batch, so that handing out
+    a value runs no Python code: only reaching the next batch does. Each value leaves its
+    batch's list as it is handed out (popped from the reversed list), so the consumer holds
+    the only reference to a result it was given, as ``concurrent.futures`` promises: a large
+    result is freed as soon as it is dropped.
     """
+    batches = _batches(run)
+    return chain.from_iterable(batches), batches
+
+
+def _batches(run: MapRun) -> Generator[Iterable[Any], None, None]:
+    handing_out: repeat[tuple[()]] | None = None
+    values: list[Any] = []
     try:
         while (entry := run.next_batch()) is not None:
             task, outcome = entry
             outcome.load()  # here, in the consumer's thread (see Task.owner_loads)
             if outcome.errors:
-                yield from run.with_errors(task, outcome)
+                # One value at a time: a failed item raised here (errors="raise") ends this
+                # generator, and so the run, at once.
+                for value in run.with_errors(task, outcome):
+                    yield (value,)
             else:
                 values = outcome.values
                 values.reverse()
-                yield from starmap(values.pop, repeat((), len(values)))
+                handing_out = repeat((), len(values))
+                yield starmap(values.pop, handing_out)
     finally:
+        if handing_out is not None:  # closed amid a batch: the rest of it is not handed out
+            deque(handing_out, maxlen=0)
+            values.clear()
         run.close()
 
 
@@ -269,14 +286,16 @@ class MapIterator(Generic[R]):
     ``with`` block, an exception in the consumer, or dropping the last reference all stop the
     work and release the workers.
 
-    ``iter()`` hands out the underlying generator rather than ``self``: a ``for`` loop then
-    pays one generator resume per item instead of an extra method call, and since the generator
-    does not refer back to this object, losing the last reference still closes it promptly.
+    ``iter()`` hands out the underlying iterator rather than ``self``: a ``for`` loop then
+    runs no Python code per item (see ``stream``) instead of an extra method call, and since
+    that iterator does not refer back to this object, losing the last reference still closes
+    it promptly.
     """
 
     def __init__(self, run: MapRun) -> None:
         self._run = run
-        self._results: Iterator[R] = stream(run)
+        results, self._batches = stream(run)
+        self._results: Iterator[R] = results
 
     def __iter__(self) -> Iterator[R]:
         return self._results
@@ -294,7 +313,7 @@ class MapIterator(Generic[R]):
 
     def close(self) -> None:
         """Stop the map now and release its workers. Safe to call more than once."""
-        self._results.close()  # type: ignore[attr-defined]
+        self._batches.close()
         self._run.close()  # the generator may never have started
 
     def abort(self) -> None:
