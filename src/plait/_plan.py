@@ -153,10 +153,14 @@ def decide(measured: Measured, situation: Situation) -> Plan:
                 "is left: not worth starting processes",
             )
     workers = situation.process_workers or cores
+    together = (
+        "" if measured.parallel is None else f"; two threads used {measured.parallel:.1f} cores"
+    )
     return Plan(
         "process",
         workers,
-        f"it computes holding the GIL ({share}, {per_item} an item): one process per core",
+        f"it computes holding the GIL ({share}, {per_item} an item{together}): one process per "
+        "core",
     )
 
 
