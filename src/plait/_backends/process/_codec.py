@@ -276,6 +276,19 @@ class Sent:
                 merged[offset] = errors[position]
         return Outcome(full, merged, elapsed, sent_bytes)
 
+    def answer(self, payload: memoryview, *, clean: bool, elapsed: float) -> Outcome:
+        """The task's outcome from a worker's DONE payload (``clean``: no item failed, as
+        the worker said; ``elapsed``: its seconds for the batch). A clean batch of a task
+        whose owner loads its outcomes stays packed: the owner unpacks it in its own thread,
+        as it hands the values out (the thread that received it stays free), and holds bytes
+        until then."""
+        if clean and self.offsets is None and self.task.owner_loads:
+            outcome = self.outcome([], {}, elapsed)
+            outcome.packed = partial(decode_values, payload)
+            return outcome
+        values, errors, elapsed = decode_result(payload)  # never raises: see there
+        return self.outcome(values, errors, elapsed)
+
 
 # -- DONE: one flat list [errors, elapsed, *values] ----------------------------------------
 # Flat, so that the parent can rebuild the values one by one when the whole will not load.

@@ -37,7 +37,7 @@ from ..._worker_spec import Workers
 from .. import _spare
 from .._base import default_workers, terminated, track
 from . import _warm
-from ._codec import Sent, decode_result, decode_values, encode_function, encode_init
+from ._codec import Sent, encode_function, encode_init
 from ._frames import CLEAN, TIMED, Tag, frame, parse
 from ._handle import WorkerHandle, crash_message, stop_all
 from ._launch import prepare
@@ -380,15 +380,8 @@ class ProcessBackend:
             return
         sent = worker.tasks.pop(head.task)  # a DONE
         worker.next_head()  # the worker starts its next task right away
-        if head.kind & CLEAN and sent.offsets is None and sent.task.owner_loads:
-            # Left packed: the owner unpacks in its own thread, as it hands the values out
-            # (this thread stays free to feed the workers), and holds bytes until then.
-            elapsed = head.job / 1e9
-            outcome = sent.outcome([], {}, elapsed)
-            outcome.packed = partial(decode_values, payload)
-        else:
-            values, errors, elapsed = decode_result(payload)  # never raises: see there
-            outcome = sent.outcome(values, errors, elapsed)
+        outcome = sent.answer(payload, clean=bool(head.kind & CLEAN), elapsed=head.job / 1e9)
+        elapsed = outcome.elapsed
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
         outcome.sent_bytes += len(body)  # results count too: the sizer caps bytes both ways
         self._finish(sent.task, outcome)
