@@ -125,6 +125,44 @@ SHARED = ValueError("one instance raised for every item")
 
 
 @pytest.mark.timeout(30)
+class SharedStateError(Exception):
+    pass
+
+
+def _rebuild_sharing(args: tuple[object, ...], state: dict[str, object]) -> SharedStateError:
+    exc = SharedStateError(*args)
+    exc.__dict__ = state  # the very dict of the original, as tblib's reducer does
+    return exc
+
+
+def _reduce_sharing(exc: SharedStateError) -> tuple[object, ...]:
+    return (_rebuild_sharing, (exc.args, exc.__dict__))
+
+
+SHARED_STATE = SharedStateError("one instance, raised for every item")
+
+
+def _raise_shared_state(_: int) -> int:
+    raise SHARED_STATE
+
+
+def test_notes_stay_per_item_when_a_reducer_shares_the_exceptions_dict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tblib's pickling support (installed by importing Dask's distributed) registers a
+    reducer for exceptions whose copies share the original's ``__dict__``: plait's copies of
+    one exception raised for several items must still keep their notes apart."""
+    import copyreg
+
+    monkeypatch.setitem(copyreg.dispatch_table, SharedStateError, _reduce_sharing)
+    try:
+        results = list(plait.map(_raise_shared_state, range(3), chunksize=1, errors="return"))
+        notes = [getattr(r, "__notes__", []) for r in results]
+    finally:
+        SHARED_STATE.__notes__ = []
+    assert notes == [[f"plait: raised by item {index}: {index}"] for index in range(3)]
+
+
 def test_notes_of_a_shared_exception_name_only_its_item() -> None:
     """README: an exception's notes name the failing item. A function that raises the same
     exception instance for every item (a module-level sentinel error) gets every item's note

@@ -139,6 +139,14 @@ def copy_error(exc: BaseException) -> BaseException:
         return exc
     if type(clone) is not type(exc):
         return exc
+    # A reducer registered for exceptions (tblib's, which importing Dask's distributed
+    # installs) may hand the copy the original's very __dict__: then every note added to one
+    # would show on the other.
+    if getattr(clone, "__dict__", None) is getattr(exc, "__dict__", None) is not None:
+        try:
+            clone.__dict__ = dict(exc.__dict__)
+        except (AttributeError, TypeError):
+            return exc
     if hasattr(exc, "__notes__"):
         clone.__notes__ = list(exc.__notes__)
     clone.__cause__ = exc.__cause__
