@@ -15,9 +15,14 @@ EXPECTED = {
     "map_downloads.py": "downloaded 40 pages",
     "retries_and_timeouts.py": "compute 3: TaskTimeout",
     "run_two_functions.py": "Both threads have finished.",
+    "scale_out_dask.py": "item 3: TaskTimeout",
     "taskgroup_cancellation.py": "the sleeping sibling was cancelled: True",
     "taskgroup_deadline.py": "sum_squares kept its partial result",
 }
+
+
+# Seconds an example may take beyond the usual budget: one that starts a cluster.
+EXTRA_SECONDS = {"scale_out_dask.py": 15.0}
 
 
 def examples() -> list[str]:
@@ -39,4 +44,5 @@ def test_example_runs(name: str) -> None:
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr
     assert EXPECTED[name] in proc.stdout, proc.stdout
-    assert elapsed < 2.0 + 3.0, f"{name} took {elapsed:.1f} s"  # aim 2 s; a busy box is slower
+    budget = 2.0 + 3.0 + EXTRA_SECONDS.get(name, 0.0)  # aim 2 s; a busy box is slower
+    assert elapsed < budget, f"{name} took {elapsed:.1f} s"

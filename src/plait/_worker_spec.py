@@ -22,7 +22,9 @@ class Workers:
     default: forked by a template process that runs no threads, fast and safe), ``"spawn"`` (a
     fresh interpreter per worker) or ``"fork"`` (a copy of this process: unsafe alongside
     threads). ``max_count`` (``backend="auto"`` only): the most threads auto's adaptive width
-    may give work that waits (default 256); ``count`` instead fixes the number.
+    may give work that waits (default 256); ``count`` instead fixes the number. ``address``
+    (``backend="dask"`` only): the scheduler of an existing cluster to run on, e.g.
+    ``"tcp://host:8786"``.
     """
 
     count: int | None = None
@@ -31,6 +33,7 @@ class Workers:
     max_tasks: int | None = None
     start_method: str | None = None
     max_count: int | None = None
+    address: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("count", "max_tasks", "max_count"):
@@ -53,6 +56,11 @@ class Workers:
             )
         if not isinstance(self.initargs, tuple):
             raise TypeError(f"plait.Workers: initargs must be a tuple, got {self.initargs!r}")
+        if self.address is not None and not isinstance(self.address, str):
+            raise TypeError(
+                f"plait.Workers: address must be a string such as 'tcp://host:8786', got "
+                f"{self.address!r}"
+            )
         if self.start_method not in (None, "forkserver", "spawn", "fork"):
             raise ValueError(
                 "plait.Workers: start_method must be 'forkserver' (the default), 'spawn' or "
@@ -66,6 +74,13 @@ class Workers:
             raise ValueError(
                 f"{where}: Workers.max_count applies to backend='auto' only (it bounds the "
                 f"width auto adapts); with backend={backend!r} give count"
+            )
+        if self.address is not None and backend != "dask":
+            raise ValueError(f"{where}: Workers.address applies to backend='dask' only")
+        if backend == "dask" and self.initializer is not None:
+            raise ValueError(
+                f"{where}: Workers.initializer is not supported on backend='dask' yet; run the "
+                "set-up in the function (plait.worker_state() is per worker thread there too)"
             )
         if backend == "process":
             return

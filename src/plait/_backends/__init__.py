@@ -5,8 +5,8 @@ It knows nothing of ordering, windows or chunk sizes: that is the scheduler's bu
 protocol it follows, and what backends share, is in ``_base``.
 
 A backend plugs in by a line in ``REGISTRY``: its name and where its class lives. The module is
-imported on first use only, so a backend's engine (a process dispatcher today; dask or ray one
-day) costs nothing to a program that never asks for it.
+imported on first use only, so a backend's engine (a process dispatcher, Dask's client) costs
+nothing to a program that never asks for it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ REGISTRY = {
     "thread": "._thread:ThreadBackend",
     "process": ".process._dispatcher:ProcessBackend",
     "async": "._async:AsyncBackend",
+    "dask": "._dask:DaskBackend",
 }
 BACKENDS = tuple(REGISTRY)  # the valid names, in the order the docs give them
 

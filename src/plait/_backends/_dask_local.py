@@ -1,0 +1,144 @@
+"""The Dask cluster plait starts when there is none: Dask's own command line programs.
+
+A ``dask scheduler`` and a ``dask worker`` per core (a nanny, which starts the worker process
+and starts it again if it dies), each a fresh interpreter started with ``subprocess``. Not a
+``LocalCluster``: its workers start with multiprocessing's ``spawn``, which imports the
+program's ``__main__`` again (a script without a main guard runs twice, and fails); and not
+Dask's ``SubprocessCluster``: its nanny does not restart a worker that died, so a crash would
+shrink the cluster for good.
+
+Each program ends when its parent does (a thread that watches the parent's pid), so a program
+killed outright leaves no cluster behind. A task whose worker died is not run again by the
+scheduler (``allowed-failures`` 0): plait decides what runs again (see ``_dask``); and a worker
+is sent only the task it runs (``worker-saturation`` 1.0), so that its death fails no other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+
+START_SECONDS = 60.0
+STOP_SECONDS = 5.0
+
+# Run a dask command line program, ending it if its parent (this program) goes.
+BOOTSTRAP = (
+    "import os, sys, threading, time\n"
+    "parent = os.getppid()\n"
+    "def watch():\n"
+    "    while os.getppid() == parent:\n"
+    "        time.sleep(0.5)\n"
+    "    os._exit(1)\n"
+    "threading.Thread(target=watch, daemon=True).start()\n"
+    "sys.argv = ['dask', *sys.argv[1:]]\n"
+    "from dask.cli import run_cli\n"
+    "run_cli()\n"
+)
+
+
+class LocalDaskCluster:
+    """A scheduler and ``workers`` single-threaded workers on this machine."""
+
+    def __init__(self, workers: int) -> None:
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._directory = tempfile.TemporaryDirectory(prefix="plait-dask-")
+        scheduler_file = Path(self._directory.name) / "scheduler.json"
+        environment = {
+            **os.environ,
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+            # A worker holds only the task it runs (the rest wait at the scheduler): when it
+            # dies, Dask fails that task alone, not one that waited behind it.
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
+        }
+        try:
+            self._start(
+                ["scheduler", "--scheduler-file", str(scheduler_file), "--port", "0"],
+                environment,
+            )
+            self.address = self._wait_for(scheduler_file)
+            for _ in range(workers):  # (a nanny each: one worker's death is its alone)
+                self._start(
+                    [
+                        "worker",
+                        self.address,
+                        "--nthreads",
+                        "1",
+                        "--local-directory",
+                        self._directory.name,
+                    ],
+                    environment,
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, arguments: list[str], environment: dict[str, str]) -> None:
+        command = [
+            sys.executable,
+            "-c",
+            BOOTSTRAP,
+            *arguments,
+            "--host",
+            "127.0.0.1",
+            "--no-dashboard",
+        ]
+        self._processes.append(
+            subprocess.Popen(
+                command,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # (a Ctrl-C is the program's to handle, not theirs)
+            )
+        )
+
+    def _wait_for(self, scheduler_file: Path) -> str:
+        deadline = time.monotonic() + START_SECONDS
+        scheduler = self._processes[0]
+        while time.monotonic() < deadline:
+            if scheduler.poll() is not None:
+                raise RuntimeError(
+                    f"plait could not start a Dask scheduler (exit code {scheduler.returncode})"
+                )
+            with suppress(OSError, ValueError, KeyError):
+                address: str = json.loads(scheduler_file.read_text())["address"]
+                return address
+            time.sleep(0.02)
+        raise RuntimeError(f"plait's Dask scheduler did not start within {START_SECONDS} s")
+
+    def close(self) -> None:
+        """End every process of the cluster (each program's process group: the nanny and the
+        worker process it started), and wait until they are gone (SIGKILL after a grace)."""
+        groups = [process.pid for process in self._processes]
+        for group in reversed(groups):
+            _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in self._processes:
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
+        for group in groups:
+            while _signal_group(group, 0):  # a worker process may outlive its nanny a moment
+                if time.monotonic() > deadline:
+                    _signal_group(group, signal.SIGKILL)
+                time.sleep(0.02)
+        for process in self._processes:
+            process.wait()
+        self._processes.clear()
+        self._directory.cleanup()
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Signal a process group; False once it has no process left."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
