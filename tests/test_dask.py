@@ -228,22 +228,26 @@ SCRIPT = textwrap.dedent(
     rest = list(results)
     print("results", [first, *rest] == [x * x for x in range(100)])
     print("cluster processes", len(seen) >= 3)
-    alive = [pid for pid in seen if psutil.pid_exists(pid) and
-             psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    print("left running", alive)
+    print("left running", [pid for pid in seen if psutil.pid_exists(pid) and
+                           psutil.Process(pid).status() != psutil.STATUS_ZOMBIE])
     """
 )
 
 
-@pytest.mark.timeout(180)
-def test_without_a_client_plait_starts_a_cluster_and_ends_it(tmp_path: Path) -> None:
-    script = tmp_path / "no_client.py"
-    script.write_text(SCRIPT)
+def run_script(tmp_path: Path, code: str) -> list[str]:
+    """Run ``code`` as a script of its own (a program with no client of its own); its lines."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=150
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.timeout(180)
+def test_without_a_client_plait_starts_a_cluster_and_ends_it(tmp_path: Path) -> None:
+    assert run_script(tmp_path, SCRIPT) == [
         "results True",
         "cluster processes True",
         "left running []",
@@ -270,22 +274,15 @@ TERMINATE = textwrap.dedent(
     pool.terminate()
     print("prompt", time.monotonic() - started < 10)
     print("hung item", type(futures[1].exception(timeout=10)).__name__)
-    alive = [pid for pid in cluster if psutil.pid_exists(pid) and
-             psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    print("left running", alive)
+    print("left running", [pid for pid in cluster if psutil.pid_exists(pid) and
+                           psutil.Process(pid).status() != psutil.STATUS_ZOMBIE])
     """
 )
 
 
 @pytest.mark.timeout(180)
 def test_terminate_ends_the_cluster_plait_started_and_its_running_items(tmp_path: Path) -> None:
-    script = tmp_path / "terminate.py"
-    script.write_text(TERMINATE)
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=150
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert run_script(tmp_path, TERMINATE) == [
         "first 0",
         "prompt True",
         "hung item Cancelled",
