@@ -133,9 +133,12 @@ def test_hashing_releases_the_gil_and_stays_on_threads() -> None:
         results = plait.map(digest, iter(blocks), backend="auto")  # (length unknown)
         assert list(results) == [hashlib.sha256(b).hexdigest() for b in blocks]
         plans.append(results.plan)
-        if results.plan.backend == "thread":
-            assert "releases the GIL" in results.plan.reason
+        if results.plan.backend == "thread" and "releases the GIL" in results.plan.reason:
             return
+    # (A machine that lends a computing thread too little of a core makes hashing look like
+    # waiting: "it waits" on threads. One that lends two threads one core between them makes
+    # it look GIL-bound: processes. Neither can be checked there.)
+    skip_unless_a_thread_gets_a_core()
     if (cores := cores_two_threads_get(blocks[0])) < 1.5:
         pytest.skip(f"two threads get {cores:.1f} cores here: too few to see the GIL released")
     pytest.fail(f"three maps of sha256 went elsewhere: {[str(plan) for plan in plans]}")
