@@ -9,8 +9,8 @@ through one ``distributed.Client``. Measured:
 
 - tiny tasks (``x * 2``): plait.map over 200,000 items; Dask's ``client.map`` one task per item
   (over fewer items: at its cost per item, 200,000 would take minutes; the cost per item is what
-  is compared); hand-written batches of 1,000 items, one ``client.submit`` each (given its range of items:
-  nothing shipped);
+  is compared); hand-written batches of 1,000 items, one ``client.submit`` each (given its
+  range of items: nothing shipped);
 - an endless generator through 1,000,000 items: the growth of this process's peak RSS;
 - a map of 10 items, one of which hangs, with ``task_timeout=2``: the time to its end.
 
