@@ -192,6 +192,24 @@ def test_progress_counts_every_item(capsys: pytest.CaptureFixture[str]) -> None:
     assert "50/50" in capsys.readouterr().err
 
 
+def test_an_unused_pool_dropped_says_nothing() -> None:
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = plait.Pool("dask")
+        del pool
+        gc.collect()
+
+
+def test_a_used_pool_dropped_warns() -> None:
+    pool = plait.Pool("dask")
+    assert pool.submit(square, 3).result(timeout=60) == 9
+    with pytest.warns(ResourceWarning, match="unclosed <plait.Pool backend='dask'"):
+        del pool
+
+
 def test_an_address_is_for_dask_only() -> None:
     with pytest.raises(ValueError, match=r"Workers\.address applies to backend='dask' only"):
         plait.Pool("thread", plait.Workers(address="tcp://127.0.0.1:8786"))

@@ -74,6 +74,7 @@ class DaskBackend:
         self._client: Any = None
         self._cluster: LocalDaskCluster | None = None  # the one this backend started, if any
         self._owns_client = False
+        self._sent = False  # a batch went to the cluster
         if spec.address is not None:
             self._client = self._distributed.Client(spec.address, set_as_default=False)
             self._owns_client = True
@@ -145,7 +146,9 @@ class DaskBackend:
         self._disconnect()
 
     def started(self) -> bool:
-        return self._client is not None
+        """Whether it holds something only a shutdown ends: a client (and cluster) of its own,
+        or batches it sent. (Another's current client is not its to close.)"""
+        return self._owns_client or self._sent
 
     def blocking(self) -> AbstractContextManager[object]:
         return nullcontext()  # its workers are not threads of this process
@@ -190,6 +193,7 @@ class DaskBackend:
         from ._remote import run_batch
 
         client = self._connect()
+        self._sent = True
         future = client.submit(
             run_batch,
             function,
