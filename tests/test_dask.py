@@ -152,6 +152,65 @@ def test_a_worker_that_dies_fails_only_the_item_it_ran() -> None:
     assert list(plait.map(square, range(4), backend="dask")) == [0, 1, 4, 9]  # it recovered
 
 
+def test_a_submitted_item_that_kills_its_worker_is_worker_crashed() -> None:
+    """A lone item whose worker died runs once more before it is blamed: the second run of a
+    task its owner saw start must not ask the owner to start it again."""
+    with plait.Pool("dask") as pool:
+        with pytest.raises(plait.WorkerCrashed):
+            pool.submit(crash_on_three, 3).result(timeout=60)
+        assert pool.submit(square, 5).result(timeout=60) == 25
+
+
+def square_then_wait_for_go(x: int, folder: str) -> int:
+    """Square x at once the first time; any later run waits until the test says go."""
+    try:
+        os.close(os.open(os.path.join(folder, "ran"), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(folder, "go")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return x * x
+
+
+def test_a_result_lost_with_its_worker_before_it_was_read_runs_again(
+    client: Any, tmp_path: Path
+) -> None:
+    """A batch finishes; before plait reads its result, the worker holding it dies. (Dask
+    runs callbacks on one thread: a callback that waits holds plait's back meanwhile.) Dask
+    computes the lost result again, but that run waits for the test: plait must not wait for it
+    nor take the future's missing exception for a failure; it runs the batch again itself."""
+    entered, gate, after = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(future: Any) -> None:
+        entered.set()
+        gate.wait(60)
+
+    client.submit(abs, -1, pure=False).add_done_callback(hold)
+    assert entered.wait(60)
+    try:
+        with plait.Pool("dask") as pool:
+            known = set(client.futures)
+            future = pool.submit(square_then_wait_for_go, 7, str(tmp_path))
+            deadline = time.monotonic() + 60
+            while not (held := {k: w for k, w in client.who_has().items() if w and k not in known}):
+                assert time.monotonic() < deadline, "the batch never finished"
+                time.sleep(0.01)
+            [(key, holders)] = held.items()
+            client.restart_workers(list(holders))  # (through its nanny: the result is gone)
+            while client.futures.get(key) is not None and client.futures[key].status == "finished":
+                assert time.monotonic() < deadline, "Dask never saw the result lost"
+                time.sleep(0.01)
+            gate.set()
+            # plait's callback runs next; this one after it, once plait's has returned.
+            client.submit(abs, -2, pure=False).add_done_callback(lambda f: after.set())
+            after.wait(5)  # (a plait that waits for Dask's second run never lets it come)
+            (tmp_path / "go").touch()
+            assert future.result(timeout=60) == 49
+    finally:
+        gate.set()
+        (tmp_path / "go").touch()
+
+
 def hang_on_one(x: int) -> int:
     if x == 1:
         time.sleep(600)

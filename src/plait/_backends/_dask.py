@@ -66,7 +66,8 @@ class DaskBackend:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when nothing is in flight
         self._connecting = threading.Lock()
-        self._pending: deque[Task] = deque()
+        self._pending: deque[Task] = deque()  # not started yet
+        self._requeued: deque[Task] = deque()  # started, to run again (their worker died)
         self._in_flight: dict[str, tuple[Any, Task, Sent]] = {}  # by Dask key
         self._sending = 0  # taken from _pending, not yet in _in_flight
         self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
@@ -117,7 +118,7 @@ class DaskBackend:
         if not wait:
             return
         with self._lock:
-            while self._pending or self._in_flight or self._sending:
+            while self._pending or self._requeued or self._in_flight or self._sending:
                 self._idle.wait()
         self._disconnect()
 
@@ -126,6 +127,8 @@ class DaskBackend:
             self._closed = True
             dropped = list(self._pending)
             self._pending.clear()
+            requeued = list(self._requeued)  # (started: their owners wait for an outcome)
+            self._requeued.clear()
             cancelled = list(self._in_flight.values())
             self._in_flight.clear()
             while self._sending:  # (a submit in progress registers its future, then stops)
@@ -141,7 +144,7 @@ class DaskBackend:
         if futures and self._client is not None:
             with suppress(Exception):
                 self._client.cancel(futures, force=True)
-        for _, task, _ in cancelled:
+        for task in [*requeued, *(task for _, task, _ in cancelled)]:
             self._finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
         self._disconnect()
 
@@ -160,23 +163,28 @@ class DaskBackend:
         while True:
             with self._lock:
                 held = len(self._in_flight) + self._sending
-                if not self._pending or held >= TASKS_PER_WORKER * self.workers:
+                if held >= TASKS_PER_WORKER * self.workers:
                     return
-                task = self._pending.popleft()
+                if self._requeued:
+                    task, started = self._requeued.popleft(), True
+                elif self._pending:
+                    task, started = self._pending.popleft(), False
+                else:
+                    return
                 self._sending += 1
             try:
-                self._send(task)
+                self._send(task, started=started)
             finally:
                 with self._lock:
                     self._sending -= 1
                     self._idle.notify_all()  # (terminate waits for sends to end, too)
 
     def _notify_if_idle(self) -> None:
-        if not (self._pending or self._in_flight or self._sending):
+        if not (self._pending or self._requeued or self._in_flight or self._sending):
             self._idle.notify_all()
 
-    def _send(self, task: Task) -> None:
-        if not task.start():
+    def _send(self, task: Task, *, started: bool) -> None:
+        if not started and not task.start():
             return
         try:
             function = self._function(task.job)
@@ -250,7 +258,7 @@ class DaskBackend:
             outcome, again = failed(len(task.items), error, owner_loads=task.owner_loads), None
         if again is not None:
             with self._lock:
-                self._pending.extendleft(reversed(again))
+                self._requeued.extend(again)
         elif outcome is not None:
             self._finish(task, outcome)
         if overran:  # (after its owner has the TaskTimeout)
@@ -264,12 +272,19 @@ class DaskBackend:
     ) -> tuple[Outcome | None, list[Task] | None, bool]:
         """The batch's outcome, or the tasks to run instead (a crashed batch, item by item);
         and whether an item overran its task_timeout and still runs on its worker."""
-        if future.status == "finished":
+        status = future.status  # (read once: a worker's death can change it meanwhile)
+        if status == "finished":
             clean, elapsed, payload, overran = future.result()
             outcome = sent.answer(memoryview(payload), clean=clean, elapsed=elapsed)
             return outcome, None, overran
-        if future.status == "cancelled":
+        if status == "cancelled":
             return failed(len(task.items), terminated, owner_loads=task.owner_loads), None, False
+        if status != "error":
+            # It finished, then its worker died holding the result before this callback read
+            # it ("lost"; Dask may already be computing it again). It runs again as it is: a
+            # result is never read from a future that no longer has one.
+            future.release()
+            return None, [task], False
         exc = future.exception()
         if isinstance(exc, self._distributed.KilledWorker):
             if len(task.items) == 1 and task.attempt == 1:
