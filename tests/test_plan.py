@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from plait._cpu_wait import Clocks, waited_between
 from plait._plan import Measured, Plan, Situation, decide, needs_parallel_probe
 
 pytestmark = pytest.mark.timeout(30)
@@ -22,7 +25,7 @@ def test_computing_work_that_holds_the_gil_goes_to_one_process_per_core() -> Non
     assert plan == Plan("process", 2, plan.reason)
     assert plan.reason == (
         "it computes holding the GIL (99% of its time on CPU, 5.0 ms an item; two threads "
-        "used 1.0 cores): one process per core"
+        "computed 1.0 cores' worth at once): one process per core"
     )
 
 
@@ -93,3 +96,27 @@ def test_tiny_work_with_a_task_timeout_stays_on_a_thread_that_can_be_abandoned()
     plan = decide(Measured(items=4096, share=1.0, per_item=1e-7), situation)
     assert (plan.backend, plan.workers) == ("thread", 1)
     assert "task_timeout" in plan.reason
+
+
+def test_items_that_travel_alone_are_tiny_below_a_hand_off_each() -> None:
+    """With a task_timeout each item is a task of its own: 20 µs of work is less than what
+    handing it alone to a process costs, though batched it would be worth it."""
+    alone = Situation(cores=2, gil=True, travels=True, can_inline=False, items_travel_alone=True)
+    measured = Measured(items=100, share=1.0, per_item=2e-5)
+    assert not needs_parallel_probe(measured, alone)
+    assert decide(measured, alone).backend == "thread"
+    batched = Situation(cores=2, gil=True, travels=True)
+    assert needs_parallel_probe(measured, batched)
+    assert decide(replace(measured, parallel=1.0), batched).backend == "process"
+
+
+def test_a_wait_for_a_core_is_at_most_the_time_the_thread_did_not_run() -> None:
+    """Linux can count a wait late: a reading may hold a wait from before the first one."""
+    start = Clocks(wall=10.0, cpu=1.0, waited=0.5)
+    assert waited_between(start, Clocks(wall=10.004, cpu=1.001, waited=0.502)) == pytest.approx(
+        0.002
+    )
+    assert waited_between(start, Clocks(wall=10.002, cpu=1.002, waited=0.505)) == pytest.approx(0)
+    assert waited_between(start, Clocks(wall=10.010, cpu=1.002, waited=0.509), wall=0.004) == (
+        pytest.approx(0.002)
+    )

@@ -25,14 +25,17 @@ from dataclasses import dataclass
 # sleeps) stays under a few per cent; computing work stays above this even on a machine so
 # busy that it gets a third of a core.
 WAITING_BELOW = 0.3
-# Two threads started together use more than this many cores' worth of CPU only if the work
-# releases the GIL: holding it, they take turns, and use one core between them. (A machine so
-# busy that it lends them less than that makes work that releases the GIL look as if it held
-# it: processes then, which are correct there, if not the cheapest.)
+# Two threads started together compute more than this many cores' worth only if the work
+# releases the GIL: holding it, they take turns, one asleep while the other computes. (Counted
+# from the time each slept, not the CPU time each got: a busy machine that lends them one core
+# between them does not make work that releases the GIL look as if it held it.)
 PARALLEL_ABOVE = 1.2
 # Per item, below this, the hand-off to another thread or process costs more than the work:
 # run inline. (A batch costs threads about 10 µs, processes about 0.3 µs an item in the parent.)
 INLINE_BELOW = 5e-6
+# ... and below this when each item travels alone (a task_timeout gives each its own task):
+# then every item pays a hand-off of its own, 10-20 µs to a thread, more to a process.
+ALONE_TINY_BELOW = 5e-5
 # Work left below this (when the input's length is known) does not pay for starting processes.
 PROCESS_START_PAYS_ABOVE = 0.1
 # Threads for waiting work at first; then the adaptive limit (``_width``) decides.
@@ -62,9 +65,10 @@ class Measured:
     """What the probe saw of the function on threads.
 
     ``share``: the thread's CPU time over its wall time, for batches run alone;
-    ``per_item``: wall seconds per item, alone; ``parallel``: the cores' worth of CPU
-    that two threads used, running a batch each from the same moment (None if not measured:
-    waiting work, one core).
+    ``per_item``: wall seconds per item, alone; ``parallel``: the cores' worth that two threads
+    computed, running a batch each from the same moment: 2 less the share of the time they
+    overlapped that one of them slept (None if not measured: waiting work, one core). Times a
+    thread waited for a core (a busy machine) are left out of all three.
     """
 
     items: int
@@ -84,17 +88,32 @@ class Situation:
     remaining: int | None = None  # items left, when the input's length is known
     process_workers: int | None = None  # the number a process pool would start
     can_inline: bool = True  # False when an item has a task_timeout: inline cannot stop it
+    items_travel_alone: bool = False  # True when an item has a task_timeout: a task each
+
+
+def _tiny_below(situation: Situation) -> float:
+    return ALONE_TINY_BELOW if situation.items_travel_alone else INLINE_BELOW
 
 
 def needs_parallel_probe(measured: Measured, situation: Situation) -> bool:
     """Whether the decision needs two threads run at once: only for computing work that is
-    not tiny, on more than one core, with the GIL on (does it release the GIL?)."""
+    not tiny, on more than one core, with the GIL on (does it release the GIL?), and with
+    enough of it left to be worth starting processes for."""
     return (
         measured.share >= WAITING_BELOW
-        and measured.per_item >= INLINE_BELOW
+        and measured.per_item >= _tiny_below(situation)
         and situation.cores > 1
         and situation.gil
+        and not _little_left(measured, situation)
     )
+
+
+def _little_left(measured: Measured, situation: Situation) -> bool:
+    """Whether the work left (when the input's length is known) is too little to pay for
+    starting processes."""
+    if situation.remaining is None:
+        return False
+    return situation.remaining * measured.per_item < PROCESS_START_PAYS_ABOVE
 
 
 def decide(measured: Measured, situation: Situation) -> Plan:
@@ -105,7 +124,7 @@ def decide(measured: Measured, situation: Situation) -> Plan:
     # Tiny first: an item over in microseconds gains nothing from running beside others, what
     # ever it does meanwhile. (And a tiny batch is easily kept from the GIL by other threads
     # for longer than it runs: its share of CPU says little, its time per item more.)
-    if measured.per_item < INLINE_BELOW:
+    if measured.per_item < _tiny_below(situation):
         if not situation.can_inline:
             return Plan(
                 "thread",
@@ -135,7 +154,8 @@ def decide(measured: Measured, situation: Situation) -> Plan:
         return Plan(
             "thread",
             cores,
-            f"it computes and releases the GIL: two threads used {measured.parallel:.1f} cores",
+            f"it computes and releases the GIL: two threads computed {measured.parallel:.1f} "
+            "cores' worth at once",
         )
     if not situation.travels:
         return Plan(
@@ -143,18 +163,18 @@ def decide(measured: Measured, situation: Situation) -> Plan:
             cores,
             f"it computes holding the GIL, but cannot go to a process: {situation.why_not}",
         )
-    if situation.remaining is not None:
-        left = situation.remaining * measured.per_item
-        if left < PROCESS_START_PAYS_ABOVE:
-            return Plan(  # (one thread: more would only take turns with the GIL)
-                "thread",
-                1,
-                f"it computes holding the GIL, but only about {_duration(left)} of work "
-                "is left: not worth starting processes",
-            )
+    if situation.remaining is not None and _little_left(measured, situation):
+        left = _duration(situation.remaining * measured.per_item)
+        return Plan(  # (one thread: more would only take turns with the GIL, if it holds it)
+            "thread",
+            1,
+            f"it computes, but only about {left} of work is left: not worth starting processes",
+        )
     workers = situation.process_workers or cores
     together = (
-        "" if measured.parallel is None else f"; two threads used {measured.parallel:.1f} cores"
+        ""
+        if measured.parallel is None
+        else f"; two threads computed {measured.parallel:.1f} cores' worth at once"
     )
     return Plan(
         "process",

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from ._cancel import CancelToken, cancelled
+from ._cpu_wait import read_clocks, waited_between
 from ._retry import Retry
 
 
@@ -92,6 +93,8 @@ class Outcome:
     packed: Callable[[], tuple[list[Any], dict[int, BaseException]]] | None = None
     began: float = 0.0  # perf_counter() when the batch started
     cpu: float = 0.0  # its thread's CPU seconds, if the job asked (``Job.measure``)
+    # ... and the seconds its thread was ready to run but no core ran it (a busy machine)
+    waited_for_cpu: float = 0.0
 
     def load(self) -> None:
         """Unpack the values, if still packed (see ``packed``); idempotent."""
@@ -250,7 +253,7 @@ def execute(
     get their further attempts right here, in the worker. ``measure`` also takes the thread's
     CPU time (a system call at each end: only while ``backend="auto"`` probes).
     """
-    cpu = time.thread_time() if measure else 0.0
+    clocks = read_clocks() if measure else None
     started = time.perf_counter()
     values: list[Any] = []
     append = values.append
@@ -278,6 +281,9 @@ def execute(
                 errors[offset] = error
         else:
             outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
-            if measure:
-                outcome.cpu = time.thread_time() - cpu
+            if clocks is not None:
+                ended = read_clocks()
+                assert ended is not None  # (this thread's own can always be read)
+                outcome.cpu = ended.cpu - clocks.cpu
+                outcome.waited_for_cpu = waited_between(clocks, ended)
             return outcome

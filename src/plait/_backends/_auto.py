@@ -20,7 +20,6 @@ Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to p
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._cores import process_workers, usable_cores
+from .._cpu_wait import read_clocks, this_thread, waited_between
 from .._errors import PoolClosed
 from .._plan import (
     INLINE_BELOW,
@@ -48,13 +48,22 @@ from .._worker_spec import Workers
 from ._base import Backend
 from ._inline import InlineBackend
 from ._thread import ThreadBackend
+from ._together import THREADS as PROBE_THREADS
+from ._together import Round, parallel
 
 INFO, DEBUG = 20, 10  # logging's levels (logging is not imported here: see _log)
 
 PROBE_SECONDS = 0.002  # measured work, batches run alone, before deciding
+# ... in at least this many batches, unless they took PROBE_LONG: one batch can meet a pause
+# that is not the work's (a garbage collection of a large heap takes milliseconds).
+PROBE_MIN_BATCHES = 3
+PROBE_LONG = 0.05
 PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
-PROBE_THREADS = 2  # two threads at once tell whether the work releases the GIL
 PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
+# Two batches run together again, up to this many rounds, until both threads have had a core
+# for this long while they overlapped (a busy machine lends one of them none for a while).
+TOGETHER_SECONDS = 0.001
+TOGETHER_ROUNDS = 4
 # A probe batch still running after this long is looked at, and again every this long: waiting
 # work is not made to wait for its slowest first item.
 WATCH_AFTER = 0.02
@@ -74,13 +83,13 @@ REDECIDE = 3
 class _Watched:
     """A probe batch running on its thread: when it started, and its thread's CPU clock."""
 
-    __slots__ = ("began", "clock", "cpu", "process", "since", "task")
+    __slots__ = ("began", "clocks", "process", "since", "task", "thread")
 
     def __init__(self, task: Task) -> None:
         self.task = task
+        self.thread = this_thread()  # (read by the thread itself, as it starts the batch)
+        self.clocks = read_clocks()
         self.began = self.since = time.perf_counter()
-        self.cpu = time.thread_time()  # (the clock below, read by the thread itself)
-        self.clock = _thread_cpu_clock()
         self.process = time.process_time()
 
     def others(self, now: float, share: float) -> float:
@@ -93,16 +102,12 @@ class _Watched:
         at: computing work has moments without the GIL (another thread imports a module, say),
         and it must not look like waiting work then."""
         self.since = now
-        if self.clock is None:
+        clocks = read_clocks(self.thread)
+        if clocks is None or self.clocks is None:
             return None
-        return (time.clock_gettime(self.clock) - self.cpu) / max(now - self.began, 1e-9)
-
-
-def _thread_cpu_clock() -> int | None:
-    try:
-        return time.pthread_getcpuclockid(threading.get_ident())
-    except (AttributeError, OSError):  # not on this platform
-        return None
+        # (Over the time a core ran it or it slept: not while it waited for a core.)
+        waited = waited_between(self.clocks, clocks)
+        return (clocks.cpu - self.clocks.cpu) / max(clocks.wall - self.clocks.wall - waited, 1e-9)
 
 
 class _Route:
@@ -117,6 +122,7 @@ class _Route:
         # A task had a task_timeout, or its map a timeout: never inline (the item could not be
         # given up on, or the consumer could not keep the map's deadline while it ran it).
         self.timed = False
+        self.alone = False  # a task had a task_timeout: each item is a task of its own
         self.width: Width | None = None  # the adaptive width of waiting work on threads
         self.watched: dict[int, _Watched] = {}  # id(task) -> its probe batch, while it runs
         self.settled = 0  # plans made so far: a batch sent under an older one says nothing new
@@ -135,10 +141,15 @@ class _Route:
         # look idle.
         self.shares: list[float] = []
         self.per_item: list[float] = []
-        self.pair: list[Outcome] = []
-        # The two batches run together start together: neither pays for the other's thread
-        # starting, and they overlap from their first item.
-        self.barrier = threading.Barrier(PROBE_THREADS)
+        self.slowest = (0, 0.0)  # the slowest batch run alone: (items, seconds)
+        # The batches run together (see ``_together``), round after round: how many of the
+        # present round's ended, and over the rounds, how long both threads had a core while
+        # their batches overlapped, and how long one of them slept meanwhile.
+        self.round = Round()
+        self.ended_together = 0
+        self.rounds = 0
+        self.informative = 0.0
+        self.slept = 0.0
         self.sample: list[Any] | None = None  # the first batch's items: do they travel?
         self.batches = 0
         self.probed = 0  # items sent to the probe
@@ -181,6 +192,7 @@ class AutoBackend:
                 raise PoolClosed("cannot submit work: the pool is shut down")
             route = self._route(task.job)
             route.timed |= task.timeout is not None or task.job.needs_worker
+            route.alone |= task.timeout is not None
             target = route.target
             if target is None:
                 route.waiting.append(task)
@@ -255,7 +267,7 @@ class AutoBackend:
             route.running += 1
             if route.together:
                 route.started_together += 1
-                task.start = _after(route.barrier, task.start)
+                task.start = route.round.start(id(task), task.start)
             route.probed += len(task.items)
             if route.sample is None:
                 route.sample = list(task.items[:1])
@@ -367,6 +379,9 @@ class AutoBackend:
         finish: Callable[[Task, Outcome], None],
     ) -> None:
         """A probe batch ended (in a worker thread): learn from it, hand it on, go on."""
+        together = route.round if route.together else None
+        if together is not None and together.has(id(task)):
+            together.ended(id(task))  # (first thing: the overlap may end here)
         task.finish = finish
         plan: Plan | None = None
         starting: list[Task] = []
@@ -394,17 +409,21 @@ class AutoBackend:
 
     def _learn(self, route: _Route, outcome: Outcome) -> None:
         route.batches += 1
+        if route.together:
+            route.ended_together += 1  # (its thread's clocks were read: see _probed)
+            return
         if not outcome.measured or not outcome.values:
             return
-        if route.together:
-            route.pair.append(outcome)
-            return
         items = len(outcome.values)
-        elapsed = max(outcome.elapsed, 1e-9)
+        # Its time less the time it waited for a core: what it took on a machine that had one
+        # free for it (and what its thread did meanwhile: computed, or slept).
+        elapsed = max(outcome.elapsed - outcome.waited_for_cpu, 1e-9)
         route.items += items
-        route.busy += outcome.elapsed
+        route.busy += elapsed
         route.shares.append(min(1.0, outcome.cpu / elapsed))
         route.per_item.append(elapsed / items)
+        if elapsed > route.slowest[1]:
+            route.slowest = (items, elapsed)
 
     def _decide(self, route: _Route) -> Plan | None:
         """The plan, once the probe has measured enough (holding the lock)."""
@@ -414,14 +433,14 @@ class AutoBackend:
                 self._threads.workers,
                 f"its first {route.batches} batches all failed before they could be measured",
             )
-        if route.items == 0 or (route.busy < PROBE_SECONDS and route.items < PROBE_ITEMS):
+        enough = route.items >= PROBE_ITEMS or route.busy >= PROBE_LONG
+        enough |= route.busy >= PROBE_SECONDS and len(route.shares) >= PROBE_MIN_BATCHES
+        if route.items == 0 or not enough:
             return None
         measured = Measured(
             route.items,
             share=_median(route.shares),
-            # All its items' time over their number: the largest batches weigh most (the
-            # smallest are the most easily swayed by a wait for the GIL).
-            per_item=route.busy / route.items,
+            per_item=_per_item(route),
         )
         situation = self._situation(route)
         if needs_parallel_probe(measured, situation) and self._threads.workers >= PROBE_THREADS:
@@ -429,12 +448,18 @@ class AutoBackend:
                 route.together = True
                 _prepare_processes(self.spec)  # while no thread of ours runs yet, if none does
                 return None
-            if len(route.pair) < PROBE_THREADS:
+            if route.ended_together < PROBE_THREADS:
                 return None
-            first = min(o.began for o in route.pair)
-            last = max(o.began + o.elapsed for o in route.pair)
-            parallel = sum(o.cpu for o in route.pair) / max(last - first, 1e-9)
-            measured = replace(measured, parallel=parallel)
+            informative, slept = route.round.measured()
+            route.informative += informative
+            route.slept += slept
+            route.rounds += 1
+            if route.informative < TOGETHER_SECONDS and route.rounds < TOGETHER_ROUNDS:
+                route.round = Round()  # (another round)
+                route.started_together = route.ended_together = 0
+                return None
+            together = parallel(route.informative, route.slept, enough=TOGETHER_SECONDS)
+            measured = replace(measured, parallel=together)
         plan = decide(measured, situation)
         if plan.backend == "process":  # only now is it worth finding out (pickling)
             travels, why_not = _travels(route.job, route.sample or [])
@@ -448,6 +473,7 @@ class AutoBackend:
             travels=True,
             process_workers=self.spec.count or process_workers(),
             can_inline=not route.timed,
+            items_travel_alone=route.alone,
             remaining=None if route.job.total is None else route.job.total - route.probed,
         )
 
@@ -641,16 +667,16 @@ def _travels(job: Job, sample: list[Any]) -> tuple[bool, str]:
     return True, ""
 
 
-def _after(barrier: threading.Barrier, start: Callable[[], bool]) -> Callable[[], bool]:
-    """``start``, once the other batch of the pair is about to start too (or a second has
-    passed: the input ended, or the map stopped, before there was a second batch)."""
-
-    def started() -> bool:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=1.0)
-        return start()
-
-    return started
+def _per_item(route: _Route) -> float:
+    """The work's time per item: all its items' time over their number (the largest batches
+    weigh most: the smallest are the most easily swayed by a wait for the GIL, and a batch of
+    one item is mostly the batch's own cost), less the slowest batch when there are others:
+    one batch can meet a pause that is not the work's (a garbage collection of a large heap
+    takes milliseconds)."""
+    items, seconds = route.slowest
+    if len(route.per_item) >= PROBE_MIN_BATCHES and items < route.items:
+        return (route.busy - seconds) / (route.items - items)
+    return route.busy / route.items
 
 
 def _log(level: int, message: str, *args: object) -> None:
