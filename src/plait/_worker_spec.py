@@ -23,8 +23,8 @@ class Workers:
     fresh interpreter per worker) or ``"fork"`` (a copy of this process: unsafe alongside
     threads). ``max_count`` (``backend="auto"`` only): the most threads auto's adaptive width
     may give work that waits (default 256); ``count`` instead fixes the number. ``address``
-    (``backend="dask"`` only): the scheduler of an existing cluster to run on, e.g.
-    ``"tcp://host:8786"``.
+    (``backend="dask"`` or ``"ray"``): the cluster to run on, e.g. ``"tcp://host:8786"`` (a Dask
+    scheduler) or ``"ray://host:10001"``.
     """
 
     count: int | None = None
@@ -58,8 +58,8 @@ class Workers:
             raise TypeError(f"plait.Workers: initargs must be a tuple, got {self.initargs!r}")
         if self.address is not None and not isinstance(self.address, str):
             raise TypeError(
-                f"plait.Workers: address must be a string such as 'tcp://host:8786', got "
-                f"{self.address!r}"
+                "plait.Workers: address must be a string such as 'tcp://host:8786' or "
+                f"'ray://host:10001', got {self.address!r}"
             )
         if self.start_method not in (None, "forkserver", "spawn", "fork"):
             raise ValueError(
@@ -75,12 +75,12 @@ class Workers:
                 f"{where}: Workers.max_count applies to backend='auto' only (it bounds the "
                 f"width auto adapts); with backend={backend!r} give count"
             )
-        if self.address is not None and backend != "dask":
-            raise ValueError(f"{where}: Workers.address applies to backend='dask' only")
-        if backend == "dask" and self.initializer is not None:
+        if self.address is not None and backend not in ("dask", "ray"):
+            raise ValueError(f"{where}: Workers.address applies to backend='dask' or 'ray' only")
+        if backend in ("dask", "ray") and self.initializer is not None:
             raise ValueError(
-                f"{where}: Workers.initializer is not supported on backend='dask' yet; run the "
-                "set-up in the function (plait.worker_state() is per worker thread there too)"
+                f"{where}: Workers.initializer is not supported on backend={backend!r} yet; run "
+                "the set-up in the function (plait.worker_state() is per worker thread there too)"
             )
         if backend == "process":
             return

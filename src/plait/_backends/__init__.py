@@ -26,6 +26,7 @@ REGISTRY = {
     "process": ".process._dispatcher:ProcessBackend",
     "async": "._async:AsyncBackend",
     "dask": "._dask:DaskBackend",
+    "ray": "._ray:RayBackend",
 }
 BACKENDS = tuple(REGISTRY)  # the valid names, in the order the docs give them
 

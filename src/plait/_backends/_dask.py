@@ -111,6 +111,9 @@ class DaskBackend(ClusterBackend):
         client = self._client
         try:
             holders = list(client.who_has([handle]).get(handle.key, ()))
+            # Released first: a result still wanted when its worker restarts is computed again
+            # elsewhere, and the item would hang there, abandoned by no one.
+            handle.release()
             if holders:
                 client.restart_workers(holders)
         except Exception:  # (gone meanwhile, or no nanny to restart it: it runs on)

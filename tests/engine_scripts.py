@@ -1,0 +1,130 @@
+"""Scripts of their own for the cluster backends' tests: a program that starts no cluster
+itself, so that plait starts (and must end) one; one interrupted by Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+# A pool that plait's cluster backend starts its cluster for, terminated with an item running.
+TERMINATE = textwrap.dedent(
+    """
+    import time
+    import psutil
+    import plait
+
+    def work(x):
+        if x == 1:
+            time.sleep(600)
+        return x
+
+    me = psutil.Process()
+    pool = plait.Pool("{backend}", 2)
+    futures = [pool.submit(work, x) for x in range(2)]
+    print("first", futures[0].result(timeout=120))
+    cluster = [child.pid for child in me.children(recursive=True)]
+    started = time.monotonic()
+    pool.terminate()
+    print("prompt", time.monotonic() - started < 10)
+    print("hung item", type(futures[1].exception(timeout=10)).__name__)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        for pid in cluster
+    ):
+        time.sleep(0.1)
+    print("left running", [pid for pid in cluster if psutil.pid_exists(pid) and
+                           psutil.Process(pid).status() != psutil.STATUS_ZOMBIE])
+    """
+)
+
+# A map interrupted by Ctrl-C while items run on the cluster plait started.
+CTRL_C = textwrap.dedent(
+    """
+    import sys
+    import time
+    import psutil
+    import plait
+
+    def work(x):
+        if x >= 1:
+            time.sleep(600)
+        return x
+
+    me = psutil.Process()
+    results = plait.map(work, range(4), backend="{backend}", chunksize=1)
+    try:
+        print("first", next(results), flush=True)
+        with open(sys.argv[1], "w") as out:
+            out.write(" ".join(str(c.pid) for c in me.children(recursive=True)))
+        print("ready", flush=True)
+        for _ in results:
+            pass
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    """
+)
+
+
+def run_script(tmp_path: Path, code: str, *args: str) -> list[str]:
+    """Run ``code`` as a script of its own; its lines."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=150
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def still_running(pids: list[int]) -> list[int]:
+    return [
+        pid
+        for pid in pids
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+@dataclass
+class Interrupted:
+    out: str
+    err: str
+    returncode: int
+    took: float  # seconds from the SIGINT to the script's exit
+    cluster: list[int]  # the script's child processes (recursively) before the SIGINT
+
+
+def interrupt(tmp_path: Path, code: str) -> Interrupted:
+    """Run ``code``, which prints "first ..." and then "ready" once it has written its child
+    processes' pids to the file named by its first argument; then send it SIGINT."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(code)
+    pids_file = tmp_path / "pids"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(pids_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        ready = proc.stdout.readline()
+        assert (first, ready) == ("first 0\n", "ready\n"), proc.stderr and proc.stderr.read()
+        cluster = [int(pid) for pid in pids_file.read_text().split()]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return Interrupted(out, err, proc.returncode, took, cluster)

@@ -1,0 +1,291 @@
+"""The cluster backends (Dask, Ray): the same test bodies on each, against a real cluster.
+
+Each engine's cluster is started once for the module (two workers, each a process of its own)
+and is the one plait finds while these tests run: Dask's as the current client, Ray's as the
+Ray this program runs. Without an engine installed its tests skip, except where
+``PLAIT_REQUIRE_EXTRAS=1`` (CI) makes that a failure. What only one engine has (Dask's task
+stream, Ray's worker processes) is tested in ``test_dask.py`` and ``test_ray.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import itertools
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plait
+from engine_scripts import CTRL_C, TERMINATE, interrupt, run_script, still_running
+from plait._backends._cluster import ClusterBackend
+from plait._scheduler import max_items_in_flight
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.engine_client]
+
+REQUIRED = os.environ.get("PLAIT_REQUIRE_EXTRAS") == "1"
+
+
+def _engine(module: str) -> Any:
+    if REQUIRED:
+        return __import__(module)
+    return pytest.importorskip(module)
+
+
+@pytest.fixture(scope="module", params=["dask", "ray"])
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "dask":
+        distributed = _engine("distributed")
+        from plait._backends._dask_local import LocalDaskCluster
+
+        cluster = LocalDaskCluster(2)  # the kind of cluster plait starts when there is none
+        try:
+            client = distributed.Client(cluster.address)  # the current client: plait finds it
+            client.wait_for_workers(2, timeout=60)
+            warm_up(lambda: client.gather(client.map(abs, [-1, -2], pure=False)) == [1, 2])
+            yield "dask"
+            client.close()
+        finally:
+            cluster.close()
+    else:
+        ray = _engine("ray")
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        try:
+            basename = ray.remote(os.path.basename)  # (a function every worker imports)
+            warm_up(lambda: ray.get([basename.remote(f"/{i}") for i in range(2)]) == ["0", "1"])
+            yield "ray"
+        finally:
+            ray.shutdown()
+
+
+def warm_up(check: Any) -> None:
+    """The engine starts threads and connections of its own on first use: here, before any
+    test's leak check begins, rather than inside the first test. (A map through plait, too.)"""
+    assert check()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plait_warm(engine: str) -> None:
+    assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def test_map_gives_every_result_in_order(engine: str) -> None:
+    assert list(plait.map(square, range(500), backend=engine)) == [x * x for x in range(500)]
+
+
+def test_unordered_map_gives_every_result_once(engine: str) -> None:
+    results = list(plait.map(square, range(200), backend=engine, ordered=False))
+    assert sorted(results) == [x * x for x in range(200)]
+
+
+def test_tiny_items_travel_in_batches_not_one_task_each(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Counted as plait sends them: one engine task per batch.)"""
+    backend: type[ClusterBackend] = getattr(
+        importlib.import_module(f"plait._backends._{engine}"), f"{engine.title()}Backend"
+    )
+    launched = itertools.count()
+    launch = backend._launch
+
+    def counting(self: ClusterBackend, *args: Any) -> Any:
+        next(launched)
+        return launch(self, *args)
+
+    monkeypatch.setattr(backend, "_launch", counting)
+    total = sum(plait.map(square, range(20_000), backend=engine))
+    assert total == sum(x * x for x in range(20_000))
+    assert 0 < next(launched) <= 200  # (about 20,000 / 4,096 once sized; small batches first)
+
+
+def test_an_endless_input_is_read_a_bounded_window_ahead(engine: str) -> None:
+    read = itertools.count()
+
+    def endless() -> Iterator[int]:
+        while True:
+            yield next(read)
+
+    with plait.map(square, endless(), backend=engine) as results:
+        for index, value in enumerate(results):
+            assert value == index * index
+            if index == 30_000:
+                break
+    ahead = next(read) - 30_000
+    assert ahead <= max_items_in_flight(engine) + 16384
+
+
+def test_the_users_own_exception_with_the_workers_traceback_and_the_item(engine: str) -> None:
+    with pytest.raises(ValueError, match="bad item 3") as info:
+        list(plait.map(fail_on_three, range(10), backend=engine, chunksize=2))
+    text = "".join(traceback.format_exception(info.value))
+    assert "in fail_on_three" in text
+    assert any("raised by item 3: 3" in note for note in info.value.__notes__)
+
+
+def test_errors_return_puts_the_exception_in_the_items_place(engine: str) -> None:
+    results = list(plait.map(fail_on_three, range(6), backend=engine, errors="return"))
+    assert results[:3] == [0, 1, 2]
+    assert isinstance(results[3], ValueError)
+    assert results[4:] == [4, 5]
+
+
+def fail_once(path: str) -> str:
+    marker = Path(path)
+    if not marker.exists():
+        marker.write_text("tried")
+        raise ConnectionError(f"first attempt at {marker.name}")
+    return marker.name
+
+
+def test_retries_run_again_on_the_cluster(engine: str, tmp_path: Path) -> None:
+    paths = [str(tmp_path / f"item{i}") for i in range(6)]
+    results = list(plait.map(fail_once, paths, backend=engine, retries=1))
+    assert results == [f"item{i}" for i in range(6)]
+
+
+def crash_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(1)
+    return x
+
+
+def test_a_worker_that_dies_fails_only_the_item_it_ran(engine: str) -> None:
+    results = list(
+        plait.map(crash_on_three, range(8), backend=engine, chunksize=4, errors="return")
+    )
+    assert isinstance(results[3], plait.WorkerCrashed)
+    assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+    assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]  # it recovered
+
+
+def test_a_submitted_item_that_kills_its_worker_is_worker_crashed(engine: str) -> None:
+    """A lone item whose worker died runs once more before it is blamed: the second run of a
+    task its owner saw start must not ask the owner to start it again."""
+    with plait.Pool(engine) as pool:
+        with pytest.raises(plait.WorkerCrashed):
+            pool.submit(crash_on_three, 3).result(timeout=60)
+        assert pool.submit(square, 5).result(timeout=60) == 25
+
+
+def hang_on_one(args: tuple[int, str]) -> int:
+    x, folder = args
+    if x == 1:
+        Path(folder, "hung.pid").write_text(str(os.getpid()))
+        time.sleep(600)
+    return x
+
+
+def test_an_item_past_its_task_timeout_fails_and_its_worker_is_ended(
+    engine: str, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    items = [(x, str(tmp_path)) for x in range(4)]
+    results = list(plait.map(hang_on_one, items, backend=engine, task_timeout=2, errors="return"))
+    assert time.monotonic() - started < 60
+    assert isinstance(results[1], plait.TaskTimeout)
+    assert [results[0], *results[2:]] == [0, 2, 3]
+    # The process that ran the hung item ends (Dask restarts it; Ray's exits after the task).
+    pid = int((tmp_path / "hung.pid").read_text())
+    deadline = time.monotonic() + 60
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the worker that ran the hung item still runs"
+        time.sleep(0.05)
+    assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_pool_is_an_executor(engine: str) -> None:
+    with plait.Pool(engine) as pool:
+        future = pool.submit(square, 12)
+        assert future.result(timeout=60) == 144
+        assert list(pool.map(square, range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_a_task_group(engine: str) -> None:
+    with plait.TaskGroup(backend=engine) as group:
+        futures = [group.submit(square, i) for i in range(5)]
+    assert [f.result() for f in futures] == [0, 1, 4, 9, 16]
+
+
+def test_amap(engine: str) -> None:
+    import asyncio
+
+    async def gather() -> list[int]:
+        return [x async for x in plait.amap(square, range(20), backend=engine)]
+
+    assert asyncio.run(gather()) == [x * x for x in range(20)]
+
+
+def test_progress_counts_every_item(engine: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(list(plait.map(square, range(50), backend=engine, progress=True))) == 50
+    assert "50/50" in capsys.readouterr().err
+
+
+def test_an_unused_pool_dropped_says_nothing(engine: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = plait.Pool(engine)
+        del pool
+        gc.collect()
+
+
+def test_a_used_pool_dropped_warns(engine: str) -> None:
+    pool = plait.Pool(engine)
+    assert pool.submit(square, 3).result(timeout=60) == 9
+    with pytest.warns(ResourceWarning, match=f"unclosed <plait.Pool backend='{engine}'"):
+        del pool
+
+
+def test_without_the_engine_the_error_names_the_extra(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = {"dask": "distributed", "ray": "ray"}[engine]
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=rf"pip install 'plait\[{engine}\]'"):
+        plait.Pool(engine)
+
+
+def test_terminate_ends_the_cluster_plait_started_and_its_running_items(
+    engine: str, tmp_path: Path
+) -> None:
+    """(A program of its own, with no cluster running: plait starts one.)"""
+    assert run_script(tmp_path, TERMINATE.format(backend=engine)) == [
+        "first 0",
+        "prompt True",
+        "hung item Cancelled",
+        "left running []",
+    ]
+
+
+def test_ctrl_c_stops_the_map_and_the_cluster_plait_started(engine: str, tmp_path: Path) -> None:
+    run = interrupt(tmp_path, CTRL_C.format(backend=engine))
+    assert run.out == "interrupted\n", run.err
+    assert run.returncode == 0, run.err
+    assert len(run.cluster) >= 2
+    # (The map ends within 2 s; the cluster's shutdown and the exit follow: Ray's takes longer.)
+    assert run.took < {"dask": 5.0, "ray": 10.0}[engine]
+    assert still_running(run.cluster) == []
