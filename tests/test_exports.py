@@ -41,8 +41,8 @@ def test_a_worker_process_imports_little() -> None:
 
 
 def test_the_engines_are_imported_only_when_asked_for() -> None:
-    """plait[dask] is an extra: importing plait, and mapping on any other backend, never
-    imports it (nor its slow imports: Dask's distributed takes about a second)."""
+    """plait[dask] and plait[ray] are extras: importing plait, and mapping on any other
+    backend, never imports them (nor their slow imports: about a second each)."""
     import subprocess
     import sys
 
@@ -50,7 +50,7 @@ def test_the_engines_are_imported_only_when_asked_for() -> None:
         "import sys, plait; "
         "list(plait.map(abs, range(-50, 50))); "
         "list(plait.map(abs, range(-5, 5), backend='process')); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'ray')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
