@@ -62,8 +62,9 @@ PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_
 PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
 # Two batches run together again, up to this many rounds, until both threads have had a core
 # for this long while they overlapped (a busy machine lends one of them none for a while).
+# (Not lost time: the rounds' batches are the map's, run on two threads.)
 TOGETHER_SECONDS = 0.001
-TOGETHER_ROUNDS = 4
+TOGETHER_ROUNDS = 8
 # A probe batch still running after this long is looked at, and again every this long: waiting
 # work is not made to wait for its slowest first item.
 WATCH_AFTER = 0.02

@@ -28,6 +28,10 @@ from .._cpu_wait import Clocks, Thread, read_clocks, this_thread, waited_between
 THREADS = 2
 SPIN_SECONDS = 0.01  # the first to come spins this long for the other, then sleeps
 COME_WITHIN = 1.0  # a round starts without a thread that has not come by then
+# A round counts only if both threads had a core at least this share of the time they
+# overlapped: a machine that lends two threads one core between them leaves too little to
+# tell sleeping from waiting apart.
+HAD_CORES_AT_LEAST = 0.5
 
 
 class Round:
@@ -81,7 +85,7 @@ class Round:
 
     def measured(self) -> tuple[float, float]:
         """The seconds both threads had a core while they overlapped, and how long one or the
-        other slept meanwhile; (0, 0) if nothing could be measured."""
+        other slept meanwhile; (0, 0) if nothing could be measured, or too little."""
         end = self._end
         if end is None or len(self._arrived) < THREADS or any(c is None for c in end.values()):
             return 0.0, 0.0
@@ -98,7 +102,10 @@ class Round:
             wait = waited_between(start, stop, wall=overlap)
             waited += wait
             slept += max(0.0, overlap - cpu - wait)
-        return max(0.0, overlap - waited), slept
+        informative = overlap - waited
+        if informative < HAD_CORES_AT_LEAST * overlap:  # (a core between them, for a while)
+            return 0.0, 0.0
+        return informative, slept
 
 
 def parallel(informative: float, slept: float, *, enough: float) -> float | None:
