@@ -76,19 +76,20 @@ def read_clocks(thread: Thread | None = None) -> Clocks | None:
     """The clocks of this thread, or of ``thread`` (None if they cannot be read), read without
     letting go of the GIL. (A thread that lets go of it, beside one that computes holding it,
     gets it back only after waiting its turn, and for a core after that: time that a reading
-    taken after it would count, though it was not the measured work's.) The first call loads
-    ctypes, a few milliseconds."""
-    read_waited = _read_waited or _load_reader()
-    wall = time.perf_counter()
+    taken after it would count, though it was not the measured work's.) The first reading of
+    this thread's own loads ctypes, a few milliseconds."""
     if thread is None:
-        return Clocks(wall, time.thread_time(), read_waited(None))
+        read_waited = _read_waited or _load_reader()
+        return Clocks(time.perf_counter(), time.thread_time(), read_waited(None))
     if thread.cpu_clock is None:
         return None
+    # (Another thread's counts do not move while this one waits for the GIL: read plainly.)
+    wall = time.perf_counter()
     try:
         cpu = time.clock_gettime(thread.cpu_clock)
     except OSError:  # (it ended)
         return None
-    return Clocks(wall, cpu, read_waited(thread.native_id))
+    return Clocks(wall, cpu, waited_for_cpu(thread.native_id))
 
 
 _read_waited: Callable[[int | None], float] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import gc
 import itertools
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from ._cancel import CancelToken, cancelled
-from ._cpu_wait import read_clocks, waited_between
+from ._cpu_wait import waited_for_cpu
 from ._retry import Retry
 
 
@@ -95,12 +96,29 @@ class Outcome:
     cpu: float = 0.0  # its thread's CPU seconds, if the job asked (``Job.measure``)
     # ... and the seconds its thread was ready to run but no core ran it (a busy machine)
     waited_for_cpu: float = 0.0
+    # ... and whether a full garbage collection ran meanwhile (milliseconds, in a large heap,
+    # that are the program's rather than the work's)
+    collected: bool = False
 
     def load(self) -> None:
         """Unpack the values, if still packed (see ``packed``); idempotent."""
         if self.packed is not None:
             self.values, self.errors = self.packed()
             self.packed = None
+
+
+def _waited(outcome: Outcome, before: float) -> float:
+    """How long the batch's thread waited for a core while it ran: never more than the time it
+    did not run, and not read at all when that was next to nothing (a tiny batch saves the
+    reading). (The reading at its start let go of the GIL: a wait for it there may be counted,
+    up to that bound.)"""
+    off_cpu = outcome.elapsed - outcome.cpu
+    if off_cpu < OFF_CPU_WORTH_READING:
+        return 0.0
+    return max(0.0, min(waited_for_cpu() - before, off_cpu))
+
+
+OFF_CPU_WORTH_READING = 5e-5
 
 
 def failed(
@@ -253,7 +271,9 @@ def execute(
     get their further attempts right here, in the worker. ``measure`` also takes the thread's
     CPU time (a system call at each end: only while ``backend="auto"`` probes).
     """
-    clocks = read_clocks() if measure else None
+    # (The wait for a core first: reading it lets go of the GIL, the CPU clock does not.)
+    waited, cpu = (waited_for_cpu(), time.thread_time()) if measure else (0.0, 0.0)
+    full_collections = gc.get_stats()[2]["collections"] if measure else 0
     started = time.perf_counter()
     values: list[Any] = []
     append = values.append
@@ -281,9 +301,8 @@ def execute(
                 errors[offset] = error
         else:
             outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
-            if clocks is not None:
-                ended = read_clocks()
-                assert ended is not None  # (this thread's own can always be read)
-                outcome.cpu = ended.cpu - clocks.cpu
-                outcome.waited_for_cpu = waited_between(clocks, ended)
+            if measure:
+                outcome.cpu = time.thread_time() - cpu
+                outcome.waited_for_cpu = _waited(outcome, waited)
+                outcome.collected = gc.get_stats()[2]["collections"] != full_collections
             return outcome

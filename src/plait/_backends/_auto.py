@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._cores import process_workers, usable_cores
-from .._cpu_wait import read_clocks, this_thread, waited_between
+from .._cpu_wait import Clocks, read_clocks, this_thread, waited_between, waited_for_cpu
 from .._errors import PoolClosed
 from .._plan import (
     INLINE_BELOW,
@@ -89,7 +89,10 @@ class _Watched:
     def __init__(self, task: Task) -> None:
         self.task = task
         self.thread = this_thread()  # (read by the thread itself, as it starts the batch)
-        self.clocks = read_clocks()
+        # (Its wait for a core first: reading it lets go of the GIL; and without ctypes, which
+        # only a watcher that looks at the batch needs, not every map.)
+        waited = waited_for_cpu()
+        self.clocks: Clocks | None = Clocks(time.perf_counter(), time.thread_time(), waited)
         self.began = self.since = time.perf_counter()
         self.process = time.process_time()
 
@@ -143,6 +146,7 @@ class _Route:
         self.shares: list[float] = []
         self.per_item: list[float] = []
         self.slowest = (0, 0.0)  # the slowest batch run alone: (items, seconds)
+        self.collected = 0  # batches left out: a full garbage collection ran in them
         # The batches run together (see ``_together``), round after round: how many of the
         # present round's ended, and over the rounds, how long both threads had a core while
         # their batches overlapped, and how long one of them slept meanwhile.
@@ -414,6 +418,9 @@ class AutoBackend:
             route.ended_together += 1  # (its thread's clocks were read: see _probed)
             return
         if not outcome.measured or not outcome.values:
+            return
+        if outcome.collected and route.collected < PROBE_MIN_BATCHES:
+            route.collected += 1  # (after a few, the work's own allocations collect: counted)
             return
         items = len(outcome.values)
         # Its time less the time it waited for a core: what it took on a machine that had one
