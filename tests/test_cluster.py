@@ -286,6 +286,7 @@ def test_ctrl_c_stops_the_map_and_the_cluster_plait_started(engine: str, tmp_pat
     assert run.out == "interrupted\n", run.err
     assert run.returncode == 0, run.err
     assert len(run.cluster) >= 2
-    # (The map ends within 2 s; the cluster's shutdown and the exit follow: Ray's takes longer.)
-    assert run.took < {"dask": 5.0, "ray": 10.0}[engine]
+    # (The map ends, then the cluster plait started is shut down before the KeyboardInterrupt
+    # reaches the program: Ray's shutdown takes seconds, 10.6 s on a loaded 2-core machine.)
+    assert run.took < {"dask": 5.0, "ray": 30.0}[engine]
     assert still_running(run.cluster) == []

@@ -50,7 +50,7 @@ class Ended:
     """
 
     how: str
-    result: tuple[bool, float, bytes, bool] | None = None
+    result: tuple[bool, float, bytes, bool | str] | None = None
     detail: str = ""
     error: BaseException | None = None
 
@@ -101,9 +101,9 @@ class ClusterBackend:
         """Stop these tasks, running or not, as far as the engine can; never raise."""
         raise NotImplementedError
 
-    def _end_overran(self, handle: Any) -> None:
+    def _end_overran(self, handle: Any, where: bool | str) -> None:
         """An item of this task overran its task_timeout and still runs, abandoned, on its
-        worker: end it if the engine can."""
+        worker (``where``: its address, if the worker gave it): end it if the engine can."""
 
     def _disconnect(self) -> None:
         """Close what it opened (a connection, a cluster of its own)."""
@@ -233,7 +233,7 @@ class ClusterBackend:
         if entry is None:
             return
         _, task, sent = entry
-        overran = False
+        overran: bool | str = False
         try:
             outcome, again, overran = self._outcome(handle, task, sent)
         except BaseException as exc:  # a bug in plait: the batch fails, nothing hangs
@@ -246,16 +246,16 @@ class ClusterBackend:
         elif outcome is not None:
             self._finish(task, outcome)
         if overran:  # (after its owner has the TaskTimeout)
-            self._end_overran(handle)
+            self._end_overran(handle, overran)
         self._pump()
         with self._lock:
             self._notify_if_idle()
 
     def _outcome(
         self, handle: Any, task: Task, sent: Sent
-    ) -> tuple[Outcome | None, list[Task] | None, bool]:
+    ) -> tuple[Outcome | None, list[Task] | None, bool | str]:
         """The batch's outcome, or the tasks to run instead (a crashed batch, item by item);
-        and whether an item overran its task_timeout and still runs on its worker."""
+        and whether an item overran its task_timeout and still runs on its worker (there)."""
         ended = self._ended(handle)
         if ended.how == "done":
             assert ended.result is not None

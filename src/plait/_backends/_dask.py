@@ -18,6 +18,7 @@ What Dask cannot do, and what plait does instead:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Hashable
 from contextlib import suppress
@@ -105,19 +106,21 @@ class DaskBackend(ClusterBackend):
             with suppress(Exception):
                 self._client.cancel(handles, force=True)
 
-    def _end_overran(self, handle: Any) -> None:
-        """Restart, through its nanny, the worker that ran the abandoned item. (In Dask's
-        callback thread: the results behind it wait the second or two that takes.)"""
+    def _end_overran(self, handle: Any, where: bool | str) -> None:
+        """Restart, through its nanny, the worker that ran the abandoned item (it gave its
+        address). (In Dask's callback thread: the results behind it wait the second or two
+        that takes.)"""
         client = self._client
+        # Released first: a result still wanted when its worker restarts is computed again
+        # elsewhere, and the item would hang there, abandoned by no one.
+        handle.release()
+        if not isinstance(where, str):
+            return
         try:
-            holders = list(client.who_has([handle]).get(handle.key, ()))
-            # Released first: a result still wanted when its worker restarts is computed again
-            # elsewhere, and the item would hang there, abandoned by no one.
-            handle.release()
-            if holders:
-                client.restart_workers(holders)
-        except Exception:  # (gone meanwhile, or no nanny to restart it: it runs on)
-            pass
+            client.restart_workers([where], timeout=60)
+        except Exception:  # (gone meanwhile, or no nanny to restart it: ended outright)
+            with suppress(Exception):
+                client.run(os._exit, 1, workers=[where], wait=False)
 
     def _connect(self) -> Any:
         """The client; the first call without one starts a cluster of our own."""

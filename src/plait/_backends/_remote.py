@@ -36,9 +36,10 @@ _paths_added: set[tuple[str, ...]] = set()
 
 def run_batch(
     function: bytes, items: bytes, kind: int, timeout: float | None, sys_path: tuple[str, ...]
-) -> tuple[bool, float, bytes, bool]:
+) -> tuple[bool, float, bytes, bool | str]:
     """Run one batch: (clean, elapsed seconds, the DONE payload, whether an item overran
-    ``timeout`` and still runs, abandoned, in a thread of this worker). ``sys_path`` is the
+    ``timeout`` and still runs, abandoned, in a thread of this worker: if so, this worker's
+    address where the engine gives one (Dask's), else True). ``sys_path`` is the
     caller's: its directories that exist here are added to this worker's, so that the
     caller's own modules import on a cluster on the same machine, as on local processes."""
     if sys_path not in _paths_added:
@@ -75,7 +76,7 @@ def _function(function: bytes) -> tuple[Any, Retry | None]:
 
 def _run_timed(
     fn: Any, retry: Retry | None, kind: Kind, items: bytes, timeout: float
-) -> tuple[bool, float, bytes, bool]:
+) -> tuple[bool, float, bytes, bool | str]:
     """A timed task (one item): run on a thread of its own, given ``timeout`` seconds from
     the moment its item is loaded; past that, the item fails with TaskTimeout and the thread
     is abandoned (the caller may then restart this worker, which ends it)."""
@@ -103,4 +104,16 @@ def _run_timed(
     )
     ran_for = time.monotonic() - began
     pieces, _ = encode_result(Outcome([None], {0: error}, ran_for))
-    return False, ran_for, b"".join(pieces), True
+    return False, ran_for, b"".join(pieces), _this_worker()
+
+
+def _this_worker() -> bool | str:
+    """This worker's address, for the caller to restart it (Dask's); True elsewhere."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        try:
+            address: str = distributed.get_worker().address
+            return address
+        except Exception:  # (not in a Dask worker)
+            pass
+    return True
