@@ -9,7 +9,11 @@ batches as the limit, begun in it, have finished: each thread ran about one):
 - **start-up**: double the limit each round while throughput grows by a quarter or more (as TCP
   BBR's start-up finds a link's bandwidth). After two rounds without that growth, the limit
   goes back to the best round's, and the queue the last doublings built drains. The lowest
-  latency seen so far is the reference from then on.
+  latency seen so far is the reference from then on. A round whose latency is ``QUEUED``
+  times that lowest ends start-up at once, as TCP Vegas's slow start ends: the doublings
+  built a queue, where more in flight cannot raise throughput, whatever a round's sample of
+  it says (on a busy machine, a server starved of CPU in one round and not in the next
+  seems to grow with the limit).
 - **hold**: a round whose latency stays within ``TOLERANCE`` of the reference grows the limit
   by a sixteenth (one at least); one above it cuts the limit in proportion (limit x reference
   x ``TOLERANCE`` / latency, at most halving: the idea of Vegas and of Netflix's Gradient
@@ -21,7 +25,10 @@ batches as the limit, begun in it, have finished: each thread ran about one):
 - **a round at half the limit** now and then (every ``LOW_EVERY`` rounds) measures the latency
   without a queue, which a limit held above the server's capacity never sees: it becomes the
   reference (higher or lower), as TCP BBR's ProbeRTT does. It costs that round some
-  throughput: about 1 % in all.
+  throughput: about 1 % in all. A reference that rose by more than ``TOLERANCE`` is checked
+  so again soon (``LOW_SOON`` rounds after): one round's latency on a busy machine may be
+  the machine's (the server starved of CPU for a while), and a limit held to it would queue
+  at the server for as long as no round at half the limit came.
 - **errors** in a round (timeouts, refusals, rate limits) cut the limit by a quarter.
 - never below ``minimum``, never above ``maximum``.
 
@@ -38,6 +45,7 @@ START = 8  # threads at first, unless the caller says (auto starts at _plan.WAIT
 MAXIMUM = 256  # by default; the caller's maximum wins
 GROWTH = 1.25  # start-up goes on while each round's throughput grows by this much
 STALLED_ROUNDS = 2  # rounds without that growth that end start-up
+QUEUED = 2.0  # a start-up round's latency this many times the lowest: a queue, start-up ends
 TOLERANCE = 1.1  # latency up to this times the reference is not queueing
 CUT_AT_MOST = 0.5  # one round cuts the limit at most to half
 COSTLY_CUT = 0.9  # a cut after which throughput fell below this share of before is retried
@@ -45,6 +53,7 @@ CONFIRMED = 0.8  # and it cost throughput if the cut's was below this share of t
 ERROR_CUT = 0.75
 LOW_EVERY = 50  # rounds between two rounds at half the limit, to see the latency without a
 LOW_FIRST = 10  # queue (the first soon after start-up, which may have seen none)
+LOW_SOON = 3  # rounds to such a round after the reference rose
 
 
 @dataclass
@@ -90,7 +99,9 @@ class Width:
         self.latency = latency  # the last round's, per item
         self.rounds = 0
         self.delivered = 0  # items of every batch that finished: read it as a batch begins
-        self.reference = latency  # the latency the limit holds to
+        # The latency the limit holds to: at first the caller's, if it knows one (auto's probe
+        # may have decided before an item ended), else the first round's.
+        self.reference = latency or math.inf
         self._round = _Round(now)
         self._best = 0.0  # start-up: the best round's throughput, items per second
         self._best_limit = self.limit  # and its limit
@@ -148,6 +159,7 @@ class Width:
         retrial, self._retrial = self._retrial, None
         low, self._low = self._low, None
         self._since_low += 1
+        reference = self.reference
         if round_.errors:
             self.state = "backing off"
             self._set(math.floor(self.limit * ERROR_CUT))
@@ -173,10 +185,14 @@ class Width:
             self.limit //= 2
         else:
             self._hold(latency, throughput)
+        if self.reference > TOLERANCE * reference:
+            self._since_low = max(self._since_low, LOW_EVERY - LOW_SOON)
 
     def _start_up(self, latency: float, throughput: float) -> None:
         self.reference = min(self.reference, latency)
-        if throughput >= GROWTH * self._best:
+        if latency >= QUEUED * self.reference:
+            pass  # a queue: start-up ends
+        elif throughput >= GROWTH * self._best:
             self._best, self._best_limit = throughput, self.limit
             self._stalled = 0
             if self.limit < self.maximum:
