@@ -1,4 +1,5 @@
-"""Shared fixtures: every test is checked for leaked threads and child processes."""
+"""Shared fixtures: every test is checked for leaked threads and child processes, and the
+whole run for processes that outlive it (a cluster's, wherever they were reparented to)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,61 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"leaked file descriptors: {leaked_fds}")
     if problems:
         pytest.fail("; ".join(problems))
+
+
+# Every process this run starts inherits this variable (a cluster's scheduler, workers and
+# their children too): at the end, none may be left, even one reparented away from us.
+RUN_MARK = "PLAIT_TEST_RUN"
+OUTLIVE_GRACE = 15.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ[RUN_MARK] = uuid.uuid4().hex
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process it started (Dask's or Ray's above all) outlives it."""
+    mark = os.environ.get(RUN_MARK)
+    if mark is None:
+        return
+    warm = sys.modules.get("plait._backends.process._warm")
+    if warm is not None:
+        warm.discard_all()
+    template = plait_template()
+    spared = {os.getpid(), *(() if template is None else (template[0],))}
+    deadline = time.monotonic() + OUTLIVE_GRACE
+    while True:
+        left = [p for p in processes_marked(f"{RUN_MARK}={mark}") if p not in spared]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        described = [f"{pid}: {command_line(pid)}" for pid in left]
+        print(f"\nprocesses this test run started outlived it: {described}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def processes_marked(entry: str) -> list[int]:
+    """Live processes (not zombies) whose environment holds ``entry``."""
+    found = []
+    needle = entry.encode() + b"\0"
+    for path in Path("/proc").iterdir():
+        if not path.name.isdigit() or has_exited(int(path.name)):
+            continue
+        try:
+            environment = (path / "environ").read_bytes()
+        except OSError:  # another user's, or it ended
+            continue
+        if needle in environment or environment.endswith(needle[:-1]):
+            found.append(int(path.name))
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")).decode()[:200]
+    except OSError:
+        return "?"
 
 
 @pytest.fixture(params=BACKENDS)

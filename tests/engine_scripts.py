@@ -48,13 +48,18 @@ TERMINATE = textwrap.dedent(
 # A map interrupted by Ctrl-C while items run on the cluster plait started.
 CTRL_C = textwrap.dedent(
     """
+    import os
     import sys
     import time
+    from pathlib import Path
     import psutil
     import plait
 
+    PIDS = Path(sys.argv[1])  # (a global of __main__: it travels with the function)
+
     def work(x):
         if x >= 1:
+            PIDS.with_name(f"running-{{x}}").write_text(str(os.getpid()))
             time.sleep(600)
         return x
 
@@ -62,6 +67,10 @@ CTRL_C = textwrap.dedent(
     results = plait.map(work, range(4), backend="{backend}", chunksize=1)
     try:
         print("first", next(results), flush=True)
+        deadline = time.monotonic() + 60  # until two items run on the cluster
+        while len(list(PIDS.parent.glob("running-*"))) < 2:
+            assert time.monotonic() < deadline, "the items never started"
+            time.sleep(0.01)
         with open(sys.argv[1], "w") as out:
             out.write(" ".join(str(c.pid) for c in me.children(recursive=True)))
         print("ready", flush=True)
@@ -99,11 +108,14 @@ class Interrupted:
     returncode: int
     took: float  # seconds from the SIGINT to the script's exit
     cluster: list[int]  # the script's child processes (recursively) before the SIGINT
+    stopped: float | None  # seconds from the SIGINT until no item ran on (None: never)
 
 
 def interrupt(tmp_path: Path, code: str) -> Interrupted:
     """Run ``code``, which prints "first ..." and then "ready" once it has written its child
-    processes' pids to the file named by its first argument; then send it SIGINT."""
+    processes' pids to the file named by its first argument; then send it SIGINT. The items
+    that run write their process's pid to ``running-*`` files beside it: how long until
+    none of those processes is left is ``stopped``."""
     script = tmp_path / "ctrl_c.py"
     script.write_text(code)
     pids_file = tmp_path / "pids"
@@ -119,12 +131,19 @@ def interrupt(tmp_path: Path, code: str) -> Interrupted:
         ready = proc.stdout.readline()
         assert (first, ready) == ("first 0\n", "ready\n"), proc.stderr and proc.stderr.read()
         cluster = [int(pid) for pid in pids_file.read_text().split()]
+        running = [int(path.read_text()) for path in tmp_path.glob("running-*")]
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
+        stopped = None
+        while time.monotonic() - started < 60:
+            if not still_running(running):
+                stopped = time.monotonic() - started
+                break
+            time.sleep(0.01)
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
-    return Interrupted(out, err, proc.returncode, took, cluster)
+        proc.communicate()  # (the pipes closed, the child reaped: again is harmless)
+    return Interrupted(out, err, proc.returncode, took, cluster, stopped)

@@ -14,6 +14,7 @@ import importlib
 import itertools
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -144,6 +145,55 @@ def test_errors_return_puts_the_exception_in_the_items_place(engine: str) -> Non
     assert results[:3] == [0, 1, 2]
     assert isinstance(results[3], ValueError)
     assert results[4:] == [4, 5]
+
+
+def remember_worker(tag: str) -> None:
+    state = plait.worker_state()
+    state["tag"] = tag
+    state["who"] = (os.getpid(), threading.get_ident())
+    state["calls"] = 0
+
+
+def who_am_i(_: int) -> tuple[str, tuple[int, int], int]:
+    state = plait.worker_state()
+    state["calls"] += 1
+    return state["tag"], state["who"], state["calls"]
+
+
+def test_an_initializer_runs_once_in_each_worker_and_tasks_reach_its_state(engine: str) -> None:
+    """Each thread of the engine that runs a pool's batches is one of its workers (as on
+    threads); a second pool with the same initializer has workers of its own, set up again;
+    timed items, on a thread of their own, reach their worker's state too."""
+    workers = plait.Workers(2, initializer=remember_worker, initargs=("db",))
+    options: list[dict[str, Any]] = [{"chunksize": 3}, {"chunksize": 3}, {"task_timeout": 60}]
+    for count, given in zip([60, 60, 4], options, strict=True):
+        results = list(plait.map(who_am_i, range(count), backend=engine, workers=workers, **given))
+        assert {tag for tag, _, _ in results} == {"db"}
+        for who in {who for _, who, _ in results}:  # each counted its own, from its first
+            counts = sorted(calls for _, w, calls in results if w == who)
+            assert counts == list(range(1, len(counts) + 1)), given
+
+
+def broken_initializer() -> None:
+    raise LookupError("no database today")
+
+
+def test_a_failing_initializer_fails_each_item_with_its_error(engine: str) -> None:
+    workers = plait.Workers(2, initializer=broken_initializer)
+    with pytest.raises(LookupError, match="no database today") as info:
+        list(plait.map(square, range(3), backend=engine, workers=workers))
+    assert any("initializer failed" in note for note in info.value.__notes__)
+    results = list(plait.map(square, range(50), backend=engine, workers=workers, errors="return"))
+    assert all(isinstance(r, LookupError) for r in results)
+    assert len({id(r) for r in results}) == 50
+
+
+def test_an_initializer_that_cannot_travel_fails_the_items_and_says_so(engine: str) -> None:
+    lock = threading.Lock()
+    workers = plait.Workers(2, initializer=lambda: lock.acquire())
+    with pytest.raises(TypeError) as info:
+        list(plait.map(square, range(3), backend=engine, workers=workers))
+    assert any("initializer could not be pickled" in note for note in info.value.__notes__)
 
 
 def fail_once(path: str) -> str:
@@ -286,6 +336,9 @@ def test_ctrl_c_stops_the_map_and_the_cluster_plait_started(engine: str, tmp_pat
     assert run.out == "interrupted\n", run.err
     assert run.returncode == 0, run.err
     assert len(run.cluster) >= 2
+    # The items that ran are stopped within 2 s, wherever they ran:
+    assert run.stopped is not None, run
+    assert run.stopped < 2.0, run
     # (The map ends, then the cluster plait started is shut down before the KeyboardInterrupt
     # reaches the program: Ray's shutdown takes seconds, 10.6 s on a loaded 2-core machine.)
     assert run.took < {"dask": 5.0, "ray": 30.0}[engine]

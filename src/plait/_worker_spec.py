@@ -77,11 +77,6 @@ class Workers:
             )
         if self.address is not None and backend not in ("dask", "ray"):
             raise ValueError(f"{where}: Workers.address applies to backend='dask' or 'ray' only")
-        if backend in ("dask", "ray") and self.initializer is not None:
-            raise ValueError(
-                f"{where}: Workers.initializer is not supported on backend={backend!r} yet; run "
-                "the set-up in the function (plait.worker_state() is per worker thread there too)"
-            )
         if backend == "process":
             return
         for name in ("max_tasks", "start_method"):

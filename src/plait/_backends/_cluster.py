@@ -30,7 +30,9 @@ from typing import Any
 from .._errors import PlaitError, PoolClosed, WorkerCrashed
 from .._plan import Plan
 from .._task import Job, Outcome, Task, failed
+from .._worker_spec import Workers
 from ._base import terminated, track
+from ._remote import encode_initializer
 from .process._codec import Sent, encode_function
 from .process._rerun import run_again
 
@@ -63,8 +65,12 @@ class ClusterBackend:
     engine: str  # its name in messages: "Dask", "Ray"
     batch_limit: int | None = None
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, spec: Workers) -> None:
         self.workers = workers
+        self._spec = spec  # its initializer travels with each batch (see _shipped)
+        self._initializer: bytes | None = None
+        self._initializer_encoded = False
+        self._encoding = threading.Lock()  # (each encoding has a token of its own: one only)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when nothing is in flight
         self._pending: deque[Task] = deque()  # not started yet
@@ -82,8 +88,11 @@ class ClusterBackend:
         """Whether it holds a connection (or cluster) of its own, which only a shutdown ends."""
         raise NotImplementedError
 
-    def _launch(self, function: bytes, items: bytes, kind: int, timeout: float | None) -> Any:
-        """Send one batch (connecting first if need be); return its handle."""
+    def _launch(
+        self, function: bytes, items: bytes, kind: int, timeout: float | None, init: bytes | None
+    ) -> Any:
+        """Send one batch to ``_remote.run_batch`` (connecting first if need be); return its
+        handle."""
         raise NotImplementedError
 
     def _key(self, handle: Any) -> Hashable:
@@ -202,9 +211,12 @@ class ClusterBackend:
         if not started and not task.start():
             return
         try:
-            function = self._function(task.job)
+            function, init = self._shipped(task.job)
         except Exception as exc:
-            exc.add_note(f"plait: the function could not be pickled for the {self.engine} cluster")
+            exc.add_note(
+                f"plait: the function or the initializer could not be pickled for the "
+                f"{self.engine} cluster"
+            )
             self._finish(
                 task, failed(len(task.items), exc, ran=False, owner_loads=task.owner_loads)
             )
@@ -214,16 +226,22 @@ class ClusterBackend:
             self._finish(task, sent.outcome([], {}, 0.0))
             return
         self._sent = True
-        handle = self._launch(function, b"".join(sent.blob), int(task.job.kind), task.timeout)
+        blob = b"".join(sent.blob)
+        handle = self._launch(function, blob, int(task.job.kind), task.timeout, init)
         with self._lock:
             self._in_flight[self._key(handle)] = (handle, task, sent)
         self._when_done(handle)
 
-    def _function(self, job: Job) -> bytes:
+    def _shipped(self, job: Job) -> tuple[bytes, bytes | None]:
+        """What travels with each batch of ``job``: its function, and the initializer."""
         function = self._functions.get(job)
         if function is None:
             function = self._functions[job] = encode_function(job)
-        return function
+        with self._encoding:
+            if not self._initializer_encoded:
+                self._initializer = encode_initializer(self._spec)
+                self._initializer_encoded = True
+        return function, self._initializer
 
     # -- results (the engine's callback thread) ------------------------------------------------
 

@@ -66,16 +66,18 @@ class DaskBackend(ClusterBackend):
             workers = max(1, sum(self._client.nthreads().values()))
         else:
             workers = usable_cores()
-        super().__init__(workers)
+        super().__init__(workers, spec)
 
     def _owns_connection(self) -> bool:
         return self._owns_client
 
-    def _launch(self, function: bytes, items: bytes, kind: int, timeout: float | None) -> Any:
+    def _launch(
+        self, function: bytes, items: bytes, kind: int, timeout: float | None, init: bytes | None
+    ) -> Any:
         from ._remote import run_batch
 
         return self._connect().submit(
-            run_batch, function, items, kind, timeout, caller_path(), pure=False
+            run_batch, function, items, kind, timeout, caller_path(), init, pure=False
         )
 
     def _key(self, handle: Any) -> Hashable:

@@ -63,15 +63,17 @@ class RayBackend(ClusterBackend):
             workers = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
         else:
             workers = usable_cores()
-        super().__init__(workers)
+        super().__init__(workers, spec)
 
     def _owns_connection(self) -> bool:
         return self._started_ray
 
-    def _launch(self, function: bytes, items: bytes, kind: int, timeout: float | None) -> Any:
+    def _launch(
+        self, function: bytes, items: bytes, kind: int, timeout: float | None, init: bytes | None
+    ) -> Any:
         plain, timed = self._connect()
         remote = plain if timeout is None else timed
-        ref = remote.remote(function, items, kind, timeout, caller_path())
+        ref = remote.remote(function, items, kind, timeout, caller_path(), init)
         return _Handle(ref, ref.future())
 
     def _key(self, handle: Any) -> Hashable:

@@ -13,6 +13,7 @@ they run (a ``LocalCluster`` shares this interpreter's environment).
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import time
@@ -22,11 +23,12 @@ from typing import Any
 from .._errors import TaskTimeout
 from .._retry import Retry
 from .._task import Kind, Outcome
-from .._worker_spec import Workers, start_worker
+from .._worker_spec import Workers, initialize, working_as
 from .process._child import Unloadable, run
 from .process._codec import decode_function, encode_result, note
 
 FUNCTIONS_KEPT = 16  # a worker keeps this many jobs' functions unpickled
+WORKERS_KEPT = 16  # an engine's thread stands for this many pools' workers (their state)
 
 _functions: OrderedDict[bytes, tuple[Any, Retry | None]] = OrderedDict()
 _functions_lock = threading.Lock()
@@ -35,25 +37,72 @@ _paths_added: set[tuple[str, ...]] = set()
 
 
 def run_batch(
-    function: bytes, items: bytes, kind: int, timeout: float | None, sys_path: tuple[str, ...]
+    function: bytes,
+    items: bytes,
+    kind: int,
+    timeout: float | None,
+    sys_path: tuple[str, ...],
+    init: bytes | None = None,
 ) -> tuple[bool, float, bytes, bool | str]:
     """Run one batch: (clean, elapsed seconds, the DONE payload, whether an item overran
     ``timeout`` and still runs, abandoned, in a thread of this worker: if so, this worker's
     address where the engine gives one (Dask's), else True). ``sys_path`` is the
     caller's: its directories that exist here are added to this worker's, so that the
-    caller's own modules import on a cluster on the same machine, as on local processes."""
+    caller's own modules import on a cluster on the same machine, as on local processes.
+    ``init``: the pool's initializer (``encode_initializer``), or None."""
     if sys_path not in _paths_added:
         with _functions_lock:
             sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
             _paths_added.add(sys_path)
-    if not getattr(_local, "started", False):  # plait.worker_state() works in this thread
-        start_worker(Workers())
-        _local.started = True
-    fn, retry = _function(function)
-    if timeout is None:
-        pieces, clean, elapsed = run(fn, retry, Kind(kind), memoryview(items))
-        return bool(clean), elapsed / 1e9, b"".join(pieces), False
-    return _run_timed(fn, retry, Kind(kind), items, timeout)
+    state, init_error = _worker(init)
+    fn, retry = (Unloadable(init_error), None) if init_error else _function(function)
+    with working_as(state):  # plait.worker_state() is this worker's
+        if timeout is None:
+            pieces, clean, elapsed = run(fn, retry, Kind(kind), memoryview(items))
+            return bool(clean), elapsed / 1e9, b"".join(pieces), False
+        return _run_timed(fn, retry, Kind(kind), items, timeout, state)
+
+
+def encode_initializer(spec: Workers) -> bytes | None:
+    """A pool's initializer and its arguments, as ``run_batch`` takes them (None: none).
+    With a token of the pool's own: each pool's workers are its own, and a second pool with
+    the same initializer runs it again, with fresh state, as it would on threads."""
+    from .process._codec import pickle_for_worker
+
+    if spec.initializer is None:
+        return None
+    token = os.urandom(16)
+    return pickle_for_worker((token, Workers(initializer=spec.initializer, initargs=spec.initargs)))
+
+
+def _worker(init: bytes | None) -> tuple[dict[str, Any], BaseException | None]:
+    """The plait worker this engine thread stands for, for the pools whose initializer is
+    ``init``: its state (``plait.worker_state()``) and the initializer's error. As on
+    threads, each thread that runs batches is a worker: the initializer runs in it once,
+    before its first batch of such a pool, and its error fails every batch there after."""
+    workers: OrderedDict[bytes | None, tuple[dict[str, Any], BaseException | None]] | None
+    workers = getattr(_local, "workers", None)
+    if workers is None:
+        workers = _local.workers = OrderedDict()
+    found = workers.get(init)
+    if found is not None:
+        workers.move_to_end(init)
+        return found
+    state: dict[str, Any] = {}
+    error: BaseException | None = None
+    if init is not None:
+        try:
+            _, spec = pickle.loads(init)
+        except BaseException as exc:
+            note(exc, "plait: the worker's initializer could not be loaded on the cluster's worker")
+            error = exc
+        else:
+            with working_as(state):
+                error = initialize(spec)
+    found = workers[init] = (state, error)
+    while len(workers) > WORKERS_KEPT:
+        workers.popitem(last=False)
+    return found
 
 
 def _function(function: bytes) -> tuple[Any, Retry | None]:
@@ -75,17 +124,19 @@ def _function(function: bytes) -> tuple[Any, Retry | None]:
 
 
 def _run_timed(
-    fn: Any, retry: Retry | None, kind: Kind, items: bytes, timeout: float
+    fn: Any, retry: Retry | None, kind: Kind, items: bytes, timeout: float, state: dict[str, Any]
 ) -> tuple[bool, float, bytes, bool | str]:
-    """A timed task (one item): run on a thread of its own, given ``timeout`` seconds from
-    the moment its item is loaded; past that, the item fails with TaskTimeout and the thread
-    is abandoned (the caller may then restart this worker, which ends it)."""
+    """A timed task (one item): run on a thread of its own (standing for the worker whose
+    ``state`` it is), given ``timeout`` seconds from the moment its item is loaded; past
+    that, the item fails with TaskTimeout and the thread is abandoned (the caller may then
+    restart this worker, which ends it)."""
     answer: list[tuple[list[bytes | memoryview], int, int]] = []
     loaded = threading.Event()
 
     def target() -> None:
         try:
-            answer.append(run(fn, retry, kind, memoryview(items), started=loaded.set))
+            with working_as(state):
+                answer.append(run(fn, retry, kind, memoryview(items), started=loaded.set))
         finally:
             loaded.set()  # (an item that did not load never started)
 
