@@ -28,6 +28,7 @@ import plait
 from engine_scripts import CTRL_C, TERMINATE, interrupt, run_script, still_running
 from plait._backends._cluster import ClusterBackend
 from plait._scheduler import max_items_in_flight
+from test_lifecycle import broken_initializer, remember_worker, who_am_i
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.engine_client]
 
@@ -147,19 +148,6 @@ def test_errors_return_puts_the_exception_in_the_items_place(engine: str) -> Non
     assert results[4:] == [4, 5]
 
 
-def remember_worker(tag: str) -> None:
-    state = plait.worker_state()
-    state["tag"] = tag
-    state["who"] = (os.getpid(), threading.get_ident())
-    state["calls"] = 0
-
-
-def who_am_i(_: int) -> tuple[str, tuple[int, int], int]:
-    state = plait.worker_state()
-    state["calls"] += 1
-    return state["tag"], state["who"], state["calls"]
-
-
 def test_an_initializer_runs_once_in_each_worker_and_tasks_reach_its_state(engine: str) -> None:
     """Each thread of the engine that runs a pool's batches is one of its workers (as on
     threads); a second pool with the same initializer has workers of its own, set up again;
@@ -172,10 +160,6 @@ def test_an_initializer_runs_once_in_each_worker_and_tasks_reach_its_state(engin
         for who in {who for _, who, _ in results}:  # each counted its own, from its first
             counts = sorted(calls for _, w, calls in results if w == who)
             assert counts == list(range(1, len(counts) + 1)), given
-
-
-def broken_initializer() -> None:
-    raise LookupError("no database today")
 
 
 def test_a_failing_initializer_fails_each_item_with_its_error(engine: str) -> None:
