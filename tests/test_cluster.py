@@ -327,3 +327,22 @@ def test_ctrl_c_stops_the_map_and_the_cluster_plait_started(engine: str, tmp_pat
     # reaches the program: Ray's shutdown takes seconds, 10.6 s on a loaded 2-core machine.)
     assert run.took < {"dask": 5.0, "ray": 30.0}[engine]
     assert still_running(run.cluster) == []
+
+
+def test_a_trace_names_the_cluster_s_workers_and_counts_every_item(
+    engine: str, tmp_path: Path
+) -> None:
+    from test_trace import assert_every_item_once, batches, load
+
+    with plait.trace(tmp_path / "run.json") as trace:
+        assert sum(plait.map(square, range(3000), backend=engine)) == sum(
+            x * x for x in range(3000)
+        )
+    events = load(tmp_path / "run.json")  # (checked as Perfetto reads it: no overlaps)
+    mine = batches(events, "square")
+    assert {e["cat"] for e in mine} == {engine}
+    assert_every_item_once(mine, 3000)
+    places = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+    worker = {"dask": "Dask worker tcp://", "ray": "Ray worker "}[engine]
+    assert any(place.startswith(worker) for place in places), places
+    assert "3,000 items" in trace.summary()

@@ -19,6 +19,7 @@ EXPECTED = {
     "scale_out_ray.py": "item 3: WorkerCrashed",
     "taskgroup_cancellation.py": "the sleeping sibling was cancelled: True",
     "taskgroup_deadline.py": "sum_squares kept its partial result",
+    "trace_a_run.py": "timeline written to",
 }
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ._scheduler import MapIterator as MapIterator
     from ._taskgroup import TaskGroup as TaskGroup
     from ._taskgroup import TaskHandle as TaskHandle
+    from ._trace import Trace as Trace
+    from ._trace import trace as trace
     from .sync import DeadlockError as DeadlockError
 
 # Imported on first use: a worker process imports this package too, and should start fast.
@@ -50,6 +52,8 @@ _LAZY = {
     "run": "._api",
     "TaskGroup": "._taskgroup",
     "TaskHandle": "._taskgroup",
+    "Trace": "._trace",
+    "trace": "._trace",
     "sync": ".sync",
 }
 
@@ -72,6 +76,7 @@ __all__ = [
     "TaskGroup",
     "TaskHandle",
     "TaskTimeout",
+    "Trace",
     "WorkerCrashed",
     "Workers",
     "amap",
@@ -81,6 +86,7 @@ __all__ = [
     "run",
     "sleep",
     "sync",
+    "trace",
     "worker_state",
 ]
 

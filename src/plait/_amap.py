@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from . import _trace
 from . import _validate as check
 from ._api import resolve_backend
 from ._async_call import DEFAULT_ASYNC_WORKERS, run_item
@@ -153,13 +154,18 @@ async def _coroutines(
     """Run an async job on this loop, one coroutine per item the window lets in: the same
     window, order and error handling as a map on a pool (``_window``), driven by coroutines."""
     running: dict[asyncio.Task[Any], Taken] = {}
+    started: dict[asyncio.Task[Any], float] = {}  # while a trace is open: when each began
     wake = asyncio.Event()
 
     def ended(task: asyncio.Task[Any]) -> None:
         batch = running.pop(task, None)
         if batch is None:  # cancelled as the map closed: nobody reads it
             return
-        window.done(batch, _outcome(task))
+        outcome = _outcome(task)
+        began = started.pop(task, None)
+        if began is not None:
+            _trace.record_coroutine(job.fn, batch.first_index, began, outcome)
+        window.done(batch, outcome)
         observer.progressed(1)
         wake.set()
 
@@ -169,6 +175,8 @@ async def _coroutines(
             while (taken := window.take()) is not None:
                 task = asyncio.ensure_future(run_item(job, taken.items[0], options.task_timeout))
                 running[task] = taken
+                if _trace.active:
+                    started[task] = time.perf_counter()
                 task.add_done_callback(ended)
             entry = window.pop()
             if entry is not None:
@@ -186,6 +194,7 @@ async def _coroutines(
     finally:
         left = list(running)
         running.clear()
+        started.clear()
         for task in left:
             task.cancel()
         if left:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import _trace
 from . import _validate as check
 from ._backends import Backend, create_backend
 from ._cancel import CancelToken
@@ -69,6 +70,8 @@ class Engine:
             timeout=timeout,
             token=token,
         )
+        if _trace.active:
+            _trace.record(task, self.backend.name, call=True)
         try:
             self.backend.submit(task)
         except BaseException:

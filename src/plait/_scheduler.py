@@ -24,6 +24,7 @@ from itertools import chain, repeat, starmap
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
+from . import _trace
 from ._backends import Backend
 from ._cancel import CancelToken
 from ._chunking import ChunkSizer
@@ -163,6 +164,8 @@ class MapRun:
                 token=CancelToken(self._token) if timed else self._token,
                 owner_loads=True,
             )
+            if _trace.active:
+                _trace.record(task, self._backend.name)
             try:
                 self._backend.submit(task)
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so

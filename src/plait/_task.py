@@ -32,6 +32,9 @@ class Kind(enum.IntEnum):
 
 _job_ids = itertools.count()
 
+THIS_PROCESS = "this process"  # where batches run that run here (``Outcome.where``)
+EVENT_LOOP = "event loop"  # ... the row of those that run as coroutines, side by side
+
 
 def _nothing() -> None:
     pass
@@ -99,6 +102,9 @@ class Outcome:
     # ... and whether a full garbage collection ran meanwhile (milliseconds, in a large heap,
     # that are the program's rather than the work's)
     collected: bool = False
+    # Where it ran, for a trace (``_trace``): a place ("this process", "worker process 123",
+    # a cluster's worker) and which of its workers (a thread's name); None: not said.
+    where: tuple[str, str] | None = None
 
     def load(self) -> None:
         """Unpack the values, if still packed (see ``packed``); idempotent."""
@@ -139,6 +145,22 @@ def failed(
         return Outcome([], measured=False, ran=ran, packed=partial(_each_failed, size, error))
     values, errors = _each_failed(size, error)
     return Outcome(values, errors, measured=False, ran=ran)
+
+
+def failed_packed(outcome: Outcome) -> tuple[str, int] | None:
+    """For an outcome of ``failed`` whose exceptions are not made yet (its owner makes them):
+    their type's name and how many items, without making them all (a trace reads this)."""
+    packed = outcome.packed
+    if not (isinstance(packed, partial) and packed.func is _each_failed):
+        return None
+    size, error = packed.args
+    if isinstance(error, BaseException):
+        return type(error).__name__, size
+    if isinstance(error, partial) and isinstance(error.func, type):
+        return error.func.__name__, size
+    if isinstance(error, type):
+        return error.__name__, size
+    return type(error()).__name__, size  # (a factory: one made, to see what it makes)
 
 
 def _each_failed(

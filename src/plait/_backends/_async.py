@@ -17,7 +17,7 @@ from typing import Any
 from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
 from .._plan import Plan
-from .._task import Job, Outcome, Task
+from .._task import EVENT_LOOP, THIS_PROCESS, Job, Outcome, Task
 from .._worker_spec import Workers, start_worker
 
 ASYNC_BATCH = 32  # items per batch: they run concurrently, so time says nothing about size
@@ -107,7 +107,9 @@ class AsyncBackend:
             if isinstance(r, BaseException)
         }
         values = [None if i in errors else r for i, r in enumerate(results)]
-        task.finish(task, Outcome(values, errors, time.perf_counter() - started))
+        outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
+        outcome.where = (THIS_PROCESS, EVENT_LOOP)
+        task.finish(task, outcome)
 
     async def _one(self, task: Task, item: Any) -> Any:
         return await run_item(task.job, item, task.timeout, self._semaphore)

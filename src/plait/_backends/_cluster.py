@@ -32,7 +32,7 @@ from .._plan import Plan
 from .._task import Job, Outcome, Task, failed
 from .._worker_spec import Workers
 from ._base import terminated, track
-from ._remote import encode_initializer
+from ._remote import Answer, encode_initializer
 from .process._codec import Sent, encode_function
 from .process._rerun import run_again
 
@@ -52,7 +52,7 @@ class Ended:
     """
 
     how: str
-    result: tuple[bool, float, bytes, bool | str] | None = None
+    result: Answer | None = None
     detail: str = ""
     error: BaseException | None = None
 
@@ -277,8 +277,9 @@ class ClusterBackend:
         ended = self._ended(handle)
         if ended.how == "done":
             assert ended.result is not None
-            clean, elapsed, payload, overran = ended.result
+            clean, elapsed, payload, overran, where = ended.result
             outcome = sent.answer(memoryview(payload), clean=clean, elapsed=elapsed)
+            outcome.where = where
             return outcome, None, overran
         if ended.how == "cancelled":
             return failed(len(task.items), terminated, owner_loads=task.owner_loads), None, False

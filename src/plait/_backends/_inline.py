@@ -9,13 +9,14 @@ names: it cannot stop an overrunning item, so ``auto`` never picks it for a map 
 
 from __future__ import annotations
 
+import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .._cancel import set_current_token
 from .._errors import PoolClosed
 from .._plan import Plan
-from .._task import Job, Task, execute, failed
+from .._task import THIS_PROCESS, Job, Task, execute, failed
 from .._worker_spec import Workers, initialize, working_as
 
 
@@ -53,6 +54,7 @@ class InlineBackend:
             # in any loop it runs: not an item's failure. (The map is closed on the way out.)
             if not isinstance(error, Exception):
                 raise error
+        outcome.where = (THIS_PROCESS, f"inline [{threading.get_native_id()}]")  # the caller's
         task.finish(task, outcome)
 
     def _worker_state(self) -> dict[str, Any]:

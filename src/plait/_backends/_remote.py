@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import sys
 import threading
 import time
@@ -30,6 +31,10 @@ from .process._codec import decode_function, encode_result, note
 FUNCTIONS_KEPT = 16  # a worker keeps this many jobs' functions unpickled
 WORKERS_KEPT = 16  # an engine's thread stands for this many pools' workers (their state)
 
+# What run_batch answers: (clean, elapsed seconds, the DONE payload, whether an item overran
+# and still runs (where), and where the batch ran: (this worker, this thread), for a trace).
+Answer = tuple[bool, float, bytes, bool | str, tuple[str, str]]
+
 _functions: OrderedDict[bytes, tuple[Any, Retry | None]] = OrderedDict()
 _functions_lock = threading.Lock()
 _local = threading.local()
@@ -43,10 +48,11 @@ def run_batch(
     timeout: float | None,
     sys_path: tuple[str, ...],
     init: bytes | None = None,
-) -> tuple[bool, float, bytes, bool | str]:
+) -> Answer:
     """Run one batch: (clean, elapsed seconds, the DONE payload, whether an item overran
     ``timeout`` and still runs, abandoned, in a thread of this worker: if so, this worker's
-    address where the engine gives one (Dask's), else True). ``sys_path`` is the
+    address where the engine gives one (Dask's), else True; and where it ran, for a trace:
+    this worker and this thread's name). ``sys_path`` is the
     caller's: its directories that exist here are added to this worker's, so that the
     caller's own modules import on a cluster on the same machine, as on local processes.
     ``init``: the pool's initializer (``encode_initializer``), or None."""
@@ -59,7 +65,7 @@ def run_batch(
     with working_as(state):  # plait.worker_state() is this worker's
         if timeout is None:
             pieces, clean, elapsed = run(fn, retry, Kind(kind), memoryview(items))
-            return bool(clean), elapsed / 1e9, b"".join(pieces), False
+            return bool(clean), elapsed / 1e9, b"".join(pieces), False, _where()
         return _run_timed(fn, retry, Kind(kind), items, timeout, state)
 
 
@@ -125,7 +131,7 @@ def _function(function: bytes) -> tuple[Any, Retry | None]:
 
 def _run_timed(
     fn: Any, retry: Retry | None, kind: Kind, items: bytes, timeout: float, state: dict[str, Any]
-) -> tuple[bool, float, bytes, bool | str]:
+) -> Answer:
     """A timed task (one item): run on a thread of its own (standing for the worker whose
     ``state`` it is), given ``timeout`` seconds from the moment its item is loaded; past
     that, the item fails with TaskTimeout and the thread is abandoned (the caller may then
@@ -147,7 +153,7 @@ def _run_timed(
     thread.join(timeout)
     if answer:
         pieces, clean, elapsed = answer[0]
-        return bool(clean), elapsed / 1e9, b"".join(pieces), False
+        return bool(clean), elapsed / 1e9, b"".join(pieces), False, _where()
     thread.name = "plait-timed-item (abandoned)"
     error = TaskTimeout(
         f"the item ran longer than task_timeout={timeout}s; plait gave up on it",
@@ -155,7 +161,21 @@ def _run_timed(
     )
     ran_for = time.monotonic() - began
     pieces, _ = encode_result(Outcome([None], {0: error}, ran_for))
-    return False, ran_for, b"".join(pieces), _this_worker()
+    return False, ran_for, b"".join(pieces), _this_worker(), _where()
+
+
+def _where() -> tuple[str, str]:
+    """This worker (its engine's address for it, or its host and pid) and this thread."""
+    place: str | None = getattr(_local, "place", None)
+    if place is None:
+        address = _this_worker()
+        if isinstance(address, str):
+            place = f"Dask worker {address}"
+        else:
+            engine = "Ray worker" if "ray" in sys.modules else "worker"
+            place = f"{engine} {socket.gethostname()} pid {os.getpid()}"
+        _local.place = place
+    return place, threading.current_thread().name
 
 
 def _this_worker() -> bool | str:

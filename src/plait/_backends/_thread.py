@@ -21,7 +21,7 @@ from queue import Empty, SimpleQueue
 from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
 from .._plan import Plan
-from .._task import Job, Outcome, Task, execute, failed
+from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
 from ._base import default_workers, terminated
@@ -150,6 +150,7 @@ class ThreadBackend:
 
     def _work(self, first: Task | None, free: bool, spawn: bool) -> None:
         me = threading.current_thread()
+        where = (THIS_PROCESS, f"{me.name} [{me.native_id}]")  # (for a trace: names repeat)
         task = first
         if spawn:
             with self._cond:
@@ -167,7 +168,7 @@ class ThreadBackend:
                         task = None
                         self._free.put(True)
                         continue
-                if not self._run(me, task, init_error):
+                if not self._run(me, task, init_error, where):
                     return  # abandoned: the item already has its TaskTimeout, or runs elsewhere
                 task = None
                 if self._active() > self.workers + self._compensation and self._park(me):
@@ -202,7 +203,13 @@ class ThreadBackend:
     def _take(self) -> Task | None:
         return self._queue.get()
 
-    def _run(self, me: threading.Thread, task: Task, init_error: BaseException | None) -> bool:
+    def _run(
+        self,
+        me: threading.Thread,
+        task: Task,
+        init_error: BaseException | None,
+        where: tuple[str, str],
+    ) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
         retry = task.job.retry
         if task.timeout is None:
@@ -231,6 +238,7 @@ class ThreadBackend:
                 if me not in self._live:
                     return False
                 del self._running[me]
+        outcome.where = where
         try:
             task.finish(task, outcome)
         except Exception:  # a bug in the owner's callback: report it, keep the thread
@@ -284,9 +292,14 @@ class ThreadBackend:
             warn_at_function(f"plait: {thread.name}: {error}", RuntimeWarning, task.job.fn)
         except Exception:  # warnings turned into errors: nobody here could catch it
             pass
+        # (It ran until its deadline, as far as anyone knows: so a trace shows it.)
+        outcome = Outcome([None], {0: error}, timeout, measured=False)
+        outcome.began = time.perf_counter() - timeout
+        name = thread.name.removesuffix(" (abandoned)")
+        outcome.where = (THIS_PROCESS, f"{name} [{thread.native_id}]")
         self._cond.release()  # finish() takes the owner's locks: never hold ours meanwhile
         try:
-            task.finish(task, Outcome([None], {0: error}))
+            task.finish(task, outcome)
         finally:
             self._cond.acquire()
 

@@ -384,6 +384,7 @@ class ProcessBackend:
         elapsed = outcome.elapsed
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
         outcome.sent_bytes += len(body)  # results count too: the sizer caps bytes both ways
+        outcome.where = (f"worker process {worker.proc.pid}", "worker")
         self._finish(sent.task, outcome)
         if worker.retiring and not worker.tasks:
             self._recycle(worker)
@@ -419,10 +420,12 @@ class ProcessBackend:
             with self._lock:
                 self._requeued.extendleft(reversed([*(again or ()), *queued]))
             if again is None:
-                self._finish(
-                    running,
-                    failed(len(running.items), make_error, owner_loads=running.owner_loads),
-                )
+                outcome = failed(len(running.items), make_error, owner_loads=running.owner_loads)
+                if worker.head_started is not None:  # (for a trace: where, and how long)
+                    outcome.elapsed = time.monotonic() - worker.head_started
+                    outcome.began = time.perf_counter() - outcome.elapsed
+                outcome.where = (f"worker process {worker.proc.pid}", "worker")
+                self._finish(running, outcome)
         if not self._stop_now:
             self._start_worker(worker.index)
 

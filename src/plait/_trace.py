@@ -1,0 +1,278 @@
+"""``plait.trace``: what each worker did, batch by batch, on every backend.
+
+plait knows every batch it sends, so a trace costs one record per batch (never per item):
+where the batch ran (``Outcome.where``, set by each backend), when, how long, its items and
+how it ended. The records become Chrome/Perfetto trace events (``.json``), a timeline page
+(``.html``, ``_timeline``) and a summary a person reads (``_trace_out``). Off, it costs a
+look at one empty list per batch (``active``).
+
+Times are this process's ``perf_counter``: a batch that ran here (threads, inline, async)
+gives its own start; one that ran elsewhere (a worker process, a cluster) is placed by when
+its answer arrived, less the time the worker says it took. So every host is on one clock,
+this one's, to within a message's trip.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._task import EVENT_LOOP, THIS_PROCESS, Outcome, Task, failed_packed
+
+# The row of batches that no one worker ran: run again item by item (after a crash), or never.
+NO_WORKER = "plait: run again, or never run"
+
+# The traces open now: the scheduler and the engine look here as each batch is made.
+active: list[Trace] = []
+_active_lock = threading.Lock()
+_appends: tuple[Callable[[Raw], None], ...] = ()  # each open trace's record keeper, at hand
+_clock = time.perf_counter
+
+
+@dataclass(slots=True)
+class Batch:
+    """One batch, as the trace keeps it."""
+
+    function: str
+    backend: str  # the backend it was given to ("auto" before it chose)
+    group: str  # where it ran: "this process", "worker process 123", "Dask worker ..."
+    row: str  # ... and which of that place's workers: a thread's name, "worker"
+    queued: float  # perf_counter(): when it was made (then it waited for a worker)
+    start: float
+    elapsed: float
+    items: int
+    first: int  # the index of its first item in its map (a call: 0)
+    attempt: int
+    call: bool  # a submitted call (Pool.submit, TaskGroup), not a map's batch
+    errors: dict[str, int]  # exception type name -> how many of its items raised it
+    ran: bool  # False: its items never ran (dropped, cancelled, a dead worker's queue)
+
+
+# What a trace keeps of a batch as it ends: a tuple, made in a few hundred nanoseconds (a Batch
+# is made of it when the trace is read): (function's name, backend, where, queued, began, elapsed,
+# arrived, items, first, attempt, call, errors, ran).
+Raw = tuple[
+    str,
+    str,
+    "tuple[str, str] | None",
+    float,
+    float,
+    float,
+    float,
+    int,
+    int,
+    int,
+    bool,
+    "dict[str, int] | None",
+    bool,
+]
+
+
+def record(task: Task, backend: str, *, call: bool = False) -> None:
+    """Have every open trace record ``task`` when it ends (call only while ``active``)."""
+    appends = _appends
+    if not appends:
+        return
+    queued = _clock()
+    finish = task.finish
+    fn = _name(task.job.fn)  # (a str: a record of atoms is one the garbage collector skips)
+
+    def finished(task: Task, outcome: Outcome) -> None:
+        try:
+            began = outcome.began
+            raw: Raw = (
+                fn, backend, outcome.where, queued, began, outcome.elapsed,
+                0.0 if began else _clock(), len(task.items), task.first_index, task.attempt,
+                call, _errors(outcome) if outcome.errors or outcome.packed else None,
+                outcome.ran,
+            )  # fmt: skip
+            for append in appends:
+                append(raw)  # (list.append: atomic)
+        except Exception:  # recording must never cost the run its result
+            pass
+        finish(task, outcome)
+
+    task.finish = finished
+
+
+def record_coroutine(fn: Any, first: int, started: float, outcome: Outcome) -> None:
+    """Have every open trace record one item of ``plait.amap`` that ran as a coroutine on
+    the caller's loop from ``started`` until now (call only while ``active``)."""
+    now = time.perf_counter()
+    errors = _errors(outcome) if outcome.errors else None
+    where = (THIS_PROCESS, EVENT_LOOP)
+    raw: Raw = (_name(fn), "async", where, started, started, now - started, now, 1, first, 1, False,
+                errors, True)  # fmt: skip
+    for append in _appends:
+        append(raw)
+
+
+def _errors(outcome: Outcome) -> dict[str, int]:
+    """How many of the batch's items raised each type of exception."""
+    errors: dict[str, int] = {}
+    for error in outcome.errors.values():
+        name = type(error).__name__
+        errors[name] = errors.get(name, 0) + 1
+    if (packed := failed_packed(outcome)) is not None:
+        errors[packed[0]] = packed[1]
+    return errors
+
+
+def _batch(raw: Raw) -> Batch:
+    fn, backend, where, queued, began, elapsed, arrived, items, first, attempt, call = raw[:11]
+    errors, ran = raw[11:]
+    start = began if began else arrived - elapsed
+    group, row = where or (THIS_PROCESS, NO_WORKER)
+    return Batch(
+        fn,
+        backend,
+        group,
+        row,
+        min(queued, start),
+        start,
+        elapsed,
+        items,
+        first,
+        attempt,
+        call,
+        errors or {},
+        ran,
+    )
+
+
+def _keep_appends() -> None:  # holding _active_lock
+    global _appends
+    _appends = tuple(trace._raw.append for trace in active)
+
+
+def _name(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None)
+    if type(name) is str:
+        return name
+    name = getattr(fn, "__name__", None)
+    return str(name) if name else type(fn).__name__
+
+
+class Trace:
+    """What ran while the trace was open: every map, pool, TaskGroup and amap, on every
+    backend. ``with plait.trace("run.json") as t:`` writes the file as the block ends;
+    ``t.summary()`` says in words what the workers did."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        if path is not None:
+            _check_path(path)
+        self.path = None if path is None else Path(path)
+        self._raw: list[Raw] = []  # a record per batch, as it ended (``batches`` reads them)
+        self._opened = time.perf_counter()  # (again as the block begins)
+        self._closed: float | None = None
+
+    def __enter__(self) -> Trace:
+        self._opened = time.perf_counter()
+        self._closed = None
+        with _active_lock:
+            active.append(self)
+            _keep_appends()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._closed = time.perf_counter()
+        with _active_lock:
+            if self in active:
+                active.remove(self)
+            _keep_appends()
+        if self.path is not None:
+            self.write(self.path)
+
+    # -- reading ------------------------------------------------------------------------
+
+    @property
+    def batches(self) -> list[Batch]:
+        """The batches recorded so far, by start."""
+        return sorted((_batch(raw) for raw in list(self._raw)), key=lambda b: b.start)
+
+    def _span(self, batches: list[Batch]) -> tuple[float, float]:
+        end = self._closed if self._closed is not None else time.perf_counter()
+        if batches:
+            end = max(end, max(b.start + b.elapsed for b in batches))
+        return self._opened, end
+
+    def events(self) -> list[dict[str, Any]]:
+        """The trace as Chrome/Perfetto trace events (what ``write`` puts in a .json)."""
+        from ._trace_out import lay_out, trace_events
+
+        return trace_events(lay_out(self.batches, self._opened))
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the trace to ``path``, as its extension says: ``.json``, Chrome/Perfetto
+        trace events; ``.html``, the timeline, a page that needs nothing else. Its path."""
+        path = Path(path)
+        if _check_path(path) == ".html":
+            path.write_text(self.html(), encoding="utf-8")
+            return path
+        import json  # (only here: a program that never writes a trace needs none)
+
+        document = {
+            "traceEvents": self.events(),
+            "displayTimeUnit": "ms",
+            "otherData": {"producer": "plait", "summary": self.summary()},
+        }
+        path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+        return path
+
+    def html(self) -> str:
+        """The timeline: one self-contained HTML page (what ``write`` puts in a .html)."""
+        from ._timeline import timeline_html
+        from ._trace_out import lay_out
+
+        batches = self.batches
+        return timeline_html(lay_out(batches, self._opened), self._summary(batches))
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the timeline inline (in a frame of its own: its script and style
+        stay out of the notebook's)."""
+        import html
+
+        page = html.escape(self.html(), quote=True)
+        height = 220 + 18 * len({raw[2] for raw in self._raw})
+        return (
+            f'<iframe srcdoc="{page}" style="width: 100%; height: {min(height, 900)}px; '
+            'border: 1px solid #ddd"></iframe>'
+        )
+
+    def summary(self) -> str:
+        """Plain text: per worker its busy share, items and errors; the run's items per
+        second, item times, queue wait, retries, timeouts, crashes, and whether the workers
+        sat idle for want of input."""
+        return self._summary(self.batches)
+
+    def _summary(self, batches: list[Batch]) -> str:
+        from ._trace_out import summary
+
+        return summary(batches, *self._span(batches))
+
+    def __repr__(self) -> str:
+        return f"<plait.Trace: {len(self._raw)} batches>"
+
+
+def trace(path: str | os.PathLike[str] | None = None) -> Trace:
+    """Record what every map, pool, TaskGroup and amap does inside the ``with`` block, on
+    every backend, and write it to ``path`` as the block ends: ``.json``, Chrome/Perfetto
+    trace events, which ui.perfetto.dev and chrome://tracing open; ``.html``, a timeline
+    that needs nothing but a browser. ``summary()`` says what the workers did."""
+    return Trace(path)
+
+
+def _check_path(path: str | os.PathLike[str]) -> str:
+    """The path's kind (".json" or ".html"), or a ValueError that says which there are."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".json", ".html"):
+        raise ValueError(
+            f"plait.trace: path must end in .json (Chrome/Perfetto trace events) or .html (a "
+            f"timeline that opens in any browser), got {os.fspath(path)!r}"
+        )
+    return suffix

@@ -1,0 +1,218 @@
+"""A trace's records laid out in rows, and what is made of them: Chrome/Perfetto trace events
+and the summary in words (the HTML timeline is ``_timeline``'s).
+
+The layout is where the rows' rule holds: a worker runs one batch at a time, so a batch on its
+row never begins before the one before it ended (a batch placed by its answer's arrival may
+seem to: a later answer's trip may have been shorter than an earlier one's); the event loop,
+which runs coroutines side by side, gets a further row for each that ran beside others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from ._task import EVENT_LOOP, THIS_PROCESS
+from ._trace import Batch
+
+
+@dataclass(slots=True)
+class Placed:
+    batch: Batch
+    row: int  # index into Layout.rows
+    ts: float  # microseconds since the trace opened
+    dur: float  # microseconds
+
+
+@dataclass(slots=True)
+class Layout:
+    places: list[str]  # "this process", "worker process 123", ...
+    rows: list[tuple[int, str]]  # (index into places, the row's name)
+    placed: list[Placed]  # by start
+    queue: list[tuple[float, int]]  # (microseconds, batches waiting for a worker from then)
+
+
+def lay_out(batches: list[Batch], opened: float) -> Layout:
+    """Rows for ``batches`` (sorted by start), one per worker, none overlapping."""
+    places: dict[str, int] = {}
+    rows: dict[tuple[str, str], int] = {}
+    ends: list[float] = []  # per row: where its last batch ended
+    placed: list[Placed] = []
+
+    def us(at: float) -> float:
+        return round((at - opened) * 1e6, 3)
+
+    def row_of(batch: Batch, ts: float) -> int:
+        places.setdefault(batch.group, len(places))  # (places in the order they appear)
+        lane = 0
+        while True:
+            name = batch.row if lane == 0 else f"{batch.row} #{lane + 1}"
+            row = rows.get((batch.group, name))
+            if row is None:
+                row = rows[batch.group, name] = len(ends)
+                ends.append(-math.inf)
+                return row
+            if ends[row] <= ts or batch.row != EVENT_LOOP:
+                return row
+            lane += 1
+
+    for batch in batches:
+        ts = us(batch.start)
+        row = row_of(batch, ts)
+        ts = max(ts, ends[row])
+        dur = round(batch.elapsed * 1e6, 3)
+        ends[row] = max(ends[row], ts + dur)
+        placed.append(Placed(batch, row, ts, dur))
+    if batches:
+        places.setdefault(THIS_PROCESS, len(places))  # (the queue's counter lives there)
+    changes = sorted([(b.queued, 1) for b in batches] + [(b.start, -1) for b in batches])
+    queue: list[tuple[float, int]] = []
+    waiting = 0
+    for at, change in changes:
+        waiting += change
+        queue.append((us(at), waiting))
+    return Layout(
+        list(places),
+        [(places[group], name) for group, name in rows],
+        placed,
+        queue,
+    )
+
+
+def trace_events(layout: Layout) -> list[dict[str, Any]]:
+    """Chrome/Perfetto trace events: a process (``pid``) per place, a named row (``tid``) per
+    worker, a complete event per batch (an instant one for a batch that never ran), and a
+    counter of the batches waiting for a worker."""
+    events: list[dict[str, Any]] = []
+    for index, place in enumerate(layout.places):
+        events.append(_meta("process_name", index + 1, 0, place))
+        events.append(_meta("process_sort_index", index + 1, 0, index + 1, key="sort_index"))
+    for index, (at, name) in enumerate(layout.rows):
+        events.append(_meta("thread_name", at + 1, index + 1, name))
+    for item in layout.placed:
+        batch = item.batch
+        args: dict[str, Any] = {"items": batch.items, "attempt": batch.attempt}
+        if batch.call:
+            args["call"] = True
+        else:
+            args["first item"] = batch.first
+            args["last item"] = batch.first + batch.items - 1
+        args["queued ms"] = round((batch.start - batch.queued) * 1e3, 3)
+        if batch.errors:
+            args["error"] = ", ".join(sorted(batch.errors))
+            args["errors"] = sum(batch.errors.values())
+        if not batch.ran:
+            args["ran"] = False
+        event: dict[str, Any] = {
+            "name": batch.function,
+            "cat": batch.backend,
+            "pid": layout.rows[item.row][0] + 1,
+            "tid": item.row + 1,
+            "ts": item.ts,
+            "args": args,
+        }
+        if item.dur > 0:
+            event.update(ph="X", dur=item.dur)
+        else:  # it never ran (or in no time): a mark
+            event.update(ph="i", s="t")
+        events.append(event)
+    if layout.queue:
+        pid = layout.places.index(THIS_PROCESS) + 1
+        for ts, waiting in layout.queue:
+            events.append(
+                {
+                    "name": "batches waiting for a worker",
+                    "ph": "C",
+                    "pid": pid,
+                    "ts": ts,
+                    "args": {"waiting": waiting},
+                }
+            )
+    return events
+
+
+def _meta(name: str, pid: int, tid: int, value: object, *, key: str = "name") -> dict[str, Any]:
+    return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": {key: value}}
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+
+def summary(batches: list[Batch], opened: float, closed: float) -> str:
+    """Plain text: the run, then per worker its busy share, items and errors."""
+    wall = max(closed - opened, 1e-9)
+    ran = [b for b in batches if b.ran]
+    items = sum(b.items for b in ran)
+    lines = [
+        f"plait trace: {len(batches)} batches, {items:,} items in {wall:.3f} s "
+        f"({items / wall:,.0f} items/s)"
+    ]
+    if not batches:
+        return lines[0]
+    per_item = [b.elapsed / b.items for b in ran if b.items and b.elapsed > 0]
+    if per_item:
+        lines.append(
+            f"item time: p50 {_ms(_quantile(per_item, 0.5))}, p99 {_ms(_quantile(per_item, 0.99))}"
+            " (each batch's time over its items)"
+        )
+    waits = [b.start - b.queued for b in batches]
+    lines.append(
+        f"queue wait (made to begun): p50 {_ms(_quantile(waits, 0.5))}, "
+        f"p99 {_ms(_quantile(waits, 0.99))}"
+    )
+    counts: dict[str, int] = defaultdict(int)
+    for batch in batches:
+        for name, count in batch.errors.items():
+            counts[name] += count
+    retried = sum(1 for b in batches if b.attempt > 1)
+    lines.append(
+        f"errors {sum(counts.values())}, timeouts {counts.get('TaskTimeout', 0)}, "
+        f"crashes {counts.get('WorkerCrashed', 0)}, batches run again {retried}"
+    )
+    rows: dict[tuple[str, str], list[Batch]] = defaultdict(list)
+    for batch in batches:
+        rows[batch.group, batch.row].append(batch)
+    lines.append("workers:")
+    busy_total = 0.0
+    width = max(len(f"{group} / {row}") for group, row in rows)
+    for (group, row), mine in rows.items():
+        busy = sum(b.elapsed for b in mine)
+        busy_total += busy
+        failed = sum(sum(b.errors.values()) for b in mine)
+        lines.append(
+            f"  {f'{group} / {row}':<{width}}  busy {min(busy / wall, 9.99):4.0%}  "
+            f"{sum(b.items for b in mine if b.ran):>9,} items  {failed:,} errors"
+        )
+    idle = 1 - busy_total / (wall * len(rows))
+    if idle > 0.5 and _queued_share(batches, wall) < 0.25:
+        lines.append(
+            f"the workers sat idle {idle:.0%} of the time while no batch waited for one: the "
+            "input (or the consumer of the results) was the bottleneck, not the workers"
+        )
+    return "\n".join(lines)
+
+
+def _queued_share(batches: list[Batch], wall: float) -> float:
+    """The share of the time some batch waited for a worker."""
+    changes = sorted([(b.queued, 1) for b in batches] + [(b.start, -1) for b in batches])
+    waiting, since, total = 0, 0.0, 0.0
+    for at, change in changes:
+        if waiting == 0 and change > 0:
+            since = at
+        waiting += change
+        if waiting == 0:
+            total += at - since
+    return total / wall
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms"

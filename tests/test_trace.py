@@ -1,0 +1,263 @@
+"""``plait.trace``: the JSON read back and checked as Perfetto reads it, on every backend, and
+the summary."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plait
+from conftest import on
+from plait import _trace
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError("seven")
+    return x
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    document = json.loads(path.read_text())
+    assert document["displayTimeUnit"] == "ms"
+    events: list[dict[str, Any]] = document["traceEvents"]
+    check_as_perfetto_reads_it(events)
+    return events
+
+
+def check_as_perfetto_reads_it(events: list[dict[str, Any]]) -> None:
+    """What the trace viewers need: complete events with every field, in microseconds; every
+    row and every process named; no two events on a row overlapping."""
+    named_rows = {(e["pid"], e["tid"]) for e in events if e["name"] == "thread_name"}
+    named_places = {e["pid"] for e in events if e["name"] == "process_name"}
+    rows: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for event in events:
+        assert event["ph"] in ("X", "i", "C", "M"), event
+        assert isinstance(event["pid"], int), event
+        if event["ph"] == "M":
+            assert event["name"] in ("process_name", "process_sort_index", "thread_name")
+            continue
+        assert isinstance(event["ts"], int | float), event
+        assert event["ts"] >= 0, event
+        assert event["pid"] in named_places, event
+        if event["ph"] == "C":
+            continue
+        assert isinstance(event["name"], str), event
+        assert event["name"], event
+        assert isinstance(event["cat"], str), event
+        assert isinstance(event["tid"], int), event
+        assert (event["pid"], event["tid"]) in named_rows, event
+        assert event["args"]["items"] >= 1, event
+        if event["ph"] == "X":
+            assert event["dur"] > 0, event
+            rows[event["pid"], event["tid"]].append((event["ts"], event["dur"]))
+    for spans in rows.values():
+        spans.sort()
+        for (ts, dur), (next_ts, _) in itertools.pairwise(spans):
+            assert ts + dur <= next_ts + 1e-3, spans  # (rounded to nanoseconds)
+
+
+def batches(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["ph"] in ("X", "i") and e["name"] == name]
+
+
+def assert_every_item_once(events: list[dict[str, Any]], count: int) -> None:
+    covered = sorted(
+        index
+        for e in events
+        for index in range(e["args"]["first item"], e["args"]["last item"] + 1)
+    )
+    assert covered == list(range(count))
+    assert sum(e["args"]["items"] for e in events) == count
+
+
+def test_a_map_on_each_backend_is_recorded_batch_by_batch(any_backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    fn = on(any_backend, square)
+    with plait.trace(path) as trace:
+        assert list(plait.map(fn, range(300), backend=any_backend, workers=2)) == [
+            x * x for x in range(300)
+        ]
+    assert path.exists()
+    events = load(path)
+    mine = batches(events, fn.__qualname__)
+    assert {e["cat"] for e in mine} == {any_backend}
+    assert_every_item_once(mine, 300)
+    rows = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    if any_backend == "thread":
+        assert all(row.startswith("plait-thread-") for row in rows), rows
+    elif any_backend == "process":
+        places = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+        assert sum(place.startswith("worker process ") for place in places) == 2, places
+    summary = trace.summary()
+    assert "300 items" in summary
+    assert "workers:" in summary
+
+
+async def async_square(x: int) -> int:
+    return x * x
+
+
+def test_amap_of_coroutines_gets_a_lane_per_coroutine_at_once(tmp_path: Path) -> None:
+    import asyncio
+
+    async def main() -> list[int]:
+        return [x async for x in plait.amap(async_square, range(50), workers=8)]
+
+    with plait.trace(tmp_path / "run.json"):
+        assert asyncio.run(main()) == [x * x for x in range(50)]
+    events = load(tmp_path / "run.json")
+    mine = batches(events, "async_square")
+    assert_every_item_once(mine, 50)
+    lanes = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert "event loop" in lanes
+    assert len(lanes) <= 8  # (no more side by side than it ran)
+
+
+def test_auto_records_where_it_chose_to_run(tmp_path: Path) -> None:
+    with plait.trace(tmp_path / "run.json"):
+        assert sum(plait.map(square, range(2000))) == sum(x * x for x in range(2000))
+    mine = batches(load(tmp_path / "run.json"), "square")
+    assert {e["cat"] for e in mine} == {"auto"}
+    assert_every_item_once(mine, 2000)
+
+
+def test_failures_are_marked_with_their_exception_type(backend: str, tmp_path: Path) -> None:
+    with plait.trace(tmp_path / "run.json") as trace:
+        results = list(
+            plait.map(fail_on_seven, range(20), backend=backend, errors="return", chunksize=4)
+        )
+    assert isinstance(results[7], ValueError)
+    failing = [
+        e for e in batches(load(tmp_path / "run.json"), "fail_on_seven") if "error" in e["args"]
+    ]
+    assert len(failing) == 1
+    assert failing[0]["args"]["error"] == "ValueError"
+    assert failing[0]["args"]["errors"] == 1
+    assert failing[0]["args"]["first item"] <= 7 <= failing[0]["args"]["last item"]
+    assert "errors 1," in trace.summary()
+
+
+def hang_on_two(x: int) -> int:
+    if x == 2:
+        plait.sleep(60)  # (told to stop once it overran: the thread ends)
+    return x
+
+
+def test_a_timeout_is_marked_and_counted(backend: str, tmp_path: Path) -> None:
+    with plait.trace(tmp_path / "run.json") as trace:
+        results = list(
+            plait.map(hang_on_two, range(4), backend=backend, task_timeout=1, errors="return")
+        )
+    assert isinstance(results[2], plait.TaskTimeout)
+    marked = [
+        e for e in batches(load(tmp_path / "run.json"), "hang_on_two") if "error" in e["args"]
+    ]
+    assert [e["args"]["error"] for e in marked] == ["TaskTimeout"]
+    assert "timeouts 1," in trace.summary()
+
+
+def crash_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(1)
+    return x
+
+
+def test_a_crash_is_marked_and_counted(tmp_path: Path) -> None:
+    with plait.trace(tmp_path / "run.json") as trace:
+        results = list(
+            plait.map(
+                crash_on_three, range(8), backend="process", workers=2, chunksize=4, errors="return"
+            )
+        )
+    assert isinstance(results[3], plait.WorkerCrashed)
+    events = load(tmp_path / "run.json")
+    marked = [e for e in batches(events, "crash_on_three") if "error" in e["args"]]
+    assert [e["args"]["error"] for e in marked] == ["WorkerCrashed"]
+    assert "crashes 1," in trace.summary()
+
+
+def test_submitted_calls_are_recorded_as_calls(backend: str, tmp_path: Path) -> None:
+    with plait.trace(tmp_path / "run.json"), plait.Pool(backend, 2) as pool:
+        futures = [pool.submit(square, x) for x in range(10)]
+        assert [f.result(timeout=60) for f in futures] == [x * x for x in range(10)]
+    calls = batches(load(tmp_path / "run.json"), "square")
+    assert len(calls) == 10
+    assert all(e["args"]["call"] for e in calls)
+
+
+def test_two_pools_at_once_never_share_a_row(tmp_path: Path) -> None:
+    """Their threads have the same names; their rows are still their own."""
+    barrier = threading.Barrier(4)
+
+    def meet(x: int) -> int:
+        barrier.wait(timeout=30)
+        return x
+
+    with (
+        plait.trace(tmp_path / "run.json"),
+        plait.Pool("thread", 2) as one,
+        plait.Pool("thread", 2) as two,
+    ):
+        futures = [pool.submit(meet, x) for pool in (one, two) for x in range(2)]
+        assert [f.result(timeout=60) for f in futures] == [0, 1, 0, 1]
+    events = load(tmp_path / "run.json")  # (no overlap on any row)
+    assert len({(e["pid"], e["tid"]) for e in batches(events, meet.__qualname__)}) == 4
+
+
+def test_the_queue_in_front_of_the_workers_is_a_counter(tmp_path: Path) -> None:
+    with plait.trace(tmp_path / "run.json"):
+        list(plait.map(square, range(100), backend="thread", workers=2, chunksize=1))
+    counter = [e for e in load(tmp_path / "run.json") if e["ph"] == "C"]
+    assert counter
+    assert counter[-1]["args"]["waiting"] == 0
+    assert max(e["args"]["waiting"] for e in counter) >= 1
+
+
+def test_the_summary_says_when_the_input_was_the_bottleneck() -> None:
+    gate = threading.Event()
+
+    def slow_input() -> Any:
+        for x in range(20):
+            gate.wait(0.02)  # (never set: a slow producer, 20 ms an item)
+            yield x
+
+    with plait.trace() as trace:
+        assert list(plait.map(square, slow_input(), backend="thread", workers=4)) == [
+            x * x for x in range(20)
+        ]
+    assert "the input (or the consumer of the results) was the bottleneck" in trace.summary()
+
+
+def test_nothing_is_recorded_outside_the_block(tmp_path: Path) -> None:
+    with plait.trace() as trace:
+        pass
+    list(plait.map(square, range(50), backend="thread"))
+    assert trace.batches == []
+    assert _trace.active == []
+    assert trace.summary().startswith("plait trace: 0 batches")
+
+
+def test_a_path_that_is_not_json_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"plait\.trace: path must end in \.json .* or \.html"):
+        plait.trace("run.txt")
+
+
+def test_an_error_in_the_block_still_writes_the_trace(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    with pytest.raises(ValueError, match="seven"), plait.trace(path):
+        list(plait.map(fail_on_seven, range(10), backend="thread"))
+    assert batches(load(path), "fail_on_seven")
