@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,7 @@ def test_demo_runs_every_scenario_and_prints_the_table() -> None:
     assert "backend='auto' chose thread x" in downloads
     assert "it waits" in downloads
     assert out.count("    3\n") == 2  # each function printed all of its lines, twice over
+    timeline = Path(out.split("timeline of plait's runs: ")[1].split(" (open it")[0])
+    page = timeline.read_text()
+    assert "<canvas" in page
+    assert "crunch" in page  # (the arithmetic's function, recorded)

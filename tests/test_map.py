@@ -249,6 +249,26 @@ def test_progress_bar_without_length(capsys: pytest.CaptureFixture[str]) -> None
     assert "120" in capsys.readouterr().err
 
 
+def test_progress_takes_tqdm_s_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """A generator whose length the caller knows gets its total; desc and unit as tqdm's."""
+    pages = (x for x in range(120))
+    progress = {"desc": "pages", "total": 120, "unit": "page"}
+    assert len(list(plait.map(double, pages, progress=progress))) == 120
+    err = capsys.readouterr().err
+    assert "pages:" in err
+    assert "120/120" in err
+    assert "page/s" in err
+
+
+def test_a_progress_option_tqdm_lacks_is_refused_at_the_call() -> None:
+    with pytest.raises(TypeError, match=r"plait\.map: progress= has no tqdm option 'dsc'"):
+        plait.map(double, range(3), progress={"dsc": "typo"})
+    with pytest.raises(ValueError, match=r"progress=\{'iterable': ...\}: plait counts"):
+        plait.map(double, range(3), progress={"iterable": [1]})
+    with pytest.raises(ValueError, match="progress must be True, False or a dict of tqdm's"):
+        plait.map(double, range(3), progress="yes")  # type: ignore[call-overload]
+
+
 def test_large_payloads_travel_intact_to_processes() -> None:
     blobs: list[object] = [
         bytes(range(256)) * 1024,  # 256 KiB of bytes: sent out of band

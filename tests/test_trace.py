@@ -261,3 +261,44 @@ def test_an_error_in_the_block_still_writes_the_trace(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seven"), plait.trace(path):
         list(plait.map(fail_on_seven, range(10), backend="thread"))
     assert batches(load(path), "fail_on_seven")
+
+
+def test_trace_on_one_map_records_that_map_alone(tmp_path: Path) -> None:
+    path = tmp_path / "one.json"
+    other = plait.map(fail_on_seven, range(5), backend="thread", errors="return")
+    results = plait.map(square, range(100), backend="thread", workers=2, trace=path)
+    assert list(other) == [0, 1, 2, 3, 4]
+    assert not path.exists()  # (written as the map ends)
+    assert sum(results) == sum(x * x for x in range(100))
+    events = load(path)
+    assert_every_item_once(batches(events, "square"), 100)
+    assert not batches(events, "fail_on_seven")
+
+
+def test_trace_on_maps_can_gather_into_one_trace(any_backend: str, tmp_path: Path) -> None:
+    trace = plait.Trace()
+    fn = on(any_backend, square)
+    for _ in range(2):
+        assert len(list(plait.map(fn, range(30), backend=any_backend, trace=trace))) == 30
+    assert sum(b.items for b in trace.batches) == 60
+    trace.write(tmp_path / "both.json")
+    assert len(batches(load(tmp_path / "both.json"), fn.__qualname__)) >= 2
+
+
+def test_trace_on_amap_of_coroutines(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "amap.html"
+
+    async def main() -> list[int]:
+        return [x async for x in plait.amap(async_square, range(10), trace=path)]
+
+    assert asyncio.run(main()) == [x * x for x in range(10)]
+    assert "async_square" in path.read_text()
+
+
+def test_a_bad_trace_is_refused_at_the_call() -> None:
+    with pytest.raises(TypeError, match=r"plait\.map: trace must be a path"):
+        plait.map(square, range(3), trace=3)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match=r"plait\.map: path must end in \.json"):
+        plait.map(square, range(3), trace="run.txt")

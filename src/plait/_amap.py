@@ -164,7 +164,7 @@ async def _coroutines(
         outcome = _outcome(task)
         began = started.pop(task, None)
         if began is not None:
-            _trace.record_coroutine(job.fn, batch.first_index, began, outcome)
+            _trace.record_coroutine(job.fn, batch.first_index, began, outcome, options.trace)
         window.done(batch, outcome)
         observer.progressed(1)
         wake.set()
@@ -175,7 +175,7 @@ async def _coroutines(
             while (taken := window.take()) is not None:
                 task = asyncio.ensure_future(run_item(job, taken.items[0], options.task_timeout))
                 running[task] = taken
-                if _trace.active:
+                if _trace.active or options.trace is not None:
                     started[task] = time.perf_counter()
                 task.add_done_callback(ended)
             entry = window.pop()
@@ -200,6 +200,8 @@ async def _coroutines(
         if left:
             await asyncio.gather(*left, return_exceptions=True)
         observer.finished()
+        if options.trace is not None:
+            options.trace.map_ended()
 
 
 def _outcome(task: asyncio.Task[Any]) -> Outcome:

@@ -2,23 +2,27 @@
 
 Three scenarios, each run serially and then with plait: two functions started together on two
 threads; downloads from a slow local HTTP server (threads shine while waiting); and pure-Python
-number crunching (threads cannot help under the GIL; processes can).
+number crunching (threads cannot help under the GIL; processes can). It ends by writing the
+timeline of plait's runs (``plait.trace``) and saying where.
 """
 
 from __future__ import annotations
 
 import http.server
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ._api import map as plait_map
 from ._api import run
+from ._trace import trace
 
 FILES = 40
 SERVER_DELAY = 0.05  # seconds the server waits before answering each request
@@ -152,11 +156,12 @@ def number_crunching() -> list[tuple[str, float]]:
 def main() -> int:
     started = time.perf_counter()
     print("plait demo: the same work, serially and with plait")
-    sections = [
-        ("(a) two functions", two_functions()),
-        ("(b) downloads", downloads()),
-        ("(c) arithmetic", number_crunching()),
-    ]
+    with trace() as runs:  # what plait's workers did, for the timeline at the end
+        sections = [
+            ("(a) two functions", two_functions()),
+            ("(b) downloads", downloads()),
+            ("(c) arithmetic", number_crunching()),
+        ]
     print(f"\n{'scenario':<20} {'how':<20} {'time':>9} {'speed-up':>9}")
     print("-" * 61)
     for title, rows in sections:
@@ -165,4 +170,6 @@ def main() -> int:
             print(f"{title:<20} {how:<20} {seconds:>8.2f}s {baseline / seconds:>8.1f}x")
             title = ""
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s")
+    timeline = runs.write(Path(tempfile.gettempdir()) / "plait-demo.html")
+    print(f"timeline of plait's runs: {timeline} (open it in any browser)")
     return 0

@@ -127,6 +127,8 @@ class Engine:
 
         def closed(complete: bool) -> None:
             backend.release(job)
+            if options.trace is not None:
+                options.trace.map_ended()
             on_close(complete)
 
         # A timed item travels alone: a batch's deadline would not say which item overran.
@@ -146,6 +148,7 @@ class Engine:
             on_close=closed,
             total=total,
             task_timeout=options.task_timeout,
+            trace=options.trace,
         )
         return MapIterator(run)
 
@@ -194,7 +197,8 @@ def prepare_map(
     if options.progress:
         from ._progress import ProgressBar
 
-        observers.append(ProgressBar())
+        bar = options.progress
+        observers.append(ProgressBar(where=options.where, **({} if bar is True else bar)))
     if options.rate is not None:
         from ._rate import rate_limited
 

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import difflib
 import enum
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict
 
 from . import _validate as check
 from ._retry import Retry, as_retry
+
+if TYPE_CHECKING:
+    from ._trace import Trace
 
 
 class Default(enum.Enum):
@@ -49,10 +53,14 @@ class MapKeywords(TypedDict, total=False):
     """Seconds per item: an overrunning item fails with TaskTimeout."""
     retries: int | Retry | Default | None
     """More attempts for failing items: a count, or a plait.Retry."""
-    progress: bool
-    """A tqdm progress bar counting items."""
+    progress: bool | Mapping[str, Any]
+    """A tqdm progress bar counting items: True, or a dict of tqdm's options (``desc``,
+    ``total`` for a generator whose length you know, ``unit``, ...)."""
     rate: float | None
     """At most this many calls of the function per second."""
+    trace: str | os.PathLike[str] | Trace | None
+    """A trace of this map alone: a path (``.html``: a timeline; ``.json``: Chrome/Perfetto
+    trace events), written as the map ends, or a ``plait.Trace`` to add its batches to."""
 
 
 _DEFAULTS: Final[MapKeywords] = {
@@ -63,6 +71,7 @@ _DEFAULTS: Final[MapKeywords] = {
     "retries": DEFAULT,
     "progress": False,
     "rate": None,
+    "trace": None,
 }
 
 
@@ -77,8 +86,9 @@ class MapOptions:
     deadline: float | None = None  # time.monotonic() by which the map must be done
     task_timeout: float | None = None
     retry: Retry | None = None
-    progress: bool = False
+    progress: bool | Mapping[str, Any] = False
     rate: float | None = None
+    trace: Trace | None = None
 
     @classmethod
     def build(
@@ -96,7 +106,11 @@ class MapOptions:
         given: dict[str, Any] = {**_DEFAULTS, **keywords}
         check.check_choice("errors", errors, ("raise", "return"), where)
         check.check_choice("ordered", given["ordered"], (True, False), where)
-        check.check_choice("progress", given["progress"], (True, False), where)
+        if given["progress"] not in (True, False) and not isinstance(given["progress"], Mapping):
+            raise ValueError(
+                f"{where}: progress must be True, False or a dict of tqdm's options (e.g. "
+                f"{{'desc': 'pages', 'total': 1000}}), got {given['progress']!r}"
+            )
         chunksize = given["chunksize"]
         check.check_chunksize(chunksize, where)
         check.check_timeout(given["timeout"], where)
@@ -126,7 +140,22 @@ class MapOptions:
             retry=retry,
             progress=given["progress"],
             rate=rate,
+            trace=_as_trace(given["trace"], where),
         )
+
+
+def _as_trace(trace: object, where: str) -> Trace | None:
+    if trace is None:
+        return None
+    from ._trace import Trace
+
+    if isinstance(trace, Trace):
+        return trace
+    if isinstance(trace, str | os.PathLike):
+        return Trace(trace, where=where)
+    raise TypeError(
+        f"{where}: trace must be a path ('run.html' or 'run.json') or a plait.Trace, got {trace!r}"
+    )
 
 
 def _check_names(where: str, keywords: Mapping[str, object]) -> None:

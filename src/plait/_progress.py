@@ -48,15 +48,34 @@ def _bar_closed() -> None:
             _saved_showwarning = None
 
 
+# tqdm's options that plait sets itself, or that would break the count.
+NOT_YOURS = {"iterable": "plait counts the items itself", "gui": "a terminal or notebook bar"}
+
+
 class ProgressBar(MapObserver):
-    def __init__(self, description: str | None = None) -> None:
+    """tqdm's bar: the notebook's in Jupyter (``tqdm.auto``), the terminal's elsewhere.
+    ``options`` are tqdm's own (``desc``, ``total``, ``unit``...), checked at the call."""
+
+    def __init__(self, *, where: str = "plait.map", **options: Any) -> None:
         try:
-            import tqdm  # noqa: F401 - checked here so the error comes at the call
+            import tqdm
         except ImportError:
             raise ImportError(
                 "progress=True needs tqdm: pip install 'plait[progress]' (or pip install tqdm)"
             ) from None
-        self._description = description
+        if options:
+            import inspect
+
+            known = set(inspect.signature(tqdm.tqdm.__init__).parameters) - {"self", "kwargs"}
+            for name in options:
+                if name in NOT_YOURS:
+                    raise ValueError(f"{where}: progress={{{name!r}: ...}}: {NOT_YOURS[name]}")
+                if name not in known:
+                    raise TypeError(
+                        f"{where}: progress= has no tqdm option {name!r}; tqdm takes "
+                        f"{', '.join(sorted(known - set(NOT_YOURS)))}"
+                    )
+        self._options = {"unit": "item", "dynamic_ncols": True, **options}
         self._bar: Any = None
 
     def started(self, total: int | None) -> None:
@@ -65,7 +84,7 @@ class ProgressBar(MapObserver):
         class Bar(tqdm):  # type: ignore[misc]
             monitor_interval = 0  # tqdm's monitor thread would outlive the map
 
-        self._bar = Bar(total=total, desc=self._description, unit="item", dynamic_ncols=True)
+        self._bar = Bar(**{"total": total, **self._options})
         _bar_opened()
 
     def progressed(self, items: int) -> None:

@@ -66,6 +66,7 @@ class MapRun:
         on_close: Callable[[bool], None],
         total: int | None,
         task_timeout: float | None = None,
+        trace: _trace.Trace | None = None,
     ) -> None:
         self._backend = backend
         self._job = job
@@ -77,6 +78,7 @@ class MapRun:
         self._on_close = on_close
         self._total = total
         self._task_timeout = task_timeout
+        self._trace = trace  # a trace of this map alone (``trace=``), besides any open one
         self._token = CancelToken()  # cancelled on close: running tasks can see it
         self._window: MapWindow[Task] = MapWindow(
             source,
@@ -164,8 +166,8 @@ class MapRun:
                 token=CancelToken(self._token) if timed else self._token,
                 owner_loads=True,
             )
-            if _trace.active:
-                _trace.record(task, self._backend.name)
+            if _trace.active or self._trace is not None:
+                _trace.record(task, self._backend.name, also=self._trace)
             try:
                 self._backend.submit(task)
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so

@@ -73,9 +73,12 @@ Raw = tuple[
 ]
 
 
-def record(task: Task, backend: str, *, call: bool = False) -> None:
-    """Have every open trace record ``task`` when it ends (call only while ``active``)."""
+def record(task: Task, backend: str, *, call: bool = False, also: Trace | None = None) -> None:
+    """Have every open trace record ``task`` when it ends, and ``also`` (a map's own trace,
+    ``trace=``) if it is not open already."""
     appends = _appends
+    if also is not None and also not in active:
+        appends = (*appends, also._raw.append)
     if not appends:
         return
     queued = _clock()
@@ -100,15 +103,20 @@ def record(task: Task, backend: str, *, call: bool = False) -> None:
     task.finish = finished
 
 
-def record_coroutine(fn: Any, first: int, started: float, outcome: Outcome) -> None:
-    """Have every open trace record one item of ``plait.amap`` that ran as a coroutine on
-    the caller's loop from ``started`` until now (call only while ``active``)."""
+def record_coroutine(
+    fn: Any, first: int, started: float, outcome: Outcome, also: Trace | None = None
+) -> None:
+    """Have every open trace (and ``also``, as ``record`` does) record one item of
+    ``plait.amap`` that ran as a coroutine on the caller's loop from ``started`` until now."""
+    appends = _appends
+    if also is not None and also not in active:
+        appends = (*appends, also._raw.append)
     now = time.perf_counter()
     errors = _errors(outcome) if outcome.errors else None
     where = (THIS_PROCESS, EVENT_LOOP)
     raw: Raw = (_name(fn), "async", where, started, started, now - started, now, 1, first, 1, False,
                 errors, True)  # fmt: skip
-    for append in _appends:
+    for append in appends:
         append(raw)
 
 
@@ -163,9 +171,11 @@ class Trace:
     backend. ``with plait.trace("run.json") as t:`` writes the file as the block ends;
     ``t.summary()`` says in words what the workers did."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, where: str = "plait.trace"
+    ) -> None:
         if path is not None:
-            _check_path(path)
+            _check_path(path, where)
         self.path = None if path is None else Path(path)
         self._raw: list[Raw] = []  # a record per batch, as it ended (``batches`` reads them)
         self._opened = time.perf_counter()  # (again as the block begins)
@@ -178,6 +188,12 @@ class Trace:
             active.append(self)
             _keep_appends()
         return self
+
+    def map_ended(self) -> None:
+        """The map whose own trace this is (``trace=``) ended: written, if it has a path."""
+        self._closed = time.perf_counter()
+        if self.path is not None:
+            self.write(self.path)
 
     def __exit__(self, *exc_info: object) -> None:
         self._closed = time.perf_counter()
@@ -267,12 +283,12 @@ def trace(path: str | os.PathLike[str] | None = None) -> Trace:
     return Trace(path)
 
 
-def _check_path(path: str | os.PathLike[str]) -> str:
+def _check_path(path: str | os.PathLike[str], where: str = "plait.trace") -> str:
     """The path's kind (".json" or ".html"), or a ValueError that says which there are."""
     suffix = Path(path).suffix.lower()
     if suffix not in (".json", ".html"):
         raise ValueError(
-            f"plait.trace: path must end in .json (Chrome/Perfetto trace events) or .html (a "
+            f"{where}: path must end in .json (Chrome/Perfetto trace events) or .html (a "
             f"timeline that opens in any browser), got {os.fspath(path)!r}"
         )
     return suffix
