@@ -185,6 +185,9 @@ function draw() {
   document.body.dataset.lanes = String(D.rows.length);
   document.body.dataset.drawn = String(drawn);
   document.body.dataset.drawMs = (performance.now() - painted).toFixed(1);
+  if (document.body.dataset.rendered !== "yes") {  // from the page's start: its data read too
+    document.body.dataset.loadMs = performance.now().toFixed(1);
+  }
   document.body.dataset.rendered = "yes";
 }
 function hit(px, py) {
