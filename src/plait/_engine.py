@@ -71,7 +71,7 @@ class Engine:
             token=token,
         )
         if _trace.active:
-            _trace.record(task, self.backend.name, call=True)
+            _trace.record(task, self.backend.name)
         try:
             self.backend.submit(task)
         except BaseException:

@@ -167,7 +167,7 @@ class MapRun:
                 owner_loads=True,
             )
             if _trace.active or self._trace is not None:
-                _trace.record(task, self._backend.name, also=self._trace)
+                task.queued = _trace.clock()  # (_finish keeps its record)
             try:
                 self._backend.submit(task)
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
@@ -234,6 +234,8 @@ class MapRun:
         self._finish(task, failed(len(task.items), _dropped_unstarted, ran=False, owner_loads=True))
 
     def _finish(self, task: Task, outcome: Outcome) -> None:
+        if task.queued:
+            _trace.keep(task, outcome, self._backend.name, also=self._trace)
         with self._cond:
             if self.closed:  # nobody will read it (and the sizer dies with the map)
                 return

@@ -244,6 +244,7 @@ class Task:
     # The owner calls ``Outcome.load()`` before it reads the values: a backend may hand them
     # over still packed. (A map's batches; a call's owner reads its one value at once.)
     owner_loads: bool = False
+    queued: float = 0.0  # perf_counter() when it was made, if a trace records it (``_trace``)
 
 
 def call_one(fn: Callable[..., Any], item: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:

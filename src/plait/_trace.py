@@ -31,7 +31,7 @@ NO_WORKER = "plait: run again, or never run"
 active: list[Trace] = []
 _active_lock = threading.Lock()
 _appends: tuple[Callable[[Raw], None], ...] = ()  # each open trace's record keeper, at hand
-_clock = time.perf_counter
+clock = time.perf_counter
 
 
 @dataclass(slots=True)
@@ -73,31 +73,37 @@ Raw = tuple[
 ]
 
 
-def record(task: Task, backend: str, *, call: bool = False, also: Trace | None = None) -> None:
-    """Have every open trace record ``task`` when it ends, and ``also`` (a map's own trace,
-    ``trace=``) if it is not open already."""
+def keep(
+    task: Task, outcome: Outcome, backend: str, *, call: bool = False, also: Trace | None = None
+) -> None:
+    """Keep the record of ``task``, made while a trace recorded (``task.queued``), which ended
+    with ``outcome``: in every open trace, and in ``also`` (a map's own trace, ``trace=``)."""
     appends = _appends
     if also is not None and also not in active:
         appends = (*appends, also._raw.append)
-    if not appends:
+    try:
+        began = outcome.began
+        raw: Raw = (
+            _name(task.job.fn), backend, outcome.where, task.queued, began, outcome.elapsed,
+            0.0 if began else clock(), len(task.items), task.first_index, task.attempt, call,
+            _errors(outcome) if outcome.errors or outcome.packed else None, outcome.ran,
+        )  # fmt: skip
+        for append in appends:
+            append(raw)  # (list.append: atomic)
+    except Exception:  # recording must never cost the run its result
+        pass
+
+
+def record(task: Task, backend: str) -> None:
+    """Have the open traces record ``task``, a submitted call, when it ends (a map's batches
+    are kept by the map itself, see ``keep``)."""
+    if not _appends:
         return
-    queued = _clock()
+    task.queued = clock()
     finish = task.finish
-    fn = _name(task.job.fn)  # (a str: a record of atoms is one the garbage collector skips)
 
     def finished(task: Task, outcome: Outcome) -> None:
-        try:
-            began = outcome.began
-            raw: Raw = (
-                fn, backend, outcome.where, queued, began, outcome.elapsed,
-                0.0 if began else _clock(), len(task.items), task.first_index, task.attempt,
-                call, _errors(outcome) if outcome.errors or outcome.packed else None,
-                outcome.ran,
-            )  # fmt: skip
-            for append in appends:
-                append(raw)  # (list.append: atomic)
-        except Exception:  # recording must never cost the run its result
-            pass
+        keep(task, outcome, backend, call=True)
         finish(task, outcome)
 
     task.finish = finished

@@ -44,9 +44,10 @@ BOOTSTRAP = (
 
 
 class LocalDaskCluster:
-    """A scheduler and ``workers`` single-threaded workers on this machine."""
+    """A scheduler and ``workers`` single-threaded workers on this machine (each allowed
+    ``memory_limit``, e.g. "2GB", if given: past it, its nanny ends it; Dask's default else)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, memory_limit: str | None = None) -> None:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._directory = tempfile.TemporaryDirectory(prefix="plait-dask-")
         scheduler_file = Path(self._directory.name) / "scheduler.json"
@@ -72,6 +73,7 @@ class LocalDaskCluster:
                         "1",
                         "--local-directory",
                         self._directory.name,
+                        *(["--memory-limit", memory_limit] if memory_limit else []),
                     ],
                     environment,
                 )
