@@ -57,6 +57,7 @@ class Job:
         "retry",
         "threads_only",
         "total",
+        "trace_name",
     )
 
     def __init__(self, fn: Callable[..., Any], kind: Kind, retry: Retry | None = None) -> None:
@@ -73,6 +74,7 @@ class Job:
         # map's consumer, if it waits, wakes to send more (a wider plan has room for more).
         self.replanned: Callable[[], None] = _nothing
         self.total: int | None = None  # the map's items, when its input's length is known
+        self.trace_name: str | None = None  # the function's name, once a trace asked (_trace)
 
 
 @dataclass(slots=True)

@@ -82,9 +82,13 @@ def keep(
     if also is not None and also not in active:
         appends = (*appends, also._raw.append)
     try:
+        job = task.job
+        name = job.trace_name
+        if name is None:
+            name = job.trace_name = _name(job.fn)
         began = outcome.began
         raw: Raw = (
-            _name(task.job.fn), backend, outcome.where, task.queued, began, outcome.elapsed,
+            name, backend, outcome.where, task.queued, began, outcome.elapsed,
             0.0 if began else clock(), len(task.items), task.first_index, task.attempt, call,
             _errors(outcome) if outcome.errors or outcome.packed else None, outcome.ran,
         )  # fmt: skip
