@@ -167,29 +167,3 @@ def test_without_a_client_plait_starts_a_cluster_and_ends_it(tmp_path: Path) -> 
         "cluster processes True",
         "left running []",
     ]
-
-
-def hog_on_two(x: int) -> int:
-    if x == 2:
-        hog = b"x" * (1 << 30)  # 1 GiB, written: twice the worker's limit
-        time.sleep(30)  # (its nanny ends it long before)
-        return len(hog)
-    return x
-
-
-def test_a_worker_its_nanny_ends_for_its_memory_fails_only_its_item() -> None:
-    """Out of memory: Dask's nanny ends a worker past its memory limit. Its item fails as
-    WorkerCrashed, the other items of its batch are delivered."""
-    from plait._backends._dask_local import LocalDaskCluster
-
-    cluster = LocalDaskCluster(1, memory_limit="500MB")
-    try:
-        with distributed.Client(cluster.address) as own:  # the current client meanwhile
-            own.wait_for_workers(1, timeout=60)
-            results = list(
-                plait.map(hog_on_two, range(6), backend="dask", chunksize=3, errors="return")
-            )
-    finally:
-        cluster.close()
-    assert isinstance(results[2], plait.WorkerCrashed), results
-    assert [r for i, r in enumerate(results) if i != 2] == [0, 1, 3, 4, 5]
