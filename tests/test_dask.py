@@ -167,3 +167,72 @@ def test_without_a_client_plait_starts_a_cluster_and_ends_it(tmp_path: Path) -> 
         "cluster processes True",
         "left running []",
     ]
+
+
+def hog_on_two(x: int) -> int:
+    if x == 2:
+        hog = b"x" * (1 << 30)  # 1 GiB, written: twice the worker's limit
+        time.sleep(30)  # (its nanny ends it long before)
+        return len(hog)
+    return x
+
+
+def test_a_worker_its_nanny_ends_for_its_memory_fails_only_its_item() -> None:
+    """Out of memory: Dask's nanny ends a worker past its memory limit. Its item fails as
+    WorkerCrashed, the other items of its batch are delivered."""
+    from plait._backends._dask_local import LocalDaskCluster
+
+    cluster = LocalDaskCluster(1, memory_limit="500MB")
+    try:
+        with distributed.Client(cluster.address) as own:  # the current client meanwhile
+            own.wait_for_workers(1, timeout=60)
+            results = list(
+                plait.map(hog_on_two, range(6), backend="dask", chunksize=3, errors="return")
+            )
+    finally:
+        cluster.close()
+    assert isinstance(results[2], plait.WorkerCrashed), results
+    assert [r for i, r in enumerate(results) if i != 2] == [0, 1, 3, 4, 5]
+
+
+# The nanny killed outright orphans its worker process. Where the process that adopts orphans
+# does not reap them (this script makes itself that process: a "subreaper" that never waits),
+# the worker that ends stays a zombie in the nanny's process group, for good.
+NANNY_KILLED = textwrap.dedent(
+    """
+    import ctypes, os, signal, sys, time
+    import distributed, psutil
+    from plait._backends._dask_local import LocalDaskCluster
+
+    PR_SET_CHILD_SUBREAPER = 36
+    assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    cluster = LocalDaskCluster(1)
+    with distributed.Client(cluster.address) as client:
+        client.wait_for_workers(1, timeout=60)
+    nanny = cluster._processes[1]
+    workers = [child.pid for child in psutil.Process(nanny.pid).children()]
+    os.kill(nanny.pid, signal.SIGKILL)
+    nanny.wait()
+    deadline = time.monotonic() + 60  # until the orphans have ended (they watch the nanny)
+    while any(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
+        assert time.monotonic() < deadline, "the orphaned workers did not end"
+        time.sleep(0.05)
+    began = time.monotonic()
+    cluster.close()
+    print("close took less than 15 s", time.monotonic() - began < 15)
+    print("left unreaped", {psutil.Process(pid).status() for pid in workers})
+    for pid in workers:
+        os.waitpid(pid, 0)
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_a_cluster_whose_nanny_was_killed_closes_though_nobody_reaps_its_orphans(
+    tmp_path: Path,
+) -> None:
+    """``close()`` used to wait forever on a process group that held only a zombie."""
+    assert run_script(tmp_path, NANNY_KILLED) == [
+        "close took less than 15 s True",
+        "left unreaped {'zombie'}",
+    ]

@@ -127,9 +127,14 @@ class LocalDaskCluster:
             with suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.0, deadline - time.monotonic()))
         for group in groups:
-            while _signal_group(group, 0):  # a worker process may outlive its nanny a moment
+            # A worker process may outlive its nanny a moment. Not forever: past the grace it
+            # is killed, and a process that has ended but that nobody reaps (an orphan's
+            # zombie, where the machine's first process does not reap) counts as gone.
+            while _group_runs(group):
                 if time.monotonic() > deadline:
                     _signal_group(group, signal.SIGKILL)
+                if time.monotonic() > deadline + STOP_SECONDS:
+                    break  # (SIGKILL cannot be refused: what is left is not ours to wait for)
                 time.sleep(0.02)
         for process in self._processes:
             process.wait()
@@ -144,3 +149,22 @@ def _signal_group(group: int, signum: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _group_runs(group: int) -> bool:
+    """Whether a process of the group still runs: a zombie does not (where ``/proc`` tells)."""
+    if not _signal_group(group, 0):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # (it ended while we looked)
+            continue
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
