@@ -200,12 +200,21 @@ def crash_on_three(x: int) -> int:
     return x
 
 
-def test_a_worker_that_dies_fails_only_the_item_it_ran(engine: str) -> None:
-    results = list(
-        plait.map(crash_on_three, range(8), backend=engine, chunksize=4, errors="return")
-    )
+def test_a_worker_that_dies_fails_only_the_item_it_ran(engine: str, tmp_path: Path) -> None:
+    from test_trace import assert_every_item_once, batches, load
+
+    with plait.trace(tmp_path / "run.json") as trace:
+        results = list(
+            plait.map(crash_on_three, range(8), backend=engine, chunksize=4, errors="return")
+        )
     assert isinstance(results[3], plait.WorkerCrashed)
     assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+    # The trace: the batch lost with its worker, then its items each on the worker that ran it.
+    mine = batches(load(tmp_path / "run.json"), "crash_on_three")
+    lost = [e["args"] for e in mine if "run again" in e["args"]]
+    assert [(a["first item"], a["items"], a["error"]) for a in lost] == [(0, 4, "WorkerCrashed")]
+    assert_every_item_once([e for e in mine if "run again" not in e["args"]], 8)
+    assert "errors 1, timeouts 0," in trace.summary()
     assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]  # it recovered
 
 

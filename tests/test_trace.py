@@ -176,7 +176,9 @@ def crash_on_three(x: int) -> int:
     return x
 
 
-def test_a_crash_is_marked_and_counted(tmp_path: Path) -> None:
+def test_a_crash_is_drawn_where_it_happened_and_its_reruns_where_they_ran(tmp_path: Path) -> None:
+    """Item 3 kills its worker: its batch (0-3) is drawn on the worker that died, marked as run
+    again; then each of its items on the worker that ran it, item 3 failing again alone."""
     with plait.trace(tmp_path / "run.json") as trace:
         results = list(
             plait.map(
@@ -185,9 +187,31 @@ def test_a_crash_is_marked_and_counted(tmp_path: Path) -> None:
         )
     assert isinstance(results[3], plait.WorkerCrashed)
     events = load(tmp_path / "run.json")
-    marked = [e for e in batches(events, "crash_on_three") if "error" in e["args"]]
-    assert [e["args"]["error"] for e in marked] == ["WorkerCrashed"]
-    assert "crashes 1," in trace.summary()
+    mine = batches(events, "crash_on_three")
+    lost = [e for e in mine if "run again" in e["args"]]
+    assert [(e["args"]["first item"], e["args"]["items"], e["args"]["error"]) for e in lost] == [
+        (0, 4, "WorkerCrashed")
+    ]
+    assert lost[0]["ph"] == "X"  # (it ran until its worker died)
+    delivered = [e for e in mine if "run again" not in e["args"]]
+    assert_every_item_once(delivered, 8)
+    alone = sorted(
+        (e["args"]["first item"], e["args"].get("error"))
+        for e in delivered
+        if e["args"]["items"] == 1
+    )
+    assert alone == [(0, None), (1, None), (2, None), (3, "WorkerCrashed")]
+    rows = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    places = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    where = {places[e["pid"]] for e in mine}
+    assert all(place.startswith("worker process ") for place in where), where
+    assert set(rows.values()) == {"worker"}
+    died_in = {places[lost[0]["pid"]]}
+    assert died_in < where  # (the reruns ran on other workers: that one was gone)
+    summary = trace.summary()
+    assert "8 items" in summary.splitlines()[0]
+    assert "errors 1, timeouts 0, crashes 2, batches run again 1" in summary
+    assert "1 batch lost as it died: run again item by item" in summary
 
 
 def test_submitted_calls_are_recorded_as_calls(backend: str, tmp_path: Path) -> None:

@@ -107,6 +107,10 @@ class Outcome:
     # Where it ran, for a trace (``_trace``): a place ("this process", "worker process 123",
     # a cluster's worker) and which of its workers (a thread's name); None: not said.
     where: tuple[str, str] | None = None
+    # For a trace, the runs behind an outcome that was not one run (a batch whose worker died,
+    # then its items one by one, see ``_rerun``): each run's task and outcome, the first the
+    # batch's own run that died.
+    runs: list[tuple[Task, Outcome]] | None = None
 
     def load(self) -> None:
         """Unpack the values, if still packed (see ``packed``); idempotent."""

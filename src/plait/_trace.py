@@ -24,8 +24,9 @@ from typing import Any
 
 from ._task import EVENT_LOOP, THIS_PROCESS, Outcome, Task, failed_packed
 
-# The row of batches that no one worker ran: run again item by item (after a crash), or never.
-NO_WORKER = "plait: run again, or never run"
+# The row of batches that no one worker is known to have run: never run, or lost with a cluster
+# worker that is not named.
+NO_WORKER = "plait: no worker known"
 
 # The traces open now: the scheduler and the engine look here as each batch is made.
 active: list[Trace] = []
@@ -51,11 +52,14 @@ class Batch:
     call: bool  # a submitted call (Pool.submit, TaskGroup), not a map's batch
     errors: dict[str, int]  # exception type name -> how many of its items raised it
     ran: bool  # False: its items never ran (dropped, cancelled, a dead worker's queue)
+    # True: its worker died while it ran, and its items ran again one by one (each its own
+    # batch, counted there, not here)
+    again: bool = False
 
 
 # What a trace keeps of a batch as it ends: a tuple, made in a few hundred nanoseconds (a Batch
 # is made of it when the trace is read): (function's name, backend, where, queued, began, elapsed,
-# arrived, items, first, attempt, call, errors, ran).
+# arrived, items, first, attempt, call, errors, ran, again).
 Raw = tuple[
     str,
     str,
@@ -69,6 +73,7 @@ Raw = tuple[
     int,
     bool,
     "dict[str, int] | None",
+    bool,
     bool,
 ]
 
@@ -86,16 +91,28 @@ def keep(
         name = job.trace_name
         if name is None:
             name = job.trace_name = _name(job.fn)
-        began = outcome.began
-        raw: Raw = (
-            name, backend, outcome.where, task.queued, began, outcome.elapsed,
-            0.0 if began else clock(), len(task.items), task.first_index, task.attempt, call,
-            _errors(outcome) if outcome.errors or outcome.packed else None, outcome.ran,
-        )  # fmt: skip
-        for append in appends:
-            append(raw)  # (list.append: atomic)
+        if outcome.runs is None:
+            raw = _raw(name, backend, task, outcome, call)
+            for append in appends:
+                append(raw)  # (list.append: atomic)
+            return
+        for run in outcome.runs:  # a batch whose worker died, then its items one by one
+            raw = _raw(name, backend, *run, call, again=run[0] is task)
+            for append in appends:
+                append(raw)
     except Exception:  # recording must never cost the run its result
         pass
+
+
+def _raw(
+    name: str, backend: str, task: Task, outcome: Outcome, call: bool, again: bool = False
+) -> Raw:
+    began = outcome.began
+    return (
+        name, backend, outcome.where, task.queued, began, outcome.elapsed,
+        0.0 if began else clock(), len(task.items), task.first_index, task.attempt, call,
+        _errors(outcome) if outcome.errors or outcome.packed else None, outcome.ran, again,
+    )  # fmt: skip
 
 
 def record(task: Task, backend: str) -> None:
@@ -125,7 +142,7 @@ def record_coroutine(
     errors = _errors(outcome) if outcome.errors else None
     where = (THIS_PROCESS, EVENT_LOOP)
     raw: Raw = (_name(fn), "async", where, started, started, now - started, now, 1, first, 1, False,
-                errors, True)  # fmt: skip
+                errors, True, False)  # fmt: skip
     for append in appends:
         append(raw)
 
@@ -143,7 +160,7 @@ def _errors(outcome: Outcome) -> dict[str, int]:
 
 def _batch(raw: Raw) -> Batch:
     fn, backend, where, queued, began, elapsed, arrived, items, first, attempt, call = raw[:11]
-    errors, ran = raw[11:]
+    errors, ran, again = raw[11:]
     start = began if began else arrived - elapsed
     group, row = where or (THIS_PROCESS, NO_WORKER)
     return Batch(
@@ -160,6 +177,7 @@ def _batch(raw: Raw) -> Batch:
         call,
         errors or {},
         ran,
+        again,
     )
 
 

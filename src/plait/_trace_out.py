@@ -105,6 +105,8 @@ def trace_events(layout: Layout) -> list[dict[str, Any]]:
             args["errors"] = sum(batch.errors.values())
         if not batch.ran:
             args["ran"] = False
+        if batch.again:
+            args["run again"] = "its worker died: its items ran again one by one"
         event: dict[str, Any] = {
             "name": batch.function,
             "cat": batch.backend,
@@ -143,7 +145,8 @@ def _meta(name: str, pid: int, tid: int, value: object, *, key: str = "name") ->
 def summary(batches: list[Batch], opened: float, closed: float) -> str:
     """Plain text: the run, then per worker its busy share, items and errors."""
     wall = max(closed - opened, 1e-9)
-    ran = [b for b in batches if b.ran]
+    # (A batch whose worker died and whose items ran again one by one is counted in those runs.)
+    ran = [b for b in batches if b.ran and not b.again]
     items = sum(b.items for b in ran)
     lines = [
         f"plait trace: {len(batches)} batches, {items:,} items in {wall:.3f} s "
@@ -162,14 +165,16 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
         f"queue wait (made to begun): p50 {_ms(_quantile(waits, 0.5))}, "
         f"p99 {_ms(_quantile(waits, 0.99))}"
     )
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)  # the items' errors
+    crashes = 0  # ... and the workers that died (one per batch that then ran again)
     for batch in batches:
+        crashes += batch.again
         for name, count in batch.errors.items():
-            counts[name] += count
-    retried = sum(1 for b in batches if b.attempt > 1)
+            counts[name] += 0 if batch.again else count
+    retried = sum(1 for b in batches if b.attempt > 1 or b.again)
     lines.append(
         f"errors {sum(counts.values())}, timeouts {counts.get('TaskTimeout', 0)}, "
-        f"crashes {counts.get('WorkerCrashed', 0)}, batches run again {retried}"
+        f"crashes {crashes + counts.get('WorkerCrashed', 0)}, batches run again {retried}"
     )
     rows: dict[tuple[str, str], list[Batch]] = defaultdict(list)
     for batch in batches:
@@ -180,10 +185,16 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
     for (group, row), mine in rows.items():
         busy = sum(b.elapsed for b in mine)
         busy_total += busy
-        failed = sum(sum(b.errors.values()) for b in mine)
+        failed = sum(sum(b.errors.values()) for b in mine if not b.again)
+        died = sum(b.again for b in mine)
         lines.append(
             f"  {f'{group} / {row}':<{width}}  busy {min(busy / wall, 9.99):4.0%}  "
-            f"{sum(b.items for b in mine if b.ran):>9,} items  {failed:,} errors"
+            f"{sum(b.items for b in mine if b.ran and not b.again):>9,} items  {failed:,} errors"
+            + (
+                f"  ({died} batch{'es' * (died > 1)} lost as it died: run again item by item)"
+                if died
+                else ""
+            )
         )
     idle = 1 - busy_total / (wall * len(rows))
     if idle > 0.5 and _queued_share(batches, wall) < 0.25:

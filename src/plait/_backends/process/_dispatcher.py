@@ -416,15 +416,19 @@ class ProcessBackend:
             def make_error() -> BaseException:
                 return error() if error else WorkerCrashed(message, exitcode=returncode)
 
-            again = run_again(running, crashed=error is None, make_error=make_error)
+            # For a trace: where it ran, and since when.
+            where = (f"worker process {worker.proc.pid}", "worker")
+            since = worker.head_since if worker.head_started is None else worker.head_started
+            ran_for = time.monotonic() - since if since else 0.0
+            began = time.perf_counter() - ran_for if ran_for else 0.0
+            again = run_again(
+                running, crashed=error is None, make_error=make_error, where=where, began=began
+            )
             with self._lock:
                 self._requeued.extendleft(reversed([*(again or ()), *queued]))
             if again is None:
                 outcome = failed(len(running.items), make_error, owner_loads=running.owner_loads)
-                if worker.head_started is not None:  # (for a trace: where, and how long)
-                    outcome.elapsed = time.monotonic() - worker.head_started
-                    outcome.began = time.perf_counter() - outcome.elapsed
-                outcome.where = (f"worker process {worker.proc.pid}", "worker")
+                outcome.elapsed, outcome.began, outcome.where = ran_for, began, where
                 self._finish(running, outcome)
         if not self._stop_now:
             self._start_worker(worker.index)

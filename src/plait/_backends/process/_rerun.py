@@ -17,17 +17,25 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from ... import _trace
 from ..._task import Outcome, Task
 
 
 def run_again(
-    running: Task, *, crashed: bool, make_error: Callable[[], BaseException]
+    running: Task,
+    *,
+    crashed: bool,
+    make_error: Callable[[], BaseException],
+    where: tuple[str, str] | None = None,
+    began: float = 0.0,
 ) -> list[Task] | None:
     """What to run again of the task a lost worker was running: after a crash, a batch of
     several items, item by item (which item did it?); else the task itself, if its retry
-    policy covers ``make_error()``; or nothing (None): the task fails with that error."""
+    policy covers ``make_error()``; or nothing (None): the task fails with that error.
+    ``where`` the lost worker was, and since when (``perf_counter()``) it ran the task, if
+    known, are for a trace."""
     if crashed and len(running.items) > 1:
-        return ItemByItem(running).parts()
+        return ItemByItem(running, where, began, make_error).parts()
     retry = running.job.retry
     if retry is not None and retry.applies(make_error(), running.attempt):
         running.attempt += 1
@@ -38,8 +46,24 @@ def run_again(
 class ItemByItem:
     """Collects the one-item runs of a crashed batch into one outcome for its owner."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(
+        self,
+        task: Task,
+        where: tuple[str, str] | None = None,
+        began: float = 0.0,
+        make_error: Callable[[], BaseException] | None = None,
+    ) -> None:
         self._task = task
+        # For a trace (the task records one): the run that died, then each item's.
+        self._runs: list[tuple[Task, Outcome]] | None = None
+        if task.queued:
+            # (Since when it ran, if known; else a mark at the moment its worker was lost.)
+            now = _trace.clock()
+            died = Outcome([], measured=False, began=began or now, elapsed=now - (began or now))
+            died.where = where
+            if make_error is not None:
+                died.errors[0] = make_error()
+            self._runs = [(task, died)]
         self._values: list[Any] = [None] * len(task.items)
         self._errors: dict[int, BaseException] = {}
         self._left = len(task.items)
@@ -50,7 +74,7 @@ class ItemByItem:
     def parts(self) -> list[Task]:
         """One task per item, each telling this collector when it ends."""
         task = self._task
-        return [
+        parts = [
             Task(
                 task.job,
                 [item],
@@ -64,6 +88,11 @@ class ItemByItem:
             )
             for offset, item in enumerate(task.items)
         ]
+        if self._runs is not None:
+            queued = _trace.clock()
+            for part in parts:
+                part.queued = queued
+        return parts
 
     def _part_finished(self, offset: int, part: Task, outcome: Outcome) -> None:
         self._values[offset] = outcome.values[0]
@@ -72,12 +101,15 @@ class ItemByItem:
         self._elapsed += outcome.elapsed
         self._sent_bytes += outcome.sent_bytes
         self._measured |= outcome.measured
+        if self._runs is not None:
+            self._runs.append((part, outcome))
         self._left -= 1
         if self._left == 0:
             # The items' own times: what the batch costs when nothing crashes.
             whole = Outcome(
                 self._values, self._errors, self._elapsed, self._sent_bytes, self._measured
             )
+            whole.runs = self._runs
             self._task.finish(self._task, whole)
 
 
