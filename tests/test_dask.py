@@ -169,6 +169,60 @@ def test_without_a_client_plait_starts_a_cluster_and_ends_it(tmp_path: Path) -> 
     ]
 
 
+# The last item overruns its time limit: its owner has the TaskTimeout and the pool closes while
+# the worker that ran it is still being restarted (made slow here, as on a busy machine).
+CLOSED_DURING_RESTART = textwrap.dedent(
+    """
+    import time
+    import distributed
+    import plait
+
+    happened = []
+    restart, close = distributed.Client.restart_workers, distributed.Client.close
+
+    def slow_restart(self, *args, **kwargs):
+        happened.append("restart begins")
+        time.sleep(2)
+        try:
+            return restart(self, *args, **kwargs)
+        finally:
+            happened.append("restart ends")
+
+    def noted_close(self, *args, **kwargs):
+        happened.append("client closes")
+        return close(self, *args, **kwargs)
+
+    distributed.Client.restart_workers = slow_restart
+    distributed.Client.close = noted_close
+
+    def hang_on_three(x):
+        if x == 3:
+            time.sleep(600)
+        return x
+
+    began = time.monotonic()
+    with plait.Pool("dask", plait.Workers(2)) as pool:
+        results = list(pool.map(hang_on_three, range(4), task_timeout=2, errors="return"))
+        print("results", [type(r).__name__ for r in results])
+    print(happened[:3])
+    print("closed within 30 s", time.monotonic() - began < 30)
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_a_pool_closes_its_client_only_after_a_worker_restart_under_way(tmp_path: Path) -> None:
+    """The last item overran its time limit: the pool ends while the worker that ran it is
+    being restarted (slow here, as on a busy machine). Closing the client under the restart
+    made its calls wait for good, now and then (the program hung at exit, joining Dask's
+    callback thread): the client closes after it."""
+    assert run_script(tmp_path, CLOSED_DURING_RESTART) == [
+        "results ['int', 'int', 'int', 'TaskTimeout']",
+        "['restart begins', 'restart ends', 'client closes']",
+        "closed within 30 s True",
+    ]
+
+
 def hog_on_two(x: int) -> int:
     if x == 2:
         hog = b"x" * (1 << 30)  # 1 GiB, written: twice the worker's limit

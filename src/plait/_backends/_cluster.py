@@ -77,6 +77,9 @@ class ClusterBackend:
         self._requeued: deque[Task] = deque()  # started, to run again (their worker died)
         self._in_flight: dict[Hashable, tuple[Any, Task, Sent]] = {}  # by the task's key
         self._sending = 0  # taken from _pending, not yet in _in_flight
+        # Workers being ended after an item overran its time limit (``_end_overran``): the
+        # pool ends after them, so that the client is not closed under their calls.
+        self._ending_overran = 0
         self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
         self._closed = False
         self._sent = False  # a batch went to the cluster
@@ -144,7 +147,13 @@ class ClusterBackend:
         if not wait:
             return
         with self._lock:
-            while self._pending or self._requeued or self._in_flight or self._sending:
+            while (
+                self._pending
+                or self._requeued
+                or self._in_flight
+                or self._sending
+                or self._ending_overran
+            ):
                 self._idle.wait()
         self._disconnect()
 
@@ -204,7 +213,13 @@ class ClusterBackend:
                     self._idle.notify_all()  # (terminate waits for sends to end, too)
 
     def _notify_if_idle(self) -> None:
-        if not (self._pending or self._requeued or self._in_flight or self._sending):
+        if not (
+            self._pending
+            or self._requeued
+            or self._in_flight
+            or self._sending
+            or self._ending_overran
+        ):
             self._idle.notify_all()
 
     def _send(self, task: Task, *, started: bool) -> None:
@@ -258,13 +273,20 @@ class ClusterBackend:
             error = PlaitError(f"plait could not read a {self.engine} task's result: {exc!r}")
             error.__cause__ = exc
             outcome, again = failed(len(task.items), error, owner_loads=task.owner_loads), None
+        if overran:  # (counted before its owner has the TaskTimeout, and the pool may end)
+            with self._lock:
+                self._ending_overran += 1
         if again is not None:
             with self._lock:
                 self._requeued.extend(again)
         elif outcome is not None:
             self._finish(task, outcome)
         if overran:  # (after its owner has the TaskTimeout)
-            self._end_overran(handle, overran)
+            try:
+                self._end_overran(handle, overran)
+            finally:
+                with self._lock:
+                    self._ending_overran -= 1
         self._pump()
         with self._lock:
             self._notify_if_idle()

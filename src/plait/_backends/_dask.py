@@ -121,8 +121,8 @@ class DaskBackend(ClusterBackend):
         try:
             client.restart_workers([where], timeout=60)
         except Exception:  # (gone meanwhile, or no nanny to restart it: ended outright)
-            with suppress(Exception):
-                client.run(os._exit, 1, workers=[where], wait=False)
+            with suppress(Exception):  # (bounded: a client whose loop stopped never answers)
+                client.run(os._exit, 1, workers=[where], wait=False, callback_timeout=10)
 
     def _connect(self) -> Any:
         """The client; the first call without one starts a cluster of our own."""
