@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from ._command import add_map_command, add_run_command, map_command, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,17 +15,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="plait", description="Concurrent execution made effortless."
     )
     parser.add_argument("--version", action="version", version=f"plait {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     commands.add_parser("demo", help="a short offline tour with timings (about 10 s)")
+    add_run_command(commands)
+    add_map_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.subcommand == "demo":
         from ._demo import main as demo
 
         return demo()
+    if args.subcommand == "run":
+        return run_command(args)
+    if args.subcommand == "map":
+        return map_command(args)
     parser.print_help(sys.stderr)
     return 2

@@ -1,0 +1,85 @@
+"""``plait run``: commands over inputs, with GNU parallel's command line.
+
+_options    the command line, read into RunOptions
+_inputs     the input sources, read lazily
+_template   each job's command line: replacement strings, shell quoting
+_jobs       the jobs: started, watched, their output written, --halt, Ctrl-C
+_joblog     --joblog, --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from ._map import add_map_command, map_command
+from ._options import UsageError, build_parser, read
+
+__all__ = ["add_map_command", "add_run_command", "map_command", "run_command"]
+
+
+def add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a command over inputs, with GNU parallel's options",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build_parser(parser)
+
+
+def run_command(namespace: argparse.Namespace) -> int:
+    from ._inputs import arguments
+    from ._jobs import Runner
+
+    try:
+        options = read(namespace)
+        inputs = arguments(options.sources, separator=options.separator, colsep=options.colsep)
+        runner = Runner(options, inputs)
+    except (UsageError, OSError) as error:
+        print(f"plait run: {error}", file=sys.stderr)
+        return 255
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return runner.run()
+    except KeyboardInterrupt:  # (its jobs are ended: see Runner.run)
+        return 130
+    except _Terminated:
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+DESCRIPTION = """\
+Run COMMAND once per input, several at a time, as GNU parallel does (its man page applies
+to the options below). The inputs: ::: ARGS, :::: FILES (several sources: every combination;
+:::+ and ::::+ pair with the source before), -a FILE, or else the lines of stdin. In the
+command, {} is the input, {.} without extension, {/} its basename, {//} its directory, {/.}
+its basename without extension, {#} the job's number, {%} its job slot, {1} {2}... the
+sources' values (or columns, with --colsep); with none, the input is appended. The command
+runs with /bin/sh -c (PARALLEL_SHELL chooses another), its inputs quoted.
+
+Exit status: the number of failed jobs (at most 101), 255 for a bad command line, 130 after
+Ctrl-C (every job's process group ended).
+
+Where it differs from GNU parallel on purpose: jobs read /dev/null, never plait's stdin;
+the shell is /bin/sh unless PARALLEL_SHELL says otherwise (GNU parallel uses the shell that
+started it); a command the shell would run plainly (a program and plain words) is started
+without a shell; --timeout takes seconds only; no remote hosts (--sshlogin), no --pipe.
+
+Examples:
+  plait run gzip ::: *.log                 # compress each log, as many at once as cores
+  find . -name '*.wav' | plait run -j 4 lame {} {.}.mp3
+  plait run -k --tag curl -s ::: URL1 URL2 # outputs in input order, each line tagged
+  plait run --joblog jobs.tsv --resume ./process.sh :::: ids.txt
+"""

@@ -1,0 +1,61 @@
+"""``--joblog``: a line per finished job in GNU parallel's nine tab-separated columns, written
+(and flushed) as each job ends, so that a ``plait run`` killed outright loses no finished job
+from it; ``--resume`` and ``--resume-failed`` read it back to skip what ran."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from ._jobs import Job
+    from ._options import RunOptions
+
+HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+
+
+class JobLog:
+    def __init__(self, stream: BinaryIO, skip: frozenset[int]) -> None:
+        self._stream = stream
+        self.skip = skip  # the jobs (by number) not to run again
+
+    @classmethod
+    def open(cls, options: RunOptions) -> JobLog:
+        assert options.joblog is not None
+        path = options.joblog
+        skip: frozenset[int] = frozenset()
+        resuming = options.resume or options.resume_failed
+        if resuming and os.path.exists(path):
+            skip = _finished(path, succeeded_only=options.resume_failed)
+        stream = open(path, "ab" if resuming else "wb")  # noqa: SIM115 (closed by close())
+        if stream.tell() == 0:
+            stream.write(HEADER.encode())
+            stream.flush()
+        return cls(stream, skip)
+
+    def write(self, job: Job) -> None:
+        runtime = max(0.0, time.monotonic() - job.began)
+        command = job.command.replace("\n", " ")
+        line = (
+            f"{job.seq}\t:\t{job.started:.3f}\t{runtime:10.3f}\t0\t{job.received}\t"
+            f"{job.exitval}\t{job.signal}\t{command}\n"
+        )
+        self._stream.write(line.encode(errors="surrogateescape"))
+        self._stream.flush()  # (a kill -9 of plait loses no finished job)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _finished(path: str, *, succeeded_only: bool) -> frozenset[int]:
+    done: set[int] = set()
+    with open(path, "rb") as stream:
+        for line in stream:
+            columns = line.split(b"\t")
+            if len(columns) < 9 or not columns[0].isdigit():
+                continue  # (the header, or a line cut short by a kill)
+            if succeeded_only and (columns[6] != b"0" or columns[7] != b"0"):
+                continue
+            done.add(int(columns[0]))
+    return frozenset(done)

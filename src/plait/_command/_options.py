@@ -1,0 +1,239 @@
+"""``plait run``'s command line, read as GNU parallel reads its own (its options, then the
+command, then the input sources), into ``RunOptions``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .._cores import usable_cores
+from ._inputs import Source
+
+MARKERS = (":::", ":::+", "::::", "::::+")
+UNLIMITED_JOBS = 256  # what -j 0 ("as many as possible") means
+
+
+class UsageError(Exception):
+    """A command line ``plait run`` cannot run: exit status 255, as GNU parallel's."""
+
+
+@dataclass(frozen=True)
+class Halt:
+    now: bool  # end the running jobs too (else: let them finish, start no more)
+    on_fail: bool  # halt on failures (else on successes)
+    count: int = 1
+    percent: float | None = None  # ... or on this share of the jobs done
+
+
+@dataclass
+class RunOptions:
+    command: list[str] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    jobs: int = 1
+    keep_order: bool = False
+    tag: bool = False
+    output: str = "group"  # "group", "line-buffer" or "ungroup"
+    joblog: str | None = None
+    resume: bool = False
+    resume_failed: bool = False
+    retries: int = 1  # runs of a failing job, in all
+    timeout: float | None = None
+    halt: Halt | None = None
+    dry_run: bool = False
+    bar: bool = False
+    separator: bytes = b"\n"
+    colsep: str | None = None
+
+
+def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    add = parser.add_argument
+    add(
+        "-j",
+        "--jobs",
+        metavar="N",
+        default=None,
+        help="jobs at once: N, N%% of the cores, +N or -N cores, 0 for as many as possible "
+        "(default: the usable cores)",
+    )
+    add("-k", "--keep-order", action="store_true", help="write outputs in input order")
+    add("--tag", action="store_true", help="prefix each output line with its job's input")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--group",
+        dest="output",
+        action="store_const",
+        const="group",
+        help="write a job's output whole when it ends (the default)",
+    )
+    group.add_argument(
+        "--line-buffer",
+        "--lb",
+        dest="output",
+        action="store_const",
+        const="line-buffer",
+        help="write whole lines as jobs write them",
+    )
+    group.add_argument(
+        "-u",
+        "--ungroup",
+        dest="output",
+        action="store_const",
+        const="ungroup",
+        help="jobs write to plait's output directly (lines may mix)",
+    )
+    add(
+        "-a",
+        "--arg-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read inputs from FILE (several: every combination)",
+    )
+    add("-0", "--null", action="store_true", help="inputs are separated by NUL, not newline")
+    add("--colsep", metavar="REGEX", help="split each input into columns {1} {2} ...")
+    add("--joblog", metavar="FILE", help="log each job: GNU parallel's nine columns")
+    add("--resume", action="store_true", help="skip the jobs the job log has")
+    add(
+        "--resume-failed",
+        action="store_true",
+        help="skip the jobs the job log has as succeeded, run the failed ones again",
+    )
+    add("--retries", type=int, default=1, metavar="N", help="run a failing job up to N times")
+    add(
+        "--timeout",
+        metavar="SECONDS",
+        help="end a job (its whole process group: TERM, then KILL) after SECONDS",
+    )
+    add("--halt", metavar="WHEN", help="now|soon,fail|success=N|P%%: stop early")
+    add("--dry-run", action="store_true", help="print the commands, run none")
+    add("--bar", action="store_true", help="a progress bar on stderr (endless input too)")
+    add("--eta", dest="bar", action="store_true", help="the same as --bar")
+    add("--will-cite", action="store_true", help=argparse.SUPPRESS)  # (GNU parallel's)
+    add("command", nargs=argparse.REMAINDER,
+        help="the command, then its inputs: ::: ARGS, :::: FILES (:::+ and ::::+ link to the "
+        "source before); none: lines of stdin")  # fmt: skip
+    return parser
+
+
+def read(namespace: argparse.Namespace) -> RunOptions:
+    """``RunOptions`` from the parsed command line; ``UsageError`` names what is wrong."""
+    words: list[str] = namespace.command
+    cut = next((i for i, word in enumerate(words) if word in MARKERS), len(words))
+    command, sources = words[:cut], _sources(words[cut:])
+    sources = [Source(path=path) for path in namespace.arg_file] + sources
+    check_readable(sources)
+    if namespace.resume and namespace.resume_failed:
+        raise UsageError("--resume and --resume-failed: give one of them")
+    if (namespace.resume or namespace.resume_failed) and not namespace.joblog:
+        raise UsageError("--resume needs --joblog FILE (the log it resumes from)")
+    if namespace.retries < 1:
+        raise UsageError(f"--retries {namespace.retries}: give the runs in all, 1 or more")
+    return RunOptions(
+        command=command,
+        sources=sources,
+        jobs=jobs(namespace.jobs),
+        keep_order=namespace.keep_order,
+        tag=namespace.tag,
+        output=namespace.output or "group",
+        joblog=namespace.joblog,
+        resume=namespace.resume,
+        resume_failed=namespace.resume_failed,
+        retries=namespace.retries,
+        timeout=_timeout(namespace.timeout),
+        halt=halt(namespace.halt),
+        dry_run=namespace.dry_run,
+        bar=namespace.bar,
+        separator=b"\0" if namespace.null else b"\n",
+        colsep=_colsep(namespace.colsep),
+    )
+
+
+def check_readable(sources: list[Source]) -> None:
+    for source in sources:
+        if source.path not in (None, "-") and not os.access(source.path, os.R_OK):
+            raise UsageError(f"{source.path}: No such file, or not readable (an input source)")
+
+
+def _sources(words: Sequence[str]) -> list[Source]:
+    sources: list[Source] = []
+    marker = ""
+    for word in words:
+        if word in MARKERS:
+            marker = word
+            if marker.startswith(":::") and not marker.startswith("::::"):
+                sources.append(Source(values=[], linked=marker.endswith("+")))
+            continue
+        if marker.startswith("::::"):
+            sources.append(Source(path=word, linked=marker.endswith("+")))
+            marker = "::::"  # (the files after the first are sources of their own)
+        else:
+            values = sources[-1].values
+            assert values is not None
+            values.append(word)
+    return sources
+
+
+def jobs(given: str | None) -> int:
+    """-j: N, N% of the cores, +N/-N (the cores plus or minus N), 0: as many as possible."""
+    cores = usable_cores()
+    if given is None:
+        return cores
+    match = re.fullmatch(r"([+-]?)(\d+(?:\.\d+)?)(%?)", given.strip())
+    if match is None:
+        raise UsageError(f"-j {given}: give N, N%, +N or -N (for example -j 4 or -j 50%)")
+    sign, number, percent = match.groups()
+    value = float(number)
+    if percent:
+        count = math.floor(cores * value / 100)
+    elif sign:
+        count = cores + int(value) if sign == "+" else cores - int(value)
+    elif value == 0:
+        return UNLIMITED_JOBS
+    else:
+        count = int(value)
+    return max(1, count)
+
+
+def halt(given: str | None) -> Halt | None:
+    if given is None or given in ("never", "0"):
+        return None
+    if given in ("1", "2"):  # (GNU parallel's older form)
+        return Halt(now=given == "2", on_fail=True)
+    match = re.fullmatch(r"(now|soon),(fail|success)=(\d+(?:\.\d+)?)(%?)", given)
+    if match is None:
+        raise UsageError(
+            f"--halt {given}: give when,what=how many, for example now,fail=1 or soon,fail=10%"
+        )
+    when, what, number, percent = match.groups()
+    if percent:
+        return Halt(when == "now", what == "fail", percent=float(number))
+    return Halt(when == "now", what == "fail", count=max(1, int(float(number))))
+
+
+def _timeout(given: str | None) -> float | None:
+    if given is None:
+        return None
+    try:
+        seconds = float(given)
+    except ValueError:
+        raise UsageError(
+            f"--timeout {given}: give seconds (a share of the median run time, GNU parallel's "
+            "N%, is not supported)"
+        ) from None
+    if not seconds > 0:
+        raise UsageError(f"--timeout {given}: give a number of seconds above 0")
+    return seconds
+
+
+def _colsep(given: str | None) -> str | None:
+    if given is None:
+        return None
+    try:
+        re.compile(given)
+    except re.error as error:
+        raise UsageError(f"--colsep {given!r}: not a regular expression ({error})") from None
+    return given

@@ -1,0 +1,106 @@
+"""``plait map MODULE:FUNCTION``: a Python function over inputs from the shell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+TOOLS = textwrap.dedent(
+    """
+    import os
+
+    def square(x):
+        return int(x) ** 2
+
+    def add(a, b):
+        return a + b
+
+    def where(x):
+        return f"{x} {os.getpid()}"
+
+    def fail_on_three(x):
+        if x == "3":
+            raise ValueError(f"no threes: {x}")
+        return x
+    """
+)
+
+
+def plait_map(folder: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plait", "map", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=100,
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    return tmp_path
+
+
+def test_each_line_of_stdin_in_order(folder: Path) -> None:
+    done = plait_map(folder, "tools:square", stdin="".join(f"{i}\n" for i in range(200)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(i * i) for i in range(200)]
+
+
+def test_json_inputs_from_two_sources_are_the_arguments(folder: Path) -> None:
+    done = plait_map(folder, "--json", "tools.py:add", ":::", "1", "2", ":::", "10", "20")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [11, 21, 12, 22]
+
+
+def test_a_module_of_the_current_folder_travels_to_worker_processes(folder: Path) -> None:
+    done = plait_map(folder, "--backend", "process", "-j", "2", "tools:where", ":::", "a", "b")
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [x for x, _ in lines] == ["a", "b"]
+    assert all(int(pid) != 0 for _, pid in lines)
+
+
+def test_a_failure_stops_with_the_users_exception_and_its_item(folder: Path) -> None:
+    done = plait_map(folder, "tools:fail_on_three", ":::", "1", "2", "3", "4")
+    assert done.returncode == 1
+    assert "ValueError: no threes: 3" in done.stderr
+    assert "tools.py" in done.stderr  # (the traceback reaches into the user's code)
+    assert done.stdout.split() == ["1", "2"]
+
+
+def test_keep_going_prints_each_failure_and_counts_them(folder: Path) -> None:
+    done = plait_map(folder, "--keep-going", "tools:fail_on_three", ":::", "1", "3", "4", "3")
+    assert done.returncode == 2
+    assert done.stdout.split() == ["1", "4"]
+    assert done.stderr.count("ValueError: no threes: 3") == 2
+
+
+def test_trace_writes_the_timeline(folder: Path) -> None:
+    done = plait_map(folder, "--trace", "run.html", "tools:square", ":::", "1", "2")
+    assert done.returncode == 0, done.stderr
+    assert "<canvas" in (folder / "run.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("tools", "give MODULE:FUNCTION"),
+        ("no_such_module:f", "cannot import it"),
+        ("tools:nothing", "tools has no nothing"),
+        ("missing.py:f", "no such file"),
+    ],
+)
+def test_a_bad_function_exits_255_and_says_why(folder: Path, spec: str, words: str) -> None:
+    done = plait_map(folder, spec, ":::", "1")
+    assert done.returncode == 255
+    assert words in done.stderr

@@ -1,0 +1,406 @@
+"""``plait run``: the same command lines given to GNU parallel and to plait, the same stdout and
+exit status; then what GNU parallel cannot be compared on (a kill -9 and --resume, timeouts
+that leave nothing, Ctrl-C, input that has not ended).
+
+Both run their commands with ``/bin/sh`` here (``PARALLEL_SHELL``: GNU parallel otherwise uses
+the shell that started it). Without GNU parallel installed the comparisons skip, except where
+``PLAIT_REQUIRE_EXTRAS=1`` (CI, which installs Debian's ``parallel``) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+GNU = shutil.which("parallel")
+ENV = {**os.environ, "PARALLEL_SHELL": "/bin/sh", "LC_ALL": "C.UTF-8"}
+needs_gnu = pytest.mark.skipif(
+    GNU is None and os.environ.get("PLAIT_REQUIRE_EXTRAS") != "1",
+    reason="GNU parallel is not installed (Debian: apt-get install parallel)",
+)
+
+
+@dataclass
+class Ran:
+    out: str
+    err: str
+    status: int
+
+
+def plait_run(*args: str, stdin: str = "", cwd: Path | None = None) -> Ran:
+    return _ran([sys.executable, "-m", "plait", "run", *args], stdin, cwd)
+
+
+def gnu_parallel(*args: str, stdin: str = "", cwd: Path | None = None) -> Ran:
+    assert GNU is not None, "GNU parallel is not installed (Debian: apt-get install parallel)"
+    return _ran([GNU, "--will-cite", *args], stdin, cwd)
+
+
+def _ran(argv: list[str], stdin: str, cwd: Path | None) -> Ran:
+    done = subprocess.run(
+        argv, input=stdin.encode(), capture_output=True, env=ENV, cwd=cwd, timeout=50
+    )
+    return Ran(done.stdout.decode(), done.stderr.decode(), done.returncode)
+
+
+def same(*args: str, stdin: str = "", cwd: Path | None = None) -> Ran:
+    """Run both; their stdout and exit status must be the same."""
+    ours, theirs = plait_run(*args, stdin=stdin, cwd=cwd), gnu_parallel(*args, stdin=stdin, cwd=cwd)
+    assert (ours.out, ours.status) == (theirs.out, theirs.status), (ours, theirs)
+    return ours
+
+
+TRICKY = [
+    "plain", "a b", "it's", 'x"y', "$HOME", "a*b", "ü", "", "a;b", "a\\b", "a,b:c=d@e%f",
+    "tab\tx", "~x", "a{b}", "!x", "#x", "'", "''", "a/b.c/d.e", "f.tar.gz", "/x/y", ".hidden",
+    "dir/", "a.b/c", "noext", "a/b/", "/", "//", "a//b", "..", "a.", "a.b.", "-n", "--",
+]  # fmt: skip
+
+
+# -- the same as GNU parallel -----------------------------------------------------------------
+
+
+@needs_gnu
+def test_every_replacement_string_on_tricky_inputs() -> None:
+    same("-j1", "echo", "[{}]", "[{.}]", "[{/}]", "[{//}]", "[{/.}]", "{#}", "{%}", ":::", *TRICKY)
+
+
+@needs_gnu
+def test_dry_run_quotes_each_input_as_gnu_parallel_does() -> None:
+    same("--dry-run", "-j1", "echo", ":::", *TRICKY)
+    same("--dry-run", "-j1", "echo {} x{}y", ":::", *TRICKY)
+
+
+@needs_gnu
+def test_the_input_is_appended_when_the_command_has_no_replacement_string() -> None:
+    same("-k", "printf", "<%s>", ":::", "a b", "it's", "")
+    same("-k", "echo", "pre", ":::", "a", "b c", ":::", "1", "2")
+
+
+@needs_gnu
+def test_without_a_command_the_inputs_are_the_commands() -> None:
+    same("-k", ":::", "echo one", "echo two; echo three", "exit 3")
+
+
+@needs_gnu
+def test_keep_order_writes_outputs_in_input_order_whatever_order_jobs_end() -> None:
+    ran = same("-k", "-j4", "sleep 0.{}; echo {}", ":::", "3", "1", "2", "0", "2", "1")
+    assert ran.out.split() == ["3", "1", "2", "0", "2", "1"]
+
+
+@needs_gnu
+def test_without_keep_order_outputs_come_as_jobs_end() -> None:
+    ours = plait_run("-j3", "sleep 0.{}; echo {}", ":::", "6", "0", "3")
+    assert ours.out.split() == ["0", "3", "6"]
+
+
+@needs_gnu
+def test_several_sources_make_every_combination_and_linked_ones_pair_up() -> None:
+    same("-k", "echo", ":::", "a", "b", ":::", "1", "2", "3")
+    same("-k", "echo", "{2}-{1}", "[{3}]", ":::", "a", "b", ":::", "1", "2")
+    same("-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2")
+    same("-k", "echo", "{1/}", "{2.}", ":::", "x/a", ":::", "b.txt", "c.d.e")
+
+
+@needs_gnu
+def test_inputs_from_stdin_files_and_arg_files(tmp_path: Path) -> None:
+    (tmp_path / "one").write_text("a\nb c\n\nd")
+    (tmp_path / "two").write_text("1\n2\n")
+    same("-k", "echo", "x{}y", stdin="a\n\nb\nlast without newline")
+    same("-k", "echo", "::::", "one", "two", cwd=tmp_path)
+    same("-k", "-a", "one", "echo", "{}", cwd=tmp_path)
+    same("-k", "-a", "one", "-a", "two", "echo", "{2}{1}", cwd=tmp_path)
+    same("-k", "echo", ":::", "x", "::::", "two", cwd=tmp_path)
+
+
+@needs_gnu
+def test_colsep_and_null_separated_input() -> None:
+    same("-k", "--colsep", "\t", "echo", "{2}", "{1}", stdin="a b\tc\nd e\tf\n")
+    same("-k", "--colsep", ",", "echo", "{2}-{1}", ":::", "a,b", "c", ":::", "x,y")
+    same("-k", "--colsep", " +", "echo", stdin="a   b c\n")
+    same("-k", "-0", "echo", "[{}]", stdin="x\0y z\0with\nnewline\0")
+
+
+@needs_gnu
+def test_tag_prefixes_every_line_with_its_input() -> None:
+    same("-k", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b c")
+    same("-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2")
+
+
+@needs_gnu
+def test_failing_jobs_make_the_exit_status() -> None:
+    same("-j2", "exit {}", ":::", "0", "1", "2", "3", "0")
+    same("-k", "echo {}; exit {}", ":::", "0", "7")
+    same("kill -9 $$", ":::", "1")  # (killed by a signal: failed)
+    same("-j20", "exit 1", ":::", *map(str, range(150)))  # (at most 101)
+    same("true", ":::", "a")
+
+
+@needs_gnu
+def test_retries_runs_a_failing_job_again_up_to_n_times_in_all(tmp_path: Path) -> None:
+    command = "echo run >> {}; exit 1"
+    for tries in ("1", "3"):
+        ours, theirs = tmp_path / f"ours{tries}", tmp_path / f"theirs{tries}"
+        assert plait_run("--retries", tries, command, ":::", str(ours)).status == 1
+        assert gnu_parallel("--retries", tries, command, ":::", str(theirs)).status == 1
+        assert ours.read_text() == theirs.read_text() == "run\n" * int(tries)
+
+
+@needs_gnu
+def test_halt_stops_at_the_first_failure_with_its_exit_status() -> None:
+    for when in ("now", "soon"):
+        ran = same("-j1", "--halt", f"{when},fail=1", "echo {}; exit {}", ":::", "0", "3", "4")
+        assert ran.out.split() == ["0", "3"]
+    same("-j1", "--halt", "now,success=1", "exit {}", ":::", "2", "0", "3")
+    same("-j1", "--halt", "2", "exit {}", ":::", "0", "5", "0")
+
+
+@needs_gnu
+def test_the_job_log_has_gnu_parallels_columns(tmp_path: Path) -> None:
+    for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
+        run("-j1", "--joblog", str(tmp_path / who), "echo {}; exit {}", ":::", "0", "1", "22")
+    ours = [line.split("\t") for line in (tmp_path / "ours").read_text().splitlines()]
+    theirs = [line.split("\t") for line in (tmp_path / "theirs").read_text().splitlines()]
+    assert ours[0] == theirs[0]  # the header: Seq Host Starttime JobRuntime Send ... Command
+    assert len(ours) == len(theirs) == 4
+    for mine, gnu in zip(ours[1:], theirs[1:], strict=True):
+        assert len(mine) == 9
+        # Seq, Host, Send, Receive, Exitval, Signal, Command: the same; times: numbers
+        assert [mine[i] for i in (0, 1, 4, 5, 6, 7, 8)] == [gnu[i] for i in (0, 1, 4, 5, 6, 7, 8)]
+        assert abs(float(mine[2]) - time.time()) < 60
+        assert mine[3].strip() == f"{float(mine[3]):.3f}"
+        assert len(mine[3]) == len(gnu[3])
+
+
+# -- what plait promises beyond the comparison --------------------------------------------------
+
+
+def test_a_jobs_output_is_never_mixed_with_anothers() -> None:
+    """Two jobs write a line each, then wait for the other to have written, then write again:
+    each job's lines still come out together."""
+    command = "echo $0-1; touch $0.1; while [ ! -e $1.1 ]; do sleep 0.01; done; echo $0-2"
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"plait-mix-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    try:
+        ran = plait_run(
+            "-j2",
+            f"cd {folder} && sh -c '{command}' {{1}} {{2}}",
+            ":::",
+            "a",
+            "b",
+            ":::+",
+            "b",
+            "a",
+        )
+    finally:
+        shutil.rmtree(folder)
+    assert ran.status == 0, ran
+    lines = ran.out.split()
+    assert sorted(lines) == ["a-1", "a-2", "b-1", "b-2"]
+    assert lines.index("a-2") == lines.index("a-1") + 1
+    assert lines.index("b-2") == lines.index("b-1") + 1
+
+
+def test_line_buffer_and_ungroup_write_every_line() -> None:
+    for mode in ("--line-buffer", "--ungroup"):
+        ran = plait_run("-j2", mode, "printf 'x{}\\ny{}\\n'; echo e{} >&2", ":::", "1", "2")
+        assert sorted(ran.out.split()) == ["x1", "x2", "y1", "y2"], (mode, ran)
+        assert sorted(ran.err.split()) == ["e1", "e2"], (mode, ran)
+
+
+def test_a_job_started_without_a_shell_behaves_as_with_one(tmp_path: Path) -> None:
+    """A plain command runs without a shell: the same result, and a program that does not exist
+    still fails as the shell says (127)."""
+    assert plait_run("-k", "ls", ":::", str(tmp_path)).status == 0
+    missing = plait_run("no-such-program-here", ":::", "a")
+    assert missing.status == 1
+    assert "not found" in missing.err
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if command.startswith(marker) and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def unique_seconds() -> str:
+    """A sleep's length no other test's process has: its processes are found by it."""
+    return f"{4000 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6:06d}"
+
+
+def end_all(marker: str) -> None:
+    for pid in processes_with(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_until(condition: object, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_timeout_ends_the_whole_process_group_and_logs_it(tmp_path: Path) -> None:
+    log, seconds = tmp_path / "log", unique_seconds()
+    began = time.monotonic()
+    try:
+        ran = plait_run(
+            "--timeout", "0.5", "--joblog", str(log), f"sleep {seconds}1 & sleep {seconds}{{}}",
+            ":::", "2",
+        )  # fmt: skip
+        assert time.monotonic() - began < 10
+        assert ran.status == 1, ran
+        wait_until(lambda: not processes_with(f"sleep {seconds}"), 5)
+    finally:
+        end_all(f"sleep {seconds}")
+    columns = log.read_text().splitlines()[1].split("\t")
+    assert (columns[6], columns[7]) == ("-1", "15")
+
+
+def test_halt_now_ends_the_running_jobs() -> None:
+    seconds = unique_seconds()
+    began = time.monotonic()
+    try:
+        ran = plait_run(
+            "-j2", "--halt", "now,fail=1", ":::", f"sleep {seconds}", "sleep 0.2; exit 2"
+        )
+        assert time.monotonic() - began < 10
+        assert ran.status == 2, ran
+        wait_until(lambda: not processes_with(f"sleep {seconds}"), 5)
+    finally:
+        end_all(f"sleep {seconds}")
+
+
+def test_ctrl_c_ends_every_job_and_exits_130_within_a_second() -> None:
+    seconds = unique_seconds()
+    marker = f"sleep {seconds}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plait", "run", "-j3", f"{marker}{{}}", ":::", "1", "2", "3", "4"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: len(processes_with(marker)) == 3)
+        proc.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        assert proc.wait(10) == 130
+        assert time.monotonic() - began < 1.0
+        assert processes_with(marker) == []
+    finally:
+        proc.kill()
+        proc.communicate()
+        end_all(marker)
+
+
+def test_input_that_has_not_ended_starts_jobs_at_once(tmp_path: Path) -> None:
+    """Jobs start as lines arrive (GNU parallel's --bar reads all input first): with --bar,
+    two jobs run while stdin is still open."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plait", "run", "--bar", "-j2", "touch", f"{tmp_path}/{{}}"],
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"one\ntwo\n")
+        proc.stdin.flush()
+        wait_until(lambda: (tmp_path / "one").exists() and (tmp_path / "two").exists())
+        proc.stdin.close()
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()
+        with proc.stderr:
+            err = proc.stderr.read()
+    assert b"2job" in err, err
+
+
+def test_resume_after_kill_9_reruns_no_finished_job_and_loses_none(tmp_path: Path) -> None:
+    log, runs = tmp_path / "log", tmp_path / "runs"
+    runs.mkdir()
+    items = [str(i) for i in range(40)]
+    command = f"echo {{}} >> {runs}/{{}}; sleep 0.05"
+    args = ["-j4", "--joblog", str(log), command, ":::", *items]
+    proc = subprocess.Popen([sys.executable, "-m", "plait", "run", *args], env=ENV)
+    try:
+        wait_until(lambda: log.exists() and len(log.read_text().splitlines()) > 10)
+        proc.kill()  # (kill -9: no chance to write anything more)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    logged_before = {line.split("\t")[0] for line in log.read_text().splitlines()[1:]}
+    assert 10 <= len(logged_before) < 40
+    time.sleep(0.2)  # (the jobs it left running end: each sleeps 0.05 s)
+    assert plait_run("--resume", *args).status == 0
+    lines = log.read_text().splitlines()[1:]
+    seqs = sorted(int(line.split("\t")[0]) for line in lines)
+    assert seqs == list(range(1, 41))  # every job logged once: none lost, none twice
+    for seq in logged_before:  # a job logged before the kill never ran again
+        assert (runs / items[int(seq) - 1]).read_text().count("\n") == 1
+
+
+def test_resume_failed_runs_only_the_failed_jobs_again(tmp_path: Path) -> None:
+    log, marker = tmp_path / "log", tmp_path / "fixed"
+    command = f"echo {{}}; [ {{}} != 2 ] || [ -e {marker} ]"
+    assert plait_run("-k", "--joblog", str(log), command, ":::", "1", "2", "3").status == 1
+    marker.touch()
+    again = plait_run("-k", "--joblog", str(log), "--resume-failed", command, ":::", "1", "2", "3")
+    assert (again.out, again.status) == ("2\n", 0)
+
+
+def test_bad_command_lines_exit_255_and_say_the_fix() -> None:
+    for args, words in (
+        (["-j", "lots", "echo"], "-j lots: give N"),
+        (["--halt", "sometimes", "echo"], "--halt sometimes: give"),
+        (["--timeout", "10%", "echo"], "--timeout 10%: give seconds"),
+        (["--resume", "echo"], "--resume needs --joblog"),
+        (["--colsep", "(", "echo"], "not a regular expression"),
+        (["-a", "/no/such/file", "echo"], "No such file"),
+    ):
+        ran = plait_run(*args)
+        assert ran.status == 255, (args, ran)
+        assert words in ran.err, (args, ran)
+
+
+def test_jobs_at_once_in_each_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plait._command import _options
+
+    monkeypatch.setattr(_options, "usable_cores", lambda: 8)
+    forms = {None: 8, "3": 3, "50%": 4, "150%": 12, "+2": 10, "-2": 6, "-20": 1, "0": 256}
+    assert {given: _options.jobs(given) for given in forms} == forms
+
+
+def test_help_says_where_it_differs_from_gnu_parallel() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "plait", "run", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0
+    for words in ("Where it differs from GNU parallel on purpose", "/dev/null", "PARALLEL_SHELL"):
+        assert words in done.stdout
