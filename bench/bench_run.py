@@ -85,7 +85,7 @@ def keep_order_memory(marks: tuple[int, ...]) -> list[tuple[int, int]]:
         found = []
         try:
             for mark in marks:
-                while not log.exists() or log.stat().st_size < mark * 40:  # (a line: ~40 B)
+                while not log.exists() or log.stat().st_size < mark * 49:  # (a line: ~49 B)
                     time.sleep(0.05)
                 done = len(log.read_bytes().splitlines()) - 1
                 found.append((done, rss_kib(plait.pid)))

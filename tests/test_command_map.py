@@ -104,3 +104,23 @@ def test_a_bad_function_exits_255_and_says_why(folder: Path, spec: str, words: s
     done = plait_map(folder, spec, ":::", "1")
     assert done.returncode == 255
     assert words in done.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_map_quietly(folder: Path) -> None:
+    numbers = folder / "numbers"
+    numbers.write_text("".join(f"{i}\n" for i in range(100_000)))
+    with numbers.open("rb") as stdin:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "plait", "map", "tools:square"],
+            cwd=folder,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        assert proc.stdout.readline() == b"0\n"
+        proc.stdout.close()
+        assert proc.wait(60) == 141
+        assert proc.stderr.read() == b""

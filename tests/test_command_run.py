@@ -404,3 +404,20 @@ def test_help_says_where_it_differs_from_gnu_parallel() -> None:
     assert done.returncode == 0
     for words in ("Where it differs from GNU parallel on purpose", "/dev/null", "PARALLEL_SHELL"):
         assert words in done.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly() -> None:
+    """``plait run ... | head -1``: no traceback, the exit status of a broken pipe (141)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plait", "run", "-k", "echo", ":::", *map(str, range(3000))],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        assert proc.stdout.readline() == b"0\n"
+        proc.stdout.close()
+        assert proc.wait(30) == 141
+        assert proc.stderr.read() == b""

@@ -10,6 +10,7 @@ _joblog     --joblog, --resume
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from types import FrameType
@@ -48,8 +49,19 @@ def run_command(namespace: argparse.Namespace) -> int:
         return 130
     except _Terminated:
         return 143
+    except BrokenPipeError:  # whoever read the output stopped (``| head``): stop quietly
+        return reader_gone()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def reader_gone() -> int:
+    """The exit status when the output's reader went away, after which nothing is written
+    (not even at exit, when Python flushes its streams)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 class _Terminated(Exception):

@@ -3,7 +3,7 @@
 Each job is a process of its own process group (a timeout, ``--halt now`` or Ctrl-C ends the
 whole group: what the job started in the background too), started with ``posix_spawn`` (no
 copy of this process is made), its standard input ``/dev/null``, its output in two pipes that
-one ``selectors`` loop reads while it runs, and its end seen through a ``pidfd`` in that same
+one ``poll`` loop reads while it runs, and its end seen through a ``pidfd`` in that same
 loop (polled where the system has none). A job has ended when its process has: output a
 background child writes later is not waited for.
 
@@ -20,7 +20,7 @@ import errno
 import heapq
 import math
 import os
-import selectors
+import select
 import shutil
 import signal
 import sys
@@ -72,7 +72,10 @@ class Runner:
         self.template = Template(options.command)
         self._inputs = enumerate(inputs, start=1)
         self._exhausted = False
-        self._selector = selectors.DefaultSelector()
+        self._poll = select.poll()  # (a few descriptors per job: poll is the cheapest)
+        self._watched: dict[
+            int, tuple[Job, bool | None]
+        ] = {}  # fd -> job, is stdout (None: its pidfd)
         self._running: dict[int, Job] = {}  # by pid
         self._free_slots = list(range(1, options.jobs + 1))
         self._finished: dict[int, Job | None] = {}  # --keep-order: ended, not yet written
@@ -84,7 +87,8 @@ class Runner:
         self._retry: list[Job] = []
         self._programs: dict[str, str | None] = {}  # a plain command's program, by name
         self._shell = os.environ.get("PARALLEL_SHELL") or "/bin/sh"
-        self._environment = dict(os.environb)  # each job's, and its number and slot
+        self._environment = dict(os.environb)  # each job's, with its number and slot added
+        self._devnull = os.open(os.devnull, os.O_RDONLY)  # each job's stdin
         self._log = JobLog.open(options) if options.joblog else None
         self._skip = self._log.skip if self._log else frozenset()
         self._stdout = sys.stdout.buffer
@@ -115,7 +119,7 @@ class Runner:
                 self._bar.close()
             if self._log is not None:
                 self._log.close()
-            self._selector.close()
+            os.close(self._devnull)
         if self._halt_status is not None:
             return self._halt_status
         return min(self._failed, 101)
@@ -171,7 +175,7 @@ class Runner:
         if job.tries > 1 or "{%}" in self.template.text:  # (its slot may differ this time)
             job.command = self.template.render(job.args, job.seq, job.slot)
         ungroup = self.options.output == "ungroup"
-        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, self._devnull, 0)]
         ends: list[int] = []
         if not ungroup:
             out_r, out_w = os.pipe()
@@ -196,11 +200,11 @@ class Runner:
         if not ungroup:
             for fd, is_out in ((out_r, True), (err_r, False)):
                 os.set_blocking(fd, False)
-                self._selector.register(fd, selectors.EVENT_READ, (job, is_out))
+                self._watch(fd, job, is_out)
                 job.pipes[fd] = is_out
         if _HAS_PIDFD:
             job.pidfd = os.pidfd_open(job.pid)
-            self._selector.register(job.pidfd, selectors.EVENT_READ, (job, None))
+            self._watch(job.pidfd, job, None)
 
     def _program(self, command: str) -> tuple[str, list[str]]:
         """The program to start and its arguments: the command's own program where the shell
@@ -216,12 +220,16 @@ class Runner:
         return self._shell, [self._shell, "-c", command]
 
     def _wait(self, timeout: float | None) -> None:
-        for key, _ in self._selector.select(timeout):
-            job, is_out = key.data
+        ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+        for fd, _ in ready:
+            watched = self._watched.get(fd)
+            if watched is None:  # (closed meanwhile, as its job ended)
+                continue
+            job, is_out = watched
             if is_out is None:
                 self._reap(job)
-            elif key.fd in job.pipes:  # (not closed meanwhile, as its job ended)
-                self._read(job, key.fd, is_out)
+            else:
+                self._read(job, fd, is_out)
         if not _HAS_PIDFD:  # (no pidfd to select on: look)
             for pid, job in list(self._running.items()):
                 ended, status = os.waitpid(pid, os.WNOHANG)
@@ -247,8 +255,16 @@ class Runner:
             self._write_lines(job, is_out)
         return True
 
+    def _watch(self, fd: int, job: Job, is_out: bool | None) -> None:
+        self._poll.register(fd, select.POLLIN)
+        self._watched[fd] = (job, is_out)
+
+    def _unwatch(self, fd: int) -> None:
+        self._poll.unregister(fd)
+        del self._watched[fd]
+
     def _close_pipe(self, job: Job, fd: int) -> None:
-        self._selector.unregister(fd)
+        self._unwatch(fd)
         os.close(fd)
         del job.pipes[fd]
 
@@ -265,7 +281,7 @@ class Runner:
                 job.exitval, job.signal = -1, signal.SIGTERM
         del self._running[job.pid]
         if job.pidfd >= 0:
-            self._selector.unregister(job.pidfd)
+            self._unwatch(job.pidfd)
             os.close(job.pidfd)
         for fd, is_out in list(job.pipes.items()):
             # What it wrote before it ended is in the pipe: all of it is read. A child it

@@ -92,6 +92,10 @@ def map_command(namespace: argparse.Namespace) -> int:
                 out.write(show(result) + "\n")
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # whoever read the output stopped (``| head``): stop quietly
+        from . import reader_gone
+
+        return reader_gone()
     except Exception as error:  # the user's own exception, with the worker's traceback
         out.flush()
         _print_failure(error)
