@@ -72,10 +72,10 @@ class Runner:
         self.template = Template(options.command)
         self._inputs = enumerate(inputs, start=1)
         self._exhausted = False
+        self._seen = 0  # the last input's number
         self._poll = select.poll()  # (a few descriptors per job: poll is the cheapest)
-        self._watched: dict[
-            int, tuple[Job, bool | None]
-        ] = {}  # fd -> job, is stdout (None: its pidfd)
+        # What each watched descriptor is: fd -> (its job, whether stdout; None: the pidfd).
+        self._watched: dict[int, tuple[Job, bool | None]] = {}
         self._running: dict[int, Job] = {}  # by pid
         self._free_slots = list(range(1, options.jobs + 1))
         self._finished: dict[int, Job | None] = {}  # --keep-order: ended, not yet written
@@ -151,8 +151,6 @@ class Runner:
                 self._done_without_running(seq)
                 continue
             self._spawn(job)
-
-    _seen = 0  # the last input's number
 
     def _timeout(self) -> float | None:
         """How long the loop may wait: until the next deadline, if any."""
