@@ -3,6 +3,7 @@ itself, so that plait starts (and must end) one; one interrupted by Ctrl-C."""
 
 from __future__ import annotations
 
+import inspect
 import signal
 import subprocess
 import sys
@@ -13,8 +14,27 @@ from pathlib import Path
 
 import psutil
 
+
+def living(pids: list[int]) -> list[int]:
+    """Those of ``pids`` whose process runs still: a zombie has ended, and a process may be
+    gone (and reaped) between any two questions about it."""
+    running = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+# The same function, for the scripts below to define.
+LIVING = "import psutil\n\n" + inspect.getsource(living).replace(": list[int]", "").replace(
+    " -> list[int]", ""
+)
+
 # A pool that plait's cluster backend starts its cluster for, terminated with an item running.
-TERMINATE = textwrap.dedent(
+TERMINATE = LIVING + textwrap.dedent(
     """
     import time
     import psutil
@@ -35,13 +55,9 @@ TERMINATE = textwrap.dedent(
     print("prompt", time.monotonic() - started < 10)
     print("hung item", type(futures[1].exception(timeout=10)).__name__)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(
-        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        for pid in cluster
-    ):
+    while time.monotonic() < deadline and living(cluster):
         time.sleep(0.1)
-    print("left running", [pid for pid in cluster if psutil.pid_exists(pid) and
-                           psutil.Process(pid).status() != psutil.STATUS_ZOMBIE])
+    print("left running", living(cluster))
     """
 )
 
@@ -93,14 +109,6 @@ def run_script(tmp_path: Path, code: str, *args: str) -> list[str]:
     return proc.stdout.splitlines()
 
 
-def still_running(pids: list[int]) -> list[int]:
-    return [
-        pid
-        for pid in pids
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    ]
-
-
 @dataclass
 class Interrupted:
     out: str
@@ -136,7 +144,7 @@ def interrupt(tmp_path: Path, code: str) -> Interrupted:
         proc.send_signal(signal.SIGINT)
         stopped = None
         while time.monotonic() - started < 60:
-            if not still_running(running):
+            if not living(running):
                 stopped = time.monotonic() - started
                 break
             time.sleep(0.01)

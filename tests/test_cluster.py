@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import plait
-from engine_scripts import CTRL_C, TERMINATE, interrupt, run_script, still_running
+from engine_scripts import CTRL_C, TERMINATE, interrupt, living, run_script
 from plait._backends._cluster import ClusterBackend
 from plait._scheduler import max_items_in_flight
 from test_lifecycle import broken_initializer, remember_worker, who_am_i
@@ -335,7 +335,7 @@ def test_ctrl_c_stops_the_map_and_the_cluster_plait_started(engine: str, tmp_pat
     # (The map ends, then the cluster plait started is shut down before the KeyboardInterrupt
     # reaches the program: Ray's shutdown takes seconds, 10.6 s on a loaded 2-core machine.)
     assert run.took < {"dask": 5.0, "ray": 30.0}[engine]
-    assert still_running(run.cluster) == []
+    assert living(run.cluster) == []
 
 
 def test_a_trace_names_the_cluster_s_workers_and_counts_every_item(

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import plait
-from engine_scripts import run_script
+from engine_scripts import LIVING, run_script
 
 if os.environ.get("PLAIT_REQUIRE_EXTRAS") == "1":
     import distributed
@@ -135,7 +135,7 @@ def test_an_address_connects_to_that_scheduler(client: Any) -> None:
         assert pool.submit(square, 9).result(timeout=60) == 81
 
 
-SCRIPT = textwrap.dedent(
+SCRIPT = LIVING + textwrap.dedent(
     """
     import os
     import psutil
@@ -154,8 +154,7 @@ SCRIPT = textwrap.dedent(
     rest = list(results)
     print("results", [first, *rest] == [x * x for x in range(100)])
     print("cluster processes", len(seen) >= 3)
-    print("left running", [pid for pid in seen if psutil.pid_exists(pid) and
-                           psutil.Process(pid).status() != psutil.STATUS_ZOMBIE])
+    print("left running", living(seen))
     """
 )
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from engine_scripts import run_script
+from engine_scripts import LIVING, run_script
 
 if os.environ.get("PLAIT_REQUIRE_EXTRAS") != "1":
     pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.timeout(240)]
 
-PLAIT_STARTS_RAY = textwrap.dedent(
+PLAIT_STARTS_RAY = LIVING + textwrap.dedent(
     """
     import psutil
     import ray
@@ -44,13 +44,9 @@ PLAIT_STARTS_RAY = textwrap.dedent(
     print("ray still initialized", ray.is_initialized())
     import time
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(
-        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        for pid in seen
-    ):
+    while time.monotonic() < deadline and living(seen):
         time.sleep(0.1)
-    print("left running", [pid for pid in seen if psutil.pid_exists(pid) and
-                           psutil.Process(pid).status() != psutil.STATUS_ZOMBIE])
+    print("left running", living(seen))
     """
 )
 
