@@ -94,6 +94,18 @@ def test_waiting_work_runs_on_threads() -> None:
     assert "it waits" in results.plan.reason
 
 
+def test_one_batch_that_waited_is_enough_to_decide() -> None:
+    """5 ms sleeps: the first item's batch settles the map on threads before its result
+    reaches the consumer (three probe batches, one after another, cost a map of 10 ms sleeps
+    20 ms more)."""
+    with plait.map(sleepy, range(20), backend="auto") as results:
+        iterator = iter(results)
+        assert next(iterator) == 0
+        assert results.plan.backend == "thread"
+        assert "of its time on CPU" in results.plan.reason
+        assert list(iterator) == list(range(1, 20))
+
+
 @several_cores
 def test_computing_work_that_holds_the_gil_moves_to_processes() -> None:
     skip_unless_a_thread_gets_a_core()

@@ -46,14 +46,22 @@ def test_the_bytes_sent_cap_a_batch_near_a_megabyte() -> None:
 
 
 def test_near_the_end_of_a_known_input_batches_shrink_to_share_the_tail() -> None:
-    sizer = ChunkSizer("thread", 2, total=100)
-    grown(sizer, 4)  # 64 items a batch, were it not for the end
-    sizer.taken(0)
-    assert sizer.next_size() == 25  # 100 left, over 2 workers, twice over
+    sizer = ChunkSizer("process", 2, total=100)
+    for size in (1, 4, 16):  # a millisecond an item: 25 items a batch (25 ms), at most
+        sizer.observe(size, size * 0.001)
+    assert sizer.next_size() == 25  # 100 left, over 2 workers, twice over: 25 again
     sizer.taken(90)
     assert sizer.next_size() == 3
-    sizer.taken(10)
-    assert sizer.next_size() == 1
+    sizer.taken(9)
+    assert sizer.next_size() == 2  # 1 left: (a process's trip costs more than an item's work)
+
+
+def test_a_tail_of_tiny_items_is_not_split_into_trips_that_cost_more_than_its_work() -> None:
+    sizer = ChunkSizer("thread", 2, total=1000)
+    sizes = grown(sizer, 4)
+    assert sizes == [1, GROWTH, GROWTH**2, GROWTH**3]
+    sizer.taken(sum(sizes))
+    assert sizer.next_size() == GROWTH**4  # 915 left, but splitting them would not pay
 
 
 def test_a_fixed_size_never_changes() -> None:

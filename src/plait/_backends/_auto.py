@@ -147,6 +147,9 @@ class _Route:
         self.per_item: list[float] = []
         self.slowest = (0, 0.0)  # the slowest batch run alone: (items, seconds)
         self.collected = 0  # batches left out: a full garbage collection ran in them
+        # A batch run alone waited for PROBE_SECONDS or more while the program's other threads
+        # left the GIL free: the work waits, and that one batch says so (see _learn).
+        self.clearly_waits = False
         # The batches run together (see ``_together``), round after round: how many of the
         # present round's ended, and over the rounds, how long both threads had a core while
         # their batches overlapped, and how long one of them slept meanwhile.
@@ -393,9 +396,9 @@ class AutoBackend:
         waiting: list[Task] = []
         with self._lock:
             route.running -= 1
-            route.watched.pop(id(task), None)
+            watched = route.watched.pop(id(task), None)
             if route.plan is None:  # (else the watcher settled the route while this ran)
-                self._learn(route, outcome)
+                self._learn(route, outcome, watched)
                 plan = self._decide(route)
                 if plan is None:
                     starting = self._next_probes(route)
@@ -412,7 +415,7 @@ class AutoBackend:
         else:
             self._start_probes(route, starting)
 
-    def _learn(self, route: _Route, outcome: Outcome) -> None:
+    def _learn(self, route: _Route, outcome: Outcome, watched: _Watched | None) -> None:
         route.batches += 1
         if route.together:
             route.ended_together += 1  # (its thread's clocks were read: see _probed)
@@ -428,7 +431,20 @@ class AutoBackend:
         elapsed = max(outcome.elapsed - outcome.waited_for_cpu, 1e-9)
         route.items += items
         route.busy += elapsed
-        route.shares.append(min(1.0, outcome.cpu / elapsed))
+        share = min(1.0, outcome.cpu / elapsed)
+        route.shares.append(share)
+        # Work that waits shows it in one batch, as the watcher sees it in one that runs on:
+        # more batches guard against a pause that makes work look costly (a collection), and
+        # a pause makes no work look idle, but the program's other threads holding the GIL
+        # would: then the probe goes on. (Three such batches of 10 ms sleeps cost a map of
+        # them 20 ms more than one.)
+        if (
+            share < WAITING_BELOW
+            and elapsed >= PROBE_SECONDS
+            and watched is not None
+            and watched.others(time.perf_counter(), share) < STARVED_BY
+        ):
+            route.clearly_waits = True
         route.per_item.append(elapsed / items)
         if elapsed > route.slowest[1]:
             route.slowest = (items, elapsed)
@@ -443,6 +459,7 @@ class AutoBackend:
             )
         enough = route.items >= PROBE_ITEMS or route.busy >= PROBE_LONG
         enough |= route.busy >= PROBE_SECONDS and len(route.shares) >= PROBE_MIN_BATCHES
+        enough |= route.clearly_waits
         if route.items == 0 or not enough:
             return None
         measured = Measured(
@@ -623,7 +640,10 @@ class AutoBackend:
         route.recent.append((len(task.items), outcome.elapsed))
         if len(route.recent) < RECENT:
             return False
-        per_item = sum(s for _, s in route.recent) / sum(n for n, _ in route.recent)
+        # The median batch's: a large batch read before the work changed must not outweigh
+        # the small ones after it (an average weighed by items hid the change when a few fast
+        # batches of 4,096 items stood beside the slow ones), nor one pause a batch met count.
+        per_item = _median([seconds / items for items, seconds in route.recent])
         if plan.backend == "inline":
             return per_item >= INLINE_TURNS_SLOW
         if plan.backend == "process":
