@@ -3,7 +3,9 @@ flight only queue for a slot, as at a real server with a fixed pool of workers.
 
     python bench/slot_server.py SLOTS SECONDS
 
-It prints its port on the first line, serves until its standard input closes, then exits.
+It prints its port on the first line, serves until its standard input closes, then exits. A
+line ``slots N`` on its standard input makes it serve N at a time from then on (a server that
+lost half its workers, say); it answers ``ok`` on its standard output.
 Keep-alive (HTTP/1.1) and no Nagle delay, so a client's own costs stay small beside the
 server's. Used by bench/bench_auto.py and by the tests of backend="auto".
 """
@@ -16,8 +18,33 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class Gate:
+    """At most ``slots`` holders at a time; ``slots`` may change while requests wait."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.busy = 0
+        self.cond = threading.Condition()
+
+    def resize(self, slots: int) -> None:
+        with self.cond:
+            self.slots = slots
+            self.cond.notify_all()
+
+    def __enter__(self) -> None:
+        with self.cond:
+            while self.busy >= self.slots:
+                self.cond.wait()
+            self.busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cond:
+            self.busy -= 1
+            self.cond.notify()
+
+
 def serve(slots: int, seconds: float) -> None:
-    gate = threading.BoundedSemaphore(slots)
+    gate = Gate(slots)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -41,7 +68,11 @@ def serve(slots: int, seconds: float) -> None:
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(server.server_address[1], flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        command, _, value = line.partition(" ")
+        if command == "slots":
+            gate.resize(int(value))
+            print("ok", flush=True)
     server.shutdown()
 
 
