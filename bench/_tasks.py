@@ -24,6 +24,23 @@ def sleep_io(x: int) -> int:
     return x
 
 
+def request(port: int) -> tuple[float, float]:
+    """One GET to the local server on ``port`` (``slot_server.py``), over the keep-alive
+    connection this worker keeps in ``plait.worker_state()``: when it began and ended."""
+    import http.client
+
+    import plait
+
+    state = plait.worker_state()
+    connection = state.get("connection")
+    if connection is None:
+        connection = state["connection"] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    started = time.perf_counter()
+    connection.request("GET", "/")
+    connection.getresponse().read()
+    return started, time.perf_counter()
+
+
 def spin(loops: int) -> int:
     """The CPU task: pure Python arithmetic, `loops` iterations (calibrated to ~5 ms)."""
     total = 0

@@ -43,19 +43,6 @@ WINDOW = 0.2  # for throughput
 FEWER_WINDOW = 0.1  # for requests in flight
 
 
-def fetch(port: int) -> tuple[float, float]:
-    import plait
-
-    state = plait.worker_state()
-    connection = state.get("connection")
-    if connection is None:
-        connection = state["connection"] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    started = time.perf_counter()
-    connection.request("GET", "/")
-    connection.getresponse().read()
-    return started, time.perf_counter()
-
-
 def unloaded(port: int, count: int = 100) -> float:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies = []
@@ -69,6 +56,8 @@ def unloaded(port: int, count: int = 100) -> float:
 
 
 def one_run() -> dict[str, Any]:
+    from _tasks import request  # (this script's directory is on sys.path: it is run as a file)
+
     import plait
     from plait import _width
 
@@ -95,9 +84,9 @@ def one_run() -> dict[str, Any]:
         requests: list[tuple[float, float]] = []
         slowed = False
         began = time.perf_counter()
-        with plait.map(fetch, itertools.repeat(port)) as results:
-            for request in results:
-                requests.append(request)
+        with plait.map(request, itertools.repeat(port)) as results:
+            for span in results:
+                requests.append(span)
                 now = time.perf_counter() - began
                 if not slowed and now >= SLOW_AT:
                     server.stdin.write(f"slots {SLOTS // 2}\n")
