@@ -85,6 +85,36 @@ def test_keep_going_prints_each_failure_and_counts_them(folder: Path) -> None:
     assert done.stderr.count("ValueError: no threes: 3") == 2
 
 
+def test_a_line_that_is_not_json_fails_its_own_item(folder: Path) -> None:
+    done = plait_map(folder, "--json", "--keep-going", "tools.py:square", stdin="1\nnope\n3\n")
+    assert (done.stdout.split(), done.returncode) == (["1", "9"], 1)
+    assert "input 2 is not JSON" in done.stderr
+    stopped = plait_map(folder, "--json", "tools.py:square", stdin="1\nnope\n3\n")
+    assert (stopped.stdout.split(), stopped.returncode) == (["1"], 1)
+    assert "JSONDecodeError" in stopped.stderr
+
+
+@pytest.mark.parametrize("name", ["json", "queue", "signal"])
+def test_a_file_named_like_a_module_already_imported_is_loaded_as_itself(
+    folder: Path, name: str
+) -> None:
+    """Not mistaken for the library's module, nor put in its place (queue.py broke plait);
+    and its function still travels to worker processes."""
+    (folder / "sub").mkdir()
+    (folder / "sub" / f"{name}.py").write_text("def shout(x):\n    return x.upper()\n")
+    for backend in ("thread", "process"):
+        done = plait_map(folder, "--backend", backend, f"sub/{name}.py:shout", ":::", "a", "b")
+        assert (done.stdout, done.returncode) == ("A\nB\n", 0), done.stderr
+
+
+def test_bad_workers_and_backends_exit_255_and_say_so(folder: Path) -> None:
+    for args, words in ((["-j", "0"], "workers must be >= 1"), (["--backend", "nope"], "nope")):
+        done = plait_map(folder, *args, "tools.py:square", ":::", "1")
+        assert done.returncode == 255, done
+        assert words in done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_trace_writes_the_timeline(folder: Path) -> None:
     done = plait_map(folder, "--trace", "run.html", "tools:square", ":::", "1", "2")
     assert done.returncode == 0, done.stderr

@@ -166,6 +166,98 @@ def test_halt_stops_at_the_first_failure_with_its_exit_status() -> None:
 
 
 @needs_gnu
+def test_halt_exits_as_gnu_parallel_does_for_counts_shares_and_signals() -> None:
+    """fail=N above 1: how many failed; a share: of all the jobs, and the exit status is the
+    share that failed, reached or not; a job killed by a signal: 128 + it; done=."""
+    same("-j1", "--halt", "soon,fail=2", "exit {}", ":::", "7", "8", "9")
+    same("-j1", "--halt", "soon,fail=20%", "exit {}", ":::", "1", *["0"] * 9)
+    same("-j1", "--halt", "soon,fail=20%", "exit {}", ":::", "7", "2", "0", "0", "3")
+    same("-j1", "--halt", "soon,fail=40%", "exit {}", ":::", "7", "2", "0", "0", "3")
+    same("-j1", "--halt", "soon,fail=3", "exit {}", ":::", "7", "2", "0", "5", "3")
+    same("-j1", "--halt", "soon,success=3", "exit {}", ":::", "1", "0", "3", "0", "4")
+    same("-j1", "--halt", "soon,done=2", "exit {}", ":::", "1", "0", "3")
+    same("-j1", "--halt", "now,success=50%", "exit {}", ":::", "3", "0", "5", "6")
+    same("-j1", "--halt", "now,fail=1", "kill -9 $$; : {}", ":::", "1")
+    same("-j1", "--halt", "now,done=1", "echo {}", ":::", "1", "2")
+    same("-j1", "--halt=-1", "exit {}", ":::", "4", "0", "5")  # (-1: soon,success=1)
+
+
+@needs_gnu
+def test_keep_order_holds_with_line_buffer_and_no_newline_is_added() -> None:
+    same("-k", "--lb", "sleep {}; echo {}", ":::", "0.3", "0")
+    same("-k", "--lb", "--tag", "printf 'x\\n{}'", ":::", "a", "b")
+    same("--lb", "printf", "{}", ":::", "a")
+
+
+@needs_gnu
+def test_a_pipeline_in_a_job_ends_when_its_reader_does() -> None:
+    """A job's SIGPIPE is the default one (Python ignores it, and an ignored signal stays
+    ignored across exec: `yes | head -1` ran forever)."""
+    ran = same("-k", "yes {} | head -2; seq 100000 | head -1", ":::", "x")
+    assert ran.err == ""
+
+
+@needs_gnu
+def test_options_end_at_a_double_dash() -> None:
+    same("-j", "2", "--", "echo", ":::", "a")
+
+
+def test_a_job_that_cannot_start_fails_as_it_would_in_a_shell(tmp_path: Path) -> None:
+    script = tmp_path / "plain.sh"
+    script.write_text('echo ran "$@"\n')  # (no #! line: the shell runs it)
+    script.chmod(0o755)
+    ran = plait_run("-k", "./plain.sh", ":::", "a", "b", cwd=tmp_path)
+    assert (ran.out, ran.status) == ("ran a\nran b\n", 0)
+    script.chmod(0o644)  # (not executable: 126, as sh says)
+    ran = plait_run("./plain.sh", ":::", "a", cwd=tmp_path)
+    assert ran.status == 1
+    assert "Permission denied" in ran.err
+
+
+def test_a_command_line_too_long_and_a_missing_shell_exit_255(tmp_path: Path) -> None:
+    (tmp_path / "long").write_text("x" * 300_000 + "\n")  # (past what exec takes in one word)
+    ran = plait_run("echo {} | wc -c", "::::", str(tmp_path / "long"))
+    assert ran.status == 255
+    assert "too long" in ran.err
+    for shell in ("/no/such/shell", "no-such-shell"):
+        done = subprocess.run(
+            [sys.executable, "-m", "plait", "run", "echo {}", ":::", "a"],
+            capture_output=True,
+            text=True,
+            env={**ENV, "PARALLEL_SHELL": shell},
+            timeout=50,
+        )
+        assert done.returncode == 255, done
+        assert "PARALLEL_SHELL" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "plait", "run", "echo {}", ":::", "a"],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PARALLEL_SHELL": "sh"},  # (a bare name: looked up on PATH)
+        timeout=50,
+    )
+    assert (done.stdout, done.returncode) == ("a\n", 0)
+
+
+def test_closed_stdin_and_stderr_are_no_input_and_no_error_output() -> None:
+    both = [sys.executable, "-m", "plait", "run"]
+    done = subprocess.run([*both, "echo"], stdin=subprocess.DEVNULL, env=ENV, timeout=50)
+    assert done.returncode == 0
+    closed_stdin = subprocess.run(
+        [*both, "echo"], capture_output=True, env=ENV, timeout=50, preexec_fn=lambda: os.close(0)
+    )
+    assert (closed_stdin.returncode, closed_stdin.stderr) == (0, b"")
+    closed_stderr = subprocess.run(
+        [*both, "echo {}; echo e >&2", ":::", "a"],
+        stdout=subprocess.PIPE,
+        env=ENV,
+        timeout=50,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert (closed_stderr.stdout, closed_stderr.returncode) == (b"a\n", 0)
+
+
+@needs_gnu
 def test_the_job_log_has_gnu_parallels_columns(tmp_path: Path) -> None:
     for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
         run("-j1", "--joblog", str(tmp_path / who), "echo {}; exit {}", ":::", "0", "1", "22")
@@ -292,6 +384,28 @@ def test_halt_now_ends_the_running_jobs() -> None:
         end_all(f"sleep {seconds}")
 
 
+def test_sighup_ends_every_job_and_exits_129() -> None:
+    """The terminal closed: the jobs, in process groups of their own, would not be told."""
+    seconds = unique_seconds()
+    marker = f"sleep {seconds}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plait", "run", "-j2", f"{marker}{{}} & {marker}{{}}", ":::", "1",
+         "2", "3"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: len(processes_with(marker)) == 4)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(10) == 129
+        wait_until(lambda: processes_with(marker) == [])
+    finally:
+        proc.kill()
+        proc.communicate()
+        end_all(marker)
+
+
 def test_ctrl_c_ends_every_job_and_exits_130_within_a_second() -> None:
     seconds = unique_seconds()
     marker = f"sleep {seconds}"
@@ -383,6 +497,10 @@ def test_bad_command_lines_exit_255_and_say_the_fix() -> None:
         (["--resume", "echo"], "--resume needs --joblog"),
         (["--colsep", "(", "echo"], "not a regular expression"),
         (["-a", "/no/such/file", "echo"], "No such file"),
+        (["--no-such-option", "echo"], "unrecognized arguments: --no-such-option"),
+        (["--retries", "x", "echo"], "invalid int value: 'x'"),
+        (["--lb", "--group", "echo"], "not allowed with"),
+        (["-j"], "expected one argument"),
     ):
         ran = plait_run(*args)
         assert ran.status == 255, (args, ran)

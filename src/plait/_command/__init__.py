@@ -16,12 +16,12 @@ import sys
 from types import FrameType
 
 from ._map import add_map_command, map_command
-from ._options import UsageError, build_parser, read
+from ._options import CommandParser, UsageError, build_parser, read
 
-__all__ = ["add_map_command", "add_run_command", "map_command", "run_command"]
+__all__ = ["CommandParser", "add_map_command", "add_run_command", "map_command", "run_command"]
 
 
-def add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_run_command(commands: argparse._SubParsersAction[CommandParser]) -> None:
     parser = commands.add_parser(
         "run",
         help="run a command over inputs, with GNU parallel's options",
@@ -42,17 +42,26 @@ def run_command(namespace: argparse.Namespace) -> int:
     except (UsageError, OSError) as error:
         print(f"plait run: {error}", file=sys.stderr)
         return 255
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    # SIGTERM and SIGHUP (the terminal closed) end every job, as Ctrl-C does: the jobs run in
+    # process groups of their own, which no signal to plait's group reaches.
+    previous = {signum: signal.signal(signum, _terminated) for signum in ENDING}
     try:
         return runner.run()
     except KeyboardInterrupt:  # (its jobs are ended: see Runner.run)
         return 130
-    except _Terminated:
-        return 143
+    except _Terminated as ended:
+        return 128 + ended.signum
     except BrokenPipeError:  # whoever read the output stopped (``| head``): stop quietly
         return reader_gone()
+    except UsageError as error:  # (found as a job starts: a command line too long)
+        print(f"plait run: {error}", file=sys.stderr)
+        return 255
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+ENDING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def reader_gone() -> int:
@@ -65,11 +74,13 @@ def reader_gone() -> int:
 
 
 class _Terminated(Exception):
-    pass
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
+    raise _Terminated(signum)
 
 
 DESCRIPTION = """\
@@ -82,12 +93,15 @@ sources' values (or columns, with --colsep); with none, the input is appended. T
 runs with /bin/sh -c (PARALLEL_SHELL chooses another), its inputs quoted.
 
 Exit status: the number of failed jobs (at most 101), 255 for a bad command line, 130 after
-Ctrl-C (every job's process group ended).
+Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (each ends every job's process group). With
+--halt, GNU parallel's: 0 on success=, the failing job's own on fail=1, the percentage that
+failed when a percentage is given (all the input is read first, to count the jobs).
 
 Where it differs from GNU parallel on purpose: jobs read /dev/null, never plait's stdin;
 the shell is /bin/sh unless PARALLEL_SHELL says otherwise (GNU parallel uses the shell that
 started it); a command the shell would run plainly (a program and plain words) is started
-without a shell; --timeout takes seconds only; no remote hosts (--sshlogin), no --pipe.
+without a shell; --timeout takes seconds only; SIGHUP ends the running jobs (GNU parallel
+lets them finish); no remote hosts (--sshlogin), no --pipe.
 
 Examples:
   plait run gzip ::: *.log                 # compress each log, as many at once as cores

@@ -46,7 +46,8 @@ def _values(source: Source, separator: bytes) -> Iterator[str]:
         return
     assert source.path is not None
     if source.path == "-":
-        yield from records(sys.stdin.buffer, separator)
+        if sys.stdin is not None:  # (None: plait was started with its stdin closed)
+            yield from records(sys.stdin.buffer, separator)
         return
     with open(source.path, "rb") as stream:
         yield from records(stream, separator)

@@ -27,10 +27,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._joblog import JobLog
-from ._options import Halt, RunOptions
+from ._options import Halt, RunOptions, UsageError
 from ._template import Template
 
 TERM_GRACE = 0.2  # seconds between SIGTERM and SIGKILL to a job's process group
@@ -70,6 +70,10 @@ class Runner:
     def __init__(self, options: RunOptions, inputs: Iterator[tuple[str, ...]]) -> None:
         self.options = options
         self.template = Template(options.command)
+        self._total = 0  # all the jobs, read first when --halt counts a share of them
+        if options.halt is not None and options.halt.percent is not None:
+            every = list(inputs)
+            self._total, inputs = len(every), iter(every)
         self._inputs = enumerate(inputs, start=1)
         self._exhausted = False
         self._seen = 0  # the last input's number
@@ -86,13 +90,14 @@ class Runner:
         self._succeeded = 0
         self._retry: list[Job] = []
         self._programs: dict[str, str | None] = {}  # a plain command's program, by name
-        self._shell = os.environ.get("PARALLEL_SHELL") or "/bin/sh"
+        self._shell = _shell(os.environ.get("PARALLEL_SHELL") or "/bin/sh")
         self._environment = dict(os.environb)  # each job's, with its number and slot added
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # each job's stdin
         self._log = JobLog.open(options) if options.joblog else None
         self._skip = self._log.skip if self._log else frozenset()
         self._stdout = sys.stdout.buffer
-        self._stderr = sys.stderr.buffer
+        # (None: plait was started with its stderr closed; the jobs' errors then go nowhere.)
+        self._stderr: BinaryIO | _Nowhere = sys.stderr.buffer if sys.stderr else _Nowhere()
         self._bar: Any = None
 
     # -- the loop ---------------------------------------------------------------------------
@@ -122,6 +127,9 @@ class Runner:
             os.close(self._devnull)
         if self._halt_status is not None:
             return self._halt_status
+        halt = self.options.halt
+        if halt is not None and halt.percent is not None and halt.on != "done":
+            return self._failed_percent()  # (GNU parallel's: the share that failed)
         return min(self._failed, 101)
 
     def _start_jobs(self) -> None:
@@ -190,10 +198,17 @@ class Runner:
         job.started = time.time()
         job.began = time.monotonic()
         try:
-            job.pid = os.posix_spawn(program, argv, environment, file_actions=actions, setpgroup=0)
+            job.pid = self._start(program, argv, environment, actions, job)
         finally:
             for end in ends:
                 os.close(end)
+        if not job.pid:  # it could not start: it failed, as the shell's would (126, 127)
+            if not ungroup:
+                os.close(out_r)
+                os.close(err_r)
+            heapq.heappush(self._free_slots, job.slot)
+            self._finish(job)
+            return
         self._running[job.pid] = job
         if not ungroup:
             for fd, is_out in ((out_r, True), (err_r, False)):
@@ -203,6 +218,40 @@ class Runner:
         if _HAS_PIDFD:
             job.pidfd = os.pidfd_open(job.pid)
             self._watch(job.pidfd, job, None)
+
+    def _start(
+        self,
+        program: str,
+        argv: list[str],
+        environment: dict[bytes, bytes],
+        actions: list[tuple[Any, ...]],
+        job: Job,
+    ) -> int:
+        """The job's pid; 0 if it could not start (its exit status and message set)."""
+        try:
+            return os.posix_spawn(
+                program,
+                argv,
+                environment,
+                file_actions=actions,
+                setpgroup=0,
+                # (Python ignores SIGPIPE, and an ignored signal stays ignored across exec:
+                # a job's `yes | head -1` would never end.)
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            )
+        except OSError as error:
+            if error.errno == errno.E2BIG:
+                raise UsageError(
+                    f"the command line of job {job.seq} is too long for this system "
+                    f"({len(job.command.encode(errors='surrogateescape'))} bytes)"
+                ) from None
+            if error.errno == errno.ENOEXEC and program != self._shell:
+                # A script without a #! line: the shell runs it, as it would have.
+                return self._start(self._shell, [self._shell, "-c", job.command], environment,
+                                   actions, job)  # fmt: skip
+            job.exitval = 127 if error.errno == errno.ENOENT else 126
+            job.err += f"plait run: {argv[0]}: {error.strerror}\n".encode(errors="replace")
+            return 0
 
     def _program(self, command: str) -> tuple[str, list[str]]:
         """The program to start and its arguments: the command's own program where the shell
@@ -249,9 +298,14 @@ class Runner:
             job.received += len(data)
         else:
             job.err += data
-        if self.options.output == "line-buffer":
+        if self.options.output == "line-buffer" and self._streams(job):
             self._write_lines(job, is_out)
         return True
+
+    def _streams(self, job: Job) -> bool:
+        """Whether ``--line-buffer`` writes the job's lines as they come: with
+        ``--keep-order``, only the oldest job's (the later ones' wait for their turn)."""
+        return not self.options.keep_order or job.seq == self._next_to_write
 
     def _watch(self, fd: int, job: Job, is_out: bool | None) -> None:
         self._poll.register(fd, select.POLLIN)
@@ -362,20 +416,22 @@ class Runner:
             if job is not None:
                 self._write(job)
             self._next_to_write += 1
+        if self.options.output == "line-buffer":  # the next job's turn: its lines so far
+            for running in self._running.values():
+                if running.seq == self._next_to_write:
+                    self._write_lines(running, True)
+                    self._write_lines(running, False)
 
     def _write(self, job: Job) -> None:
         if self.options.output == "ungroup":
             return
-        if self.options.output == "line-buffer":  # its whole lines went out as they came
-            job.out += b"\n" if job.out else b""
-            job.err += b"\n" if job.err else b""
-            self._write_lines(job, True)
-            self._write_lines(job, False)
-            return
+        # (With --line-buffer, what is left: its last line, if unended, and with
+        # --keep-order all that came before its turn.)
         for data, stream in ((job.out, self._stdout), (job.err, self._stderr)):
             if data:
                 stream.write(self._tagged(job, data))
                 stream.flush()
+                data.clear()
 
     def _write_lines(self, job: Job, is_out: bool) -> None:
         data = job.out if is_out else job.err
@@ -397,26 +453,55 @@ class Runner:
         halt: Halt | None = self.options.halt
         if halt is None or self._halt_status is not None:
             return
-        count = self._failed if halt.on_fail else self._succeeded
-        if job.failed != halt.on_fail:
+        if halt.on != "done" and job.failed != (halt.on == "fail"):
             return
-        done = self._failed + self._succeeded
-        if halt.percent is not None:
-            reached = count * 100 >= halt.percent * done
+        count = {"fail": self._failed, "success": self._succeeded}.get(
+            halt.on, self._failed + self._succeeded
+        )
+        if halt.percent is not None:  # (a share of all the jobs, read first: see __init__)
+            reached = count * 100 >= halt.percent * max(1, self._total)
         else:
             reached = count >= halt.count
         if not reached:
             return
-        if not halt.on_fail:
+        # GNU parallel's exit status: 0 on success=; on fail=, the failing job's own (128 +
+        # the signal that ended it) if it is the only one failed, else the share that failed
+        # (fail=P%) or how many did; on done=, how many failed.
+        if halt.on == "success":
             self._halt_status = 0
-        elif halt.percent is not None:  # (GNU parallel's: the share failed, in percent)
-            self._halt_status = math.ceil(self._failed * 100 / max(1, self._seen))
-        else:  # (the failing job's own exit status)
-            self._halt_status = job.exitval if job.exitval > 0 else 1
+        elif halt.on == "fail" and self._failed == 1:
+            self._halt_status = (
+                128 + job.signal if job.signal else job.exitval if job.exitval > 0 else 1
+            )
+        elif halt.on == "fail" and halt.percent is not None:
+            self._halt_status = self._failed_percent()
+        else:
+            self._halt_status = min(self._failed, 101)
         self._stop_starting = True
         if halt.now:
             for running in list(self._running.values()):
                 self._terminate(running)
+
+    def _failed_percent(self) -> int:
+        return math.ceil(self._failed * 100 / max(1, self._total or self._seen))
+
+
+class _Nowhere:
+    """Standard error when plait has none (started with it closed)."""
+
+    def write(self, data: bytes | bytearray) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _shell(name: str) -> str:
+    """PARALLEL_SHELL (or /bin/sh) as a path: a bare name is looked up on PATH."""
+    path = shutil.which(name) if os.sep not in name else name
+    if path is None or not os.access(path, os.X_OK):
+        raise UsageError(f"the shell {name!r} (PARALLEL_SHELL) is not there, or cannot run")
+    return path
 
 
 def _signal_group(pid: int, signum: int) -> None:

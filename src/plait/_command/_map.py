@@ -15,13 +15,16 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from ._inputs import arguments
-from ._options import MARKERS, UsageError, _sources, check_readable
+from ._options import MARKERS, CommandParser, UsageError, _sources, check_readable
 
 DESCRIPTION = """\
 Call MODULE:FUNCTION once per input through plait.map (threads or processes, as wide as pays:
@@ -36,7 +39,7 @@ Examples:
 """
 
 
-def add_map_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_map_command(commands: argparse._SubParsersAction[CommandParser]) -> None:
     parser = commands.add_parser(
         "map",
         help="call a Python function over inputs, through plait.map",
@@ -68,19 +71,23 @@ def map_command(namespace: argparse.Namespace) -> int:
         print(f"plait map: {error}", file=sys.stderr)
         return 255
     separator = b"\0" if namespace.null else b"\n"
-    inputs = arguments(sources, separator=separator, colsep=namespace.colsep)
+    inputs: Iterator[Any] = arguments(sources, separator=separator, colsep=namespace.colsep)
     if namespace.json:
-        inputs = (tuple(json.loads(value) for value in values) for values in inputs)
+        inputs = (_decoded(number, values) for number, values in enumerate(inputs, 1))
     show: Callable[[Any], str] = json.dumps if namespace.json else str
     failed = 0
-    results = plait.map(
-        _Star(fn),
-        inputs,
-        backend=namespace.backend,
-        workers=namespace.workers,
-        errors="return" if namespace.keep_going else "raise",
-        trace=namespace.trace,
-    )
+    try:
+        results = plait.map(
+            _Star(fn),
+            inputs,
+            backend=namespace.backend,
+            workers=namespace.workers,
+            errors="return" if namespace.keep_going else "raise",
+            trace=namespace.trace,
+        )
+    except (ValueError, TypeError) as error:  # -j 0, --backend nope: checked at the call
+        print(f"plait map: {error}", file=sys.stderr)
+        return 255
     out = sys.stdout
     try:
         with results:
@@ -112,8 +119,28 @@ class _Star:
         self.fn = fn
         self.__qualname__ = getattr(fn, "__qualname__", "function")
 
-    def __call__(self, values: tuple[Any, ...]) -> Any:
+    def __call__(self, values: tuple[Any, ...] | _NotJson) -> Any:
+        if isinstance(values, _NotJson):  # its item fails: with --keep-going, it is printed
+            values.error.add_note(f"plait map: input {values.number} is not JSON")
+            raise values.error
         return self.fn(*values)
+
+
+@dataclass
+class _NotJson:
+    number: int
+    values: tuple[str, ...]
+    error: json.JSONDecodeError
+
+    def __repr__(self) -> str:  # (a failure names its item so)
+        return repr(self.values[0] if len(self.values) == 1 else self.values)
+
+
+def _decoded(number: int, values: tuple[str, ...]) -> tuple[Any, ...] | _NotJson:
+    try:
+        return tuple(json.loads(value) for value in values)
+    except json.JSONDecodeError as error:
+        return _NotJson(number, values, error)
 
 
 def load_function(spec: str) -> Callable[..., Any]:
@@ -121,17 +148,14 @@ def load_function(spec: str) -> Callable[..., Any]:
     if not module_name or not name:
         raise UsageError(f"{spec}: give MODULE:FUNCTION, for example mytools:checksum")
     if module_name.endswith(".py"):
-        folder, file = os.path.split(os.path.abspath(module_name))
-        if not os.path.exists(module_name):
-            raise UsageError(f"{module_name}: no such file")
-        sys.path.insert(0, folder)
-        module_name = file.removesuffix(".py")
-    elif "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # (as python -m does: modules here import)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"{module_name}: cannot import it ({error})") from None
+        module = _load_file(module_name)
+    else:
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # (as python -m does: modules here import)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise UsageError(f"{module_name}: cannot import it ({error})") from None
     fn = module
     for part in name.split("."):
         fn = getattr(fn, part, None)  # type: ignore[assignment]
@@ -140,6 +164,37 @@ def load_function(spec: str) -> Callable[..., Any]:
     if not callable(fn):
         raise UsageError(f"{spec}: {name} is not a function")
     return fn
+
+
+def _load_file(path: str) -> ModuleType:
+    """The module of a ``.py`` file, loaded under a name of its own: a file named like a
+    module already imported (json.py, queue.py) is neither mistaken for it nor put in its
+    place. Its folder goes at the end of sys.path, where its own imports find their
+    neighbours and no library's are shadowed; its functions travel to worker processes by
+    value, since no worker could import it by that name."""
+    import importlib.util
+
+    import cloudpickle
+
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    folder, file = os.path.split(path)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    name = "_plait_map_" + re.sub(r"\W", "_", file.removesuffix(".py"))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: cannot load it as a module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as error:
+        del sys.modules[name]
+        raise UsageError(f"{path}: cannot import it ({error})") from None
+    cloudpickle.register_pickle_by_value(module)
+    return module
 
 
 def _print_failure(error: BaseException) -> None:

@@ -7,8 +7,10 @@ import argparse
 import math
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from .._cores import usable_cores
 from ._inputs import Source
@@ -21,12 +23,21 @@ class UsageError(Exception):
     """A command line ``plait run`` cannot run: exit status 255, as GNU parallel's."""
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of ``plait run`` and ``plait map``: a command line it cannot read exits
+    255, as GNU parallel's does (argparse's own status is 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(255, f"{self.prog}: error: {message}\n")
+
+
 @dataclass(frozen=True)
 class Halt:
     now: bool  # end the running jobs too (else: let them finish, start no more)
-    on_fail: bool  # halt on failures (else on successes)
+    on: str  # what is counted: "fail", "success" or "done" (either)
     count: int = 1
-    percent: float | None = None  # ... or on this share of the jobs done
+    percent: float | None = None  # ... or this share of all the jobs
 
 
 @dataclass
@@ -40,7 +51,7 @@ class RunOptions:
     joblog: str | None = None
     resume: bool = False
     resume_failed: bool = False
-    retries: int = 1  # runs of a failing job, in all
+    retries: int = 1  # runs of a failing job, in all (GNU parallel's 0 means 1)
     timeout: float | None = None
     halt: Halt | None = None
     dry_run: bool = False
@@ -108,7 +119,12 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="end a job (its whole process group: TERM, then KILL) after SECONDS",
     )
-    add("--halt", metavar="WHEN", help="now|soon,fail|success=N|P%%: stop early")
+    add(
+        "--halt",
+        metavar="WHEN",
+        help="now|soon,fail|success|done=N|P%%: stop early (GNU parallel's older 1, 2, P%%; "
+        "-1 and -2 as --halt=-1)",
+    )
     add("--dry-run", action="store_true", help="print the commands, run none")
     add("--bar", action="store_true", help="a progress bar on stderr (endless input too)")
     add("--eta", dest="bar", action="store_true", help="the same as --bar")
@@ -122,6 +138,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def read(namespace: argparse.Namespace) -> RunOptions:
     """``RunOptions`` from the parsed command line; ``UsageError`` names what is wrong."""
     words: list[str] = namespace.command
+    if words[:1] == ["--"]:  # (the end of plait's options, as GNU parallel takes it)
+        words = words[1:]
     cut = next((i for i, word in enumerate(words) if word in MARKERS), len(words))
     command, sources = words[:cut], _sources(words[cut:])
     sources = [Source(path=path) for path in namespace.arg_file] + sources
@@ -130,8 +148,8 @@ def read(namespace: argparse.Namespace) -> RunOptions:
         raise UsageError("--resume and --resume-failed: give one of them")
     if (namespace.resume or namespace.resume_failed) and not namespace.joblog:
         raise UsageError("--resume needs --joblog FILE (the log it resumes from)")
-    if namespace.retries < 1:
-        raise UsageError(f"--retries {namespace.retries}: give the runs in all, 1 or more")
+    if namespace.retries < 0:
+        raise UsageError(f"--retries {namespace.retries}: give the runs in all, 0 or more")
     return RunOptions(
         command=command,
         sources=sources,
@@ -142,7 +160,7 @@ def read(namespace: argparse.Namespace) -> RunOptions:
         joblog=namespace.joblog,
         resume=namespace.resume,
         resume_failed=namespace.resume_failed,
-        retries=namespace.retries,
+        retries=max(1, namespace.retries),
         timeout=_timeout(namespace.timeout),
         halt=halt(namespace.halt),
         dry_run=namespace.dry_run,
@@ -201,17 +219,19 @@ def jobs(given: str | None) -> int:
 def halt(given: str | None) -> Halt | None:
     if given is None or given in ("never", "0"):
         return None
-    if given in ("1", "2"):  # (GNU parallel's older form)
-        return Halt(now=given == "2", on_fail=True)
-    match = re.fullmatch(r"(now|soon),(fail|success)=(\d+(?:\.\d+)?)(%?)", given)
+    older = {"1": "soon,fail=1", "2": "now,fail=1", "-1": "soon,success=1", "-2": "now,success=1"}
+    given = older.get(given, given)  # (GNU parallel's older forms)
+    if re.fullmatch(r"\d+(?:\.\d+)?%", given):
+        given = f"soon,fail={given}"
+    match = re.fullmatch(r"(now|soon),(fail|success|done)=(\d+(?:\.\d+)?)(%?)", given)
     if match is None:
         raise UsageError(
             f"--halt {given}: give when,what=how many, for example now,fail=1 or soon,fail=10%"
         )
     when, what, number, percent = match.groups()
     if percent:
-        return Halt(when == "now", what == "fail", percent=float(number))
-    return Halt(when == "now", what == "fail", count=max(1, int(float(number))))
+        return Halt(when == "now", what, percent=float(number))
+    return Halt(when == "now", what, count=max(1, int(float(number))))
 
 
 def _timeout(given: str | None) -> float | None:
