@@ -74,8 +74,10 @@ CTRL_C = textwrap.dedent(
     PIDS = Path(sys.argv[1])  # (a global of __main__: it travels with the function)
 
     def work(x):
-        if x >= 1:
-            PIDS.with_name(f"running-{{x}}").write_text(str(os.getpid()))
+        if x >= 1:  # (written whole, then named: a reader never finds it empty)
+            partial = PIDS.with_name(f"partial-{{x}}")
+            partial.write_text(str(os.getpid()))
+            partial.rename(PIDS.with_name(f"running-{{x}}"))
             time.sleep(600)
         return x
 
