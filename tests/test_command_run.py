@@ -129,6 +129,7 @@ def test_colsep_and_null_separated_input() -> None:
     same("-k", "--colsep", ",", "echo", "{2}-{1}", ":::", "a,b", "c", ":::", "x,y")
     same("-k", "--colsep", " +", "echo", stdin="a   b c\n")
     same("-k", "-0", "echo", "[{}]", stdin="x\0y z\0with\nnewline\0")
+    same("-k", "--colsep", ",", "printf '<%s>' {1} {2} {3.}; echo", stdin="a,b\nc\n,\n")
 
 
 @needs_gnu
@@ -478,6 +479,15 @@ def test_resume_after_kill_9_reruns_no_finished_job_and_loses_none(tmp_path: Pat
     assert seqs == list(range(1, 41))  # every job logged once: none lost, none twice
     for seq in logged_before:  # a job logged before the kill never ran again
         assert (runs / items[int(seq) - 1]).read_text().count("\n") == 1
+
+
+def test_a_job_log_of_dash_goes_to_standard_output() -> None:
+    ran = plait_run("-j1", "--joblog", "-", "echo", ":::", "a", "b")
+    lines = ran.out.splitlines()
+    assert lines[0].startswith("Seq\tHost\tStarttime")
+    assert [line for line in lines[1:] if "\t" not in line] == ["a", "b"]
+    assert [line.split("\t")[8] for line in lines[1:] if "\t" in line] == ["echo a", "echo b"]
+    assert plait_run("--joblog", "-", "--resume", "echo", ":::", "a").status == 255
 
 
 def test_resume_failed_runs_only_the_failed_jobs_again(tmp_path: Path) -> None:

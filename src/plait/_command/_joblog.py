@@ -5,6 +5,7 @@ from it; ``--resume`` and ``--resume-failed`` read it back to skip what ran."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -16,14 +17,19 @@ HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tComm
 
 
 class JobLog:
-    def __init__(self, stream: BinaryIO, skip: frozenset[int]) -> None:
+    def __init__(self, stream: BinaryIO, skip: frozenset[int], *, owned: bool = True) -> None:
         self._stream = stream
+        self._owned = owned  # (standard output is not ours to close)
         self.skip = skip  # the jobs (by number) not to run again
 
     @classmethod
     def open(cls, options: RunOptions) -> JobLog:
         assert options.joblog is not None
         path = options.joblog
+        if path == "-":  # standard output, between the jobs' outputs, as GNU parallel's
+            sys.stdout.buffer.write(HEADER.encode())
+            sys.stdout.buffer.flush()
+            return cls(sys.stdout.buffer, frozenset(), owned=False)
         skip: frozenset[int] = frozenset()
         resuming = options.resume or options.resume_failed
         if resuming and os.path.exists(path):
@@ -45,7 +51,8 @@ class JobLog:
         self._stream.flush()  # (a kill -9 of plait loses no finished job)
 
     def close(self) -> None:
-        self._stream.close()
+        if self._owned:
+            self._stream.close()
 
 
 def _finished(path: str, *, succeeded_only: bool) -> frozenset[int]:

@@ -146,7 +146,7 @@ def read(namespace: argparse.Namespace) -> RunOptions:
     check_readable(sources)
     if namespace.resume and namespace.resume_failed:
         raise UsageError("--resume and --resume-failed: give one of them")
-    if (namespace.resume or namespace.resume_failed) and not namespace.joblog:
+    if (namespace.resume or namespace.resume_failed) and namespace.joblog in (None, "-"):
         raise UsageError("--resume needs --joblog FILE (the log it resumes from)")
     if namespace.retries < 0:
         raise UsageError(f"--retries {namespace.retries}: give the runs in all, 0 or more")

@@ -84,8 +84,9 @@ class Template:
             transform = _CHANGES[change]
             if position:
                 index = int(position) - 1
-                value = values[index] if 0 <= index < len(values) else ""
-                return quote(transform(value))
+                if not 0 <= index < len(values):  # (no such column: nothing, not '')
+                    return ""
+                return quote(transform(values[index]))
             return " ".join(quote(transform(value)) for value in values)
 
         return REPLACEMENT.sub(replace, self.text)
