@@ -110,20 +110,14 @@ def configs(workload: str, cores: int) -> list[str]:
 
 def measure(quick: bool, repeat: int, only: list[str]) -> list[dict[str, Any]]:
     sys.path.insert(0, str(BENCH_DIR))
+    import slot_server
     from _tasks import calibrate_spin
 
     from plait._cores import usable_cores
 
     cores = usable_cores()
     extra: dict[str, Any] = {"loops": calibrate_spin(CPU_SECONDS)}
-    server = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "slot_server.py"), str(SLOTS), str(SLOT_SECONDS)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    extra["port"] = int(server.stdout.readline())
+    server, extra["port"] = slot_server.start(SLOTS, SLOT_SECONDS)
     rows = []
     try:
         for workload in only:
@@ -133,7 +127,7 @@ def measure(quick: bool, repeat: int, only: list[str]) -> list[dict[str, Any]]:
                     runs[config].append(_fresh(workload, config, quick, extra))
             rows.append({"workload": workload, "runs": runs})
     finally:
-        server.communicate(timeout=30)
+        slot_server.stop(server)
     return rows
 
 

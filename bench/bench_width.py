@@ -30,13 +30,9 @@ import argparse
 import http.client
 import itertools
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
 SLOTS, SLOT_SECONDS = 16, 0.020
 SLOW_AT, END_AT = 4.0, 8.0  # seconds from the map's start
 WINDOW = 0.2  # for throughput
@@ -56,7 +52,8 @@ def unloaded(port: int, count: int = 100) -> float:
 
 
 def one_run() -> dict[str, Any]:
-    from _tasks import request  # (this script's directory is on sys.path: it is run as a file)
+    import slot_server  # (this script's directory is on sys.path: it is run as a file)
+    from _tasks import request
 
     import plait
     from plait import _width
@@ -70,16 +67,8 @@ def one_run() -> dict[str, Any]:
 
     _width.Width._end_round = observed  # type: ignore[method-assign,assignment]
 
-    server = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "slot_server.py"), str(SLOTS), str(SLOT_SECONDS)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdin is not None
-    assert server.stdout is not None
+    server, port = slot_server.start(SLOTS, SLOT_SECONDS)
     try:
-        port = int(server.stdout.readline())
         alone = unloaded(port)
         requests: list[tuple[float, float]] = []
         slowed = False
@@ -89,15 +78,13 @@ def one_run() -> dict[str, Any]:
                 requests.append(span)
                 now = time.perf_counter() - began
                 if not slowed and now >= SLOW_AT:
-                    server.stdin.write(f"slots {SLOTS // 2}\n")
-                    server.stdin.flush()
-                    assert server.stdout.readline() == "ok\n"
+                    slot_server.resize(server, SLOTS // 2)
                     slowed = True
                 if now >= END_AT:
                     break
             plan = str(results.plan)
     finally:
-        server.communicate(timeout=30)
+        slot_server.stop(server)
         _width.Width._end_round = end_round  # type: ignore[method-assign]
     spans = [(start - began, end - began) for start, end in requests]
     limits = [(at - began, limit) for at, limit in rounds]

@@ -12,6 +12,7 @@ server's. Used by bench/bench_auto.py and by the tests of backend="auto".
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -74,6 +75,31 @@ def serve(slots: int, seconds: float) -> None:
             gate.resize(int(value))
             print("ok", flush=True)
     server.shutdown()
+
+
+def start(slots: int, seconds: float) -> tuple[subprocess.Popen[str], int]:
+    """This server in a process of its own, and its port. ``stop(server)`` ends it."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, str(slots), str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
+def resize(server: subprocess.Popen[str], slots: int) -> None:
+    """From now on, serve ``slots`` requests at a time."""
+    assert server.stdin is not None
+    assert server.stdout is not None
+    server.stdin.write(f"slots {slots}\n")
+    server.stdin.flush()
+    assert server.stdout.readline() == "ok\n"
+
+
+def stop(server: subprocess.Popen[str]) -> None:
+    server.communicate(timeout=30)  # (its stdin closes: it exits)
 
 
 if __name__ == "__main__":
