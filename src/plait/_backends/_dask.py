@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Hashable
 from contextlib import suppress
 from typing import Any
@@ -30,6 +31,7 @@ from ._cluster import ClusterBackend, Ended, caller_path
 from ._dask_local import LocalDaskCluster
 
 EXTRA = "pip install 'plait[dask]'"
+RELEASE_WAIT = 10.0  # seconds a restart waits for the scheduler to have an item's release
 
 
 def import_distributed() -> Any:
@@ -114,10 +116,23 @@ class DaskBackend(ClusterBackend):
         that takes.)"""
         client = self._client
         # Released first: a result still wanted when its worker restarts is computed again
-        # elsewhere, and the item would hang there, abandoned by no one.
+        # elsewhere, and the item would hang there, abandoned by no one. A release is a
+        # message on the client's batched stream, the restart a call on another connection:
+        # the scheduler may hear of the restart first (a CI run saw the item start again on
+        # the other worker), so the restart waits until the scheduler has the release.
+        key = handle.key
         handle.release()
         if not isinstance(where, str):
             return
+
+        def still_wanted(dask_scheduler: Any) -> bool:
+            task = dask_scheduler.tasks.get(key)
+            return task is not None and bool(task.who_wants)
+
+        deadline = time.monotonic() + RELEASE_WAIT
+        with suppress(Exception):  # (a scheduler that cannot run it: restart at once)
+            while client.run_on_scheduler(still_wanted) and time.monotonic() < deadline:
+                time.sleep(0.01)
         try:
             client.restart_workers([where], timeout=60)
         except Exception:  # (gone meanwhile, or no nanny to restart it: ended outright)
