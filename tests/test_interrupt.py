@@ -157,7 +157,7 @@ def is_running(pid: int) -> bool:
     """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # (gone before the open, or during it)
         return False
     return state != "Z"
 

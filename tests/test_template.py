@@ -167,7 +167,7 @@ def test_a_template_killed_under_a_running_pool_is_made_again(tmp_path: Path) ->
             try:
                 with open(f"/proc/{pid}/stat") as stat:
                     state = stat.read().rsplit(")", 1)[1].split()[0]
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):
                 return True
             return state in "ZX"
 

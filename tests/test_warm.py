@@ -71,7 +71,7 @@ def test_a_parked_worker_ends_by_itself_when_no_pool_comes(tmp_path: Path) -> No
                 try:
                     with open(f"/proc/{pid}/stat") as stat:
                         state = stat.read().rsplit(")", 1)[1].split()[0]
-                except FileNotFoundError:
+                except (FileNotFoundError, ProcessLookupError):
                     return True
                 return state in "ZX"
 
