@@ -112,7 +112,7 @@ def timeline(batches: int = 100_000) -> dict[str, str] | None:
         where = ("this process", f"plait-thread-{k % 8}")
         errors = {"ValueError": 1} if k % 1000 == 0 else None
         raw = ("work", "thread", where, start, start, 7e-4, start + 7e-4, 4, 4 * k, 1, False)
-        trace._raw.append((*raw, errors, True, False))
+        trace._raw.append((*raw, errors, True, False, 0))
     with tempfile.TemporaryDirectory() as folder:
         page = trace.write(Path(folder, "big.html"))
         size = page.stat().st_size

@@ -214,8 +214,23 @@ def test_a_worker_that_dies_fails_only_the_item_it_ran(engine: str, tmp_path: Pa
     lost = [e["args"] for e in mine if "run again" in e["args"]]
     assert [(a["first item"], a["items"], a["error"]) for a in lost] == [(0, 4, "WorkerCrashed")]
     assert_every_item_once([e for e in mine if "run again" not in e["args"]], 8)
-    assert "errors 1, timeouts 0," in trace.summary()
+    assert "errors 1, retries 0, timeouts 0," in trace.summary()
     assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]  # it recovered
+
+
+def test_retries_on_the_cluster_are_marked_in_the_trace(engine: str, tmp_path: Path) -> None:
+    from test_trace import assert_every_item_once, batches, fail_once_on_multiples_of_five, load
+
+    items = [(x, str(tmp_path)) for x in range(12)]
+    with plait.trace(tmp_path / "run.json") as trace:
+        results = list(
+            plait.map(fail_once_on_multiples_of_five, items, backend=engine, retries=1, chunksize=4)
+        )
+    assert results == list(range(12))
+    mine = batches(load(tmp_path / "run.json"), "fail_once_on_multiples_of_five")
+    assert_every_item_once(mine, 12)
+    assert sum(e["args"].get("retries", 0) for e in mine) == 3
+    assert "errors 0, retries 3," in trace.summary()
 
 
 def test_a_submitted_item_that_kills_its_worker_is_worker_crashed(engine: str) -> None:

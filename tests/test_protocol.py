@@ -192,8 +192,12 @@ def test_frames_delivered_one_byte_at_a_time() -> None:
 
 def outcome_of(task: Task, payload: list[bytes | memoryview]) -> Outcome:
     sent = _codec.Sent.encode(task)
-    values, errors, elapsed = _codec.decode_result(memoryview(b"".join(map(bytes, payload))))
-    return sent.outcome(values, errors, elapsed)
+    values, errors, elapsed, retries = _codec.decode_result(
+        memoryview(b"".join(map(bytes, payload)))
+    )
+    outcome = sent.outcome(values, errors, elapsed)
+    outcome.retries = retries
+    return outcome
 
 
 def a_task(items: list[object]) -> Task:
@@ -212,6 +216,15 @@ def test_items_and_results_round_trip_with_large_bytes_out_of_band() -> None:
     assert isinstance(outcome.errors[1], ValueError)
     assert isinstance(outcome.errors[1].__cause__, plait.RemoteTraceback)
     assert outcome.elapsed == 0.5
+
+
+def test_a_batch_whose_items_were_retried_says_how_often_and_is_not_clean() -> None:
+    answered = Outcome([1, 2], {}, 0.25)
+    answered.retries = 3
+    result, clean = _codec.encode_result(answered)
+    assert not clean  # (a clean answer is left packed: its retries would go unread)
+    outcome = outcome_of(a_task([1, 2]), result)
+    assert (outcome.values, outcome.errors, outcome.retries) == ([1, 2], {}, 3)
 
 
 class Item:

@@ -105,7 +105,7 @@ def test_a_hundred_thousand_batches_render_and_the_file_stays_small(tmp_path: Pa
         where = ("this process", f"plait-thread-{k % 8}")
         errors = {"ValueError": 1} if k % 1000 == 0 else None
         raw = ("square", "thread", where, start, start, 7e-4, start + 7e-4, 4, 4 * k, 1, False)
-        trace._raw.append((*raw, errors, True, False))
+        trace._raw.append((*raw, errors, True, False, 0))
     page = trace.write(tmp_path / "big.html")
     assert page.stat().st_size < 8_000_000  # (by column: about 70 bytes a batch)
     body = rendered(page, tmp_path)

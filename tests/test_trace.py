@@ -151,6 +151,48 @@ def test_failures_are_marked_with_their_exception_type(backend: str, tmp_path: P
     assert "errors 1," in trace.summary()
 
 
+def fail_once_on_multiples_of_five(item: tuple[int, str]) -> int:
+    """Fails the first attempt at 0, 5, 10, ...: a file marks the attempt, so that every
+    backend's workers (processes too) see it."""
+    x, folder = item
+    marker = Path(folder) / str(x)
+    if x % 5 == 0 and not marker.exists():
+        marker.touch()
+        raise ConnectionError(f"first attempt at {x}")
+    return x
+
+
+def test_retries_are_marked_on_their_batches_and_counted(any_backend: str, tmp_path: Path) -> None:
+    """A batch whose items failed, then succeeded on another attempt, shows no error: its
+    retries are still marked, and the summary counts them."""
+    fn = on(any_backend, fail_once_on_multiples_of_five)
+    items = [(x, str(tmp_path)) for x in range(20)]
+    with plait.trace(tmp_path / "run.json") as trace:
+        results = list(plait.map(fn, items, backend=any_backend, retries=2, chunksize=4))
+    assert results == list(range(20))
+    mine = batches(load(tmp_path / "run.json"), fn.__qualname__)
+    assert_every_item_once(mine, 20)
+    assert sum(e["args"].get("retries", 0) for e in mine) == 4
+    assert not any("error" in e["args"] for e in mine)
+    assert "errors 0, retries 4," in trace.summary()
+
+
+def test_retries_of_amap_coroutines_are_counted(tmp_path: Path) -> None:
+    import asyncio
+
+    fn = on("async", fail_once_on_multiples_of_five)
+
+    async def main() -> list[int]:
+        items = [(x, str(tmp_path)) for x in range(10)]
+        return [x async for x in plait.amap(fn, items, retries=1)]
+
+    with plait.trace(tmp_path / "run.json") as trace:
+        assert asyncio.run(main()) == list(range(10))
+    mine = batches(load(tmp_path / "run.json"), fn.__qualname__)
+    assert sum(e["args"].get("retries", 0) for e in mine) == 2
+    assert "retries 2," in trace.summary()
+
+
 def hang_on_two(x: int) -> int:
     if x == 2:
         plait.sleep(60)  # (told to stop once it overran: the thread ends)
@@ -210,7 +252,7 @@ def test_a_crash_is_drawn_where_it_happened_and_its_reruns_where_they_ran(tmp_pa
     assert died_in < where  # (the reruns ran on other workers: that one was gone)
     summary = trace.summary()
     assert "8 items" in summary.splitlines()[0]
-    assert "errors 1, timeouts 0, crashes 2, batches run again 1" in summary
+    assert "errors 1, retries 0, timeouts 0, crashes 2, batches run again 1" in summary
     assert "1 batch lost as it died: run again item by item" in summary
 
 

@@ -154,7 +154,8 @@ async def _coroutines(
     """Run an async job on this loop, one coroutine per item the window lets in: the same
     window, order and error handling as a map on a pool (``_window``), driven by coroutines."""
     running: dict[asyncio.Task[Any], Taken] = {}
-    started: dict[asyncio.Task[Any], float] = {}  # while a trace is open: when each began
+    # While a trace is open: when each began, and how often it was retried.
+    started: dict[asyncio.Task[Any], tuple[float, list[int]]] = {}
     wake = asyncio.Event()
 
     def ended(task: asyncio.Task[Any]) -> None:
@@ -162,8 +163,10 @@ async def _coroutines(
         if batch is None:  # cancelled as the map closed: nobody reads it
             return
         outcome = _outcome(task)
-        began = started.pop(task, None)
-        if began is not None:
+        traced = started.pop(task, None)
+        if traced is not None:
+            began, tally = traced
+            outcome.retries = tally[0]
             _trace.record_coroutine(job.fn, batch.first_index, began, outcome, options.trace)
         window.done(batch, outcome)
         observer.progressed(1)
@@ -173,10 +176,14 @@ async def _coroutines(
     try:
         while True:
             while (taken := window.take()) is not None:
-                task = asyncio.ensure_future(run_item(job, taken.items[0], options.task_timeout))
+                traced = _trace.active or options.trace is not None
+                tally = [0] if traced else None
+                task = asyncio.ensure_future(
+                    run_item(job, taken.items[0], options.task_timeout, tally=tally)
+                )
                 running[task] = taken
-                if _trace.active or options.trace is not None:
-                    started[task] = time.perf_counter()
+                if tally is not None:
+                    started[task] = (time.perf_counter(), tally)
                 task.add_done_callback(ended)
             entry = window.pop()
             if entry is not None:

@@ -17,10 +17,15 @@ DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are th
 
 
 async def run_item(
-    job: Job, item: Any, timeout: float | None, limit: asyncio.Semaphore | None = None
+    job: Job,
+    item: Any,
+    timeout: float | None,
+    limit: asyncio.Semaphore | None = None,
+    tally: list[int] | None = None,
 ) -> Any:
     """Await ``job``'s function on ``item`` within ``limit``'s permits, retried as the job's
-    retry policy says; raises the last error."""
+    retry policy says (each retry counted in ``tally[0]``, for a trace); raises the last
+    error."""
     attempt = 1
     while True:
         try:
@@ -38,6 +43,8 @@ async def run_item(
                 raise
             await asyncio.sleep(retry.delay(attempt))
             attempt += 1
+            if tally is not None:
+                tally[0] += 1
 
 
 async def _attempt(job: Job, item: Any, timeout: float | None) -> Any:

@@ -107,6 +107,9 @@ class Outcome:
     # Where it ran, for a trace (``_trace``): a place ("this process", "worker process 123",
     # a cluster's worker) and which of its workers (a thread's name); None: not said.
     where: tuple[str, str] | None = None
+    # How many more attempts its items were given (``retries=``), for a trace: a batch whose
+    # items failed and then succeeded shows no error, and must still show what it cost.
+    retries: int = 0
     # For a trace, the runs behind an outcome that was not one run (a batch whose worker died,
     # then its items one by one, see ``_rerun``): each run's task and outcome, the first the
     # batch's own run that died.
@@ -268,19 +271,20 @@ def call(fn: Callable[..., Any], kind: Kind, item: Any) -> Any:
 
 def retry_item(
     fn: Callable[..., Any], kind: Kind, item: Any, retry: Retry, error: BaseException
-) -> tuple[Any, BaseException | None]:
-    """More attempts at an item that raised ``error``: (value, None) or (None, last error)."""
+) -> tuple[Any, BaseException | None, int]:
+    """More attempts at an item that raised ``error``: (value, None, attempts made) or
+    (None, last error, attempts made), not counting the first."""
     attempt = 1
     while retry.applies(error, attempt) and not cancelled():
         time.sleep(retry.delay(attempt))
         attempt += 1
         try:
-            return call(fn, kind, item), None
+            return call(fn, kind, item), None, attempt - 1
         except BaseException as exc:
             error = task_error(exc)
     if attempt > 1:
         error.add_note(f"plait: the item failed {attempt} times; this is the last error")
-    return None, error
+    return None, error, attempt - 1
 
 
 def execute(
@@ -307,6 +311,7 @@ def execute(
     values: list[Any] = []
     append = values.append
     errors: dict[int, BaseException] = {}
+    retries = 0
     remaining = iter(items)
     while True:
         try:
@@ -322,14 +327,16 @@ def execute(
         except BaseException as exc:
             offset = len(values)
             exc = task_error(exc)
-            value, error = (
-                (None, exc) if retry is None else retry_item(fn, kind, items[offset], retry, exc)
+            value, error, attempts = (
+                (None, exc, 0) if retry is None else retry_item(fn, kind, items[offset], retry, exc)
             )
+            retries += attempts
             append(value)
             if error is not None:
                 errors[offset] = error
         else:
             outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
+            outcome.retries = retries
             if measure:
                 outcome.cpu = time.thread_time() - cpu
                 outcome.waited_for_cpu = _waited(outcome, waited)

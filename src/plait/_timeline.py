@@ -33,7 +33,7 @@ def timeline_html(layout: Layout, summary: str, title: str = "plait trace") -> s
     """The page for ``layout``, with ``summary`` at its top."""
     names: dict[str, int] = {}
     error_names: dict[str, int] = {}
-    columns: dict[str, list[Any]] = {k: [] for k in "rsdfniaqoeg"}
+    columns: dict[str, list[Any]] = {k: [] for k in "rsdfniaqoegt"}
     for item in layout.placed:
         batch = item.batch
         columns["r"].append(item.row)
@@ -48,6 +48,7 @@ def timeline_html(layout: Layout, summary: str, title: str = "plait trace") -> s
         error = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in sorted(batch.errors.items()))
         columns["e"].append(error_names.setdefault(error, len(error_names)) if error else -1)
         columns["g"].append(int(batch.again))
+        columns["t"].append(batch.retries)
     data = {
         "places": layout.places,
         "rows": [[place, name] for place, name in layout.rows],
@@ -206,6 +207,7 @@ function details(k) {
   lines.push("took " + label(dur[k]) + ", began at " + label(start[k]));
   lines.push("waited for a worker " + label(D.q[k]));
   if (D.a[k] > 1) lines.push("attempt " + D.a[k]);
+  if (D.t[k]) lines.push(D.t[k] + " retr" + (D.t[k] > 1 ? "ies" : "y") + " of its items");
   if (D.g[k]) lines.push("its worker died: its items ran again one by one");
   else if (D.e[k] >= 0) lines.push("raised " + D.errors[D.e[k]]);
   const [place, name] = D.rows[row[k]];

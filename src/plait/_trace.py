@@ -55,11 +55,12 @@ class Batch:
     # True: its worker died while it ran, and its items ran again one by one (each its own
     # batch, counted there, not here)
     again: bool = False
+    retries: int = 0  # more attempts its items were given (``retries=``), within its time
 
 
 # What a trace keeps of a batch as it ends: a tuple, made in a few hundred nanoseconds (a Batch
 # is made of it when the trace is read): (function's name, backend, where, queued, began, elapsed,
-# arrived, items, first, attempt, call, errors, ran, again).
+# arrived, items, first, attempt, call, errors, ran, again, retries).
 Raw = tuple[
     str,
     str,
@@ -75,6 +76,7 @@ Raw = tuple[
     "dict[str, int] | None",
     bool,
     bool,
+    int,
 ]
 
 
@@ -112,6 +114,7 @@ def _raw(
         name, backend, outcome.where, task.queued, began, outcome.elapsed,
         0.0 if began else clock(), len(task.items), task.first_index, task.attempt, call,
         _errors(outcome) if outcome.errors or outcome.packed else None, outcome.ran, again,
+        outcome.retries,
     )  # fmt: skip
 
 
@@ -142,7 +145,7 @@ def record_coroutine(
     errors = _errors(outcome) if outcome.errors else None
     where = (THIS_PROCESS, EVENT_LOOP)
     raw: Raw = (_name(fn), "async", where, started, started, now - started, now, 1, first, 1, False,
-                errors, True, False)  # fmt: skip
+                errors, True, False, outcome.retries)  # fmt: skip
     for append in appends:
         append(raw)
 
@@ -160,7 +163,7 @@ def _errors(outcome: Outcome) -> dict[str, int]:
 
 def _batch(raw: Raw) -> Batch:
     fn, backend, where, queued, began, elapsed, arrived, items, first, attempt, call = raw[:11]
-    errors, ran, again = raw[11:]
+    errors, ran, again, retries = raw[11:]
     start = began if began else arrived - elapsed
     group, row = where or (THIS_PROCESS, NO_WORKER)
     return Batch(
@@ -178,6 +181,7 @@ def _batch(raw: Raw) -> Batch:
         errors or {},
         ran,
         again,
+        retries,
     )
 
 

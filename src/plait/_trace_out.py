@@ -107,6 +107,8 @@ def trace_events(layout: Layout) -> list[dict[str, Any]]:
             args["ran"] = False
         if batch.again:
             args["run again"] = "its worker died: its items ran again one by one"
+        if batch.retries:
+            args["retries"] = batch.retries
         event: dict[str, Any] = {
             "name": batch.function,
             "cat": batch.backend,
@@ -172,9 +174,11 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
         for name, count in batch.errors.items():
             counts[name] += 0 if batch.again else count
     retried = sum(1 for b in batches if b.attempt > 1 or b.again)
+    retries = sum(b.retries for b in batches)
     lines.append(
-        f"errors {sum(counts.values())}, timeouts {counts.get('TaskTimeout', 0)}, "
-        f"crashes {crashes + counts.get('WorkerCrashed', 0)}, batches run again {retried}"
+        f"errors {sum(counts.values())}, retries {retries}, timeouts "
+        f"{counts.get('TaskTimeout', 0)}, crashes {crashes + counts.get('WorkerCrashed', 0)}, "
+        f"batches run again {retried}"
     )
     rows: dict[tuple[str, str], list[Batch]] = defaultdict(list)
     for batch in batches:

@@ -91,13 +91,14 @@ class AsyncBackend:
 
     async def _run(self, task: Task) -> None:
         started = time.perf_counter()
+        tally = [0]  # the retries of its items
         if self._init_error is not None:
             results: list[Any] = [self._init_error] * len(task.items)
         else:
             one = self._one
             try:
                 results = await asyncio.gather(
-                    *(one(task, item) for item in task.items), return_exceptions=True
+                    *(one(task, item, tally) for item in task.items), return_exceptions=True
                 )
             except asyncio.CancelledError:  # the owner cancelled it: every item says so
                 results = [_cancelled(task) for _ in task.items]
@@ -109,10 +110,11 @@ class AsyncBackend:
         values = [None if i in errors else r for i, r in enumerate(results)]
         outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
         outcome.where = (THIS_PROCESS, EVENT_LOOP)
+        outcome.retries = tally[0]
         task.finish(task, outcome)
 
-    async def _one(self, task: Task, item: Any) -> Any:
-        return await run_item(task.job, item, task.timeout, self._semaphore)
+    async def _one(self, task: Task, item: Any, tally: list[int]) -> Any:
+        return await run_item(task.job, item, task.timeout, self._semaphore, tally)
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller

@@ -286,11 +286,13 @@ class Sent:
             outcome = self.outcome([], {}, elapsed)
             outcome.packed = partial(decode_values, payload)
             return outcome
-        values, errors, elapsed = decode_result(payload)  # never raises: see there
-        return self.outcome(values, errors, elapsed)
+        values, errors, elapsed, retries = decode_result(payload)  # never raises: see there
+        outcome = self.outcome(values, errors, elapsed)
+        outcome.retries = retries
+        return outcome
 
 
-# -- DONE: one flat list [errors, elapsed, *values] ----------------------------------------
+# -- DONE: one flat list [errors, (elapsed, retries), *values] -----------------------------
 # Flat, so that the parent can rebuild the values one by one when the whole will not load.
 
 EncodedError = tuple[bytes | None, str, str, str]
@@ -301,7 +303,8 @@ def encode_result(outcome: Outcome) -> tuple[list[bytes | memoryview], bool]:
     pickling its value."""
     errors = {offset: encode_error(exc) for offset, exc in outcome.errors.items()}
     try:
-        return _pack_result(outcome.values, errors, outcome.elapsed), not errors
+        clean = not errors and not outcome.retries  # (a retry's count is in the full answer)
+        return _pack_result(outcome.values, errors, outcome.elapsed, outcome.retries), clean
     except BaseException:  # a value's __reduce__ is user code: it may raise anything
         pass
     # Some value would not pickle: find which, and fail only those items.
@@ -315,7 +318,7 @@ def encode_result(outcome: Outcome) -> tuple[list[bytes | memoryview], bool]:
             note(exc, f"plait: the result ({type(value).__name__}) could not be pickled")
             errors[offset] = encode_error(exc)
             values[offset] = None
-    return _pack_result(values, errors, outcome.elapsed), False
+    return _pack_result(values, errors, outcome.elapsed, outcome.retries), False
 
 
 def encode_failed_batch(error: BaseException) -> list[bytes | memoryview]:
@@ -324,21 +327,24 @@ def encode_failed_batch(error: BaseException) -> list[bytes | memoryview]:
 
 
 def _pack_result(
-    values: list[Any], errors: dict[int, EncodedError], elapsed: float
+    values: list[Any], errors: dict[int, EncodedError], elapsed: float, retries: int = 0
 ) -> list[bytes | memoryview]:
-    return pack([errors, elapsed, *out_of_band(values)], pickle_for_parent)
+    return pack([errors, (elapsed, retries), *out_of_band(values)], pickle_for_parent)
 
 
 def decode_values(payload: memoryview) -> tuple[list[Any], dict[int, BaseException]]:
     """A clean DONE payload's values (and the errors of those the parent could not rebuild)."""
-    values, errors, _ = decode_result(payload)
+    values, errors, _, _ = decode_result(payload)
     return values, errors
 
 
-def decode_result(payload: memoryview) -> tuple[list[Any], dict[int, BaseException], float]:
-    """A DONE payload as (values, errors, elapsed). It never raises: a result the parent cannot
-    rebuild (its class lives in a module only the worker can import, its ``__reduce__`` names a
-    callable that fails here...) fails that item alone, as a ``RemoteError``."""
+def decode_result(
+    payload: memoryview,
+) -> tuple[list[Any], dict[int, BaseException], float, int]:
+    """A DONE payload as (values, errors, elapsed, retries). It never raises: a result the
+    parent cannot rebuild (its class lives in a module only the worker can import, its
+    ``__reduce__`` names a callable that fails here...) fails that item alone, as a
+    ``RemoteError``."""
     data, buffers = split(payload)
     try:
         values = pickle.loads(data, buffers=buffers)  # the fast path: the whole batch at once
@@ -351,15 +357,15 @@ def decode_result(payload: memoryview) -> tuple[list[Any], dict[int, BaseExcepti
         except BaseException as salvage_error:  # not a list we understand: a bug, say so
             error = unbuilt(exc, "the results of this batch")
             error.add_note(f"plait: rebuilding them one by one failed too: {salvage_error!r}")
-            return [], {WHOLE_BATCH: error}, 0.0
+            return [], {WHOLE_BATCH: error}, 0.0, 0
         if 0 in broken or 1 in broken:  # the errors and timings are plain data: a bug
-            return [], {WHOLE_BATCH: broken.get(0) or broken[1]}, 0.0
-    encoded, elapsed = values[0], values[1]
+            return [], {WHOLE_BATCH: broken.get(0) or broken[1]}, 0.0, 0
+    encoded, (elapsed, retries) = values[0], values[1]
     del values[:2]
     errors = {offset: decode_error(*blob) for offset, blob in encoded.items()}
     for position, failure in broken.items():
         errors[position - 2] = failure
-    return values, errors, elapsed
+    return values, errors, elapsed, retries
 
 
 # -- errors: pickled when they survive the trip, described always ---------------------------

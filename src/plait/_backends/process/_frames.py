@@ -25,8 +25,8 @@ the order they were sent; the worker runs its tasks in that order too.
     PARK     parent → worker   job: idle seconds    -
     READY    worker → parent   -                    -
     STARTED  worker → parent   task                 -
-    DONE     worker → parent   task, job: elapsed   [errors, elapsed, *values] (encode_result)
-                               ns, kind: CLEAN
+    DONE     worker → parent   task, job: elapsed   [errors, (elapsed, retries), *values]
+                               ns, kind: CLEAN      (encode_result)
 
 ``kind`` is the job's ``Kind``, with ``TIMED`` or-ed in when the task has a deadline; in a DONE,
 ``CLEAN`` says that every item succeeded, so the parent may leave the values packed until they
