@@ -154,3 +154,35 @@ def test_a_reader_that_stops_early_ends_the_map_quietly(folder: Path) -> None:
         proc.stdout.close()
         assert proc.wait(60) == 141
         assert proc.stderr.read() == b""
+
+
+def test_a_trickle_of_lines_gets_each_result_as_its_line_comes(folder: Path) -> None:
+    """`tail -f log | plait map ...`: once a line was slow to come while a result waited,
+    each result is printed as soon as it is ready, not when the next line comes."""
+    import select
+
+    late = 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "plait", "map", "tools:square"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        cwd=folder,
+    ) as mapping:
+        assert mapping.stdin is not None
+        assert mapping.stdout is not None
+        got: list[int] = []
+        for k in range(1, 7):
+            mapping.stdin.write(f"{k}\n")
+            mapping.stdin.flush()
+            while k * k not in got:
+                if not select.select([mapping.stdout], [], [], 2.0)[0]:
+                    late += 1  # (the next line is written anyway: it brings the result)
+                    break
+                got.append(int(mapping.stdout.readline()))
+        mapping.stdin.close()
+        got.extend(int(line) for line in mapping.stdout)
+    assert mapping.returncode == 0
+    assert got == [k * k for k in range(1, 7)]
+    assert late <= 1  # the first result waits for the second line: that read was slow

@@ -30,6 +30,7 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
+from ._input import SLOW_INPUT
 from ._plan import Plan
 from ._task import Job, Outcome, Task, failed
 from ._window import MapWindow
@@ -126,9 +127,11 @@ class MapRun:
                         return None
                     if (plan := self._backend.plan(self._job)) and plan is not self.plan:
                         break
+                    if self._window.input_arrived():
+                        break
                     self._wait()
             # The backend chose a plan, or a wider one, while we waited: it has room for more
-            # batches (the one we wait for may be waiting for one of them).
+            # batches (the one we wait for may be waiting for one of them). Or input arrived.
             self._top_up()
 
     def _replanned(self) -> None:
@@ -153,7 +156,13 @@ class MapRun:
         if plan is not None and plan is not self.plan:
             self._follow(plan)
         timed = self._task_timeout is not None
-        while (taken := self._window.take()) is not None:
+        while True:
+            began = time.perf_counter()
+            taken = self._window.take()
+            if taken is None:
+                return
+            if time.perf_counter() - began >= SLOW_INPUT:
+                self._maybe_read_ahead()
             task = Task(
                 self._job,
                 taken.items,
@@ -173,6 +182,17 @@ class MapRun:
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
                 self._window.unsent(taken, exc)
                 return
+
+    def _maybe_read_ahead(self) -> None:
+        """A read of the input took long: if results waited meanwhile, read the rest of the
+        input on a thread of its own (``_input``), so that they need not wait again."""
+        with self._cond:
+            if self._window.ready():
+                self._window.read_ahead(self._input_arrived)
+
+    def _input_arrived(self) -> None:
+        with self._cond:
+            self._cond.notify()
 
     def current_plan(self) -> Plan:
         backend = self._backend
@@ -217,6 +237,7 @@ class MapRun:
         self._token.cancel(CancelReason.ABANDONED)
         with self._cond:
             self._window.clear()
+        self._window.stop_reading()
         try:
             self._on_close(self._complete)
         finally:

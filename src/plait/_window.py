@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import reprlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._chunking import ChunkSizer
+from ._input import ReadAhead
 from ._task import Outcome, copy_error
 
 _short = reprlib.Repr()
@@ -68,6 +69,7 @@ class MapWindow(Generic[B]):
         max_items: int,
     ) -> None:
         self._source = source
+        self._ahead: ReadAhead | None = None  # the rest of the input, read on a thread
         self._sizer = sizer
         self._ordered = ordered
         self._raise = raise_errors
@@ -76,7 +78,7 @@ class MapWindow(Generic[B]):
         self._ready: dict[int, tuple[B, Outcome]] = {}  # ordered: by seq
         self._ready_unordered: deque[tuple[B, Outcome]] = deque()
         self._exhausted = False
-        self._input_error: Exception | None = None
+        self._input_error: BaseException | None = None
         self._batches_out = 0  # read and not yet handed out
         self._items_out = 0
         self._next_seq = 0
@@ -95,6 +97,8 @@ class MapWindow(Generic[B]):
         """The next batch to run, read from the input; None when the window is full or the
         input has ended. An input that raises ends the input: its error is raised by
         ``finished`` once every batch read before it was handed out."""
+        if self._ahead is not None and not self._exhausted and self._ahead.ended():
+            self._input_ended(self._ahead.error)
         if (
             self._exhausted
             or self._batches_out >= self._max_batches
@@ -103,16 +107,19 @@ class MapWindow(Generic[B]):
             return None
         size = self._sizer.next_size()
         items: list[Any] = []
-        try:
-            items.extend(islice(self._source, size))  # keeps what was read before a failure
-        except Exception as exc:
-            exc.add_note(f"plait: raised by the input after {self._next_index + len(items)} items")
-            self._input_error = exc
-            self._exhausted = True
-        if len(items) < size:
-            self._exhausted = True
+        if self._ahead is not None:
+            items = self._ahead.take(size)  # what arrived: never waits for more
             if not items:
                 return None
+        else:
+            try:
+                items.extend(islice(self._source, size))  # keeps what was read before a failure
+            except Exception as exc:
+                self._input_ended(exc, len(items))
+            if len(items) < size:
+                self._exhausted = True
+                if not items:
+                    return None
         self._sizer.taken(len(items))
         taken = Taken(self._next_seq, self._next_index, items)
         self._next_seq += 1
@@ -120,6 +127,33 @@ class MapWindow(Generic[B]):
         self._batches_out += 1
         self._items_out += len(items)
         return taken
+
+    def _input_ended(self, error: BaseException | None, read: int = 0) -> None:
+        self._exhausted = True
+        if error is not None:
+            error.add_note(f"plait: raised by the input after {self._next_index + read} items")
+            self._input_error = error
+
+    def read_ahead(self, arrived: Callable[[], None]) -> None:
+        """Read the rest of the input on a thread of its own (see ``_input``), by at most a
+        batch ahead; ``arrived()`` is called whenever items arrive or the input ends."""
+        if self._ahead is None and not self._exhausted:
+            self._ahead = ReadAhead(self._source, arrived, self._sizer.max_size)
+
+    def input_arrived(self) -> bool:
+        """Whether the input read ahead has items the window has room for, or has ended: a
+        ``take()`` now has something to do."""
+        ahead = self._ahead
+        if ahead is None or self._exhausted:
+            return False
+        room = self._batches_out < self._max_batches and self._items_out < self._max_items
+        return ahead.waiting() if room else ahead.ended()
+
+    def ready(self) -> bool:
+        """Whether a batch is ready to hand out."""
+        if not self._ordered:
+            return bool(self._ready_unordered)
+        return self._next_to_yield in self._ready
 
     def unsent(self, taken: Taken, error: Exception) -> None:
         """The last batch taken could not be run (its pool shut down): the map ends after the
@@ -171,6 +205,12 @@ class MapWindow(Generic[B]):
         """Forget the results not yet handed out (the map was closed)."""
         self._ready.clear()
         self._ready_unordered.clear()
+
+    def stop_reading(self) -> None:
+        """The map was closed: read no more of the input ahead (not while holding the lock
+        ``arrived`` takes: a reader that ended is joined)."""
+        if self._ahead is not None:
+            self._ahead.stop()
 
     def with_errors(self, batch: B, outcome: Outcome) -> Iterator[Any]:
         """The values of a batch that holds failures, one by one (a batch without any hands
