@@ -212,7 +212,11 @@ def test_a_worker_that_dies_fails_only_the_item_it_ran(engine: str, tmp_path: Pa
     # The trace: the batch lost with its worker, then its items each on the worker that ran it.
     mine = batches(load(tmp_path / "run.json"), "crash_on_three")
     lost = [e["args"] for e in mine if "run again" in e["args"]]
-    assert [(a["first item"], a["items"], a["error"]) for a in lost] == [(0, 4, "WorkerCrashed")]
+    assert [(a["first item"], a["lost items"], a["error"]) for a in lost] == [
+        (0, 4, "WorkerCrashed")
+    ]
+    assert sum(e["args"]["items"] for e in mine) == 8  # (each item once, where it ran)
+    assert sum(e["args"].get("errors", 0) for e in mine) == 1
     assert_every_item_once([e for e in mine if "run again" not in e["args"]], 8)
     assert "errors 1, retries 0, timeouts 0," in trace.summary()
     assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]  # it recovered

@@ -121,6 +121,20 @@ def test_trace_writes_the_timeline(folder: Path) -> None:
     assert "<canvas" in (folder / "run.html").read_text()
 
 
+def test_options_after_the_function_as_the_readme_writes_them(folder: Path) -> None:
+    """`seq 1000 | plait map --json scoring.py:score --trace run.html`: the options after the
+    function are plait's too (before, the inputs took them: exit 255)."""
+    done = plait_map(folder, "--json", "tools.py:square", "--trace", "run.html", stdin="2\n3\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4", "9"]
+    assert "<canvas" in (folder / "run.html").read_text()
+    done = plait_map(folder, "tools.py:square", "-j", "2", ":::", "4", "5")
+    assert (done.returncode, done.stdout.split()) == (0, ["16", "25"]), done.stderr
+    done = plait_map(folder, "tools.py:square", "7", ":::", "1")
+    assert done.returncode == 255
+    assert "7: give inputs after ::: or :::: (or on stdin)" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("spec", "words"),
     [

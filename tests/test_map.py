@@ -267,6 +267,8 @@ def test_a_progress_option_tqdm_lacks_is_refused_at_the_call() -> None:
         plait.map(double, range(3), progress={"iterable": [1]})
     with pytest.raises(ValueError, match="progress must be True, False or a dict of tqdm's"):
         plait.map(double, range(3), progress="yes")  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="progress must be True, False or a dict of tqdm's"):
+        plait.map(double, range(3), progress=1)  # type: ignore[call-overload]  # (== True)
 
 
 def test_large_payloads_travel_intact_to_processes() -> None:

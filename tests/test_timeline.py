@@ -114,11 +114,18 @@ def test_a_hundred_thousand_batches_render_and_the_file_stays_small(tmp_path: Pa
     assert body["lanes"] == "8"
 
 
-def test_a_function_name_cannot_break_out_of_the_page(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "</script><script>document.body.dataset.errors='pwned'</script>",
+        "<!--<script>",  # (the page's own </script> then no longer ends its data)
+    ],
+)
+def test_a_function_name_cannot_break_out_of_the_page(name: str, tmp_path: Path) -> None:
     def evil(x: int) -> int:
         return x
 
-    evil.__qualname__ = "</script><script>document.body.dataset.errors='pwned'</script>"
+    evil.__qualname__ = name
     page = tmp_path / "run.html"
     with plait.trace(page):
         list(plait.map(evil, range(10), backend="thread"))

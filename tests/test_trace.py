@@ -60,7 +60,9 @@ def check_as_perfetto_reads_it(events: list[dict[str, Any]]) -> None:
         assert isinstance(event["cat"], str), event
         assert isinstance(event["tid"], int), event
         assert (event["pid"], event["tid"]) in named_rows, event
-        assert event["args"]["items"] >= 1, event
+        # (A batch lost with its worker counts its items where they ran again.)
+        args = event["args"]
+        assert args["items"] >= 1 or args.get("lost items", args.get("cancelled items")), event
         if event["ph"] == "X":
             assert event["dur"] > 0, event
             rows[event["pid"], event["tid"]].append((event["ts"], event["dur"]))
@@ -125,6 +127,27 @@ def test_amap_of_coroutines_gets_a_lane_per_coroutine_at_once(tmp_path: Path) ->
     lanes = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert "event loop" in lanes
     assert len(lanes) <= 8  # (no more side by side than it ran)
+
+
+def test_coroutines_side_by_side_keep_the_event_loops_busy_share_a_share() -> None:
+    """Eight coroutines that wait together: the loop was busy while any ran (at most all the
+    time), not the sum of their times (before: 'busy 504%')."""
+    import asyncio
+    import re
+
+    async def nap(x: int) -> int:
+        await asyncio.sleep(0.05)
+        return x
+
+    async def main() -> list[int]:
+        return [x async for x in plait.amap(nap, range(32), workers=8)]
+
+    with plait.trace() as trace:
+        assert asyncio.run(main()) == list(range(32))
+    summary = trace.summary()
+    shares = [int(share) for share in re.findall(r"event loop\S*\s+busy\s+(\d+)%", summary)]
+    assert shares, summary
+    assert all(share <= 100 for share in shares), summary
 
 
 def test_auto_records_where_it_chose_to_run(tmp_path: Path) -> None:
@@ -231,10 +254,15 @@ def test_a_crash_is_drawn_where_it_happened_and_its_reruns_where_they_ran(tmp_pa
     events = load(tmp_path / "run.json")
     mine = batches(events, "crash_on_three")
     lost = [e for e in mine if "run again" in e["args"]]
-    assert [(e["args"]["first item"], e["args"]["items"], e["args"]["error"]) for e in lost] == [
-        (0, 4, "WorkerCrashed")
-    ]
+    assert [
+        (a["first item"], a["lost items"], a["items"], a["error"], "errors" in a)
+        for a in (e["args"] for e in lost)
+    ] == [(0, 4, 0, "WorkerCrashed", False)]
     assert lost[0]["ph"] == "X"  # (it ran until its worker died)
+    # Every item counted once over all the events (as a reader adds them up): the lost batch
+    # counts none, its items count where they ran again; one item's error, once.
+    assert sum(e["args"]["items"] for e in mine) == 8
+    assert sum(e["args"].get("errors", 0) for e in mine) == 1
     delivered = [e for e in mine if "run again" not in e["args"]]
     assert_every_item_once(delivered, 8)
     alone = sorted(
@@ -263,6 +291,27 @@ def test_submitted_calls_are_recorded_as_calls(backend: str, tmp_path: Path) -> 
     calls = batches(load(tmp_path / "run.json"), "square")
     assert len(calls) == 10
     assert all(e["args"]["call"] for e in calls)
+
+
+def test_coroutines_of_an_async_task_group_are_recorded_as_calls(tmp_path: Path) -> None:
+    """Before, only its plain functions (run on its pool) were: its coroutines run on the
+    caller's loop, past the engine."""
+    import asyncio
+
+    async def main() -> list[int]:
+        async with plait.TaskGroup() as group:
+            handles = [group.submit(async_square, x) for x in range(4)]
+            handles.append(group.submit(square, 5))
+        return [handle.result() for handle in handles]
+
+    with plait.trace(tmp_path / "run.json") as trace:
+        assert asyncio.run(main()) == [0, 1, 4, 9, 25]
+    events = load(tmp_path / "run.json")
+    coroutines = batches(events, "async_square")
+    assert len(coroutines) == 4
+    assert all(e["args"]["call"] and e["cat"] == "async" for e in coroutines)
+    assert len(batches(events, "square")) == 1
+    assert "5 items" in trace.summary().splitlines()[0]
 
 
 def test_two_pools_at_once_never_share_a_row(tmp_path: Path) -> None:
@@ -317,9 +366,66 @@ def test_nothing_is_recorded_outside_the_block(tmp_path: Path) -> None:
     assert trace.summary().startswith("plait trace: 0 batches")
 
 
+def test_the_same_trace_entered_twice_records_each_batch_once(tmp_path: Path) -> None:
+    trace = plait.trace(tmp_path / "run.json")
+    with trace:
+        with trace:
+            list(plait.map(square, range(10), backend="thread", chunksize=5))
+        assert not (tmp_path / "run.json").exists()  # (written as the outer block ends)
+        list(plait.map(square, range(10, 20), backend="thread", chunksize=5))
+    mine = batches(load(tmp_path / "run.json"), "square")
+    assert sorted(e["args"]["first item"] for e in mine) == [0, 0, 5, 5]  # (two maps)
+    assert sum(e["args"]["items"] for e in mine) == 20
+    assert _trace.active == []
+
+
 def test_a_path_that_is_not_json_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match=r"plait\.trace: path must end in \.json .* or \.html"):
         plait.trace("run.txt")
+
+
+def hang_from_ten(x: int) -> int:
+    if x >= 10:
+        plait.sleep(60)  # (told to stop as the map is left; a process worker is ended)
+    return x
+
+
+def test_leaving_a_map_cancels_items_and_is_no_error(backend: str, tmp_path: Path) -> None:
+    """A break is the consumer's choice: the items it cut short are counted as cancelled, not
+    as errors, and not as items that ran (before: 'errors 66' on processes)."""
+    with plait.trace(tmp_path / "run.json") as trace:
+        for x in plait.map(hang_from_ten, range(40), backend=backend, workers=2, chunksize=5):
+            if x == 9:
+                break
+    summary = trace.summary()
+    assert "errors 0," in summary, summary
+    assert "items cancelled" in summary, summary
+    events = batches(load(tmp_path / "run.json"), "hang_from_ten")
+    assert not any("errors" in e["args"] for e in events)
+    cut = [e["args"] for e in events if "cancelled items" in e["args"]]
+    assert cut
+    assert all(
+        a["items"] + a["cancelled items"] == a["last item"] - a["first item"] + 1 for a in cut
+    )
+
+
+def test_a_path_in_no_folder_is_refused_at_the_call_not_after_the_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"is not a folder this program can write to"):
+        plait.trace(tmp_path / "missing" / "run.json")
+    with pytest.raises(ValueError, match=r"plait\.map: the trace would be written"):
+        plait.map(square, range(3), trace=tmp_path / "missing" / "run.html")
+
+
+def test_a_trace_that_cannot_be_written_leaves_the_blocks_own_error_as_it_was(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    with pytest.raises(KeyError) as caught, plait.trace(folder / "run.json"):
+        list(plait.map(square, range(10), backend="thread"))
+        folder.rmdir()  # (the folder goes while the block runs)
+        raise KeyError("the block's own")
+    assert any("the trace could not be written" in note for note in caught.value.__notes__)
 
 
 def test_an_error_in_the_block_still_writes_the_trace(tmp_path: Path) -> None:

@@ -106,10 +106,11 @@ class MapOptions:
         given: dict[str, Any] = {**_DEFAULTS, **keywords}
         check.check_choice("errors", errors, ("raise", "return"), where)
         check.check_choice("ordered", given["ordered"], (True, False), where)
-        if given["progress"] not in (True, False) and not isinstance(given["progress"], Mapping):
+        progress = given["progress"]
+        if not isinstance(progress, bool | Mapping):  # (not 1, which == True)
             raise ValueError(
                 f"{where}: progress must be True, False or a dict of tqdm's options (e.g. "
-                f"{{'desc': 'pages', 'total': 1000}}), got {given['progress']!r}"
+                f"{{'desc': 'pages', 'total': 1000}}), got {progress!r}"
             )
         chunksize = given["chunksize"]
         check.check_chunksize(chunksize, where)

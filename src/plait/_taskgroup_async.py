@@ -20,6 +20,7 @@ from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from . import _trace
 from ._errors import Cancelled, CancelReason
 from ._task import Outcome, task_error
 
@@ -62,6 +63,7 @@ async def _run(handle: TaskHandle[Any], coroutine: Coroutine[Any, Any, Any]) -> 
     if not handle._start():
         coroutine.close()  # never awaited: no "coroutine was never awaited" warning
         return
+    started = time.perf_counter() if _trace.active else None
     try:
         outcome = Outcome([await coroutine])
     except asyncio.CancelledError:
@@ -70,6 +72,8 @@ async def _run(handle: TaskHandle[Any], coroutine: Coroutine[Any, Any, Any]) -> 
         outcome = Outcome([None], {0: Cancelled(handle._token.reason)})
     except BaseException as exc:  # the task's own failure, reported through its handle
         outcome = Outcome([None], {0: task_error(exc)})
+    if started is not None:
+        _trace.record_coroutine(coroutine, 0, started, outcome, call=True)
     handle._finish(None, outcome)
 
 

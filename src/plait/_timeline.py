@@ -56,8 +56,10 @@ def timeline_html(layout: Layout, summary: str, title: str = "plait trace") -> s
         "errors": list(error_names),
         **columns,
     }
-    # (Inside a <script>, "</" could end it early: escaped, JSON still reads the same.)
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # (Inside a <script>, "</" could end it early, and "<!--" followed by "<script" makes the
+    # browser take the script's own end for a part of it: every "<" is escaped, which reads
+    # the same in a JavaScript string, the only place one can be.)
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     return (
         _PAGE.replace("__TITLE__", html.escape(title))
         .replace("__SUMMARY__", html.escape(summary))

@@ -134,17 +134,25 @@ def record(task: Task, backend: str) -> None:
 
 
 def record_coroutine(
-    fn: Any, first: int, started: float, outcome: Outcome, also: Trace | None = None
+    fn: Any,
+    first: int,
+    started: float,
+    outcome: Outcome,
+    also: Trace | None = None,
+    *,
+    call: bool = False,
 ) -> None:
     """Have every open trace (and ``also``, as ``record`` does) record one item of
-    ``plait.amap`` that ran as a coroutine on the caller's loop from ``started`` until now."""
+    ``plait.amap`` that ran as a coroutine on the caller's loop from ``started`` until now
+    (or, ``call``, a coroutine of ``async with plait.TaskGroup()``: ``fn`` is the coroutine,
+    named as its function)."""
     appends = _appends
     if also is not None and also not in active:
         appends = (*appends, also._raw.append)
     now = time.perf_counter()
     errors = _errors(outcome) if outcome.errors else None
     where = (THIS_PROCESS, EVENT_LOOP)
-    raw: Raw = (_name(fn), "async", where, started, started, now - started, now, 1, first, 1, False,
+    raw: Raw = (_name(fn), "async", where, started, started, now - started, now, 1, first, 1, call,
                 errors, True, False, outcome.retries)  # fmt: skip
     for append in appends:
         append(raw)
@@ -212,11 +220,15 @@ class Trace:
         self._raw: list[Raw] = []  # a record per batch, as it ended (``batches`` reads them)
         self._opened = time.perf_counter()  # (again as the block begins)
         self._closed: float | None = None
+        self._depth = 0  # how many ``with`` blocks of it are open (nested: one recording)
 
     def __enter__(self) -> Trace:
-        self._opened = time.perf_counter()
-        self._closed = None
         with _active_lock:
+            self._depth += 1
+            if self._depth > 1:  # (the same trace entered again inside its block: one record)
+                return self
+            self._opened = time.perf_counter()
+            self._closed = None
             active.append(self)
             _keep_appends()
         return self
@@ -227,14 +239,24 @@ class Trace:
         if self.path is not None:
             self.write(self.path)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._closed = time.perf_counter()
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         with _active_lock:
+            self._depth -= 1
+            if self._depth > 0:  # an inner block of the same trace: it goes on
+                return
+            self._closed = time.perf_counter()
             if self in active:
                 active.remove(self)
             _keep_appends()
-        if self.path is not None:
+        if self.path is None:
+            return
+        try:
             self.write(self.path)
+        except Exception as exc:
+            if error is None:
+                raise
+            # The block's own exception goes on as itself: the trace's failure is a note on it.
+            error.add_note(f"plait: the trace could not be written to {self.path}: {exc!r}")
 
     # -- reading ------------------------------------------------------------------------
 
@@ -308,8 +330,9 @@ class Trace:
 
 
 def trace(path: str | os.PathLike[str] | None = None) -> Trace:
-    """Record what every map, pool, TaskGroup and amap does inside the ``with`` block, on
-    every backend, and write it to ``path`` as the block ends: ``.json``, Chrome/Perfetto
+    """Record what every map, pool, TaskGroup and amap of the program does while the ``with``
+    block runs (other threads' too; not maps run inside a worker process), on every backend,
+    and write it to ``path`` as the block ends: ``.json``, Chrome/Perfetto
     trace events, which ui.perfetto.dev and chrome://tracing open; ``.html``, a timeline
     that needs nothing but a browser. ``summary()`` says what the workers did."""
     return Trace(path)
@@ -322,5 +345,13 @@ def _check_path(path: str | os.PathLike[str], where: str = "plait.trace") -> str
         raise ValueError(
             f"{where}: path must end in .json (Chrome/Perfetto trace events) or .html (a "
             f"timeline that opens in any browser), got {os.fspath(path)!r}"
+        )
+    folder = Path(path).parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        # (Now, not once the work is done and the trace is written.)
+        raise ValueError(
+            f"{where}: the trace would be written to {os.fspath(path)!r}, but "
+            f"{os.fspath(folder)!r} is not a folder this program can write to; create it, "
+            "or give a path in one"
         )
     return suffix

@@ -102,11 +102,19 @@ def trace_events(layout: Layout) -> list[dict[str, Any]]:
         args["queued ms"] = round((batch.start - batch.queued) * 1e3, 3)
         if batch.errors:
             args["error"] = ", ".join(sorted(batch.errors))
-            args["errors"] = sum(batch.errors.values())
+            if failed := _failed(batch):
+                args["errors"] = failed
+        if cancelled := batch.errors.get(CANCELLED, 0):
+            # The map or pool ended first (a break, a timeout, terminate()): no error of the
+            # items', and items that did not run to their end.
+            args["cancelled items"], args["items"] = cancelled, batch.items - cancelled
         if not batch.ran:
             args["ran"] = False
         if batch.again:
+            # Its items are counted where they ran again, one by one: here, none ran to the end.
             args["run again"] = "its worker died: its items ran again one by one"
+            args["lost items"], args["items"] = batch.items, 0
+            args.pop("errors", None)
         if batch.retries:
             args["retries"] = batch.retries
         event: dict[str, Any] = {
@@ -149,14 +157,14 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
     wall = max(closed - opened, 1e-9)
     # (A batch whose worker died and whose items ran again one by one is counted in those runs.)
     ran = [b for b in batches if b.ran and not b.again]
-    items = sum(b.items for b in ran)
+    items = sum(_ran(b) for b in batches)
     lines = [
         f"plait trace: {len(batches)} batches, {items:,} items in {wall:.3f} s "
         f"({items / wall:,.0f} items/s)"
     ]
     if not batches:
         return lines[0]
-    per_item = [b.elapsed / b.items for b in ran if b.items and b.elapsed > 0]
+    per_item = [b.elapsed / b.items for b in ran if _ran(b) == b.items and b.elapsed > 0]
     if per_item:
         lines.append(
             f"item time: p50 {_ms(_quantile(per_item, 0.5))}, p99 {_ms(_quantile(per_item, 0.99))}"
@@ -173,12 +181,14 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
         crashes += batch.again
         for name, count in batch.errors.items():
             counts[name] += 0 if batch.again else count
+    cancelled = counts.pop(CANCELLED, 0)
     retried = sum(1 for b in batches if b.attempt > 1 or b.again)
     retries = sum(b.retries for b in batches)
     lines.append(
         f"errors {sum(counts.values())}, retries {retries}, timeouts "
         f"{counts.get('TaskTimeout', 0)}, crashes {crashes + counts.get('WorkerCrashed', 0)}, "
         f"batches run again {retried}"
+        + (f", items cancelled {cancelled:,} (the map or pool ended first)" if cancelled else "")
     )
     rows: dict[tuple[str, str], list[Batch]] = defaultdict(list)
     for batch in batches:
@@ -187,13 +197,13 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
     busy_total = 0.0
     width = max(len(f"{group} / {row}") for group, row in rows)
     for (group, row), mine in rows.items():
-        busy = sum(b.elapsed for b in mine)
+        busy = _covered(mine)
         busy_total += busy
-        failed = sum(sum(b.errors.values()) for b in mine if not b.again)
+        failed = sum(_failed(b) for b in mine if not b.again)
         died = sum(b.again for b in mine)
         lines.append(
-            f"  {f'{group} / {row}':<{width}}  busy {min(busy / wall, 9.99):4.0%}  "
-            f"{sum(b.items for b in mine if b.ran and not b.again):>9,} items  {failed:,} errors"
+            f"  {f'{group} / {row}':<{width}}  busy {min(busy / wall, 1.0):4.0%}  "
+            f"{sum(_ran(b) for b in mine):>9,} items  {failed:,} errors"
             + (
                 f"  ({died} batch{'es' * (died > 1)} lost as it died: run again item by item)"
                 if died
@@ -207,6 +217,34 @@ def summary(batches: list[Batch], opened: float, closed: float) -> str:
             "input (or the consumer of the results) was the bottleneck, not the workers"
         )
     return "\n".join(lines)
+
+
+CANCELLED = "Cancelled"  # the error of items whose map or pool ended before they did
+
+
+def _ran(batch: Batch) -> int:
+    """How many of the batch's items ran to their end (and are counted here: not those of a
+    batch lost with its worker, which are counted where they ran again)."""
+    if not batch.ran or batch.again:
+        return 0
+    return batch.items - batch.errors.get(CANCELLED, 0)
+
+
+def _failed(batch: Batch) -> int:
+    """How many of its items failed: raised, ran out of time, lost their worker."""
+    return sum(count for name, count in batch.errors.items() if name != CANCELLED)
+
+
+def _covered(batches: list[Batch]) -> float:
+    """How long at least one of ``batches`` ran: a worker runs one batch at a time, but the
+    event loop runs coroutines side by side, and its busy time is not their sum."""
+    total, reached = 0.0, -math.inf
+    for batch in sorted(batches, key=lambda b: b.start):
+        end = batch.start + batch.elapsed
+        if end > reached:
+            total += end - max(batch.start, reached)
+            reached = end
+    return total
 
 
 def _queued_share(batches: list[Batch], wall: float) -> float:

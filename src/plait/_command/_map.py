@@ -56,15 +56,30 @@ def add_map_command(commands: argparse._SubParsersAction[CommandParser]) -> None
     add("--colsep", metavar="REGEX", help="split each input into the function's arguments")
     add("function", metavar="MODULE:FUNCTION")
     add("inputs", nargs=argparse.REMAINDER, help="::: ARGS, :::: FILES; none: stdin's lines")
+    parser.set_defaults(parser=parser)
+
+
+def _options_after_function(namespace: argparse.Namespace) -> None:
+    """Read the options given after MODULE:FUNCTION, before the inputs (``plait map f.py:g
+    --json ::: 1 2``): the inputs take the rest of the command line, as GNU parallel's command
+    does, but a function has no options of its own to be mistaken for plait's."""
+    inputs: list[str] = namespace.inputs
+    at = next((i for i, arg in enumerate(inputs) if arg in MARKERS), len(inputs))
+    if not at:
+        return
+    function = namespace.function
+    namespace.parser.parse_args([*inputs[:at], function], namespace)
+    if namespace.function != function:  # (a word that is no option took its place)
+        raise UsageError(f"{namespace.function}: give inputs after ::: or :::: (or on stdin)")
+    namespace.inputs = inputs[at:]
 
 
 def map_command(namespace: argparse.Namespace) -> int:
     import plait
 
     try:
+        _options_after_function(namespace)
         fn = load_function(namespace.function)
-        if namespace.inputs and namespace.inputs[0] not in MARKERS:
-            raise UsageError(f"{namespace.inputs[0]}: give inputs after ::: or :::: (or on stdin)")
         sources = _sources(namespace.inputs)
         check_readable(sources)
     except UsageError as error:
