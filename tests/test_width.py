@@ -1,7 +1,8 @@
 """The adaptive thread limit for waiting work (``_width``), driven by a simulated server.
 
 The server serves ``slots`` requests at a time, each for ``service`` seconds give or take a
-tenth (a real server's requests do not all take the same time, and finish out of step), and
+tenth (``jitter``: a real server's requests do not all take the same time, and finish out of
+step; some take nearly the same time, and a queued request then waits a whole one), and
 queues the rest in order; the client keeps ``width.limit`` requests in flight, one item per
 batch. Time is simulated and the jitter seeded: these tests are exact and instant.
 """
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 class Server:
     slots: int
     service: float
+    jitter: float = 0.1  # each request takes service x uniform(1 - jitter, 1 + jitter)
     fail_every: int = 0  # refuse every n-th request (a rate limit), 0: never
     # A busy machine: the server is starved of CPU now and then, for several requests in a
     # row (each request begins a stall with chance ``stall_begins``, a stall goes on with
@@ -76,7 +78,7 @@ def simulate(
     done: list[tuple[float, float]] = []
 
     def serve() -> float:
-        took = server.service * server.random.uniform(0.9, 1.1)
+        took = server.service * server.random.uniform(1 - server.jitter, 1 + server.jitter)
         if server.stall_begins:
             chance = server.stall_goes_on if server.stalled else server.stall_begins
             server.stalled = server.random.random() < chance
@@ -146,17 +148,28 @@ def test_it_finds_a_server_s_slots_within_two_seconds_and_keeps_latency_low(seed
     assert reached <= 2.0
     assert p99(done, after=2.0) <= 1.6 * 0.020  # (and 1.5x in most runs: see the next test)
     assert throughput(done, 2.0, 6.0) >= 0.9 * peak
-    assert all(15 <= r.limit <= 24 for r in rounds if r.at >= 2.0 and r.state != "measuring")
+    # (Near the slots: a noisy round may cut it by a few, for a while.)
+    assert all(12 <= r.limit <= 24 for r in rounds if r.at >= 2.0 and r.state != "measuring")
 
 
-def test_once_settled_p99_latency_stays_within_one_and_a_half_times_unloaded() -> None:
-    """Over twenty servers (seeds), the median p99; across 200 it was 1.42x (the worst 1.56x:
-    a queued request waits for a slot that frees a little late)."""
-    ratios = []
+@pytest.mark.parametrize(
+    ("jitter", "slots"), [(0.1, 16), (0.02, 8), (0.02, 16), (0.02, 64), (0.05, 16)]
+)
+def test_once_settled_p99_latency_stays_within_one_and_a_half_times_unloaded(
+    jitter: float, slots: int
+) -> None:
+    """Over twenty servers (seeds), the median p99 and the throughput. A server whose requests
+    all take nearly the same time (2 %) is the hard one: a queued request waits a whole
+    request's time there, so a limit held even one above the slots makes p99 near 2x (it was
+    1.68x when the limit held within TOLERANCE of the reference latency, whatever the noise)."""
+    ratios, shares = [], []
     for seed in range(20):
-        _, done = simulate(Server(16, 0.020, seed=seed), Width(0.0, latency=0.020), until=6.0)
+        server = Server(slots, 0.020, jitter=jitter, seed=seed)
+        _, done = simulate(server, Width(0.0, latency=0.020), until=6.0)
         ratios.append(p99(done, after=2.0) / 0.020)
+        shares.append(throughput(done, 2.0, 6.0) / (slots / 0.020))
     assert statistics.median(ratios) <= 1.5
+    assert min(shares) >= 0.9
 
 
 @pytest.mark.parametrize("seed", range(8))
