@@ -1,9 +1,8 @@
-"""An input that trickles in: results that are ready are handed out while the map waits for
-more input, not held back until the next item arrives."""
+"""An input that trickles in: the results ready are handed out before the map waits for more
+of it, not held back until a whole batch of items has come."""
 
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -12,25 +11,20 @@ from typing import Any
 import pytest
 
 import plait
-from plait._input import SLOW_INPUT
 
 pytestmark = pytest.mark.timeout(60)
 
-LATE = 2.0  # seconds the feeder waits for a result before it feeds the next item anyway
+LATE = 1.0  # seconds the feeder waits for a result before it feeds the next item anyway
 
 
 def double(x: int) -> int:
     return 2 * x
 
 
-def fed(gate: queue.Queue[Any], count: int) -> Iterator[int]:
-    for _ in range(count):
-        yield gate.get(timeout=30)
-
-
 class Feeder:
-    """Feeds item k + 1 once the consumer got result k, as a stream whose next input depends
-    on the last output would; and after ``LATE`` seconds anyway, counting that as late."""
+    """Feeds item k once the consumer got result k - 2 (a stream that runs at most two items
+    ahead of what was done with it: the map may wait for one item while it holds the result
+    of the one before); after ``LATE`` seconds it feeds the item anyway, counting it late."""
 
     def __init__(self, count: int) -> None:
         self.gate: queue.Queue[Any] = queue.Queue()
@@ -39,100 +33,75 @@ class Feeder:
         self.late = 0
         self.thread = threading.Thread(target=self._feed)
         self.gate.put(0)
+        self.gate.put(1)
         self.thread.start()
 
     def _feed(self) -> None:
-        for k in range(1, self.count):
+        for k in range(2, self.count):
             try:
                 self.got.get(timeout=LATE)
             except queue.Empty:
                 self.late += 1
             self.gate.put(k)
 
+    def items(self) -> Iterator[int]:
+        for _ in range(self.count):
+            yield self.gate.get(timeout=30)
+
 
 @pytest.mark.parametrize("backend", ["thread", "process", "auto"])
-def test_results_are_handed_out_while_the_input_waits_for_its_next_item(backend: str) -> None:
-    """Before, the map read its next item in the consumer's thread while ready results
-    waited: each result came only once the next item did (here: every item fed late)."""
-    feeder = Feeder(6)
+def test_results_are_handed_out_before_the_map_waits_for_more_input(backend: str) -> None:
+    """Before, the map read a whole batch of the input (its batches grow to thousands of
+    items for quick work) while the results ready waited: every item came late here. Now
+    the first read that waits (while results are ready) shows an input that trickles in, and
+    from then on a batch is one item: nothing more is late."""
+    feeder = Feeder(20)
     results = []
-    for result in plait.map(double, fed(feeder.gate, 6), backend=backend, workers=2):
+    for result in plait.map(double, feeder.items(), backend=backend, workers=2):
         results.append(result)
         feeder.got.put(result)
     feeder.thread.join()
-    assert results == [0, 2, 4, 6, 8, 10]
-    # The first slow read (at least SLOW_INPUT, while a result waited) moved the input to a
-    # thread of its own; after it, nothing was late.
-    assert feeder.late <= 1 + (LATE < SLOW_INPUT)
+    assert results == [2 * k for k in range(20)]
+    # Until the input was seen to trickle, a batch of a few items waited for them (each came
+    # late); none after it. (Before: 18 of 20 late, in batches growing to 16 and more.)
+    assert feeder.late <= 6
 
 
-def test_an_input_that_fails_after_it_moved_raises_after_the_results_before_it() -> None:
-    gate: queue.Queue[Any] = queue.Queue()
+def test_an_input_that_fails_once_it_trickles_raises_after_the_results_before_it() -> None:
+    feeder = Feeder(8)
 
     def items() -> Iterator[int]:
-        yield 1
-        yield gate.get(timeout=30)  # slow: results wait meanwhile
-        yield gate.get(timeout=30)
+        yield from feeder.items()
         raise OSError("the stream broke")
 
     results = []
-    mapped = iter(plait.map(double, items(), backend="thread", workers=2))
-    feeding = threading.Timer(SLOW_INPUT * 2, gate.put, (2,))
-    feeding.start()  # (the first result waits for it: the consumer's thread reads item 2)
-    results.append(next(mapped))
-    feeding.join()
-    results.append(next(mapped))
-    gate.put(3)
     with pytest.raises(OSError, match="the stream broke") as caught:
-        results.extend(mapped)
-    assert results == [2, 4, 6]
-    assert "plait: raised by the input after 3 items" in caught.value.__notes__
+        for result in plait.map(double, items(), backend="thread", workers=2):
+            results.append(result)
+            feeder.got.put(result)
+    feeder.thread.join()
+    assert results == [2 * k for k in range(8)]
+    assert "plait: raised by the input after 8 items" in caught.value.__notes__
 
 
-def test_leaving_a_map_whose_input_waits_does_not_wait_for_the_input() -> None:
-    """The thread reading ahead is in the input's own code: the map ends at once, the thread
-    once the input gives its next item (or ends)."""
-    gate: queue.Queue[Any] = queue.Queue()
-
-    def items() -> Iterator[int]:
-        yield 1
-        yield gate.get(timeout=30)
-        yield gate.get(timeout=30)  # the reader waits here as the map is left
-
-    feeding = threading.Timer(SLOW_INPUT * 2, gate.put, (2,))
-    feeding.start()
-    with plait.map(double, items(), backend="thread", workers=2) as mapped:
-        results = iter(mapped)
-        assert next(results) == 2
-        feeding.join()
-        assert next(results) == 4
-    readers = [t for t in threading.enumerate() if t.name == "plait-input"]
-    assert len(readers) == 1  # (it waits in the input's gate.get)
-    gate.put(3)  # the input gives its next item: the reader drops it and ends
-    readers[0].join(10)
-    assert not readers[0].is_alive()
-
-
-def test_the_input_read_ahead_sees_the_consumers_context_variables() -> None:
-    seen: list[str] = []
-    where = contextvars.ContextVar("where", default="nowhere")
-    gate: queue.Queue[Any] = queue.Queue()
+def test_an_input_that_is_slow_but_steady_keeps_its_batches() -> None:
+    """A few hundred items a second or more is an input that is slow, not one that trickles
+    in: its batches still grow (one item a batch would cost more than the input)."""
+    pause = threading.Event()
 
     def items() -> Iterator[int]:
-        yield 1
-        yield gate.get(timeout=30)
-        seen.extend([where.get(), threading.current_thread().name])
-        yield 3
+        for x in range(400):
+            pause.wait(0.0005)  # (never set: half a millisecond an item)
+            yield x
 
-    where.set("the consumer's")
-    feeding = threading.Timer(SLOW_INPUT * 2, gate.put, (2,))
-    feeding.start()
-    assert list(plait.map(double, items(), backend="thread", workers=2)) == [2, 4, 6]
-    feeding.join()
-    assert seen == ["the consumer's", "plait-input"]
+    with plait.trace() as trace:
+        assert list(plait.map(double, items(), backend="thread", workers=2)) == [
+            2 * x for x in range(400)
+        ]
+    assert max(batch.items for batch in trace.batches) >= 16
 
 
-def test_a_fast_input_is_read_in_the_consumers_thread() -> None:
+def test_a_fast_input_is_read_in_batches_in_the_consumers_thread() -> None:
     readers: list[str] = []
 
     def items() -> Iterator[int]:
@@ -141,5 +110,8 @@ def test_a_fast_input_is_read_in_the_consumers_thread() -> None:
                 readers.append(threading.current_thread().name)
             yield x
 
-    assert sum(plait.map(double, items(), backend="thread", workers=2)) == 2 * sum(range(20_000))
+    with plait.trace() as trace:
+        total = sum(plait.map(double, items(), backend="thread", workers=2))
+    assert total == 2 * sum(range(20_000))
     assert set(readers) == {threading.current_thread().name}
+    assert max(batch.items for batch in trace.batches) >= 1024

@@ -30,12 +30,13 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
-from ._input import SLOW_INPUT
 from ._plan import Plan
 from ._task import Job, Outcome, Task, failed
-from ._window import MapWindow
+from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow
 
 R = TypeVar("R")
+
+TRICKLE_WAIT = 0.005  # seconds: see MapRun._ready_soon
 
 SIGNAL_CHECK = 0.2  # seconds: how soon a Ctrl-C reaches a map waiting in the main thread
 BATCHES_PER_WORKER = 2  # one running, one queued behind it: no worker waits for the consumer
@@ -127,11 +128,9 @@ class MapRun:
                         return None
                     if (plan := self._backend.plan(self._job)) and plan is not self.plan:
                         break
-                    if self._window.input_arrived():
-                        break
                     self._wait()
             # The backend chose a plan, or a wider one, while we waited: it has room for more
-            # batches (the one we wait for may be waiting for one of them). Or input arrived.
+            # batches (the one we wait for may be waiting for one of them).
             self._top_up()
 
     def _replanned(self) -> None:
@@ -157,12 +156,17 @@ class MapRun:
             self._follow(plan)
         timed = self._task_timeout is not None
         while True:
+            if self._window.trickling and self._ready_soon():
+                return  # (what is ready is handed out before the input is waited for again)
             began = time.perf_counter()
             taken = self._window.take()
             if taken is None:
                 return
-            if time.perf_counter() - began >= SLOW_INPUT:
-                self._maybe_read_ahead()
+            took = time.perf_counter() - began
+            if took >= max(SLOW_INPUT, SLOW_ITEM * len(taken.items)) and self._results_wait():
+                # The input trickles: read it a little at a time from now on, and hand out
+                # what is ready before waiting for more of it.
+                self._window.trickles()
             task = Task(
                 self._job,
                 taken.items,
@@ -183,16 +187,18 @@ class MapRun:
                 self._window.unsent(taken, exc)
                 return
 
-    def _maybe_read_ahead(self) -> None:
-        """A read of the input took long: if results waited meanwhile, read the rest of the
-        input on a thread of its own (``_input``), so that they need not wait again."""
+    def _results_wait(self) -> bool:
         with self._cond:
-            if self._window.ready():
-                self._window.read_ahead(self._input_arrived)
+            return self._window.ready()
 
-    def _input_arrived(self) -> None:
+    def _ready_soon(self) -> bool:
+        """Whether a result is ready, or gets ready within TRICKLE_WAIT while batches are out:
+        an input that trickles is waited for only then (quick work on the last item that came
+        is then handed out before the next item, not when it comes)."""
         with self._cond:
-            self._cond.notify()
+            if not self._window.ready() and self._window.out():
+                self._cond.wait(TRICKLE_WAIT)
+            return self._window.ready()
 
     def current_plan(self) -> Plan:
         backend = self._backend
@@ -237,7 +243,6 @@ class MapRun:
         self._token.cancel(CancelReason.ABANDONED)
         with self._cond:
             self._window.clear()
-        self._window.stop_reading()
         try:
             self._on_close(self._complete)
         finally:

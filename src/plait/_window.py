@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import reprlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._chunking import ChunkSizer
-from ._input import ReadAhead
 from ._task import Outcome, copy_error
+
+# A read of the input that took this long while results waited, at this long an item or more
+# (a few hundred items a second at most: lines from tail -f, messages, not a slow cursor that
+# gives thousands), means an input that trickles in.
+SLOW_INPUT, SLOW_ITEM = 0.05, 0.005
 
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
@@ -69,7 +73,7 @@ class MapWindow(Generic[B]):
         max_items: int,
     ) -> None:
         self._source = source
-        self._ahead: ReadAhead | None = None  # the rest of the input, read on a thread
+        self._trickles = False  # the input was seen to trickle in: a batch is one item
         self._sizer = sizer
         self._ordered = ordered
         self._raise = raise_errors
@@ -97,8 +101,6 @@ class MapWindow(Generic[B]):
         """The next batch to run, read from the input; None when the window is full or the
         input has ended. An input that raises ends the input: its error is raised by
         ``finished`` once every batch read before it was handed out."""
-        if self._ahead is not None and not self._exhausted and self._ahead.ended():
-            self._input_ended(self._ahead.error)
         if (
             self._exhausted
             or self._batches_out >= self._max_batches
@@ -107,19 +109,18 @@ class MapWindow(Generic[B]):
             return None
         size = self._sizer.next_size()
         items: list[Any] = []
-        if self._ahead is not None:
-            items = self._ahead.take(size)  # what arrived: never waits for more
-            if not items:
-                return None
-        else:
-            try:
+        try:
+            if self._trickles:
+                self._read_one(items)
+            else:
                 items.extend(islice(self._source, size))  # keeps what was read before a failure
-            except Exception as exc:
-                self._input_ended(exc, len(items))
-            if len(items) < size:
-                self._exhausted = True
-                if not items:
-                    return None
+        except Exception as exc:
+            self._input_ended(exc, len(items))
+        if len(items) < size and not self._trickles:
+            self._exhausted = True
+        if not items:
+            self._exhausted = True
+            return None
         self._sizer.taken(len(items))
         taken = Taken(self._next_seq, self._next_index, items)
         self._next_seq += 1
@@ -134,20 +135,28 @@ class MapWindow(Generic[B]):
             error.add_note(f"plait: raised by the input after {self._next_index + read} items")
             self._input_error = error
 
-    def read_ahead(self, arrived: Callable[[], None]) -> None:
-        """Read the rest of the input on a thread of its own (see ``_input``), by at most a
-        batch ahead; ``arrived()`` is called whenever items arrive or the input ends."""
-        if self._ahead is None and not self._exhausted:
-            self._ahead = ReadAhead(self._source, arrived, self._sizer.max_size)
+    def _read_one(self, items: list[Any]) -> None:
+        """The next item alone: reading on past it could wait for the input for as long as
+        another item takes to come, and the results ready meanwhile with it."""
+        for item in self._source:
+            items.append(item)
+            return
+        self._exhausted = True
 
-    def input_arrived(self) -> bool:
-        """Whether the input read ahead has items the window has room for, or has ended: a
-        ``take()`` now has something to do."""
-        ahead = self._ahead
-        if ahead is None or self._exhausted:
-            return False
-        room = self._batches_out < self._max_batches and self._items_out < self._max_items
-        return ahead.waiting() if room else ahead.ended()
+    def trickles(self) -> None:
+        """The input was seen to trickle in (a read took long while results waited): from now
+        on each batch is one item, so that the results ready meanwhile are handed out. (The
+        consumer's thread reads the input: while it waits for an item the results wait too,
+        but for that item only, not for a batch of them.)"""
+        self._trickles = True
+
+    @property
+    def trickling(self) -> bool:
+        return self._trickles
+
+    def out(self) -> bool:
+        """Whether batches were read and not yet handed out."""
+        return self._batches_out > 0
 
     def ready(self) -> bool:
         """Whether a batch is ready to hand out."""
@@ -205,12 +214,6 @@ class MapWindow(Generic[B]):
         """Forget the results not yet handed out (the map was closed)."""
         self._ready.clear()
         self._ready_unordered.clear()
-
-    def stop_reading(self) -> None:
-        """The map was closed: read no more of the input ahead (not while holding the lock
-        ``arrived`` takes: a reader that ended is joined)."""
-        if self._ahead is not None:
-            self._ahead.stop()
 
     def with_errors(self, batch: B, outcome: Outcome) -> Iterator[Any]:
         """The values of a batch that holds failures, one by one (a batch without any hands
