@@ -25,6 +25,12 @@ TOOLS = textwrap.dedent(
     def where(x):
         return f"{x} {os.getpid()}"
 
+    async def later(x):
+        import asyncio
+
+        await asyncio.sleep(0.001)
+        return int(x) + 1
+
     def fail_on_three(x):
         if x == "3":
             raise ValueError(f"no threes: {x}")
@@ -201,3 +207,11 @@ def test_a_trickle_of_lines_gets_each_result_before_the_line_after_next(folder: 
     assert mapping.returncode == 0
     assert got == [k * k for k in range(1, 21)]
     assert late <= 6  # (before the input was seen to trickle: a batch of lines waited)
+
+
+def test_an_async_function_is_awaited(folder: Path) -> None:
+    """Before: each result printed as '<coroutine object later ...>', never awaited."""
+    done = plait_map(folder, "tools.py:later", ":::", "1", "2", "3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3", "4"]
+    assert "never awaited" not in done.stderr

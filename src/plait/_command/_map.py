@@ -12,6 +12,7 @@ status is then the number of failed inputs, at most 101, as ``plait run``'s).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -93,7 +94,7 @@ def map_command(namespace: argparse.Namespace) -> int:
     failed = 0
     try:
         results = plait.map(
-            _Star(fn),
+            _star(fn),
             inputs,
             backend=namespace.backend,
             workers=namespace.workers,
@@ -124,6 +125,23 @@ def map_command(namespace: argparse.Namespace) -> int:
         return 1
     out.flush()
     return min(failed, 101)
+
+
+def _star(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` called with an input's values as its arguments: an ``async def`` stays one
+    (plait.map then runs it on an event loop: before, its coroutines were printed, never
+    awaited)."""
+    from .._validate import is_async
+
+    if not is_async(fn):
+        return _Star(fn)
+    star = functools.partial(_star_async, _Star(fn))
+    star.__qualname__ = getattr(fn, "__qualname__", "function")  # type: ignore[attr-defined]
+    return star
+
+
+async def _star_async(star: _Star, values: tuple[Any, ...] | _NotJson) -> Any:
+    return await star(values)
 
 
 class _Star:
