@@ -164,8 +164,8 @@ class MapRun:
                 return
             took = time.perf_counter() - began
             if took >= max(SLOW_INPUT, SLOW_ITEM * len(taken.items)) and self._results_wait():
-                # The input trickles: read it a little at a time from now on, and hand out
-                # what is ready before waiting for more of it.
+                # The input trickles in: from now on it is read an item at a time, and what
+                # is ready is handed out before the input is waited for again.
                 self._window.trickles()
             task = Task(
                 self._job,

@@ -82,7 +82,7 @@ class MapWindow(Generic[B]):
         self._ready: dict[int, tuple[B, Outcome]] = {}  # ordered: by seq
         self._ready_unordered: deque[tuple[B, Outcome]] = deque()
         self._exhausted = False
-        self._input_error: BaseException | None = None
+        self._input_error: Exception | None = None
         self._batches_out = 0  # read and not yet handed out
         self._items_out = 0
         self._next_seq = 0
@@ -115,7 +115,9 @@ class MapWindow(Generic[B]):
             else:
                 items.extend(islice(self._source, size))  # keeps what was read before a failure
         except Exception as exc:
-            self._input_ended(exc, len(items))
+            exc.add_note(f"plait: raised by the input after {self._next_index + len(items)} items")
+            self._input_error = exc
+            self._exhausted = True
         if len(items) < size and not self._trickles:
             self._exhausted = True
         if not items:
@@ -128,12 +130,6 @@ class MapWindow(Generic[B]):
         self._batches_out += 1
         self._items_out += len(items)
         return taken
-
-    def _input_ended(self, error: BaseException | None, read: int = 0) -> None:
-        self._exhausted = True
-        if error is not None:
-            error.add_note(f"plait: raised by the input after {self._next_index + read} items")
-            self._input_error = error
 
     def _read_one(self, items: list[Any]) -> None:
         """The next item alone: reading on past it could wait for the input for as long as
