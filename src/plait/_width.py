@@ -16,7 +16,8 @@ batches as the limit, begun in it, have finished: each thread ran about one):
   seems to grow with the limit).
 - **hold**: a round whose latency is above ``TOLERANCE`` times the reference cuts the limit in
   proportion (limit x reference x ``TOLERANCE`` / latency, at most halving: the idea of Vegas
-  and of Netflix's Gradient limiter). The next round tells whether the cut was right: if
+  and of Netflix's Gradient limiter), when that is more than a step of growth (less is the
+  edge of a queue, below). The next round tells whether the cut was right: if
   throughput fell with it, the limit goes back, and if throughput comes back with it, the
   latency was not a queue but the work's own (the server got slower, or our own threads take
   turns with the GIL): the latency at the lower limit becomes the reference. If throughput
@@ -29,8 +30,11 @@ batches as the limit, begun in it, have finished: each thread ran about one):
   latency: their median absolute deviation, which a queued request does not sway) and that
   holds a request ``EDGE_SLOW`` times the reference, two rounds running, cuts the limit by a
   step; and after a cut by a step, the limit grows again only after ``QUIET_ROUNDS`` rounds
-  without a queue (more for a narrow limit): each step over the edge queues a request.
-  Otherwise a round grows the limit by a sixteenth (one at least).
+  without a queue (more for a narrow limit): each step over the edge queues a request. But
+  if the round after the cut shows no lower latency, the edge was noise (a server whose
+  requests vary much: its rounds of a few requests do) and it grows on at once: held lower,
+  the limit would only cost throughput. Otherwise a round grows the limit by a sixteenth
+  (one at least).
 - the reference falls to what a round shows beyond its noise (its latency plus
   ``REFERENCE_MARGIN`` standard errors), not to its mean: the lowest of many noisy rounds
   would be their luckiest, and every round after it would look queued.
@@ -136,6 +140,7 @@ class Width:
         self._retrial: tuple[int, float, float] | None = None
         self._low: int | None = None  # a round at half the limit: the limit to go back to
         self._quiet: int | None = None  # rounds held since a cut at the queue's edge
+        self._cut_at = 0.0  # ... and the latency that made it
         self._spread: float | None = None  # one batch's latency: its relative spread
         self._edge = False  # the last round was a little above the reference (see _hold)
         self._since_low = LOW_EVERY - LOW_FIRST  # rounds since the last such round
@@ -246,14 +251,12 @@ class Width:
         self.reference = min(self.reference, bound)
         step = max(1, self.limit // 16)  # (growth is slow: by a sixteenth)
         gradient = TOLERANCE * self.reference / latency
-        if gradient < 1:  # a queue: cut in proportion
-            before = self.limit
+        cut = math.floor(self.limit * max(CUT_AT_MOST, gradient)) if gradient < 1 else self.limit
+        if self.limit - cut > step:  # a queue: cut in proportion (it may regrow at once)
             self._edge = False
-            self._trial = (before, throughput)
-            self._set(math.floor(before * max(CUT_AT_MOST, gradient)))
-            # A cut of a step or so: growth passed the queue's edge (and is not to pass it
-            # again for a while); a deeper one (a stall, the server slowed) may regrow.
-            self._quiet = 0 if before - self.limit <= step else None
+            self._trial = (self.limit, throughput)
+            self._set(cut)
+            self._quiet = None
             return
         # The edge of a queue: the last step of growth passed the server's slots by a request
         # or two. The round's latency shows it only a little (beyond its own noise, a few per
@@ -261,22 +264,28 @@ class Width:
         # waits a whole request's time more: the slowest 1 % of requests are such waits. Both
         # together mean the edge (a slow request alone may be the server's; a little more
         # latency alone, our own threads taking turns).
-        edge = latency > self.reference * max(TOLERANCE_FLOOR, 1 + NOISE_MARGIN * noise)
-        if edge and slowest > EDGE_SLOW * self.reference:
+        beyond = latency > self.reference * max(TOLERANCE_FLOOR, 1 + NOISE_MARGIN * noise)
+        if gradient < 1 or (beyond and slowest > EDGE_SLOW * self.reference):
             if not self._edge:  # (the next round tells: an edge stays)
                 self._edge = True
                 return
             self._edge = False
             self._trial = (self.limit, throughput)
             self._set(self.limit - step)
-            self._quiet = 0  # and it is not stepped over again for a while
+            self._quiet, self._cut_at = 0, latency  # and it is not stepped over for a while
             return
         self._edge = False
         if self._quiet is not None:
-            self._quiet += 1
-            if self._quiet < max(QUIET_ROUNDS, QUIET_REQUESTS // self.limit):
-                return
-            self._quiet = None
+            # ... if the step down took the queue away: the latency fell with it, by about a
+            # request's share. If it did not, the edge was noise (a server whose requests vary
+            # much), and holding lower would only cost throughput.
+            if self._quiet == 0 and latency > self._cut_at * (1 - 0.5 / (self.limit + step)):
+                self._quiet = None
+            else:
+                self._quiet += 1
+                if self._quiet < max(QUIET_ROUNDS, QUIET_REQUESTS // self.limit):
+                    return
+                self._quiet = None
         self._set(self.limit + step)
 
     def _noise(self, latencies: list[float], *, own: bool = False) -> float:
