@@ -274,6 +274,7 @@ def test_moving_mid_map_keeps_every_item_once_and_in_order(
         patch.setattr(_auto, "PROBE_ITEMS", probe_items)
         patch.setattr(_auto, "PROBE_SECONDS", float("inf"))
         patch.setattr(_auto, "decide", lambda measured, situation: Plan(target, 2, "a test"))
+        patch.setattr(_auto, "tiny_plan", lambda measured, **_: None)  # (decide says all)
         results = list(plait.map(fn, range(n), backend="auto", ordered=ordered))
     expected = [2 * x for x in range(n)] if target == "process" else list(range(n))
     assert results == expected if ordered else sorted(results) == expected
@@ -312,6 +313,47 @@ def test_an_initializer_that_fails_fails_the_items_auto_runs_inline_too() -> Non
     spec = plait.Workers(initializer=broken_setup)
     results = list(plait.map(double, range(5), backend="auto", workers=spec, errors="return"))
     assert all(isinstance(r, LookupError) for r in results)
+
+
+def test_a_task_handed_on_as_a_thread_finishes_runs_on_that_thread() -> None:
+    """``submit_next``: the probe's next batch costs no thread start (a third of a millisecond,
+    a tenth of a map of tiny items); a second one from the same finish gets a thread of its
+    own, as does one submitted from outside a finish."""
+    from plait._backends._thread import ThreadBackend
+    from plait._task import Job, Kind, Outcome, Task
+    from plait._worker_spec import Workers
+
+    threads = ThreadBackend(Workers(4))
+    ran: list[str] = []
+    done = threading.Semaphore(0)
+    job = Job(lambda _: ran.append(threading.current_thread().name), Kind.MAP)
+
+    def last(task: Task, outcome: Outcome) -> None:
+        done.release()
+
+    def hand_on(count: int) -> Any:
+        def finish(task: Task, outcome: Outcome) -> None:
+            for _ in range(count):
+                threads.submit_next(Task(job, [0], start=lambda: True, finish=last))
+            done.release()
+
+        return finish
+
+    try:
+        threads.submit(Task(job, [0], start=lambda: True, finish=hand_on(1)))
+        for _ in range(2):
+            assert done.acquire(timeout=30)
+        assert len(set(ran)) == 1
+        assert len(threads._all) == 1
+        threads.submit(Task(job, [0], start=lambda: True, finish=hand_on(2)))
+        for _ in range(3):
+            assert done.acquire(timeout=30)
+        assert len(threads._all) == 2  # the second of one finish: a thread of its own
+        threads.submit_next(Task(job, [0], start=lambda: True, finish=last))  # (not a worker)
+        assert done.acquire(timeout=30)
+        assert len(ran) == 6
+    finally:
+        threads.shutdown(wait=True, cancel_pending=False)
 
 
 def test_a_wider_thread_limit_starts_threads_for_the_tasks_already_queued() -> None:
@@ -473,6 +515,43 @@ def test_items_that_meet_at_a_barrier_all_run() -> None:
     barrier = threading.Barrier(6, timeout=60)
     results = plait.map(lambda x: (barrier.wait(), x)[1], range(6), chunksize=1)
     assert list(results) == list(range(6))
+
+
+def test_a_consumer_that_waits_watches_the_probe_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No watcher thread at all: the consumer, waiting for the first result, sees the first
+    batch wait (at a barrier no item can pass alone) and settles the map on threads."""
+    monkeypatch.setattr(_auto, "WATCH_QUICK", float("inf"))
+    barrier = threading.Barrier(6, timeout=60)
+    results = plait.map(lambda x: (barrier.wait(), x)[1], range(6), chunksize=1)
+    assert list(results) == list(range(6))
+    assert "still running after" in results.plan.reason
+    assert not [t for t in threading.enumerate() if t.name == "plait-auto-watcher"]
+
+
+def test_a_probe_batch_that_ran_long_gets_a_watcher_for_the_next() -> None:
+    """After a batch of a millisecond or more, the next may block while the consumer is busy
+    elsewhere (here: waiting for that very batch's item, not for the map): a watcher thread
+    looks at it and puts the map on threads."""
+    second_started = threading.Event()
+    release = threading.Event()
+
+    def slow_then_waits(x: int) -> int:
+        if x == 0:  # computes 5 ms: the probe goes on (waiting work would settle it at once)
+            until = time.perf_counter() + 0.005
+            while time.perf_counter() < until:
+                pass
+        elif x == 1:
+            second_started.set()
+            release.wait(30)  # until item 2 ran: only a thread beside this one runs it
+        elif x == 2:
+            release.set()
+        return x
+
+    results = plait.map(slow_then_waits, range(3), chunksize=1)
+    assert next(results) == 0
+    assert second_started.wait(30)
+    assert release.wait(30)  # (the consumer is not in next(): the watcher settled the map)
+    assert list(results) == [1, 2]
 
 
 def test_where_no_thread_cpu_clock_can_be_read_a_long_first_batch_means_threads(

@@ -420,6 +420,12 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         def plan(self, job: Job) -> None:
             return None
 
+        def runs_inline(self, job: Job) -> None:
+            return None
+
+        def watch(self) -> None:
+            return None
+
         def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
             pass
 

@@ -68,6 +68,12 @@ class FakeBackend:
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
 
+    def runs_inline(self, job: Job) -> None:
+        return None
+
+    def watch(self) -> None:
+        return None
+
     def release(self, job: Job) -> None:
         pass
 

@@ -18,6 +18,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from . import _standin
 from ._errors import Cancelled, CancelReason
 
 _lock = threading.Lock()  # guards listener registration and cancellation, so no wake-up is lost
@@ -120,7 +121,10 @@ _current = threading.local()
 
 
 def current_token() -> CancelToken | None:
-    token: CancelToken | None = getattr(_current, "token", None)
+    standin = _standin.current()  # (an item run inline, in the consumer's thread)
+    token: CancelToken | None = (
+        getattr(_current, "token", None) if standin is None else standin.token
+    )
     return token
 
 

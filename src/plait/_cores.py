@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 ENVIRONMENT = "PLAIT_WORKERS"
@@ -27,8 +28,23 @@ def usable_cores() -> int:
     """The fewest of: the cores this process may run on (its CPU affinity), and its cgroup's
     CPU quota, rounded up; at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    quota = cgroup_quota(CGROUP_ROOT, Path("/proc/self/cgroup"))
+    quota = _recent_quota()
     return max(1, min(cores or 1, quota or cores or 1))
+
+
+# The cgroup's quota as read at most this many seconds ago: reading it takes a few files (0.1 to
+# 0.3 ms, what a map of tiny items costs in all), and a container's quota seldom changes.
+QUOTA_FRESH_FOR = 1.0
+_quota_read: tuple[float, int | None] | None = None
+
+
+def _recent_quota() -> int | None:
+    global _quota_read
+    read = _quota_read
+    now = time.monotonic()
+    if read is None or now - read[0] > QUOTA_FRESH_FOR:
+        read = _quota_read = (now, cgroup_quota(CGROUP_ROOT, Path("/proc/self/cgroup")))
+    return read[1]
 
 
 def workers_from_environment(value: str) -> int:

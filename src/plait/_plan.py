@@ -116,28 +116,38 @@ def _little_left(measured: Measured, situation: Situation) -> bool:
     return situation.remaining * measured.per_item < PROCESS_START_PAYS_ABOVE
 
 
+def tiny_plan(measured: Measured, *, can_inline: bool, alone: bool) -> Plan | None:
+    """The plan of work so small per item that nothing else matters (the machine's cores
+    neither: reading a cgroup's quota would cost a map of tiny items much of its time), or
+    None. An item over in microseconds gains nothing from running beside others, whatever it
+    does meanwhile. (And a tiny batch is easily kept from the GIL by other threads for longer
+    than it runs: its share of CPU says little, its time per item more.)"""
+    if measured.per_item >= (ALONE_TINY_BELOW if alone else INLINE_BELOW):
+        return None
+    per_item = _duration(measured.per_item)
+    if not can_inline:
+        return Plan(
+            "thread",
+            1,
+            f"{per_item} an item, too little to hand to several workers; one thread, "
+            "which task_timeout can abandon",
+        )
+    return Plan(
+        "inline",
+        1,
+        f"{per_item} an item: handing items to other workers would cost more than "
+        "running them here",
+    )
+
+
 def decide(measured: Measured, situation: Situation) -> Plan:
     """Where the rest of the map runs. See the module's docstring for the rules."""
+    tiny = tiny_plan(measured, can_inline=situation.can_inline, alone=situation.items_travel_alone)
+    if tiny is not None:
+        return tiny
     cores = situation.cores
     per_item = _duration(measured.per_item)
     share = f"{measured.share:.0%} of its time on CPU"
-    # Tiny first: an item over in microseconds gains nothing from running beside others, what
-    # ever it does meanwhile. (And a tiny batch is easily kept from the GIL by other threads
-    # for longer than it runs: its share of CPU says little, its time per item more.)
-    if measured.per_item < _tiny_below(situation):
-        if not situation.can_inline:
-            return Plan(
-                "thread",
-                1,
-                f"{per_item} an item, too little to hand to several workers; one thread, "
-                "which task_timeout can abandon",
-            )
-        return Plan(
-            "inline",
-            1,
-            f"{per_item} an item: handing items to other workers would cost more than "
-            "running them here",
-        )
     if measured.share < WAITING_BELOW:
         return Plan(
             "thread",

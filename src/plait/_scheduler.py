@@ -11,7 +11,9 @@
 What was read, what is out and what is ready is the ``MapWindow``'s to keep (``_window``: no
 threads in it). This module drives it: the input is read only in the consumer's thread, batches
 go to the backend, and a batch that finishes, in any thread, is handed to the window under this
-run's condition variable, which wakes the consumer.
+run's condition variable, which wakes the consumer. A map that ``backend="auto"`` runs inline
+skips the backend once settled: each batch is then a generator that runs its items as their
+results are taken (``_lazy``), in the consumer's thread.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, repeat, starmap
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from . import _trace
 from ._backends import Backend
@@ -30,9 +32,13 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
-from ._plan import Plan
-from ._task import Job, Outcome, Task, failed
-from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow
+from ._lazy import run_lazily
+from ._plan import INLINE_BELOW, Plan
+from ._task import Job, Outcome, Task, failed, retry_item, task_error
+from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken
+
+if TYPE_CHECKING:
+    from ._backends._inline import InlineBackend
 
 R = TypeVar("R")
 
@@ -96,6 +102,9 @@ class MapRun:
         self.with_errors = self._window.with_errors
         self._started = False
         self._complete = False  # every result was handed out: workers are idle
+        # The next batch runs at once, not lazily: the last lazy one took long enough that
+        # the function may have become slow, and only a batch run at once measures it alone.
+        self._run_at_once = False
         self._aborted = False  # set by abort(), from any thread
         self.closed = False
 
@@ -106,7 +115,9 @@ class MapRun:
         if not self._started:
             self._started = True
             self._observer.started(self._total)
-        self._top_up()
+        # (A map that can run lazily reads no more until what is out was handed out.)
+        if not (self._window.out() and self._runs_lazily()):
+            self._top_up()
         with self._cond:
             entry = self._window.pop()
         if entry is None:
@@ -114,8 +125,70 @@ class MapRun:
                 entry = self._wait_for_batch()
         return entry
 
+    def lazily(self) -> Iterator[Any] | None:
+        """The next batch as a generator that runs each item as its result is taken
+        (``_lazy``): when the map runs inline, nothing else is out, and no trace records it.
+        None: the next batch is ``next_batch``'s."""
+        if self._run_at_once:
+            self._run_at_once = False
+            return None
+        inline = self._runs_lazily()
+        if inline is None or self._window.out():
+            return None
+        plan = self._backend.plan(self._job)
+        if plan is not None and plan is not self.plan:
+            self._follow(plan)
+        taken = self._window.take()
+        if taken is None:
+            return None  # (next_batch ends the map, or raises the input's error)
+        return run_lazily(
+            self._task_for(taken),
+            inline.worker_state(),
+            failed=self._failed_lazily,
+            ended=self._ended_lazily,
+            interrupted=self.close,
+        )
+
+    def _runs_lazily(self) -> InlineBackend | None:
+        """The inline backend, if the map's batches may run lazily (``lazily``) once nothing
+        else is out."""
+        if self._window.trickling or self._aborted or self.closed:
+            return None
+        if self._trace is not None or _trace.active:  # (a trace records batches run at once)
+            return None
+        inline = self._backend.runs_inline(self._job)
+        return inline if inline is not None and inline.ready else None
+
+    def _failed_lazily(self, task: Task, offset: int, exc: Exception) -> Iterator[Any]:
+        """What takes the place of a lazy batch's failed item, as in a batch run at once: its
+        retries, then its value, or its error noted and raised or handed out."""
+        error = task_error(exc)
+        job, item = task.job, task.items[offset]
+        if job.retry is not None:
+            value, failure, _ = retry_item(job.fn, job.kind, item, job.retry, error)
+            if failure is None:
+                return iter((value,))
+            error = failure
+        one = Taken(task.seq, task.first_index + offset, [item])
+        return self._window.with_errors(one, Outcome([None], {0: error}))
+
+    def _ended_lazily(self, task: Task, seconds: float) -> None:
+        with self._cond:
+            self._window.done(task, Outcome([], measured=False))
+            self._window.pop()
+        self._observer.progressed(len(task.items))
+        # The batch's time is the function's and the consumer's: past this, the function
+        # alone may be too slow to run inline, and the next batch shows it to auto.
+        if seconds >= INLINE_BELOW * len(task.items):
+            self._run_at_once = True
+
     def _wait_for_batch(self) -> tuple[Task, Outcome] | None:
+        look_at: float | None = None  # when to call the backend's watch() again
         while True:
+            if look_at is None or time.monotonic() >= look_at:
+                due = self._backend.watch()  # (not under _cond: it may finish batches)
+                look_at = None if due is None else time.monotonic() + due
+            replanned = False
             with self._cond:
                 while True:
                     entry = self._window.pop()
@@ -127,34 +200,41 @@ class MapRun:
                         self._complete = True
                         return None
                     if (plan := self._backend.plan(self._job)) and plan is not self.plan:
+                        replanned = True
                         break
-                    self._wait()
-            # The backend chose a plan, or a wider one, while we waited: it has room for more
-            # batches (the one we wait for may be waiting for one of them).
-            self._top_up()
+                    if look_at is not None and time.monotonic() >= look_at:
+                        break
+                    self._wait(look_at)
+            if replanned:
+                # The backend chose a plan, or a wider one, while we waited: it has room for
+                # more batches (the one we wait for may be waiting for one of them).
+                self._top_up()
 
     def _replanned(self) -> None:
         with self._cond:
             self._cond.notify()
 
-    def _wait(self) -> None:
+    def _wait(self, look_at: float | None) -> None:
+        """Wait for a batch (holding _cond), until ``look_at`` (monotonic) at the latest."""
         # The main thread waits in slices: the kernel may hand a Ctrl-C to any thread of the
         # process (a worker asleep in time.sleep, say), and then nothing interrupts this wait;
         # Python runs the signal's handler in the main thread only once it runs again.
-        step = SIGNAL_CHECK if threading.current_thread() is threading.main_thread() else None
-        if self._deadline is None:
-            self._cond.wait(step)
-            return
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the map did not finish within its timeout")
-        self._cond.wait(remaining if step is None else min(step, remaining))
+        main = threading.current_thread() is threading.main_thread()
+        limits = [SIGNAL_CHECK] if main else []
+        now = time.monotonic()
+        if self._deadline is not None:
+            remaining = self._deadline - now
+            if remaining <= 0:
+                raise TimeoutError("the map did not finish within its timeout")
+            limits.append(remaining)
+        if look_at is not None:
+            limits.append(max(0.0, look_at - now))
+        self._cond.wait(min(limits) if limits else None)
 
     def _top_up(self) -> None:
         plan = self._backend.plan(self._job)
         if plan is not None and plan is not self.plan:
             self._follow(plan)
-        timed = self._task_timeout is not None
         while True:
             if self._window.trickling and self._ready_soon():
                 return  # (what is ready is handed out before the input is waited for again)
@@ -167,18 +247,7 @@ class MapRun:
                 # The input trickles in: from now on it is read an item at a time, and what
                 # is ready is handed out before the input is waited for again.
                 self._window.trickles()
-            task = Task(
-                self._job,
-                taken.items,
-                start=self._is_open,
-                finish=self._finish,
-                discard=self._dropped,
-                seq=taken.seq,
-                first_index=taken.first_index,
-                timeout=self._task_timeout,
-                token=CancelToken(self._token) if timed else self._token,
-                owner_loads=True,
-            )
+            task = self._task_for(taken)
             if _trace.active or self._trace is not None:
                 task.queued = _trace.clock()  # (_finish keeps its record)
             try:
@@ -186,6 +255,22 @@ class MapRun:
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
                 self._window.unsent(taken, exc)
                 return
+
+    def _task_for(self, taken: Taken) -> Task:
+        timed = self._task_timeout is not None
+        return Task(
+            self._job,
+            taken.items,
+            start=self._is_open,
+            finish=self._finish,
+            discard=self._dropped,
+            seq=taken.seq,
+            first_index=taken.first_index,
+            timeout=self._task_timeout,
+            # (A task that can time out gets a token of its own: it is cancelled alone.)
+            token=CancelToken(self._token) if timed else self._token,
+            owner_loads=True,
+        )
 
     def _results_wait(self) -> bool:
         with self._cond:
@@ -282,7 +367,8 @@ def stream(run: MapRun) -> tuple[Iterator[Any], Generator[Iterable[Any], None, N
     a value runs no Python code: only reaching the next batch does. Each value leaves its
     batch's list as it is handed out (popped from the reversed list), so the consumer holds
     the only reference to a result it was given, as ``concurrent.futures`` promises: a large
-    result is freed as soon as it is dropped.
+    result is freed as soon as it is dropped. A map that runs inline hands out lazy batches
+    instead (``MapRun.lazily``): generators that run each item as its result is taken.
     """
     batches = _batches(run)
     return chain.from_iterable(batches), batches
@@ -291,8 +377,18 @@ def stream(run: MapRun) -> tuple[Iterator[Any], Generator[Iterable[Any], None, N
 def _batches(run: MapRun) -> Generator[Iterable[Any], None, None]:
     handing_out: repeat[tuple[()]] | None = None
     values: list[Any] = []
+    lazy: Iterator[Any] | None = None
     try:
-        while (entry := run.next_batch()) is not None:
+        while True:
+            lazy = run.lazily()
+            if lazy is not None:
+                yield lazy
+                if run.closed:  # an item's error ended the map (errors="raise"), or Ctrl-C
+                    return
+                continue
+            entry = run.next_batch()
+            if entry is None:
+                return
             task, outcome = entry
             outcome.load()  # here, in the consumer's thread (see Task.owner_loads)
             if outcome.errors:
@@ -309,6 +405,8 @@ def _batches(run: MapRun) -> Generator[Iterable[Any], None, None]:
         if handing_out is not None:  # closed amid a batch: the rest of it is not handed out
             deque(handing_out, maxlen=0)
             values.clear()
+        if isinstance(lazy, Generator):  # (... nor run)
+            lazy.close()
         run.close()
 
 

@@ -211,7 +211,7 @@ class MapWindow(Generic[B]):
         self._ready.clear()
         self._ready_unordered.clear()
 
-    def with_errors(self, batch: B, outcome: Outcome) -> Iterator[Any]:
+    def with_errors(self, batch: Batch, outcome: Outcome) -> Iterator[Any]:
         """The values of a batch that holds failures, one by one (a batch without any hands
         out ``outcome.values`` as they are). A failed item's exception gets a note naming the
         item, and is raised (``errors="raise"``) or handed out in the value's place. Values

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from . import _standin
+
 
 @dataclass(frozen=True, slots=True)
 class Workers:
@@ -97,7 +99,8 @@ def worker_state() -> dict[str, Any]:
     It lives as long as the worker: an initializer can open a connection once and every task
     on that worker reuses it. Outside a plait worker it raises RuntimeError.
     """
-    state: dict[str, Any] | None = getattr(_local, "state", None)
+    standin = _standin.current()  # (an item run inline, in the consumer's thread)
+    state = standin.state if standin is not None else getattr(_local, "state", None)
     if state is None:
         raise RuntimeError(
             "plait.worker_state() is only available inside a task or an initializer running "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from . import _auto  # noqa: F401  (the default: every map but a few asks for it at once)
 from ._base import Backend as Backend
 
 if TYPE_CHECKING:

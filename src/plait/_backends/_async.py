@@ -12,13 +12,16 @@ import asyncio
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
 from .._plan import Plan
 from .._task import EVENT_LOOP, THIS_PROCESS, Job, Outcome, Task
 from .._worker_spec import Workers, start_worker
+
+if TYPE_CHECKING:
+    from ._inline import InlineBackend
 
 ASYNC_BATCH = 32  # items per batch: they run concurrently, so time says nothing about size
 
@@ -118,6 +121,12 @@ class AsyncBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
+
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        return None
+
+    def watch(self) -> float | None:
+        return None
 
     def release(self, job: Job) -> None:
         pass

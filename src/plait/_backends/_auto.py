@@ -10,10 +10,13 @@ costs no item, repeats none and reorders none.
 
 The probe runs on a thread, never in the consumer's: the consumer stays free to take results,
 give up on the map, or keep its deadline while an item runs, exactly as on threads. And a probe
-batch never holds the map up: a watcher looks at any batch still running after
-``WATCH_AFTER`` seconds, and if its thread has been waiting rather than computing (an item that
-downloads for seconds, or waits for another item, as at a barrier), the work waits: the plan is
-threads, made at once, and the batches behind it start.
+batch never holds the map up: any batch still running after ``WATCH_AFTER`` seconds is looked
+at, and if its thread has been waiting rather than computing (an item that downloads for
+seconds, or waits for another item, as at a barrier), the work waits: the plan is threads, made
+at once, and the batches behind it start. Who looks: the consumer, while it waits for results
+(``watch``); and a watcher thread, once a probe batch ran a millisecond or more (``WATCH_QUICK``:
+a map of tiny items is spared the thread; one of those that then blocks while its consumer is
+busy elsewhere is looked at when the consumer comes to wait).
 
 Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to probe.
 """
@@ -40,6 +43,7 @@ from .._plan import (
     Situation,
     decide,
     needs_parallel_probe,
+    tiny_plan,
     waiting_plan,
 )
 from .._task import Job, Kind, Outcome, Task
@@ -68,6 +72,11 @@ TOGETHER_ROUNDS = 8
 # A probe batch still running after this long is looked at, and again every this long: waiting
 # work is not made to wait for its slowest first item.
 WATCH_AFTER = 0.02
+# Who looks: the consumer, while it waits for results (``watch``); and, once a probe batch ran
+# this long (the next may run long while the consumer is busy elsewhere), a watcher thread.
+# Work whose first batches all end sooner (tiny work) is spared the thread; a batch that then
+# runs long while nobody waits is looked at when the consumer comes to wait.
+WATCH_QUICK = 0.001
 # Unless the program's other threads used this many cores' worth of CPU meanwhile: then the
 # batch may have been kept from the GIL rather than waiting, and the verdict waits, this long
 # at most (after that it is threads: a batch that waits for another item must not wait on).
@@ -214,6 +223,10 @@ class AutoBackend:
         route = self._routes.get(job.id)
         return None if route is None else route.plan
 
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        route = self._routes.get(job.id)
+        return self._inline if route is not None and route.target is self._inline else None
+
     def release(self, job: Job) -> None:
         with self._lock:
             self._routes.pop(job.id, None)
@@ -282,7 +295,10 @@ class AutoBackend:
             starting.append(task)
         return starting
 
-    def _start_probes(self, route: _Route, tasks: list[Task]) -> None:
+    def _start_probes(self, route: _Route, tasks: list[Task], *, here: bool = False) -> None:
+        """Send the probe's next batches to its threads. ``here``: from a probe thread, as it
+        finishes its batch: the first of them is that thread's next (see ``submit_next``)."""
+        submit = self._threads.submit_next if here else self._threads.submit
         for task in tasks:
             start, finish = task.start, task.finish
             task.start = lambda task=task, start=start: self._watch(route, task, start)  # type: ignore[misc]
@@ -290,77 +306,109 @@ class AutoBackend:
                 route, task, outcome, finish
             )
             try:
-                self._threads.submit(task)
+                submit(task)
             except PoolClosed:
                 with self._lock:
                     route.running -= 1
                     self._idle.notify_all()
                 task.finish = finish
                 task.discard(task)
-        if tasks:
-            with self._lock:
-                if self._watcher is None and not self._closed:
-                    self._watcher = threading.Thread(
-                        target=self._watch_probes, name="plait-auto-watcher", daemon=True
-                    )
-                    self._watcher.start()
 
     def _watch(self, route: _Route, task: Task, start: Callable[[], bool]) -> bool:
         """A probe batch starts on its thread: from now on the watcher looks at it."""
         if not start():
             return False
+        watched = _Watched(task)  # (reads its clocks: not while holding the lock)
         with self._lock:
-            route.watched[id(task)] = _Watched(task)
+            route.watched[id(task)] = watched
             self._watching.notify_all()
         return True
+
+    def watch(self) -> float | None:
+        """A consumer waits for results: look at the probe batches running now, as the
+        watcher thread would. While a consumer waits, the probe needs no watcher thread (its
+        start costs a map of tiny items a tenth of its time). Returns the seconds until the
+        next look is due; None once no job probes."""
+        with self._lock:
+            if self._closed:
+                return None
+            settled, due = self._look(time.perf_counter())
+        self._apply(settled)
+        return due
+
+    def _ensure_watcher(self) -> None:
+        """Start the watcher thread, if it is not running (holding the lock): a probe batch may
+        now run long while nobody waits for its results to look at it."""
+        if self._watcher is None and not self._closed:
+            self._watcher = threading.Thread(
+                target=self._watch_probes, name="plait-auto-watcher", daemon=True
+            )
+            self._watcher.start()
 
     def _watch_probes(self) -> None:
         """The watcher's thread: settle, as waiting work, any route whose probe batch has run
         ``WATCH_AFTER`` seconds waiting. It ends when no route probes any more."""
         with self._lock:
             while not self._closed and any(r.plan is None for r in self._routes.values()):
-                now = time.perf_counter()
-                settled: list[tuple[_Route, Plan, list[Task]]] = []
-                for route in self._routes.values():
-                    batches = list(route.watched.values())
-                    if route.plan is not None or not batches:
-                        continue
-                    if all(now - watched.since >= WATCH_AFTER for watched in batches):
-                        # The batches running together are judged together: two that hold
-                        # the GIL take turns, and either may get little of it for a while.
-                        shares = [watched.share(now) for watched in batches]
-                        known = [share for share in shares if share is not None]
-                        # (Where a thread's CPU clock cannot be read, a batch that runs this
-                        # long is taken for waiting work: threads are the safe choice for it.)
-                        share = sum(known) if known else None
-                        began = min(watched.began for watched in batches)
-                        # A thread gets little CPU when it waits, but also when the program's
-                        # other threads keep the GIL: then it is looked at again, for a while.
-                        starved = (
-                            share is not None
-                            and now - began < STARVED_AT_MOST
-                            and batches[0].others(now, share) >= STARVED_BY
-                        )
-                        if (share is None or share < WAITING_BELOW) and not starved:
-                            settled.append(self._settle_waiting(route, share, now - began))
+                settled, due = self._look(time.perf_counter())
                 if settled:
                     self._lock.release()  # (the batches go to threads: no lock of ours held)
                     try:
-                        for route, plan, waiting in settled:
-                            _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
-                            self._size_threads()
-                            self._hand_on(route, waiting)
-                            route.job.replanned()
+                        self._apply(settled)
                     finally:
                         self._lock.acquire()
                     continue
-                due = [  # when each probing route's batches have all run WATCH_AFTER
-                    max(w.since for w in r.watched.values()) + WATCH_AFTER
-                    for r in self._routes.values()
-                    if r.plan is None and r.watched
-                ]
-                self._watching.wait(max(0.0, min(due) - now) if due else None)
+                self._watching.wait(due)
             self._watcher = None
+
+    def _look(self, now: float) -> tuple[list[tuple[_Route, Plan, list[Task]]], float | None]:
+        """Settle, as waiting work, each route whose probe batches have all run
+        ``WATCH_AFTER`` seconds waiting (holding the lock); return them, for ``_apply`` once
+        the lock is let go of, and the seconds until the next look is due (None: no route
+        probes; WATCH_AFTER while a route probes but runs no batch: one may start meanwhile)."""
+        settled: list[tuple[_Route, Plan, list[Task]]] = []
+        probing = False
+        due: list[float] = []  # when each probing route's batches have all run WATCH_AFTER
+        for route in self._routes.values():
+            batches = list(route.watched.values())
+            if route.plan is not None:
+                continue
+            probing = True
+            if not batches:
+                continue
+            if all(now - watched.since >= WATCH_AFTER for watched in batches):
+                # The batches running together are judged together: two that hold the GIL
+                # take turns, and either may get little of it for a while.
+                shares = [watched.share(now) for watched in batches]
+                known = [share for share in shares if share is not None]
+                # (Where a thread's CPU clock cannot be read, a batch that runs this long is
+                # taken for waiting work: threads are the safe choice for it.)
+                share = sum(known) if known else None
+                began = min(watched.began for watched in batches)
+                # A thread gets little CPU when it waits, but also when the program's other
+                # threads keep the GIL: then it is looked at again, for a while.
+                starved = (
+                    share is not None
+                    and now - began < STARVED_AT_MOST
+                    and batches[0].others(now, share) >= STARVED_BY
+                )
+                if (share is None or share < WAITING_BELOW) and not starved:
+                    settled.append(self._settle_waiting(route, share, now - began))
+                    continue
+            due.append(max(w.since for w in batches) + WATCH_AFTER)
+        if settled:
+            return settled, 0.0
+        if due:
+            return [], max(0.0, min(due) - now)
+        return [], WATCH_AFTER if probing else None
+
+    def _apply(self, settled: list[tuple[_Route, Plan, list[Task]]]) -> None:
+        """Send on what waited for the routes ``_look`` settled (not holding the lock)."""
+        for route, plan, waiting in settled:
+            _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
+            self._size_threads()
+            self._hand_on(route, waiting)
+            route.job.replanned()
 
     def _settle_waiting(
         self, route: _Route, share: float | None, running: float
@@ -402,6 +450,8 @@ class AutoBackend:
                 plan = self._decide(route)
                 if plan is None:
                     starting = self._next_probes(route)
+                    if outcome.elapsed >= WATCH_QUICK:
+                        self._ensure_watcher()
                 else:
                     waiting = self._settle(route, plan)
             self._idle.notify_all()
@@ -413,7 +463,7 @@ class AutoBackend:
             self._hand_on(route, waiting)
             route.job.replanned()
         else:
-            self._start_probes(route, starting)
+            self._start_probes(route, starting, here=True)
 
     def _learn(self, route: _Route, outcome: Outcome, watched: _Watched | None) -> None:
         route.batches += 1
@@ -467,6 +517,9 @@ class AutoBackend:
             share=_median(route.shares),
             per_item=_per_item(route),
         )
+        tiny = tiny_plan(measured, can_inline=not route.timed, alone=route.alone)
+        if tiny is not None:
+            return tiny
         situation = self._situation(route)
         if needs_parallel_probe(measured, situation) and self._threads.workers >= PROBE_THREADS:
             if not route.together:

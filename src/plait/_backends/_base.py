@@ -16,6 +16,7 @@ from .._errors import Cancelled, CancelReason
 if TYPE_CHECKING:
     from .._plan import Plan
     from .._task import Job, Task
+    from ._inline import InlineBackend
 
 
 class Backend(Protocol):
@@ -32,6 +33,15 @@ class Backend(Protocol):
     def plan(self, job: Job) -> Plan | None:
         """Where the job's tasks run and why, if the backend chose it (``"auto"``); None when
         the caller did (the backend's name and its workers say it all)."""
+
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        """The inline backend, if the job's tasks run in the consumer's thread (``"auto"``
+        chose so): the consumer may then run each item as it takes its result."""
+
+    def watch(self) -> float | None:
+        """Called by a consumer as it waits for results, and again after the seconds it
+        returns (None: not again): a backend that watches its running work (auto's probe)
+        looks at it then, and needs no thread of its own to do so while someone waits."""
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         """Stop taking work; with ``wait``, return once every worker is gone."""

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Hashable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import PlaitError, PoolClosed, WorkerCrashed
 from .._plan import Plan
@@ -35,6 +35,9 @@ from ._base import terminated, track
 from ._remote import Answer, encode_initializer
 from .process._codec import Sent, encode_function
 from .process._rerun import run_again
+
+if TYPE_CHECKING:
+    from ._inline import InlineBackend
 
 TASKS_PER_WORKER = 2  # one running, one queued on its worker: no idle gap between batches
 
@@ -132,6 +135,12 @@ class ClusterBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
+
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        return None
+
+    def watch(self) -> float | None:
+        return None
 
     def release(self, job: Job) -> None:
         pass  # (a function travels with each batch: workers keep a few, see _remote)

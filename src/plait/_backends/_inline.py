@@ -13,11 +13,11 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from .._cancel import set_current_token
 from .._errors import PoolClosed
 from .._plan import Plan
+from .._standin import standing_in
 from .._task import THIS_PROCESS, Job, Task, execute, failed
-from .._worker_spec import Workers, initialize, working_as
+from .._worker_spec import Workers, initialize
 
 
 class InlineBackend:
@@ -39,16 +39,12 @@ class InlineBackend:
         if not task.start():
             return
         job = task.job
-        set_current_token(task.token)
-        try:
-            with working_as(self._worker_state()):
-                outcome = (
-                    execute(job.fn, job.kind, task.items, job.retry, measure=job.measure)
-                    if self._init_error is None
-                    else failed(len(task.items), self._init_error, ran=False)
-                )
-        finally:
-            set_current_token(None)
+        with standing_in(self.worker_state(), task.token):
+            outcome = (
+                execute(job.fn, job.kind, task.items, job.retry, measure=job.measure)
+                if self._init_error is None
+                else failed(len(task.items), self._init_error, ran=False)
+            )
         for error in outcome.errors.values():
             # Ctrl-C (or SystemExit) in the caller's own thread is the caller's to handle, as
             # in any loop it runs: not an item's failure. (The map is closed on the way out.)
@@ -57,10 +53,18 @@ class InlineBackend:
         outcome.where = (THIS_PROCESS, f"inline [{threading.get_native_id()}]")  # the caller's
         task.finish(task, outcome)
 
-    def _worker_state(self) -> dict[str, Any]:
+    @property
+    def ready(self) -> bool:
+        """Whether its worker is set up (its initializer ran, and did not fail): until then
+        a batch goes through ``submit``, which sets it up and reports a failure."""
+        return self._state is not None and self._init_error is None
+
+    def worker_state(self) -> dict[str, Any]:
+        """Its one worker's ``plait.worker_state()``: set up, with the initializer, on the
+        first call."""
         if self._state is None:
             self._state = {}
-            with working_as(self._state):
+            with standing_in(self._state, None):
                 self._init_error = initialize(self.spec)
         return self._state
 
@@ -68,6 +72,12 @@ class InlineBackend:
         pass
 
     def plan(self, job: Job) -> Plan | None:
+        return None
+
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        return self
+
+    def watch(self) -> float | None:
         return None
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:

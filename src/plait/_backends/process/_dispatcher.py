@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
 from ..._plan import Plan
@@ -43,6 +44,9 @@ from ._handle import WorkerHandle, crash_message, stop_all
 from ._launch import prepare
 from ._rerun import run_again
 from ._wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from .._inline import InlineBackend
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 # A second task waits behind the first, so it is sent only when that pays: batches are short
@@ -125,6 +129,12 @@ class ProcessBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
+
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        return None
+
+    def watch(self) -> float | None:
+        return None
 
     def release(self, job: Job) -> None:
         with self._lock:
