@@ -236,7 +236,10 @@ def test_a_pool_closed_under_a_map_ends_it_after_the_batches_already_out() -> No
     with pytest.raises(PoolClosed) as caught:
         got.extend(results)
     assert got == [10, 20, 30]
-    assert "plait: the map stopped after 4 items" in caught.value.__notes__
+    assert (
+        "plait: the map stopped after 4 items (items 4-5 were read from the input and not run)"
+        in caught.value.__notes__
+    )
 
 
 def test_errors_return_puts_each_error_in_its_item_place() -> None:

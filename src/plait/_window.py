@@ -167,7 +167,12 @@ class MapWindow(Generic[B]):
         self._next_index -= len(taken.items)
         self._batches_out -= 1
         self._items_out -= len(taken.items)
-        error.add_note(f"plait: the map stopped after {self._next_index} items")
+        first, last = self._next_index, self._next_index + len(taken.items) - 1
+        read = f"item {first} was" if first == last else f"items {first}-{last} were"
+        error.add_note(
+            f"plait: the map stopped after {self._next_index} items ({read} read from the "
+            "input and not run)"
+        )
         self._input_error = error
         self._exhausted = True
 
