@@ -6,6 +6,7 @@ items, a dropped result freed, Ctrl-C and ``break`` ending the map, nothing left
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
 import time
 import weakref
@@ -222,19 +223,19 @@ def test_breaking_out_runs_nothing_more_and_leaves_nothing_listed() -> None:
             break
     gc.collect()
     assert fn.calls == PAST_THE_PROBE
-    assert not getattr(_standin._local, "listed", [])
+    assert not _standin._frames
 
 
-def test_a_map_dropped_in_another_thread_leaves_nothing_listed_here() -> None:
+def test_a_map_dropped_in_another_thread_leaves_nothing_listed() -> None:
     holder: list[Iterator[int]] = [iter(plait.map(abs, range(N)))]
     for _ in range(PAST_THE_PROBE):
         next(holder[0])
-    assert len(_standin._local.listed) == 1  # a lazy batch, half taken
+    assert len(_standin._frames) == 1  # a lazy batch, half taken
     dropper = threading.Thread(target=holder.clear)
     dropper.start()
     dropper.join()
     gc.collect()
-    assert _standin._local.listed == []
+    assert not _standin._frames
 
 
 def outer(x: int) -> tuple[int, int]:
@@ -249,3 +250,186 @@ def outer(x: int) -> tuple[int, int]:
 def test_a_map_inside_a_lazy_item_has_its_own_worker_state() -> None:
     seen = list(plait.map(outer, range(200)))  # (the asserts are in ``outer``)
     assert [x for x, _ in seen] == list(range(200))
+
+
+def generator_exit_at(x: int) -> int:
+    if x == PAST_THE_PROBE:
+        raise GeneratorExit("from the function")
+    return x
+
+
+def test_a_generator_exit_from_an_item_ends_the_map() -> None:
+    """It was taken for the consumer closing the lazy batch: the map then waited for good for
+    the batch's end."""
+    results = plait.map(generator_exit_at, range(N))
+    taken: list[int] = []
+    with pytest.raises(GeneratorExit, match="from the function"):
+        taken.extend(results)
+    assert taken == list(range(PAST_THE_PROBE))
+    assert list(results) == []
+
+
+@pytest.mark.parametrize("bad", [4, 5, 6, 9, 13, 21, 37, 70])
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_ctrl_c_in_a_batch_read_while_it_measured_reaches_the_consumer(
+    bad: int, error: type[BaseException]
+) -> None:
+    """The batches read while auto measured used to run inline on the probe's thread once the
+    plan was inline: an item's Ctrl-C there ended that thread, its batch was never finished,
+    and the map waited for good."""
+
+    def fn(x: int) -> int:
+        if x == bad:
+            raise error("from the function")
+        return x
+
+    results = plait.map(fn, range(N))
+    taken: list[int] = []
+    with pytest.raises(error, match="from the function"):
+        taken.extend(results)
+    # (A batch run at once in the consumer's thread raises it before handing out the values
+    # ahead of it in the batch, as Ctrl-C interrupts any loop: a prefix, nothing shifted.)
+    assert taken == list(range(len(taken)))
+    assert len(taken) <= bad
+    assert list(results) == []
+
+
+class InterruptedRetry:
+    def __init__(self, error: type[BaseException]) -> None:
+        self.error = error
+        self.tries = 0
+
+    def __call__(self, x: int) -> int:
+        if x == PAST_THE_PROBE:
+            self.tries += 1
+            raise ConnectionError("first") if self.tries == 1 else self.error("in the retry")
+        return x
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_ctrl_c_in_a_retry_is_raised_not_handed_out(error: type[BaseException]) -> None:
+    results = plait.map(InterruptedRetry(error), range(N), retries=2, errors="return")
+    taken: list[Any] = []
+    with pytest.raises(error, match="in the retry"):
+        taken.extend(results)
+    assert taken == list(range(PAST_THE_PROBE))
+
+
+def test_a_pool_shut_down_under_a_lazy_map_ends_it() -> None:
+    """Lazy batches went on for good: the pool's shutdown was never seen."""
+    pool = plait.Pool()
+    results = pool.map(abs, itertools.count())
+    for _ in range(PAST_THE_PROBE):
+        next(results)
+    closer = threading.Thread(target=pool.shutdown, kwargs={"wait": False})
+    closer.start()
+    closer.join()
+    try:
+        with pytest.raises(plait.PoolClosed):
+            for _ in range(100_000):  # (a batch or two at most: up to 4,096 items each)
+                next(results)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_lazy_map_read_after_its_pool_block_ends_with_pool_closed() -> None:
+    with plait.Pool() as pool:
+        results = pool.map(abs, range(10 * N))
+        for _ in range(PAST_THE_PROBE):
+            next(results)
+    taken = PAST_THE_PROBE
+    with pytest.raises(plait.PoolClosed):
+        for _ in results:
+            taken += 1
+    assert taken < PAST_THE_PROBE + 10_000
+
+
+def test_close_from_another_thread_while_an_item_runs_ends_the_map() -> None:
+    inside, closed = threading.Event(), threading.Event()
+
+    def fn(x: int) -> int:
+        if x == PAST_THE_PROBE:
+            inside.set()
+            assert closed.wait(30)
+        return x
+
+    results = plait.map(fn, range(N))
+
+    def close() -> None:
+        assert inside.wait(30)
+        results.close()
+        closed.set()
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    taken = list(results)
+    closer.join()
+    assert taken == list(range(PAST_THE_PROBE + 1))  # the item running then, and no more
+
+
+def test_close_from_inside_an_item_ends_the_map() -> None:
+    box: list[Any] = []
+
+    def fn(x: int) -> int:
+        if x == PAST_THE_PROBE:
+            box[0].close()
+        return x
+
+    results = plait.map(fn, range(N))
+    box.append(results)
+    assert list(results) == list(range(PAST_THE_PROBE + 1))
+
+
+def test_an_iterator_handed_to_another_thread_mid_batch_stands_in_there() -> None:
+    """The rest of the batch runs in the other thread: its items are the inline worker's
+    there, while the first thread's own code is its own again."""
+    inside, checked = threading.Event(), threading.Event()
+    first_thread: list[str] = []
+
+    def fn(x: int) -> int:
+        state = id(plait.worker_state())  # (raises if not standing in for the worker)
+        if x == PAST_THE_PROBE + 10:
+            inside.set()
+            assert checked.wait(30)
+        return state
+
+    results = iter(plait.map(fn, range(N)))
+    states = {next(results) for _ in range(PAST_THE_PROBE)}
+    rest: list[int] = []
+    other = threading.Thread(target=lambda: rest.extend(results))
+    other.start()
+    assert inside.wait(30)
+    try:
+        plait.worker_state()
+    except RuntimeError:
+        first_thread.append("its own")
+    checked.set()
+    other.join()
+    assert first_thread == ["its own"]
+    assert len(rest) == N - PAST_THE_PROBE
+    assert set(rest) | states == states | {rest[0]}
+    assert len(set(rest)) == 1
+
+
+def test_worker_state_holds_while_lazy_maps_are_dropped_in_other_threads() -> None:
+    """A lazy batch dropped in another thread leaves the stand-ins as its items look them up
+    (an IndexError inside an item, once)."""
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            holder = [iter(plait.map(abs, range(5_000)))]
+            for _ in range(4_500):
+                next(holder[0])
+            dropper = threading.Thread(target=holder.clear)
+            dropper.start()
+            dropper.join()
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        seen = list(plait.map(lambda x: id(plait.worker_state()), range(200_000)))
+    finally:
+        stop.set()
+        churner.join()
+    assert len(seen) == 200_000

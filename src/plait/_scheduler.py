@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import suppress
 from itertools import chain, repeat, starmap
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -32,7 +33,7 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
-from ._lazy import run_lazily
+from ._lazy import LazyBatch
 from ._plan import INLINE_BELOW, Plan
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
 from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken
@@ -105,6 +106,7 @@ class MapRun:
         # The next batch runs at once, not lazily: the last lazy one took long enough that
         # the function may have become slow, and only a batch run at once measures it alone.
         self._run_at_once = False
+        self._lazy: LazyBatch | None = None  # the lazy batch being handed out, if any
         self._aborted = False  # set by abort(), from any thread
         self.closed = False
 
@@ -141,23 +143,29 @@ class MapRun:
         taken = self._window.take()
         if taken is None:
             return None  # (next_batch ends the map, or raises the input's error)
-        return run_lazily(
+        self._lazy = LazyBatch(
             self._task_for(taken),
             inline.worker_state(),
             failed=self._failed_lazily,
             ended=self._ended_lazily,
-            interrupted=self.close,
+            interrupted=self._interrupted_lazily,
         )
+        return self._lazy.results
 
     def _runs_lazily(self) -> InlineBackend | None:
         """The inline backend, if the map's batches may run lazily (``lazily``) once nothing
         else is out."""
-        if self._window.trickling or self._aborted or self.closed:
+        if self._window.trickling or self.closed:
             return None
         if self._trace is not None or _trace.active:  # (a trace records batches run at once)
             return None
         inline = self._backend.runs_inline(self._job)
-        return inline if inline is not None and inline.ready else None
+        if inline is None:
+            return None
+        if self._aborted:  # (inline, the consumer never waits: abort() is seen here)
+            raise Cancelled(CancelReason.ABANDONED, "the map")
+        # (Closed: a batch goes through the backend, which refuses it: PoolClosed, noted.)
+        return inline if inline.ready and not inline.closed else None
 
     def _failed_lazily(self, task: Task, offset: int, exc: Exception) -> Iterator[Any]:
         """What takes the place of a lazy batch's failed item, as in a batch run at once: its
@@ -167,20 +175,33 @@ class MapRun:
         if job.retry is not None:
             value, failure, _ = retry_item(job.fn, job.kind, item, job.retry, error)
             if failure is None:
-                return iter((value,))
+                return _handed_out([value])
+            if not isinstance(failure, Exception):  # Ctrl-C in a retry: the consumer's own
+                raise failure
             error = failure
         one = Taken(task.seq, task.first_index + offset, [item])
         return self._window.with_errors(one, Outcome([None], {0: error}))
 
     def _ended_lazily(self, task: Task, seconds: float) -> None:
+        self._lazy = None
         with self._cond:
-            self._window.done(task, Outcome([], measured=False))
+            if self.closed:
+                return
+            # (Its time is the function's and the consumer's: the sizer learns from it, so
+            # that the batch run at once after a slow one, below, is no larger than it must.)
+            self._window.done(task, Outcome([], elapsed=seconds))
             self._window.pop()
         self._observer.progressed(len(task.items))
-        # The batch's time is the function's and the consumer's: past this, the function
-        # alone may be too slow to run inline, and the next batch shows it to auto.
+        # Past this, the function alone may be too slow to run inline: the next batch runs at
+        # once, and auto measures it.
         if seconds >= INLINE_BELOW * len(task.items):
             self._run_at_once = True
+
+    def _interrupted_lazily(self, taken: int) -> None:
+        self._lazy = None
+        if not self.closed:
+            self._observer.progressed(taken)
+        self.close()
 
     def _wait_for_batch(self) -> tuple[Task, Outcome] | None:
         look_at: float | None = None  # when to call the backend's watch() again
@@ -326,6 +347,8 @@ class MapRun:
             return
         self.closed = True
         self._token.cancel(CancelReason.ABANDONED)
+        if (lazy := self._lazy) is not None:
+            lazy.stop()  # (it may be running an item now, even in another thread)
         with self._cond:
             self._window.clear()
         try:
@@ -353,6 +376,12 @@ class MapRun:
             if self._window.done(task, outcome):  # (else the reader has nothing to wake for)
                 self._cond.notify()
         self._observer.progressed(len(task.items))
+
+
+def _handed_out(values: list[Any]) -> Iterator[Any]:
+    """The values, each leaving the list as it is handed out (nothing else holds it then)."""
+    while values:
+        yield values.pop(0)
 
 
 def _dropped_unstarted() -> BaseException:
@@ -406,7 +435,8 @@ def _batches(run: MapRun) -> Generator[Iterable[Any], None, None]:
             deque(handing_out, maxlen=0)
             values.clear()
         if isinstance(lazy, Generator):  # (... nor run)
-            lazy.close()
+            with suppress(ValueError):  # running: close() from inside an item, or elsewhere
+                lazy.close()
         run.close()
 
 

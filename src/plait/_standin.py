@@ -1,80 +1,75 @@
-"""Whose task runs in this thread, when a batch runs in the consumer's own thread (inline).
+"""Whose task runs here, when a batch runs in the consumer's own thread (inline).
 
 A batch run inline makes the consumer's thread stand in for the inline worker: while one of
 its items runs, ``plait.worker_state()`` is that worker's and ``plait.cancelled()`` asks the
 map's token. Around it, the thread is its own again: the consumer may itself be a task of
 another pool, with its own state and token, and they must come back unchanged.
 
-A batch run at once holds its place for as long as it runs. A batch run lazily (a generator
-that runs each item as the consumer takes its result) is in place only while the generator
-runs: between two items the consumer's own code runs, as itself. Setting and restoring
-thread-locals around every item would cost more than a tiny item, so a lazy batch registers
-once, and the lookup asks whether its generator is running now (``gi_running``).
+A batch run at once holds its place while its frame runs. A batch run lazily (a generator that
+runs each item as the consumer takes its result) is in place only while the generator runs:
+between two items the consumer's own code runs, as itself, and the consumer may hand the
+iterator to another thread, which then runs the next items. Setting thread-locals around every
+item would cost more than a tiny item, so each batch registers the frame that runs its items
+(the generator's own), once, and the lookup walks the caller's stack to the innermost
+registered frame: the stack says which batch, if any, this code runs in, in whatever thread.
 
 A leaf: ``_worker_spec`` and ``_cancel`` ask it; nothing of plait is imported here.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import GeneratorType
-from typing import Any, NamedTuple
+from types import FrameType
+from typing import Any
 
 
-class StandIn(NamedTuple):
-    state: dict[str, Any]
-    token: Any  # the task's CancelToken (or None): not imported, to keep this a leaf
-    # A lazy batch, weakly (a batch its consumer dropped must still be freed, and so closed,
-    # which takes it off the list); None: in place for as long as it is listed.
-    generator: weakref.ref[GeneratorType[Any, None, None]] | None
+class StandIn:
+    """The worker a batch's items stand in for: its state, and the task's token."""
+
+    __slots__ = ("state", "token")
+
+    def __init__(self, state: dict[str, Any], token: Any) -> None:
+        self.state = state
+        self.token = token  # the task's CancelToken (or None): not imported, to keep a leaf
 
 
-_local = threading.local()
+# id(frame) -> its stand-in, for the frames running inline batches now (any thread's). By id,
+# not by the frame: a frame kept here would keep a dropped lazy batch alive, never closed (and
+# a frame's id cannot be reused while it is here: it leaves before the frame can go).
+_frames: dict[int, StandIn] = {}
 
 
 def current() -> StandIn | None:
-    """The stand-in whose item runs now in this thread, if any: the innermost first."""
-    listed: list[StandIn] | None = getattr(_local, "listed", None)
-    if not listed:
+    """The stand-in whose item runs now, in this thread: the innermost on its stack."""
+    if not _frames:
         return None
-    for position in range(len(listed) - 1, -1, -1):
-        entry = listed[position]
-        if entry.generator is None:
-            return entry
-        generator = entry.generator()
-        if generator is not None and generator.gi_running:
-            return entry
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        standin = _frames.get(id(frame))
+        if standin is not None:
+            return standin
+        frame = frame.f_back
     return None
 
 
-def enter(entry: StandIn) -> list[StandIn]:
-    """List ``entry`` for this thread; returns the list, for ``leave``."""
-    listed: list[StandIn] | None = getattr(_local, "listed", None)
-    if listed is None:
-        listed = _local.listed = []
-    listed.append(entry)
-    return listed
+def enter(frame: FrameType, standin: StandIn) -> None:
+    """Items run by ``frame`` (and whatever it calls) stand in for ``standin``'s worker."""
+    _frames[id(frame)] = standin
 
 
-def leave(entry: StandIn, listed: list[StandIn]) -> None:
-    """Take ``entry`` off the list ``enter`` put it on: maybe from another thread (a lazy
-    batch dropped there is closed there), maybe not the last (a consumer may leave one map's
-    loop for good and take up another)."""
-    for position in range(len(listed) - 1, -1, -1):
-        if listed[position] is entry:
-            del listed[position]
-            return
+def leave(frame: FrameType) -> None:
+    _frames.pop(id(frame), None)
 
 
 @contextmanager
 def standing_in(state: dict[str, Any], token: Any) -> Iterator[None]:
-    """This thread stands in for the worker whose state is ``state`` while the block runs."""
-    entry = StandIn(state, token, None)
-    listed = enter(entry)
+    """The block's items (run by the frame that entered it) stand in for the worker whose
+    state is ``state``."""
+    frame = sys._getframe(2)  # (1: contextmanager's __enter__; 2: the frame with the block)
+    enter(frame, StandIn(state, token))
     try:
         yield
     finally:
-        leave(entry, listed)
+        leave(frame)

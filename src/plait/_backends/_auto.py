@@ -605,10 +605,15 @@ class AutoBackend:
             self.workers = self._threads.workers
 
     def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
-        """Send the tasks that waited during the probe where the plan says."""
+        """Send the tasks that waited during the probe where the plan says; inline, to the
+        probe's threads: this may be one of them, not the consumer's thread, which alone may
+        run a batch inline (an item's Ctrl-C, say, would end this thread and lose the batch)."""
         for task in tasks:
             try:
-                self._send(route, task)
+                if route.target is self._inline:
+                    self._threads.submit(task)
+                else:
+                    self._send(route, task)
             except PoolClosed:
                 task.discard(task)
 

@@ -54,6 +54,10 @@ class InlineBackend:
         task.finish(task, outcome)
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def ready(self) -> bool:
         """Whether its worker is set up (its initializer ran, and did not fail): until then
         a batch goes through ``submit``, which sets it up and reports a failure."""
