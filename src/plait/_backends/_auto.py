@@ -605,13 +605,13 @@ class AutoBackend:
             self.workers = self._threads.workers
 
     def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
-        """Send the tasks that waited during the probe where the plan says; inline, to the
-        probe's threads: this may be one of them, not the consumer's thread, which alone may
-        run a batch inline (an item's Ctrl-C, say, would end this thread and lose the batch)."""
+        """Send the tasks that waited during the probe where the plan says. Inline, they run
+        here, in one of the probe's threads (where the plan was made): as on any worker, an
+        item's Ctrl-C is then its error, which the consumer raises, not this thread's."""
         for task in tasks:
             try:
                 if route.target is self._inline:
-                    self._threads.submit(task)
+                    self._inline.submit_from_worker(task)
                 else:
                     self._send(route, task)
             except PoolClosed:
