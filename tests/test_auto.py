@@ -517,6 +517,51 @@ def test_items_that_meet_at_a_barrier_all_run() -> None:
     assert list(results) == list(range(6))
 
 
+def test_a_first_batch_is_looked_at_while_the_consumer_reads_a_waiting_input() -> None:
+    """Its first item waits for its second; the input, a crawler's queue, gives a third only
+    once the second ran. The consumer, inside next() but reading the input, cannot look at the
+    probe: a watcher thread must (the map settled only when the barrier broke, after 20 s)."""
+    both = threading.Barrier(2, timeout=20)
+    second_ran = threading.Event()
+
+    def fn(x: int) -> int:
+        if x < 2:
+            both.wait()
+            if x == 1:
+                second_ran.set()
+        return x
+
+    def crawl() -> Iterator[int]:
+        yield 0
+        yield 1
+        assert second_ran.wait(30)
+        yield from range(2, 6)
+
+    started = time.monotonic()
+    results = plait.map(fn, crawl(), chunksize=1)
+    assert list(results) == list(range(6))
+    assert time.monotonic() - started < 15
+    assert "still running after" in results.plan.reason
+
+
+def test_ctrl_c_from_a_tiny_item_comes_after_every_result_before_it() -> None:
+    """(Results read and run before it were lost: a batch run in the consumer's thread ran
+    ahead of them, and raised at once.)"""
+
+    def fn(x: int) -> int:
+        if x == 1500:
+            raise KeyboardInterrupt("from the function")
+        return x
+
+    for _ in range(5):
+        results = plait.map(fn, range(3000))
+        taken: list[int] = []
+        with pytest.raises(KeyboardInterrupt) as caught:
+            taken.extend(results)
+        assert taken == list(range(1500))
+        assert "plait: raised by item 1500: 1500" in getattr(caught.value, "__notes__", [])
+
+
 def test_a_consumer_that_waits_watches_the_probe_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """No watcher thread at all: the consumer, waiting for the first result, sees the first
     batch wait (at a barrier no item can pass alone) and settles the map on threads."""

@@ -210,9 +210,10 @@ def interrupt_at(x: int) -> int:
 
 def test_ctrl_c_inside_an_item_ends_the_map() -> None:
     results = plait.map(interrupt_at, range(N))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as caught:
         for _ in results:
             pass
+    assert f"plait: raised by item {PAST_THE_PROBE}: {PAST_THE_PROBE}" in caught.value.__notes__
     assert list(results) == []
 
 
@@ -287,10 +288,7 @@ def test_ctrl_c_in_a_batch_read_while_it_measured_reaches_the_consumer(
     taken: list[int] = []
     with pytest.raises(error, match="from the function"):
         taken.extend(results)
-    # (A batch run at once in the consumer's thread raises it before handing out the values
-    # ahead of it in the batch, as Ctrl-C interrupts any loop: a prefix, nothing shifted.)
-    assert taken == list(range(len(taken)))
-    assert len(taken) <= bad
+    assert taken == list(range(bad))  # every result before it, then the interrupt
     assert list(results) == []
 
 
@@ -433,3 +431,17 @@ def test_worker_state_holds_while_lazy_maps_are_dropped_in_other_threads() -> No
         stop.set()
         churner.join()
     assert len(seen) == 200_000
+
+
+def test_ctrl_c_from_an_item_is_raised_in_place_even_with_errors_return() -> None:
+    def fn(x: int) -> int:
+        if x == PAST_THE_PROBE:
+            raise KeyboardInterrupt("from the function")
+        return x
+
+    for backend in ("auto", "thread"):
+        results = plait.map(fn, range(N), backend=backend, errors="return")
+        taken: list[int | BaseException] = []
+        with pytest.raises(KeyboardInterrupt, match="from the function"):
+            taken.extend(results)
+        assert taken == list(range(PAST_THE_PROBE)), backend

@@ -426,6 +426,10 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         def watch(self) -> None:
             return None
 
+        def input_may_block(self) -> None:
+
+            pass
+
         def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
             pass
 

@@ -74,6 +74,10 @@ class FakeBackend:
     def watch(self) -> None:
         return None
 
+    def input_may_block(self) -> None:
+
+        pass
+
     def release(self, job: Job) -> None:
         pass
 

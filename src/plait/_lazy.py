@@ -31,7 +31,7 @@ from typing import Any
 from . import _standin
 from ._task import Kind, Task
 
-Failed = Callable[[Task, int, Exception], Iterator[Any]]
+Failed = Callable[[Task, int, BaseException], Iterator[Any]]
 
 
 class LazyBatch:
@@ -75,7 +75,7 @@ def _run(
     began = time.perf_counter()
     try:
         while True:
-            failure: Exception | None = None
+            failure: BaseException | None = None
             # (``yield fn(item)``: no variable of ours holds a value after it is taken.)
             try:
                 if kind is Kind.MAP:
@@ -87,7 +87,9 @@ def _run(
                 else:
                     for args, kwargs in remaining:
                         yield fn(*args, **kwargs)
-            except Exception as exc:  # (not GeneratorExit: the consumer closed us at a yield)
+            # (Not GeneratorExit: the consumer closed us at a yield. Ctrl-C and SystemExit,
+            # like errors, get their item's note, and end the map in their item's place.)
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:
                 failure = exc
             if failure is None:
                 break

@@ -36,7 +36,7 @@ from ._events import MapObserver
 from ._lazy import LazyBatch
 from ._plan import INLINE_BELOW, Plan
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
-from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken
+from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
 
 if TYPE_CHECKING:
     from ._backends._inline import InlineBackend
@@ -89,6 +89,7 @@ class MapRun:
         self._task_timeout = task_timeout
         self._trace = trace  # a trace of this map alone (``trace=``), besides any open one
         self._token = CancelToken()  # cancelled on close: running tasks can see it
+        self._input_instant = instant(source)  # a list's, a range's: reading it never waits
         self._window: MapWindow[Task] = MapWindow(
             source,
             sizer,
@@ -117,8 +118,10 @@ class MapRun:
         if not self._started:
             self._started = True
             self._observer.started(self._total)
-        # (A map that can run lazily reads no more until what is out was handed out.)
-        if not (self._window.out() and self._runs_lazily()):
+        # (A map that runs inline reads no more until what is out was handed out: a batch run
+        # now, in this thread, would run ahead of results that wait, and an item's Ctrl-C in
+        # it would be raised before them.)
+        if not (self._window.out() and self._backend.runs_inline(self._job) is not None):
             self._top_up()
         with self._cond:
             entry = self._window.pop()
@@ -167,7 +170,7 @@ class MapRun:
         # (Closed: a batch goes through the backend, which refuses it: PoolClosed, noted.)
         return inline if inline.ready and not inline.closed else None
 
-    def _failed_lazily(self, task: Task, offset: int, exc: Exception) -> Iterator[Any]:
+    def _failed_lazily(self, task: Task, offset: int, exc: BaseException) -> Iterator[Any]:
         """What takes the place of a lazy batch's failed item, as in a batch run at once: its
         retries, then its value, or its error noted and raised or handed out."""
         error = task_error(exc)
@@ -176,9 +179,7 @@ class MapRun:
             value, failure, _ = retry_item(job.fn, job.kind, item, job.retry, error)
             if failure is None:
                 return _handed_out([value])
-            if not isinstance(failure, Exception):  # Ctrl-C in a retry: the consumer's own
-                raise failure
-            error = failure
+            error = failure  # (Ctrl-C in a retry too: with_errors raises it, never a value)
         one = Taken(task.seq, task.first_index + offset, [item])
         return self._window.with_errors(one, Outcome([None], {0: error}))
 
@@ -259,6 +260,8 @@ class MapRun:
         while True:
             if self._window.trickling and self._ready_soon():
                 return  # (what is ready is handed out before the input is waited for again)
+            if not self._input_instant and self._backend.plan(self._job) is None:
+                self._backend.input_may_block()  # (nobody looks at the probe while we read)
             began = time.perf_counter()
             taken = self._window.take()
             if taken is None:

@@ -241,9 +241,38 @@ class MapWindow(Generic[B]):
                 if outcome.ran
                 else f"plait: item {index} was not run: {item}"
             )
-            if self._raise:
+            # (Ctrl-C or SystemExit from an item is never a value: it ends the map here.)
+            if self._raise or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise exc
             yield exc
+
+
+# The iterators of what is in memory already: taking an item from one never waits.
+_INSTANT: frozenset[type] = frozenset(
+    map(
+        type,
+        (
+            iter([]),
+            iter(()),
+            iter(range(0)),
+            iter(range(1 << 64)),
+            iter({}),
+            iter({}.values()),
+            iter({}.items()),
+            iter(set()),
+            iter(""),
+            iter(b""),
+            iter(bytearray()),
+            reversed([]),
+        ),
+    )
+)
+
+
+def instant(source: Iterator[Any]) -> bool:
+    """Whether reading ``source`` never waits: it iterates over what is in memory (a list, a
+    range...), not a generator, a file or a socket."""
+    return type(source) in _INSTANT
 
 
 def open_input(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[Any]:

@@ -128,6 +128,9 @@ class AsyncBackend:
     def watch(self) -> float | None:
         return None
 
+    def input_may_block(self) -> None:
+        pass
+
     def release(self, job: Job) -> None:
         pass
 

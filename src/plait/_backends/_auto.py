@@ -336,6 +336,14 @@ class AutoBackend:
         self._apply(settled)
         return due
 
+    def input_may_block(self) -> None:
+        """The consumer reads an input that may wait (for the next item, or for an item of
+        this map to run first, as a crawler's queue does): it cannot look at a probe batch
+        meanwhile, so the watcher thread does."""
+        with self._lock:
+            if any(route.plan is None for route in self._routes.values()):
+                self._ensure_watcher()
+
     def _ensure_watcher(self) -> None:
         """Start the watcher thread, if it is not running (holding the lock): a probe batch may
         now run long while nobody waits for its results to look at it."""
@@ -611,7 +619,7 @@ class AutoBackend:
         for task in tasks:
             try:
                 if route.target is self._inline:
-                    self._inline.submit_from_worker(task)
+                    self._inline.submit(task)
                 else:
                     self._send(route, task)
             except PoolClosed:

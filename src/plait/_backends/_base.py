@@ -43,6 +43,11 @@ class Backend(Protocol):
         returns (None: not again): a backend that watches its running work (auto's probe)
         looks at it then, and needs no thread of its own to do so while someone waits."""
 
+    def input_may_block(self) -> None:
+        """The consumer is about to read an input that may wait (a generator, a file): a
+        backend that counts on it to look at its running work (``watch``) makes sure that
+        something else looks meanwhile."""
+
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         """Stop taking work; with ``wait``, return once every worker is gone."""
 

@@ -142,6 +142,9 @@ class ClusterBackend:
     def watch(self) -> float | None:
         return None
 
+    def input_may_block(self) -> None:
+        pass
+
     def release(self, job: Job) -> None:
         pass  # (a function travels with each batch: workers keep a few, see _remote)
 

@@ -34,16 +34,11 @@ class InlineBackend:
         self._init_error: BaseException | None = None
 
     def submit(self, task: Task) -> None:
-        self._run(task, caller=True)
-
-    def submit_from_worker(self, task: Task) -> None:
-        """``submit``, from a worker thread of the same pool rather than the consumer's (auto
-        hands on so the batches read while it measured): an item's Ctrl-C or SystemExit is
-        then its error, raised by the consumer where it takes the item's result, not this
-        thread's own (it would end the thread, and the batch would never be finished)."""
-        self._run(task, caller=False)
-
-    def _run(self, task: Task, *, caller: bool) -> None:
+        """Run the task now, in this thread: the consumer's, or (the batches auto read while it
+        measured) the probe's. An item's Ctrl-C or SystemExit is its error like any other,
+        raised where the consumer takes its result (``MapWindow.with_errors``), after the
+        results ahead of it: raised here, it would lose those, or end a probe's thread.
+        """
         if self._closed:
             raise PoolClosed("cannot submit work: the pool is shut down")
         if not task.start():
@@ -55,11 +50,6 @@ class InlineBackend:
                 if self._init_error is None
                 else failed(len(task.items), self._init_error, ran=False)
             )
-        for error in outcome.errors.values() if caller else ():
-            # Ctrl-C (or SystemExit) in the caller's own thread is the caller's to handle, as
-            # in any loop it runs: not an item's failure. (The map is closed on the way out.)
-            if not isinstance(error, Exception):
-                raise error
         outcome.where = (THIS_PROCESS, f"inline [{threading.get_native_id()}]")  # the caller's
         task.finish(task, outcome)
 
@@ -93,6 +83,9 @@ class InlineBackend:
 
     def watch(self) -> float | None:
         return None
+
+    def input_may_block(self) -> None:
+        pass
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self._closed = True

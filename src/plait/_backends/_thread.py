@@ -364,6 +364,9 @@ class ThreadBackend:
     def watch(self) -> float | None:
         return None
 
+    def input_may_block(self) -> None:
+        pass
+
     def release(self, job: Job) -> None:
         pass  # threads share the caller's memory: nothing to forget
 

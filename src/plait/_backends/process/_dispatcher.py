@@ -136,6 +136,9 @@ class ProcessBackend:
     def watch(self) -> float | None:
         return None
 
+    def input_may_block(self) -> None:
+        pass
+
     def release(self, job: Job) -> None:
         with self._lock:
             self._forget.append(job.id)
