@@ -401,12 +401,13 @@ def test_a_crash_in_a_batch_fails_only_the_item_that_crashed(how: str) -> None:
 
 def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> None:
     from plait._backends import Backend
+    from plait._backends._base import Unprobed
     from plait._chunking import ChunkSizer
     from plait._events import MapObserver
     from plait._scheduler import MapRun
     from plait._task import Job, Kind, Task, failed
 
-    class CrashingBackend:
+    class CrashingBackend(Unprobed):
         name = "process"
         workers = 1
         batch_limit: int | None = None
@@ -419,16 +420,6 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
 
         def plan(self, job: Job) -> None:
             return None
-
-        def runs_inline(self, job: Job) -> None:
-            return None
-
-        def watch(self) -> None:
-            return None
-
-        def input_may_block(self) -> None:
-
-            pass
 
         def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
             pass

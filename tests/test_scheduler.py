@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import plait
+from plait._backends._base import Unprobed
 from plait._chunking import ChunkSizer
 from plait._errors import PoolClosed
 from plait._events import MapObserver
@@ -26,7 +27,7 @@ from plait._window import MapWindow, Taken
 pytestmark = pytest.mark.timeout(30)
 
 
-class FakeBackend:
+class FakeBackend(Unprobed):
     """A backend in memory. ``finish_order`` picks which pending batches to end (and in which
     order) each time the consumer would otherwise wait."""
 
@@ -67,16 +68,6 @@ class FakeBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
-
-    def runs_inline(self, job: Job) -> None:
-        return None
-
-    def watch(self) -> None:
-        return None
-
-    def input_may_block(self) -> None:
-
-        pass
 
     def release(self, job: Job) -> None:
         pass

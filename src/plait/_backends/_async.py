@@ -12,21 +12,19 @@ import asyncio
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
 from .._plan import Plan
 from .._task import EVENT_LOOP, THIS_PROCESS, Job, Outcome, Task
 from .._worker_spec import Workers, start_worker
-
-if TYPE_CHECKING:
-    from ._inline import InlineBackend
+from ._base import Unprobed
 
 ASYNC_BATCH = 32  # items per batch: they run concurrently, so time says nothing about size
 
 
-class AsyncBackend:
+class AsyncBackend(Unprobed):
     name = "async"
     batch_limit: int | None = ASYNC_BATCH
 
@@ -121,15 +119,6 @@ class AsyncBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
-
-    def runs_inline(self, job: Job) -> InlineBackend | None:
-        return None
-
-    def watch(self) -> float | None:
-        return None
-
-    def input_may_block(self) -> None:
-        pass
 
     def release(self, job: Job) -> None:
         pass

@@ -65,6 +65,20 @@ class Backend(Protocol):
         on work queued behind it cannot deadlock its pool."""
 
 
+class Unprobed:
+    """The answers of a backend that does not probe its work (every one but ``"auto"``) to
+    the scheduler's questions about a probe: nothing runs inline, nothing needs looking at."""
+
+    def runs_inline(self, job: Job) -> InlineBackend | None:
+        return None
+
+    def watch(self) -> float | None:
+        return None
+
+    def input_may_block(self) -> None:
+        return None
+
+
 def default_workers(backend: str) -> int:
     """Threads wait more than they compute, so more of them than cores pays (the same rule as
     concurrent.futures); processes compute, so one per usable core (``PLAIT_WORKERS`` sets

@@ -25,19 +25,16 @@ from collections import deque
 from collections.abc import Hashable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import PlaitError, PoolClosed, WorkerCrashed
 from .._plan import Plan
 from .._task import Job, Outcome, Task, failed
 from .._worker_spec import Workers
-from ._base import terminated, track
+from ._base import Unprobed, terminated, track
 from ._remote import Answer, encode_initializer
 from .process._codec import Sent, encode_function
 from .process._rerun import run_again
-
-if TYPE_CHECKING:
-    from ._inline import InlineBackend
 
 TASKS_PER_WORKER = 2  # one running, one queued on its worker: no idle gap between batches
 
@@ -60,7 +57,7 @@ class Ended:
     error: BaseException | None = None
 
 
-class ClusterBackend:
+class ClusterBackend(Unprobed):
     """plait's queue and window over an engine's tasks (see the module's docstring).
     Subclasses set ``name`` and ``engine`` and implement the hooks below."""
 
@@ -135,15 +132,6 @@ class ClusterBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
-
-    def runs_inline(self, job: Job) -> InlineBackend | None:
-        return None
-
-    def watch(self) -> float | None:
-        return None
-
-    def input_may_block(self) -> None:
-        pass
 
     def release(self, job: Job) -> None:
         pass  # (a function travels with each batch: workers keep a few, see _remote)

@@ -18,9 +18,10 @@ from .._plan import Plan
 from .._standin import standing_in
 from .._task import THIS_PROCESS, Job, Task, execute, failed
 from .._worker_spec import Workers, initialize
+from ._base import Unprobed
 
 
-class InlineBackend:
+class InlineBackend(Unprobed):
     name = "inline"
     batch_limit: int | None = None
 
@@ -80,12 +81,6 @@ class InlineBackend:
 
     def runs_inline(self, job: Job) -> InlineBackend | None:
         return self
-
-    def watch(self) -> float | None:
-        return None
-
-    def input_may_block(self) -> None:
-        pass
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self._closed = True

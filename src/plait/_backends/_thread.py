@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from queue import Empty, SimpleQueue
-from typing import TYPE_CHECKING
 
 from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
@@ -25,16 +24,13 @@ from .._plan import Plan
 from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
-from ._base import default_workers, terminated
-
-if TYPE_CHECKING:
-    from ._inline import InlineBackend
+from ._base import Unprobed, default_workers, terminated
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 SPAWN = 2  # threads a new thread starts for a resize, before it takes work (see _owed)
 
 
-class ThreadBackend:
+class ThreadBackend(Unprobed):
     name = "thread"
     batch_limit: int | None = None
 
@@ -357,15 +353,6 @@ class ThreadBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
-
-    def runs_inline(self, job: Job) -> InlineBackend | None:
-        return None
-
-    def watch(self) -> float | None:
-        return None
-
-    def input_may_block(self) -> None:
-        pass
 
     def release(self, job: Job) -> None:
         pass  # threads share the caller's memory: nothing to forget

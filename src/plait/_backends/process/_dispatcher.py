@@ -29,14 +29,13 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from typing import TYPE_CHECKING
 
 from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
 from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed
 from ..._worker_spec import Workers
 from .. import _spare
-from .._base import default_workers, terminated, track
+from .._base import Unprobed, default_workers, terminated, track
 from . import _warm
 from ._codec import Sent, encode_function, encode_init
 from ._frames import CLEAN, TIMED, Tag, frame, parse
@@ -44,9 +43,6 @@ from ._handle import WorkerHandle, crash_message, stop_all
 from ._launch import prepare
 from ._rerun import run_again
 from ._wakeup import Wakeup
-
-if TYPE_CHECKING:
-    from .._inline import InlineBackend
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
 # A second task waits behind the first, so it is sent only when that pays: batches are short
@@ -56,7 +52,7 @@ TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap betw
 PREFETCH_BELOW = 0.1
 
 
-class ProcessBackend:
+class ProcessBackend(Unprobed):
     name = "process"
 
     def __init__(self, spec: Workers) -> None:
@@ -129,15 +125,6 @@ class ProcessBackend:
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
-
-    def runs_inline(self, job: Job) -> InlineBackend | None:
-        return None
-
-    def watch(self) -> float | None:
-        return None
-
-    def input_may_block(self) -> None:
-        pass
 
     def release(self, job: Job) -> None:
         with self._lock:
