@@ -511,6 +511,98 @@ def test_a_first_item_that_waits_for_a_later_one_does_not_hold_the_map_up() -> N
     assert "on CPU" in results.plan.reason
 
 
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_shutdown_while_a_probe_batch_waits_for_a_later_item_runs_that_item(
+    monkeypatch: pytest.MonkeyPatch, wait: bool
+) -> None:
+    """A pool shut down while its probe's first batch waits for an item that waits for the
+    probe's plan: the shutdown settles the probe on threads, and the item runs. (Nobody looks
+    at the probe here: shutdown(wait=True) waited for the first batch, which waited for good.)"""
+    monkeypatch.setattr(_auto, "WATCH_AFTER", 3600.0)  # (nobody looks)
+    started, later_ran = threading.Event(), threading.Event()
+
+    def fn(x: int) -> bool:
+        if x == 0:
+            started.set()
+            return later_ran.wait(30)
+        later_ran.set()
+        return True
+
+    pool = plait.Pool("auto")
+    results = pool.map(fn, range(4), chunksize=1)
+    taken: list[bool] = []
+    reader = threading.Thread(target=lambda: taken.extend(results))
+    reader.start()
+    try:
+        assert started.wait(30)
+        began = time.monotonic()
+        pool.shutdown(wait=wait)
+        reader.join(30)
+        assert taken == [True] * 4
+        assert time.monotonic() - began < 20, "the shutdown waited for the first item"
+        assert "shut down before its first items were measured" in results.plan.reason
+    finally:
+        later_ran.set()
+        reader.join(30)
+        pool.shutdown()
+
+
+class AnyPoolClosed:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, plait.PoolClosed)
+
+
+def test_a_shutdown_waits_for_batches_a_plan_is_handing_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe's plan is made; the batches that waited for it are on their way to the
+    threads when the pool shuts down: they get there and run (they were dropped as Cancelled:
+    the shutdown closed the threads first)."""
+    handing_on, go = threading.Event(), threading.Event()
+    size_threads = _auto.AutoBackend._size_threads
+
+    def paused(self: _auto.AutoBackend) -> None:
+        if not handing_on.is_set():  # (whoever made the plan: the probe's thread, or a look)
+            handing_on.set()
+            assert go.wait(30)
+        size_threads(self)
+
+    monkeypatch.setattr(_auto.AutoBackend, "_size_threads", paused)
+    pool = plait.Pool("auto")
+    results = pool.map(nap20, range(6), chunksize=1)
+    taken: list[Any] = []
+
+    def read() -> None:
+        try:
+            taken.extend(results)
+        except BaseException as exc:  # (what must not happen)
+            taken.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    closer = threading.Thread(target=pool.shutdown)
+    try:
+        assert handing_on.wait(30)
+        closer.start()
+        closer.join(0.3)
+        assert closer.is_alive(), "the shutdown did not wait for the batches handed on"
+        go.set()
+        closer.join(30)
+        reader.join(30)
+        # Every batch sent before the shutdown ran; the map then stopped (PoolClosed): items
+        # it had not read yet were never sent.
+        ran = [value for value in taken if not isinstance(value, BaseException)]
+        assert ran == list(range(len(ran))), taken
+        assert len(ran) >= 2, taken
+        assert taken[len(ran) :] in ([], [AnyPoolClosed()]), taken
+    finally:
+        go.set()
+        reader.join(30)
+        if closer.ident is not None:
+            closer.join(30)
+        pool.shutdown()
+
+
 def test_items_that_meet_at_a_barrier_all_run() -> None:
     barrier = threading.Barrier(6, timeout=60)
     results = plait.map(lambda x: (barrier.wait(), x)[1], range(6), chunksize=1)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -192,6 +192,9 @@ class AutoBackend:
         self._watcher: threading.Thread | None = None
         self._resizing = threading.Lock()  # (taken before _lock, never while holding it)
         self._closed = False
+        # Per thread, the batches it took from a route's waiting and has not yet sent on: a
+        # shutdown waits for them (another thread's) to reach a backend before it closes them.
+        self._starting: Counter[int] = Counter()
 
     # -- the Backend protocol ----------------------------------------------------------------
 
@@ -237,8 +240,19 @@ class AutoBackend:
         with self._lock:
             self._closed = True
             dropped = self._drop_waiting() if cancel_pending else []
-            while wait and any(r.waiting or r.running for r in self._routes.values()):
-                self._idle.wait()  # probes still to finish: their batches follow them
+            # A probe still measuring ends here: the batches that waited for its plan go to
+            # threads now, the safe choice, rather than after the probe's running batch,
+            # which may be waiting for one of them (an item that waits for a later one).
+            settled = [
+                (route, *self._settle_unmeasured(route))
+                for route in self._routes.values()
+                if route.plan is None
+            ]
+        self._apply(settled)
+        me = threading.get_ident()  # (an item handed on inline may be what shuts us down)
+        with self._lock:
+            while any(n for thread, n in self._starting.items() if thread != me):
+                self._idle.wait()  # not long: only inline batches run meanwhile
         self._stop_watcher()
         for task in dropped:
             task.discard(task)
@@ -293,26 +307,33 @@ class AutoBackend:
             if route.sample is None:
                 route.sample = list(task.items[:1])
             starting.append(task)
+        self._starting[threading.get_ident()] += len(starting)  # (see _start_probes)
         return starting
 
     def _start_probes(self, route: _Route, tasks: list[Task], *, here: bool = False) -> None:
         """Send the probe's next batches to its threads. ``here``: from a probe thread, as it
         finishes its batch: the first of them is that thread's next (see ``submit_next``)."""
         submit = self._threads.submit_next if here else self._threads.submit
-        for task in tasks:
-            start, finish = task.start, task.finish
-            task.start = lambda task=task, start=start: self._watch(route, task, start)  # type: ignore[misc]
-            task.finish = lambda task, outcome, finish=finish: self._probed(  # type: ignore[misc]
-                route, task, outcome, finish
-            )
-            try:
-                submit(task)
-            except PoolClosed:
-                with self._lock:
-                    route.running -= 1
-                    self._idle.notify_all()
-                task.finish = finish
-                task.discard(task)
+        left = len(tasks)  # not yet submitted (or refused): a shutdown waits for them
+        try:
+            for task in tasks:
+                start, finish = task.start, task.finish
+                task.start = lambda task=task, start=start: self._watch(route, task, start)  # type: ignore[misc]
+                task.finish = lambda task, outcome, finish=finish: self._probed(  # type: ignore[misc]
+                    route, task, outcome, finish
+                )
+                try:
+                    submit(task)
+                except PoolClosed:  # (terminate() does not wait for them)
+                    task.finish = finish
+                    task.discard(task)
+                    with self._lock:
+                        route.running -= 1
+                left -= 1
+        finally:
+            with self._lock:
+                route.running -= left  # (an error in the submit itself: they never start)
+                self._sent(len(tasks))
 
     def _watch(self, route: _Route, task: Task, start: Callable[[], bool]) -> bool:
         """A probe batch starts on its thread: from now on the watcher looks at it."""
@@ -428,6 +449,25 @@ class AutoBackend:
         self._idle.notify_all()
         return route, plan, waiting
 
+    def _settle_unmeasured(self, route: _Route) -> tuple[Plan, list[Task]]:
+        """Settle ``route`` on threads before its probe measured enough (holding the lock):
+        the pool shuts down. Return its plan and the tasks that waited for it."""
+        plan = Plan(
+            "thread",
+            self._threads.workers,
+            "the pool shut down before its first items were measured: threads, which run any work",
+        )
+        return plan, self._settle(route, plan)
+
+    def _sent(self, count: int) -> None:
+        """This thread sent on ``count`` batches it took from a route's waiting (holding the
+        lock)."""
+        me = threading.get_ident()
+        self._starting[me] -= count
+        if not self._starting[me]:
+            del self._starting[me]
+        self._idle.notify_all()
+
     def _stop_watcher(self) -> None:
         with self._lock:
             watcher = self._watcher
@@ -463,15 +503,17 @@ class AutoBackend:
                 else:
                     waiting = self._settle(route, plan)
             self._idle.notify_all()
-        finish(task, outcome)
-        if plan is not None:
-            _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
-            if route.target is self._threads:
-                self._size_threads()
-            self._hand_on(route, waiting)
-            route.job.replanned()
-        else:
-            self._start_probes(route, starting, here=True)
+        try:
+            finish(task, outcome)
+        finally:  # (what waited, or the probe's next batches, go on whatever happened)
+            if plan is not None:
+                _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
+                if route.target is self._threads:
+                    self._size_threads()
+                self._hand_on(route, waiting)
+                route.job.replanned()
+            else:
+                self._start_probes(route, starting, here=True)
 
     def _learn(self, route: _Route, outcome: Outcome, watched: _Watched | None) -> None:
         route.batches += 1
@@ -594,6 +636,7 @@ class AutoBackend:
         # (The caller sizes the threads, _size_threads, once it let go of the lock.)
         waiting = list(route.waiting)
         route.waiting.clear()
+        self._starting[threading.get_ident()] += len(waiting)  # (see _hand_on)
         return waiting
 
     def _size_threads(self) -> None:
@@ -616,14 +659,19 @@ class AutoBackend:
         """Send the tasks that waited during the probe where the plan says. Inline, they run
         here, in one of the probe's threads (where the plan was made): as on any worker, an
         item's Ctrl-C is then its error, which the consumer raises, not this thread's."""
-        for task in tasks:
-            try:
-                if route.target is self._inline:
-                    self._inline.submit(task)
-                else:
-                    self._send(route, task)
-            except PoolClosed:
-                task.discard(task)
+        try:
+            for task in tasks:
+                try:
+                    if route.target is self._inline:
+                        self._inline.submit(task)
+                    else:
+                        self._send(route, task)
+                except PoolClosed:
+                    task.discard(task)
+        finally:
+            with self._lock:
+                self._sent(len(tasks))
+                self._idle.notify_all()
 
     def _send(self, route: _Route, task: Task) -> None:
         """Submit ``task`` where its route's plan says; with an adaptive width, its run is
