@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import plait
 from plait._backends import _auto
+from plait._backends._base import default_workers
 from plait._cores import usable_cores
 from plait._cpu_wait import Thread, read_clocks, waited_between
 from plait._plan import INLINE_BELOW, Plan
@@ -243,6 +244,21 @@ def test_each_decision_is_logged_at_info(caplog: pytest.LogCaptureFixture) -> No
 def test_submitted_calls_run_on_threads() -> None:
     with plait.Pool("auto") as pool:
         assert pool.submit(where, 1).result(timeout=30)[1].startswith("plait-thread")
+
+
+def test_submitted_calls_run_as_wide_as_on_a_thread_pool() -> None:
+    """(They ran on two threads: a third call that waits for the others waited for good.)"""
+    width = default_workers("thread")
+    barrier = threading.Barrier(width, timeout=30)
+    with plait.Pool("auto") as pool:
+        calls = [pool.submit(barrier.wait) for _ in range(width)]
+        assert sorted(call.result(timeout=60) for call in calls) == list(range(width))
+
+
+def test_a_map_with_a_rate_runs_as_wide_as_on_a_thread_pool() -> None:
+    results = plait.map(double, range(4), rate=1000)
+    assert list(results) == [0, 2, 4, 6]
+    assert results.plan.workers == default_workers("thread"), str(results.plan)
 
 
 class Once:

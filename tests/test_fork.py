@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
         return x * x
 
 
-    def use_the_parents_pool(pool, report):
+    def use_the_parents_pool(pool, report, results=None, shut_down=False):
         try:
             pool.submit(abs, -1).result(timeout=5)
             report("no error")
@@ -42,9 +42,23 @@ SCRIPT = textwrap.dedent(
             report(f"wrong error {exc!r}")
         # What the message advises works: a pool of the child's own.
         report(f"own pool: {list(plait.map(abs, [-1, -2], backend='process', workers=1))}")
+        if results is not None:  # the parent's map, started in the parent
+            try:
+                report(f"parent's map: gave {next(results)}")
+            except plait.PoolClosed:
+                report("parent's map: PoolClosed")
+            except BaseException as exc:
+                report(f"parent's map: wrong error {exc!r}")
+        if shut_down:  # nothing to do in the fork (the parent shuts it down), and no wait
+            started = time.monotonic()
+            pool.shutdown()
+            report(f"shut the parent's pool down: prompt {time.monotonic() - started < 1.0}")
 
 
-    def forked_child(pool, scenario):
+    BACKEND = sys.argv[2] if len(sys.argv) > 2 else "process"
+
+
+    def forked_child(pool, scenario, results=None):
         \"\"\"os.fork: the child reports on a pipe, then waits until the parent lets it end.\"\"\"
         report_r, report_w = os.pipe()
         release_r, release_w = os.pipe()
@@ -57,7 +71,8 @@ SCRIPT = textwrap.dedent(
                 os.close(report_r)
                 os.close(release_w)
                 with os.fdopen(report_w, "w") as out:
-                    use_the_parents_pool(pool, lambda line: print(line, file=out, flush=True))
+                    report = lambda line: print(line, file=out, flush=True)
+                    use_the_parents_pool(pool, report, results, shut_down=True)
                 os.read(release_r, 1)  # alive until the parent has shut its pool down
             except BaseException:
                 code = 1
@@ -81,7 +96,7 @@ SCRIPT = textwrap.dedent(
 
 
     def idle():
-        pool = plait.Pool("process", workers=2)
+        pool = plait.Pool(BACKEND, workers=2)
         assert pool.submit(abs, -5).result() == 5  # workers running
         pid, release_w = forked_child(pool, "idle")
         alive = lambda: os.waitpid(pid, os.WNOHANG) == (0, 0)
@@ -90,10 +105,10 @@ SCRIPT = textwrap.dedent(
 
 
     def mid_map():
-        pool = plait.Pool("process", workers=2)
+        pool = plait.Pool(BACKEND, workers=2)
         results = pool.map(square, range(40), chunksize=1)
         first = next(results)
-        pid, release_w = forked_child(pool, "mid-map")
+        pid, release_w = forked_child(pool, "mid-map", results)
         print(f"mid-map results: {[first, *results] == [x * x for x in range(40)]}")
         alive = lambda: os.waitpid(pid, os.WNOHANG) == (0, 0)
         shut_down_while_the_child_lives(pool, "mid-map", alive, lambda: os.close(release_w))
@@ -159,11 +174,11 @@ REFUSAL = (
 )
 
 
-def run(tmp_path: Path, scenario: str) -> list[str]:
+def run(tmp_path: Path, scenario: str, backend: str = "process") -> list[str]:
     script = tmp_path / "fork.py"
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), scenario],
+        [sys.executable, str(script), scenario, backend],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -179,25 +194,36 @@ def run(tmp_path: Path, scenario: str) -> list[str]:
     return [line.replace(str(proc.pid), "{pid}") for line in out.splitlines()]
 
 
+# (A thread pool's threads, auto's, do not exist in a fork: using the pool there waited for good.)
+BACKENDS = pytest.mark.parametrize("backend", ["process", "thread", "auto"])
+
+
 @pytest.mark.timeout(60)
-def test_fork_of_a_process_with_a_live_pool(tmp_path: Path) -> None:
-    out = run(tmp_path, "idle")
+@BACKENDS
+def test_fork_of_a_process_with_a_live_pool(tmp_path: Path, backend: str) -> None:
+    out = run(tmp_path, "idle", backend)
     assert out[0] == "idle " + REFUSAL
-    assert out[1] == "idle child: own pool: [1, 2]"
-    assert out[2].startswith("idle shutdown prompt: True")
-    assert out[3:] == ["idle child alive during shutdown: True", "idle child exit: 0"]
+    assert out[1:3] == [
+        "idle child: own pool: [1, 2]",
+        "idle child: shut the parent's pool down: prompt True",
+    ]
+    assert out[3].startswith("idle shutdown prompt: True")
+    assert out[4:] == ["idle child alive during shutdown: True", "idle child exit: 0"]
 
 
 @pytest.mark.timeout(60)
-def test_fork_while_a_map_is_midway(tmp_path: Path) -> None:
-    out = run(tmp_path, "mid-map")
-    assert out[:3] == [
+@BACKENDS
+def test_fork_while_a_map_is_midway(tmp_path: Path, backend: str) -> None:
+    out = run(tmp_path, "mid-map", backend)
+    assert out[:5] == [
         "mid-map " + REFUSAL,
         "mid-map child: own pool: [1, 2]",
+        "mid-map child: parent's map: PoolClosed",
+        "mid-map child: shut the parent's pool down: prompt True",
         "mid-map results: True",
     ]
-    assert out[3].startswith("mid-map shutdown prompt: True")
-    assert out[4:] == ["mid-map child alive during shutdown: True"]
+    assert out[5].startswith("mid-map shutdown prompt: True")
+    assert out[6:] == ["mid-map child alive during shutdown: True"]
 
 
 @pytest.mark.timeout(60)

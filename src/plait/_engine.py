@@ -23,6 +23,7 @@ from ._cancel import CancelToken
 from ._chunking import ChunkSizer
 from ._events import MapObserver, Observers
 from ._options import MapOptions
+from ._owner import Owner
 from ._retry import Retry
 from ._scheduler import MapIterator, MapRun
 from ._task import Job, Kind, Outcome, Task
@@ -35,6 +36,7 @@ class Engine:
 
     def __init__(self, backend: str, spec: Workers, *, retry: Retry | None = None) -> None:
         self.backend: Backend = create_backend(backend, spec)
+        self.owner = Owner()  # (in a fork of it, the engine is the parent's: _owner)
         self._retry = retry
         # On processes: the job of each function with calls in flight, and how many, so that
         # a burst of submits of one function ships it to each worker once. An entry goes with
@@ -55,6 +57,7 @@ class Engine:
         timeout: float | None = None,
     ) -> None:
         """Run ``fn(*args, **kwargs)``; ``start``, ``finish`` and ``discard`` as on ``Task``."""
+        self.owner.check()
         release: Callable[[], None] | None = None
         if self.backend.name != "process":  # a thread needs no job shipped: a fresh one
             job = Job(fn, Kind.CALL, self._retry)
@@ -117,6 +120,7 @@ class Engine:
         on_close: Callable[[bool], None] = lambda complete: None,
     ) -> MapIterator[Any]:
         """A lazy map of ``fn`` over ``iterables``; ``on_close(complete)`` runs when it ends."""
+        self.owner.check()
         where = options.where
         backend = self.backend
         check.check_fn(fn, where)
@@ -149,14 +153,17 @@ class Engine:
             total=total,
             task_timeout=options.task_timeout,
             trace=options.trace,
+            owner=self.owner,
         )
         return MapIterator(run)
 
     def shutdown(self, *, wait: bool = True, cancel_pending: bool = False) -> None:
-        self.backend.shutdown(wait=wait, cancel_pending=cancel_pending)
+        if not self.owner.forked():  # (the owner shuts its workers down)
+            self.backend.shutdown(wait=wait, cancel_pending=cancel_pending)
 
     def terminate(self) -> None:
-        self.backend.terminate()
+        if not self.owner.forked():
+            self.backend.terminate()
 
 
 def _releasing(

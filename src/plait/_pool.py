@@ -140,13 +140,13 @@ class Pool(Executor):
         """Stop taking work. Pending work still runs unless ``cancel_futures``; with ``wait``,
         return once every worker has exited."""
         self._closed = True
-        self._backend.shutdown(wait=wait, cancel_pending=cancel_futures)
+        self._engine.shutdown(wait=wait, cancel_pending=cancel_futures)
 
     def terminate(self) -> None:
         """Stop now: drop pending work, kill process workers, abandon busy threads (after half a
         second's grace, during which ``plait.cancelled()`` is True in their tasks)."""
         self._closed = True
-        self._backend.terminate()
+        self._engine.terminate()
 
     def __del__(self) -> None:
         # A pool dropped without shutdown() would keep its threads, its processes and their
@@ -162,7 +162,7 @@ class Pool(Executor):
         )
         self._closed = True
         try:
-            self._backend.shutdown(wait=False, cancel_pending=False)
+            self._engine.shutdown(wait=False, cancel_pending=False)
         finally:
             warnings.warn(
                 message,

@@ -34,6 +34,7 @@ from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
 from ._lazy import LazyBatch
+from ._owner import Owner
 from ._plan import INLINE_BELOW, Plan
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
 from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
@@ -76,8 +77,10 @@ class MapRun:
         total: int | None,
         task_timeout: float | None = None,
         trace: _trace.Trace | None = None,
+        owner: Owner | None = None,
     ) -> None:
         self._backend = backend
+        self._owner = owner or Owner()  # in a fork of it, the map is the parent's (_owner)
         self._job = job
         self._sizer = sizer
         # Where the map runs, once the backend chose (backend="auto"); None while it measures.
@@ -115,6 +118,7 @@ class MapRun:
 
     def next_batch(self) -> tuple[Task, Outcome] | None:
         """Top up the window, then wait for the next batch to yield (None: the map is done)."""
+        self._owner.check()
         if not self._started:
             self._started = True
             self._observer.started(self._total)
@@ -134,6 +138,7 @@ class MapRun:
         """The next batch as a generator that runs each item as its result is taken
         (``_lazy``): when the map runs inline, nothing else is out, and no trace records it.
         None: the next batch is ``next_batch``'s."""
+        self._owner.check()
         if self._run_at_once:
             self._run_at_once = False
             return None
@@ -349,6 +354,8 @@ class MapRun:
         if self.closed:
             return
         self.closed = True
+        if self._owner.forked():  # the parent's map: its lock may have been held at the fork
+            return
         self._token.cancel(CancelReason.ABANDONED)
         if (lazy := self._lazy) is not None:
             lazy.stop()  # (it may be running an item now, even in another thread)

@@ -49,7 +49,7 @@ from .._plan import (
 from .._task import Job, Kind, Outcome, Task
 from .._width import MAXIMUM, Width
 from .._worker_spec import Workers
-from ._base import Backend
+from ._base import Backend, default_workers
 from ._inline import InlineBackend
 from ._thread import ThreadBackend
 from ._together import THREADS as PROBE_THREADS
@@ -218,6 +218,9 @@ class AutoBackend:
                 route.waiting.append(task)
                 starting = self._next_probes(route)
         if target is not None:
+            plan = route.plan
+            if route.target is self._threads and plan and plan.workers > self._threads.workers:
+                self._size_threads()  # (a call, or a map with rate=: settled just now)
             self._send(route, task)
         else:
             self._start_probes(route, starting)
@@ -287,7 +290,10 @@ class AutoBackend:
                     if job.kind is Kind.CALL
                     else "rate= is kept exactly only by threads sharing one bucket"
                 )
-                self._settle(route, Plan("thread", self._threads.workers, why))
+                # As many threads as backend="thread" has: calls submitted one by one, often
+                # waiting (downloads, or on each other), are not to queue behind two.
+                width = self.spec.count or default_workers("thread")
+                self._settle(route, Plan("thread", width, why))
             else:
                 job.measure = True
         return route

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
+from ..._owner import forked_error
 from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed
 from ..._worker_spec import Workers
@@ -85,11 +86,7 @@ class ProcessBackend(Unprobed):
 
     def submit(self, task: Task) -> None:
         if self._forked:
-            raise PoolClosed(
-                f"this pool belongs to the parent process (pid {self._owner}); this process "
-                "is a fork of it and cannot use its workers: create a new plait.Pool (or call "
-                "plait.map) in the child"
-            )
+            raise forked_error(self._owner)
         with self._lock:
             if self._closed:
                 raise PoolClosed("cannot submit work: the pool is shut down")
