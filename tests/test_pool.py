@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import CancelledError, Executor, Future, as_completed, wait
+from typing import Any
 
 import pytest
 
@@ -99,8 +101,83 @@ def test_shutdown_cancel_futures_cancels_what_has_not_started() -> None:
     closer.join()
     assert running.result() is None
     assert all(f.cancelled() for f in queued)
+    # (as_completed and wait see them done: cancel() alone woke only result())
+    assert wait(queued, timeout=10).not_done == set()
+    assert len(list(as_completed(queued, timeout=10))) == len(queued)
     with pytest.raises(CancelledError):
         queued[0].result()
+
+
+async def double_soon(x: int) -> int:
+    return x * 2
+
+
+def async_blocker() -> tuple[threading.Event, threading.Event, Any]:
+    started, release = threading.Event(), threading.Event()
+
+    async def block() -> None:
+        started.set()
+        while not release.is_set():
+            await asyncio.sleep(0.001)
+
+    return started, release, block
+
+
+def test_an_async_pool_drops_what_has_not_started_on_shutdown_cancel_futures() -> None:
+    """(On Pool("async") every submitted coroutine ran: each began at once, waiting for a
+    permit, and so could never be cancelled.)"""
+    started, release, block = async_blocker()
+    pool = plait.Pool("async", workers=1)
+    try:
+        running = pool.submit(block)
+        queued = [pool.submit(double_soon, i) for i in range(5)]
+        assert started.wait(10)
+        closer = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
+        closer.start()
+        assert wait(queued, timeout=10).not_done == set()
+        release.set()
+        closer.join(30)
+        assert running.result(timeout=10) is None
+        assert all(f.cancelled() for f in queued)
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_an_async_pools_waiting_call_can_be_cancelled() -> None:
+    started, release, block = async_blocker()
+    with plait.Pool("async", workers=1) as pool:
+        running = pool.submit(block)
+        assert started.wait(10)
+        queued = pool.submit(double_soon, 1)
+        on_the_loop = threading.Event()  # (the loop took the call: it waits for a permit)
+        pool._backend._loop.call_soon_threadsafe(on_the_loop.set)  # type: ignore[attr-defined]
+        assert on_the_loop.wait(10)
+        assert not running.cancel()  # (it runs)
+        assert queued.cancel()
+        release.set()
+        assert running.result(timeout=10) is None
+        with pytest.raises(CancelledError):
+            queued.result(timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["thread", "auto"])
+@pytest.mark.parametrize("how", ["shutdown", "terminate"])
+def test_a_task_may_shut_its_own_pool_down(kind: str, how: str) -> None:
+    """(It waited for its own thread to end: for good.)"""
+    pool = plait.Pool(kind, workers=2)
+    other = pool.submit(double, 21)
+
+    def task() -> str:
+        getattr(pool, how)()
+        return "returned"
+
+    try:
+        assert pool.submit(task).result(timeout=30) == "returned"
+        if how == "shutdown":
+            assert other.result(timeout=30) == 42
+    finally:
+        pool.shutdown()
 
 
 def test_shutdown_without_wait_still_finishes_the_work(backend: str) -> None:

@@ -8,6 +8,7 @@ A leaf shared by the async backend (which runs batches on a loop of its own) and
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ._errors import TaskTimeout
@@ -20,7 +21,7 @@ async def run_item(
     job: Job,
     item: Any,
     timeout: float | None,
-    limit: asyncio.Semaphore | None = None,
+    limit: AbstractAsyncContextManager[Any] | None = None,
     tally: list[int] | None = None,
 ) -> Any:
     """Await ``job``'s function on ``item`` within ``limit``'s permits, retried as the job's

@@ -13,6 +13,7 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
+from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
@@ -92,7 +93,7 @@ class Pool(Executor):
             kwargs,
             start=future.set_running_or_notify_cancel,
             finish=lambda _task, outcome: _settle(future, outcome),
-            discard=lambda _task: future.cancel(),
+            discard=lambda _task: _drop(future),
             timeout=self._task_timeout,
             token=CancelToken(),
         )
@@ -231,3 +232,12 @@ def _settle(future: Future[Any], outcome: Outcome) -> None:
         future.set_exception(outcome.errors[0])
     else:
         future.set_result(outcome.values[0])
+
+
+def _drop(future: Future[Any]) -> None:
+    """A shutdown dropped the call before it started: the future is cancelled, and told so
+    as a worker would tell it, so that ``concurrent.futures.wait`` and ``as_completed`` see it
+    done (``cancel()`` alone wakes only ``result()``)."""
+    if future.cancel():
+        with suppress(RuntimeError):  # (told already: its start was asked after a cancel())
+            future.set_running_or_notify_cancel()

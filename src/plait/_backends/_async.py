@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
@@ -35,7 +35,7 @@ class AsyncBackend(Unprobed):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], _Batch] = {}
         self._closed = False
         self._idle: asyncio.Event | None = None
         self._init_error: BaseException | None = None
@@ -75,10 +75,9 @@ class AsyncBackend(Unprobed):
                 return
 
     def _start(self, task: Task) -> None:  # on the loop
-        if not task.start():
-            return
-        running = asyncio.ensure_future(self._run(task))
-        self._running.add(running)
+        batch = _Batch(task, self._semaphore)
+        running = asyncio.ensure_future(self._run(batch))
+        self._running[running] = batch
         running.add_done_callback(self._done)
         if task.token is not None:
             loop = self._loop
@@ -86,23 +85,37 @@ class AsyncBackend(Unprobed):
             task.token.on_cancel(lambda: loop.call_soon_threadsafe(running.cancel))
 
     def _done(self, running: asyncio.Task[None]) -> None:
-        self._running.discard(running)
+        self._running.pop(running, None)
         if self._closed and not self._running and self._idle is not None:
             self._idle.set()
 
-    async def _run(self, task: Task) -> None:
+    def _drop_pending(self) -> None:  # on the loop
+        """A shutdown's ``cancel_pending``: the batches none of whose items got a permit yet
+        are dropped, as a thread pool drops those still queued."""
+        for running, batch in list(self._running.items()):
+            if batch.began is None:
+                batch.began = False
+                running.cancel()
+                batch.task.discard(batch.task)
+
+    async def _run(self, batch: _Batch) -> None:
+        task = batch.task
         started = time.perf_counter()
         tally = [0]  # the retries of its items
         if self._init_error is not None:
             results: list[Any] = [self._init_error] * len(task.items)
         else:
-            one = self._one
             try:
                 results = await asyncio.gather(
-                    *(one(task, item, tally) for item in task.items), return_exceptions=True
+                    *(run_item(task.job, item, task.timeout, batch, tally) for item in task.items),
+                    return_exceptions=True,
                 )
             except asyncio.CancelledError:  # the owner cancelled it: every item says so
                 results = [_cancelled(task) for _ in task.items]
+        if batch.began is None:  # (no item got a permit: asked now, as a thread pool would)
+            batch.began = task.start()
+        if not batch.began:  # its owner gave up on it, or a shutdown dropped it
+            return
         errors = {
             i: _cancelled(task) if isinstance(r, asyncio.CancelledError) else r
             for i, r in enumerate(results)
@@ -113,9 +126,6 @@ class AsyncBackend(Unprobed):
         outcome.where = (THIS_PROCESS, EVENT_LOOP)
         outcome.retries = tally[0]
         task.finish(task, outcome)
-
-    async def _one(self, task: Task, item: Any, tally: list[int]) -> Any:
-        return await run_item(task.job, item, task.timeout, self._semaphore, tally)
 
     def plan(self, job: Job) -> Plan | None:
         return None  # where its work runs was chosen by the caller
@@ -133,7 +143,10 @@ class AsyncBackend(Unprobed):
         idle = self._idle
         assert loop is not None
         assert idle is not None
-        loop.call_soon_threadsafe(idle.set)
+        with suppress(RuntimeError):  # the loop is closed: an earlier shutdown ended it
+            if cancel_pending:
+                loop.call_soon_threadsafe(self._drop_pending)
+            loop.call_soon_threadsafe(idle.set)
         if wait and thread is not threading.current_thread():
             thread.join()
 
@@ -158,7 +171,8 @@ class AsyncBackend(Unprobed):
             assert self._idle is not None
             self._idle.set()
 
-        loop.call_soon_threadsafe(cancel_all)
+        with suppress(RuntimeError):  # (as in shutdown)
+            loop.call_soon_threadsafe(cancel_all)
         if thread is not threading.current_thread():
             thread.join()
 
@@ -166,3 +180,32 @@ class AsyncBackend(Unprobed):
 def _cancelled(task: Task) -> Cancelled:
     """What a coroutine cancelled through its task's token ends with: why, from the token."""
     return Cancelled(task.token.reason if task.token is not None else CancelReason.CANCELLED)
+
+
+class _NotBegun(asyncio.CancelledError):
+    """An item's permit came, but its batch is not to run (see ``_Batch``)."""
+
+
+class _Batch:
+    """A task on the loop, and the permit its items take to run. It begins (``task.start()``,
+    which marks a ``Pool.submit`` future running) when its first item gets one of the
+    backend's permits, not before: until then it is pending, and can still be cancelled, or
+    dropped by a shutdown, as on a thread pool."""
+
+    __slots__ = ("began", "semaphore", "task")
+
+    def __init__(self, task: Task, semaphore: asyncio.Semaphore) -> None:
+        self.task = task
+        self.semaphore = semaphore
+        self.began: bool | None = None  # None: not yet asked
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+        if self.began is None:
+            self.began = self.task.start()
+        if not self.began:
+            self.semaphore.release()
+            raise _NotBegun
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.semaphore.release()

@@ -399,10 +399,13 @@ class ThreadBackend(Unprobed):
             self._wait_for_threads(None)
 
     def _wait_for_threads(self, timeout: float | None) -> bool:
+        """Wait for every thread of the pool but this one: a task may shut its own pool down
+        (it then returns, and its thread exits after it)."""
+        me = threading.current_thread()
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._live, timeout):
+            if not self._cond.wait_for(lambda: not self._live - {me}, timeout):
                 return False
-            finished = [t for t in self._all if t not in self._given_up]
+            finished = [t for t in self._all if t not in self._given_up and t is not me]
             watchdog = self._watchdog
         for thread in finished:
             thread.join()
