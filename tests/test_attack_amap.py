@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
 
 import pytest
@@ -43,3 +44,32 @@ def test_amap_does_not_starve_the_loops_default_executor() -> None:
         return stalled
 
     assert asyncio.run(main()) is False, "asyncio.to_thread stalled behind waiting amaps"
+
+
+@pytest.mark.timeout(60)
+def test_cancelling_an_amap_leaves_no_unretrieved_error_behind() -> None:
+    """A cancelled amap aborts its waiting fetch, which then ends with plait.Cancelled: that
+    error is of no interest, and asyncio reported it at collection as "Future exception was
+    never retrieved"."""
+    release = threading.Event()
+    reported: list[dict[str, object]] = []
+
+    def blocked(x: int) -> int:
+        release.wait(30)
+        return x
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: reported.append(context)
+        )
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(plait.amap(blocked, range(4), backend="thread"), 0.1)
+        release.set()
+        gc.collect()
+        await asyncio.sleep(0)  # (a report is called soon, from the future's __del__)
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    assert reported == []

@@ -338,7 +338,7 @@ def test_terminate_ends_the_cluster_plait_started_and_its_running_items(
     assert run_script(tmp_path, TERMINATE.format(backend=engine)) == [
         "first 0",
         "prompt True",
-        "hung item Cancelled",
+        "hung item CancelledError",  # (the Executor contract)
         "left running []",
     ]
 

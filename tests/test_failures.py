@@ -410,6 +410,38 @@ def test_timeouts_and_crashes_are_not_retried_by_default(tmp_path: Path) -> None
         list(plait.map(first_time_only, [marker], ["die"], backend="process", retries=3))
 
 
+def fails_every_time(how: str) -> None:
+    if how == "hang":
+        plait.sleep(60)  # (ends once its thread is given up on: its token is cancelled)
+    os._exit(4)
+
+
+@pytest.mark.parametrize(
+    ("how", "backend", "error"),
+    [
+        ("hang", "thread", plait.TaskTimeout),
+        ("hang", "process", plait.TaskTimeout),
+        ("die", "process", plait.WorkerCrashed),
+    ],
+)
+def test_a_timeout_or_crash_past_its_retries_says_how_many_attempts_failed(
+    how: str, backend: str, error: type[BaseException]
+) -> None:
+    """As an error past its retries does (a timeout's or a crash's said nothing of them)."""
+    policy = plait.Retry(retries=2, backoff=0, timeouts=True, crashes=True)
+    with pytest.warns(RuntimeWarning) if backend == "thread" else contextlib.nullcontext():
+        (outcome,) = plait.map(
+            fails_every_time,
+            [how],
+            backend=backend,
+            task_timeout=0.3,
+            retries=policy,
+            errors="return",
+        )
+    assert isinstance(outcome, error)
+    assert "plait: the item failed 3 times; this is the last error" in outcome.__notes__
+
+
 def test_bad_retry_arguments() -> None:
     with pytest.raises(ValueError, match="retries must be >= 0"):
         plait.map(flaky, [1], retries=-1)

@@ -180,6 +180,26 @@ def test_a_task_may_shut_its_own_pool_down(kind: str, how: str) -> None:
         pool.shutdown()
 
 
+def test_a_call_running_when_its_pool_is_terminated_raises_cancelled_error() -> None:
+    """The Executor contract: CancelledError, an Exception (it was plait.Cancelled, a
+    BaseException, which code that handles futures with ``except Exception`` let through)."""
+    started = threading.Event()
+
+    def polite() -> None:
+        started.set()
+        while True:
+            plait.sleep(0.01)  # (raises plait.Cancelled once the pool is terminated)
+
+    pool = plait.Pool("thread", workers=1)
+    call = pool.submit(polite)
+    assert started.wait(10)
+    pool.terminate()
+    with pytest.raises(CancelledError) as caught:
+        call.result(timeout=10)
+    assert isinstance(caught.value.__cause__, plait.Cancelled)
+    assert caught.value.__cause__.reason is plait.CancelReason.TERMINATED
+
+
 def test_shutdown_without_wait_still_finishes_the_work(backend: str) -> None:
     pool = plait.Pool(backend, workers=2)
     futures = [pool.submit(double, i) for i in range(10)]

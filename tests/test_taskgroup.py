@@ -223,3 +223,17 @@ def test_many_trivial_tasks() -> None:
     with plait.TaskGroup() as tg:
         handles = [tg.submit(abs, -i) for i in range(2000)]
     assert [h.result() for h in handles] == list(range(2000))
+
+
+def fail_with(error: BaseException) -> None:
+    raise error
+
+
+def test_a_failure_the_block_re_raises_is_reported_once() -> None:
+    """``handle.result()`` in the block raises the task's own error: the group holds it once
+    (it held it twice, the block's and the task's), as asyncio.TaskGroup does."""
+    error = ValueError("once")
+    with pytest.raises(ExceptionGroup) as caught, plait.TaskGroup() as group:
+        handle = group.submit(fail_with, error)
+        handle.result()
+    assert caught.value.exceptions == (error,)

@@ -200,3 +200,20 @@ def test_stop_iteration_in_a_coroutine_task_is_a_runtime_error() -> None:
     (error,) = caught.value.exceptions
     assert isinstance(error, RuntimeError)
     assert isinstance(error.__cause__, StopIteration)
+
+
+async def fail_soon(error: BaseException) -> None:
+    raise error
+
+
+def test_a_failure_the_block_re_raises_is_reported_once() -> None:
+    error = ValueError("once")
+
+    async def main() -> None:
+        async with plait.TaskGroup() as group:
+            handle = group.submit(fail_soon, error)
+            await handle
+
+    with pytest.raises(ExceptionGroup) as caught:
+        asyncio.run(main())
+    assert caught.value.exceptions == (error,)

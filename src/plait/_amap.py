@@ -137,7 +137,9 @@ async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
     finally:
         if fetch is not None:  # cancelled while a fetch was waiting: end it, then close
             results.abort()
-            await asyncio.wait([fetch])  # its outcome is of no interest now
+            await asyncio.wait([fetch])
+            if not fetch.cancelled():
+                fetch.exception()  # of no interest now (asyncio would report it, unretrieved)
         try:
             await loop.run_in_executor(fetcher, results.close)
         finally:

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ._errors import TaskTimeout
-from ._task import Job, call
+from ._task import Job, call, note_attempts
 
 DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are the real limit
 
@@ -39,8 +39,7 @@ async def run_item(
         except BaseException as exc:
             retry = job.retry
             if retry is None or not retry.applies(exc, attempt):
-                if attempt > 1:
-                    exc.add_note(f"plait: the item failed {attempt} times; the last error")
+                note_attempts(exc, attempt)
                 raise
             await asyncio.sleep(retry.delay(attempt))
             attempt += 1

@@ -12,7 +12,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Executor, Future
+from concurrent.futures import CancelledError, Executor, Future
 from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
@@ -21,7 +21,7 @@ from . import _validate as check
 from ._backends import Backend
 from ._cancel import CancelToken
 from ._engine import Engine
-from ._errors import PoolClosed
+from ._errors import Cancelled, PoolClosed
 from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
 from ._scheduler import MapIterator
@@ -229,7 +229,14 @@ class _PoolFuture(Future[R]):
 
 def _settle(future: Future[Any], outcome: Outcome) -> None:
     if outcome.errors:
-        future.set_exception(outcome.errors[0])
+        error = outcome.errors[0]
+        if isinstance(error, Cancelled):  # (running when its pool was terminated)
+            # The Executor contract: a cancelled call raises CancelledError (an Exception, which
+            # code that handles futures catches), not plait's BaseException; the reason stays.
+            cancelled = CancelledError(str(error))
+            cancelled.__cause__ = error
+            error = cancelled
+        future.set_exception(error)
     else:
         future.set_result(outcome.values[0])
 

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from ._cancel import CancelToken, cancelled
 from ._cpu_wait import waited_for_cpu
 from ._retry import Retry
+
+E = TypeVar("E", bound=BaseException)
 
 
 class Kind(enum.IntEnum):
@@ -282,9 +284,15 @@ def retry_item(
             return call(fn, kind, item), None, attempt - 1
         except BaseException as exc:
             error = task_error(exc)
-    if attempt > 1:
-        error.add_note(f"plait: the item failed {attempt} times; this is the last error")
-    return None, error, attempt - 1
+    return None, note_attempts(error, attempt), attempt - 1
+
+
+def note_attempts(error: E, attempts: int) -> E:
+    """``error``, the last of an item's ``attempts``, noted with their number if more than one
+    (every backend's retries, of errors, timeouts and crashes alike, say it so)."""
+    if attempts > 1:
+        error.add_note(f"plait: the item failed {attempts} times; this is the last error")
+    return error
 
 
 def execute(

@@ -315,7 +315,9 @@ class TaskGroup:
         if exc is not None:
             if not errors:
                 return  # the block's own exception propagates unchanged
-            errors.insert(0, exc)
+            # (Unless it is a task's failure, which the block re-raised: ``handle.result()``.)
+            if all(exc is not error for error in errors):
+                errors.insert(0, exc)
         if len(errors) == 1 and isinstance(errors[0], TimeoutError) and self._timed_out:
             raise errors[0]
         if errors:

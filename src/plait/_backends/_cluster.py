@@ -29,7 +29,7 @@ from typing import Any
 
 from .._errors import PlaitError, PoolClosed, WorkerCrashed
 from .._plan import Plan
-from .._task import Job, Outcome, Task, failed
+from .._task import Job, Outcome, Task, failed, note_attempts
 from .._worker_spec import Workers
 from ._base import Unprobed, terminated, track
 from ._remote import Answer, encode_initializer
@@ -327,7 +327,11 @@ class ClusterBackend(Unprobed):
             again = run_again(task, crashed=True, make_error=crashed)
             if again is not None:
                 return None, again, False
-            return failed(len(task.items), crashed, owner_loads=task.owner_loads), None, False
+
+            def last() -> BaseException:  # (no more attempts: it says how many failed)
+                return note_attempts(crashed(), task.attempt)
+
+            return failed(len(task.items), last, owner_loads=task.owner_loads), None, False
         error = PlaitError(f"the {self.engine} task of a batch failed: {ended.error!r}")
         error.__cause__ = ended.error
         return failed(len(task.items), error, owner_loads=task.owner_loads), None, False

@@ -21,7 +21,7 @@ from queue import Empty, SimpleQueue
 from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
 from .._plan import Plan
-from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed
+from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed, note_attempts
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
 from ._base import Unprobed, default_workers, terminated
@@ -311,6 +311,7 @@ class ThreadBackend(Unprobed):
             task.token = task.token.renewed() if task.token is not None else None
             self._start_thread(first=task)  # the replacement runs the item again
             return
+        note_attempts(error, task.attempt)
         self._start_thread(free=True)
         try:
             warn_at_function(f"plait: {thread.name}: {error}", RuntimeWarning, task.job.fn)

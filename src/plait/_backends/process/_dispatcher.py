@@ -33,7 +33,7 @@ from functools import partial
 from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
 from ..._owner import forked_error
 from ..._plan import Plan
-from ..._task import Job, Outcome, Task, failed
+from ..._task import Job, Outcome, Task, failed, note_attempts
 from ..._worker_spec import Workers
 from .. import _spare
 from .._base import Unprobed, default_workers, terminated, track
@@ -413,6 +413,9 @@ class ProcessBackend(Unprobed):
             def make_error() -> BaseException:
                 return error() if error else WorkerCrashed(message, exitcode=returncode)
 
+            def last_error() -> BaseException:  # (no more attempts: it says how many failed)
+                return note_attempts(make_error(), running.attempt)
+
             # For a trace: where it ran, and since when.
             where = (f"worker process {worker.proc.pid}", "worker")
             since = worker.head_since if worker.head_started is None else worker.head_started
@@ -424,7 +427,7 @@ class ProcessBackend(Unprobed):
             with self._lock:
                 self._requeued.extendleft(reversed([*(again or ()), *queued]))
             if again is None:
-                outcome = failed(len(running.items), make_error, owner_loads=running.owner_loads)
+                outcome = failed(len(running.items), last_error, owner_loads=running.owner_loads)
                 outcome.elapsed, outcome.began, outcome.where = ran_for, began, where
                 self._finish(running, outcome)
         if not self._stop_now:
