@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -335,6 +336,29 @@ def test_a_condition_wait_raises_when_the_notifier_exits_holding_the_lock() -> N
     join(start(notify_and_exit, "notifier"), waiter)
     assert len(errors) == 1
     assert "'notifier' (exited)" in str(errors[0])
+
+
+@pytest.mark.parametrize("lock", [sync.Lock, sync.RLock])
+def test_a_with_block_around_such_a_wait_raises_the_deadlock_error(lock: Any) -> None:
+    """(``with cond:`` released a lock it did not hold: RuntimeError, hiding the error.)"""
+    cond = sync.Condition(lock(name="guard"), name="jobs")
+    errors: list[BaseException] = []
+
+    def wait_for_notice() -> None:
+        try:
+            with cond:
+                cond.wait()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def notify_and_exit() -> None:
+        cond.acquire()
+        cond.notify()
+
+    waiter = start(wait_for_notice, "waiter")
+    until(lambda: cond.statistics().waiting == 1)
+    join(start(notify_and_exit, "notifier"), waiter)
+    assert [type(error) for error in errors] == [sync.DeadlockError]
 
 
 # --- arguments and reports ------------------------------------------------------------------

@@ -237,3 +237,25 @@ def test_a_failure_the_block_re_raises_is_reported_once() -> None:
         handle = group.submit(fail_with, error)
         handle.result()
     assert caught.value.exceptions == (error,)
+
+
+def mark_then_wait(folder: str) -> str:
+    Path(folder, "started").touch()
+    deadline = time.monotonic() + 30
+    while not Path(folder, "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "ran to the end"
+
+
+def test_cancel_is_false_for_a_task_running_in_a_process(tmp_path: Path) -> None:
+    """It cannot be told to stop: cancel() said True and did nothing."""
+    with plait.TaskGroup(backend="process") as group:
+        handle = group.submit(mark_then_wait, str(tmp_path))
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.01)
+        assert handle.cancel() is False
+        (tmp_path / "release").touch()
+    assert handle.result() == "ran to the end"
+    assert not handle.cancelled()

@@ -32,17 +32,20 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 PENDING, RUNNING, FINISHED, CANCELLED = "pending", "running", "finished", "cancelled"
+# Backends whose tasks run in other processes: a running one cannot see its token.
+_IN_OTHER_PROCESSES = frozenset({"process", "dask", "ray"})
 UNBOUNDED = sys.maxsize  # a TaskGroup on threads starts a thread for every task that waits
 
 
 class TaskHandle(Generic[R]):
     """A task started with ``TaskGroup.submit``."""
 
-    __slots__ = ("_error", "_group", "_state", "_token", "_value")
+    __slots__ = ("_error", "_group", "_state", "_tellable", "_token", "_value")
 
     def __init__(self, group: TaskGroup, token: CancelToken) -> None:
         self._group = group
         self._token = token
+        self._tellable = True  # running, it sees its token (not in another process)
         self._state = PENDING
         self._value: Any = None
         self._error: BaseException | None = None
@@ -59,9 +62,11 @@ class TaskHandle(Generic[R]):
 
     def cancel(self) -> bool:
         """Cancel this task alone: if it has not started it never will; if it runs on a thread
-        it is told to stop. False if it was already done."""
+        or an event loop it is told to stop. False if it was already done, or if it runs in
+        another process (a process or a cluster worker), which cannot be told (as
+        ``Future.cancel()`` is False for a call that runs; ``group.cancel()`` ends them)."""
         with self._group._cond:
-            if self.done():
+            if self.done() or (self._state == RUNNING and not self._tellable):
                 return False
             if self._state == PENDING:
                 self._state = CANCELLED
@@ -210,7 +215,9 @@ class TaskGroup:
 
             start_on_loop(self, handle, fn(*args, **kwargs))
             return handle
-        self._engine_for(fn).submit_call(
+        engine = self._engine_for(fn)
+        handle._tellable = engine.backend.name not in _IN_OTHER_PROCESSES
+        engine.submit_call(
             fn,
             args,
             kwargs,

@@ -59,6 +59,10 @@ class Condition:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # A wait() that could not take the lock back (a DeadlockError: its holder exited)
+        # leaves it unheld: releasing it would raise RuntimeError, hiding that error.
+        if exc is not None and not self._is_owned():
+            return
         self._lock.release()
 
     def _is_owned(self) -> bool:
