@@ -535,13 +535,13 @@ def test_a_shutdown_while_a_probe_batch_waits_for_a_later_item_runs_that_item(
     probe's plan: the shutdown settles the probe on threads, and the item runs. (Nobody looks
     at the probe here: shutdown(wait=True) waited for the first batch, which waited for good.)"""
     monkeypatch.setattr(_auto, "WATCH_AFTER", 3600.0)  # (nobody looks)
-    started, later_ran = threading.Event(), threading.Event()
+    started = threading.Event()
+    together = threading.Barrier(4, timeout=30)  # (more than the probe's two threads)
 
     def fn(x: int) -> bool:
         if x == 0:
             started.set()
-            return later_ran.wait(30)
-        later_ran.set()
+        together.wait()
         return True
 
     pool = plait.Pool("auto")
@@ -558,7 +558,7 @@ def test_a_shutdown_while_a_probe_batch_waits_for_a_later_item_runs_that_item(
         assert time.monotonic() - began < 20, "the shutdown waited for the first item"
         assert "shut down before its first items were measured" in results.plan.reason
     finally:
-        later_ran.set()
+        together.abort()  # (a failure above: nothing waits on)
         reader.join(30)
         pool.shutdown()
 

@@ -460,7 +460,7 @@ class AutoBackend:
         the pool shuts down. Return its plan and the tasks that waited for it."""
         plan = Plan(
             "thread",
-            self._threads.workers,
+            self.spec.count or default_workers("thread"),  # (as wide as backend="thread")
             "the pool shut down before its first items were measured: threads, which run any work",
         )
         return plan, self._settle(route, plan)
