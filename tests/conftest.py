@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +213,19 @@ def on(backend: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn(*args, **kwargs)
 
     return coroutine_fn
+
+
+def read_in_a_thread(results: Iterable[Any]) -> tuple[threading.Thread, list[Any]]:
+    """A started thread that takes every result of ``results`` into the list it returns, and
+    then the exception that ended them, if one did."""
+    taken: list[Any] = []
+
+    def read() -> None:
+        try:
+            taken.extend(results)
+        except BaseException as exc:
+            taken.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    return reader, taken

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import plait
+from conftest import read_in_a_thread
 from plait._backends import _auto
 from plait._backends._base import default_workers
 from plait._cores import usable_cores
@@ -586,16 +587,7 @@ def test_a_shutdown_waits_for_batches_a_plan_is_handing_on(
     monkeypatch.setattr(_auto.AutoBackend, "_size_threads", paused)
     pool = plait.Pool("auto")
     results = pool.map(nap20, range(6), chunksize=1)
-    taken: list[Any] = []
-
-    def read() -> None:
-        try:
-            taken.extend(results)
-        except BaseException as exc:  # (what must not happen)
-            taken.append(exc)
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    reader, taken = read_in_a_thread(results)
     closer = threading.Thread(target=pool.shutdown)
     try:
         assert handing_on.wait(30)

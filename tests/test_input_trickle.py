@@ -115,3 +115,43 @@ def test_a_fast_input_is_read_in_batches_in_the_consumers_thread() -> None:
     assert total == 2 * sum(range(20_000))
     assert set(readers) == {threading.current_thread().name}
     assert max(batch.items for batch in trace.batches) >= 1024
+
+
+def a_window(source: Iterator[int], size: int) -> Any:
+    from plait._chunking import ChunkSizer
+    from plait._window import MapWindow
+
+    return MapWindow(
+        source,
+        ChunkSizer("thread", 1, fixed=size),
+        ordered=True,
+        raise_errors=True,
+        max_batches=4,
+        max_items=10_000,
+    )
+
+
+def test_a_batch_is_read_in_parts_and_ends_at_the_first_that_waited() -> None:
+    """(A batch of 16 was read at once: an input that gives its next item only once the
+    consumer had a result waited for 16 items, each late, even under trickle detection:
+    it came after the read. Reading in parts of 1, 2, 4, ... a read that waits is seen
+    after one item.)"""
+    parts: list[int] = []
+
+    def waited(seconds: float, items: int) -> bool:
+        parts.append(items)
+        return len(parts) == 3  # (the third part waited, results waiting meanwhile)
+
+    window = a_window(iter(range(100)), size=16)
+    taken = window.take(waited)
+    assert taken.items == list(range(7))  # parts of 1, 2 and 4
+    assert parts == [1, 2, 4]
+    assert window.trickling
+    assert window.take(waited).items == [7]  # one at a time from now on
+
+
+def test_a_batch_read_in_parts_ends_with_its_input() -> None:
+    window = a_window(iter(range(5)), size=16)
+    assert window.take(lambda seconds, items: False).items == list(range(5))
+    assert not window.trickling
+    assert window.take(lambda seconds, items: False) is None

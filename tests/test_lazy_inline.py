@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import plait
+from conftest import read_in_a_thread
 from plait import _standin
 from plait._backends import _auto
 from plait._plan import Plan
@@ -445,3 +446,57 @@ def test_ctrl_c_from_an_item_is_raised_in_place_even_with_errors_return() -> Non
         with pytest.raises(KeyboardInterrupt, match="from the function"):
             taken.extend(results)
         assert taken == list(range(PAST_THE_PROBE)), backend
+
+
+@pytest.mark.parametrize("cancel_futures", [False, True])
+def test_a_shutdown_without_wait_does_not_wait_for_batches_handed_on_inline(
+    monkeypatch: pytest.MonkeyPatch, cancel_futures: bool
+) -> None:
+    """The plan is made as the first batch ends, in the probe's thread, which then runs the
+    batches that waited for it, there: a shutdown(wait=False) meanwhile returns at once (it
+    waited for them, for as long as an item ran: for good, were that item waiting for the
+    shutdown's caller); with cancel_futures=True, those not yet started are dropped."""
+    monkeypatch.setattr(_auto, "PROBE_ITEMS", 1)  # (the plan, once item 0 ran)
+    enqueued, item_2_runs, gate = threading.Event(), threading.Event(), threading.Event()
+    ran: list[tuple[int, str]] = []
+    enqueue = _auto.AutoBackend._enqueue
+
+    def counting(self: _auto.AutoBackend, task: Any) -> None:
+        enqueue(self, task)
+        if task.items[0] == 3:
+            enqueued.set()
+
+    monkeypatch.setattr(_auto.AutoBackend, "_enqueue", counting)
+
+    def fn(x: int) -> int:
+        ran.append((x, threading.current_thread().name))
+        if x == 0:
+            assert enqueued.wait(30)  # items 1-3 wait for the plan
+        if x == 2:
+            item_2_runs.set()
+            assert gate.wait(30)
+        return x
+
+    pool = plait.Pool("auto")
+    results = pool.map(fn, range(4), chunksize=1)
+    reader, taken = read_in_a_thread(results)
+    closer = threading.Thread(
+        target=pool.shutdown, kwargs={"wait": False, "cancel_futures": cancel_futures}
+    )
+    try:
+        assert item_2_runs.wait(30)
+        assert ran[-1][1].startswith("plait-thread"), ran  # (handed on, in the probe's thread)
+        closer.start()
+        closer.join(10)
+        assert not closer.is_alive(), "shutdown(wait=False) waited for an item handed on inline"
+    finally:
+        gate.set()
+        reader.join(30)
+        if closer.ident is not None:
+            closer.join(30)
+        pool.shutdown()
+    assert taken[:3] == [0, 1, 2]
+    if cancel_futures:
+        assert isinstance(taken[3], plait.Cancelled), taken
+    else:
+        assert taken[3] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import CancelledError, Executor, Future, as_completed, wait
@@ -241,6 +242,26 @@ def test_a_cancelled_future_never_runs() -> None:
         assert queued.cancel()
         release.set()
     assert ran == []
+
+
+def wait_for_file(path: str) -> str:
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return path
+
+
+def test_a_call_cancelled_while_it_waits_leaves_a_process_pool_working(tmp_path: Any) -> None:
+    """(Its function's last call over, the owner released the job from inside the pool's
+    start(), under the lock release() takes: the pool's dispatcher waited on itself.)"""
+    release = str(tmp_path / "release")
+    with plait.Pool("process", workers=1) as pool:
+        running = pool.submit(wait_for_file, release)
+        waiting = pool.submit(double, 2)  # (the only call of its function)
+        assert waiting.cancel()
+        open(release, "w").close()
+        assert running.result(timeout=30) == release
+        assert pool.submit(double, 3).result(timeout=30) == 6
 
 
 def test_abandoned_pool_map_leaves_the_pool_usable(backend: str) -> None:

@@ -148,7 +148,8 @@ class MapRun:
         plan = self._backend.plan(self._job)
         if plan is not None and plan is not self.plan:
             self._follow(plan)
-        taken = self._window.take()
+        # (The items read so far could be run and handed out: a read that waits is enough.)
+        taken = self._window.take(None if self._input_instant else _read_slowly)
         if taken is None:
             return None  # (next_batch ends the map, or raises the input's error)
         self._lazy = LazyBatch(
@@ -268,11 +269,11 @@ class MapRun:
             if not self._input_instant and self._backend.plan(self._job) is None:
                 self._backend.input_may_block()  # (nobody looks at the probe while we read)
             began = time.perf_counter()
-            taken = self._window.take()
+            taken = self._window.take(None if self._input_instant else self._read_waited)
             if taken is None:
                 return
             took = time.perf_counter() - began
-            if took >= max(SLOW_INPUT, SLOW_ITEM * len(taken.items)) and self._results_wait():
+            if self._read_waited(took, len(taken.items)):
                 # The input trickles in: from now on it is read an item at a time, and what
                 # is ready is handed out before the input is waited for again.
                 self._window.trickles()
@@ -284,6 +285,11 @@ class MapRun:
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
                 self._window.unsent(taken, exc)
                 return
+
+    def _read_waited(self, seconds: float, items: int) -> bool:
+        """Whether reading ``items`` of the input took long while results waited: it trickles
+        in (``MapWindow.take``)."""
+        return _read_slowly(seconds, items) and self._results_wait()
 
     def _task_for(self, taken: Taken) -> Task:
         timed = self._task_timeout is not None
@@ -386,6 +392,10 @@ class MapRun:
             if self._window.done(task, outcome):  # (else the reader has nothing to wake for)
                 self._cond.notify()
         self._observer.progressed(len(task.items))
+
+
+def _read_slowly(seconds: float, items: int) -> bool:
+    return seconds >= max(SLOW_INPUT, SLOW_ITEM * items)
 
 
 def _handed_out(values: list[Any]) -> Iterator[Any]:

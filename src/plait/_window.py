@@ -20,8 +20,9 @@ by the same window.
 from __future__ import annotations
 
 import reprlib
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -97,10 +98,15 @@ class MapWindow(Generic[B]):
 
     # -- the input side ----------------------------------------------------------------------
 
-    def take(self) -> Taken | None:
+    def take(self, waited: Callable[[float, int], bool] | None = None) -> Taken | None:
         """The next batch to run, read from the input; None when the window is full or the
         input has ended. An input that raises ends the input: its error is raised by
-        ``finished`` once every batch read before it was handed out."""
+        ``finished`` once every batch read before it was handed out.
+
+        ``waited(seconds, items)``, for an input that may wait for its next item: the batch
+        is read in doubling parts, and once a part that took ``seconds`` to read makes
+        ``waited`` True (results wait meanwhile), the input trickles in (``trickles``): the
+        batch is what was read so far, and every later one is a single item."""
         if (
             self._exhausted
             or self._batches_out >= self._max_batches
@@ -112,8 +118,10 @@ class MapWindow(Generic[B]):
         try:
             if self._trickles:
                 self._read_one(items)
-            else:
+            elif waited is None or size == 1:
                 items.extend(islice(self._source, size))  # keeps what was read before a failure
+            else:
+                self._read_watching(items, size, waited)
         except Exception as exc:
             exc.add_note(f"plait: raised by the input after {self._next_index + len(items)} items")
             self._input_error = exc
@@ -130,6 +138,24 @@ class MapWindow(Generic[B]):
         self._batches_out += 1
         self._items_out += len(items)
         return taken
+
+    def _read_watching(
+        self, items: list[Any], size: int, waited: Callable[[float, int], bool]
+    ) -> None:
+        """Read up to ``size`` items into ``items``, in parts of 1, 2, 4, ... items, until a
+        part shows the input trickling in (``take``). (Reading a batch of 16 at once, an input
+        that gives an item only once the consumer had a result waited for 16 items, each late.)"""
+        part = 1
+        while len(items) < size:
+            want = min(part, size - len(items))
+            began, before = time.perf_counter(), len(items)
+            items.extend(islice(self._source, want))
+            if len(items) - before < want:
+                return  # (the input ended)
+            if len(items) < size and waited(time.perf_counter() - began, want):
+                self._trickles = True
+                return
+            part *= 2
 
     def _read_one(self, items: list[Any]) -> None:
         """The next item alone: reading on past it could wait for the input for as long as

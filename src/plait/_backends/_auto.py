@@ -192,6 +192,7 @@ class AutoBackend:
         self._watcher: threading.Thread | None = None
         self._resizing = threading.Lock()  # (taken before _lock, never while holding it)
         self._closed = False
+        self._dropping = False  # a shutdown drops what has not started (or a terminate)
         # Per thread, the batches it took from a route's waiting and has not yet sent on: a
         # shutdown waits for them (another thread's) to reach a backend before it closes them.
         self._starting: Counter[int] = Counter()
@@ -242,6 +243,7 @@ class AutoBackend:
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             self._closed = True
+            self._dropping |= cancel_pending
             dropped = self._drop_waiting() if cancel_pending else []
             # A probe still measuring ends here: the batches that waited for its plan go to
             # threads now, the safe choice, rather than after the probe's running batch,
@@ -252,10 +254,10 @@ class AutoBackend:
                 if route.plan is None
             ]
         self._apply(settled)
-        me = threading.get_ident()  # (an item handed on inline may be what shuts us down)
+        me = threading.get_ident()  # (a shutdown from a thread of ours: see _hand_on)
         with self._lock:
             while any(n for thread, n in self._starting.items() if thread != me):
-                self._idle.wait()  # not long: only inline batches run meanwhile
+                self._idle.wait()  # not long: no item runs meanwhile
         self._stop_watcher()
         for task in dropped:
             task.discard(task)
@@ -264,7 +266,7 @@ class AutoBackend:
 
     def terminate(self) -> None:
         with self._lock:
-            self._closed = True
+            self._closed = self._dropping = True
             dropped = self._drop_waiting()
         self._stop_watcher()
         for task in dropped:
@@ -665,13 +667,22 @@ class AutoBackend:
         """Send the tasks that waited during the probe where the plan says. Inline, they run
         here, in one of the probe's threads (where the plan was made): as on any worker, an
         item's Ctrl-C is then its error, which the consumer raises, not this thread's."""
+        if route.target is self._inline:
+            # They run here, one after another, for as long as their items take: a shutdown
+            # does not wait for them (with wait=True, it waits for this thread), and one that
+            # drops what has not started drops them.
+            with self._lock:
+                self._sent(len(tasks))
+            for task in tasks:
+                if self._dropping:
+                    task.discard(task)
+                else:
+                    self._inline.run(task)
+            return
         try:
             for task in tasks:
                 try:
-                    if route.target is self._inline:
-                        self._inline.submit(task)
-                    else:
-                        self._send(route, task)
+                    self._send(route, task)
                 except PoolClosed:
                     task.discard(task)
         finally:

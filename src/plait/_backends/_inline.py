@@ -42,6 +42,11 @@ class InlineBackend(Unprobed):
         """
         if self._closed:
             raise PoolClosed("cannot submit work: the pool is shut down")
+        self.run(task)
+
+    def run(self, task: Task) -> None:
+        """``submit``, even once shut down: for a task submitted before (auto hands on what
+        waited for its plan)."""
         if not task.start():
             return
         job = task.job

@@ -262,14 +262,17 @@ class ProcessBackend(Unprobed):
                     return
 
     def _next_task(self) -> Task | None:
-        with self._lock:
-            if self._requeued:
-                return self._requeued.popleft()
-            while self._pending:
+        while True:
+            with self._lock:
+                if self._requeued:
+                    return self._requeued.popleft()
+                if not self._pending:
+                    return None
                 task = self._pending.popleft()
-                if task.start():
-                    return task
-        return None
+            # Not under our lock: the owner's start() may call back in (a call cancelled
+            # while it waited releases its job: ``release``, which takes the lock).
+            if task.start():
+                return task
 
     def _send(self, worker: WorkerHandle, task: Task) -> bool:
         """Send ``task`` to ``worker``; False if it failed before it could be sent."""
