@@ -256,6 +256,12 @@ def test_submitted_calls_run_as_wide_as_on_a_thread_pool() -> None:
         assert sorted(call.result(timeout=60) for call in calls) == list(range(width))
 
 
+def test_submitted_calls_keep_within_the_callers_ceiling() -> None:
+    with plait.Pool("auto", plait.Workers(max_count=2)) as pool:
+        assert pool.submit(double, 1).result(timeout=30) == 2
+        assert pool.workers == 2
+
+
 def test_a_map_with_a_rate_runs_as_wide_as_on_a_thread_pool() -> None:
     results = plait.map(double, range(4), rate=1000)
     assert list(results) == [0, 2, 4, 6]

@@ -158,7 +158,30 @@ SCRIPT = textwrap.dedent(
         print(f"ended parent: {list(plait.map(abs, [-5], backend='process'))}")
 
 
+    def task_group():
+        pid = -1
+        try:
+            with plait.TaskGroup() as group:
+                handle = group.submit(time.sleep, 0.2)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads
+                    pid = os.fork()
+                if pid == 0:
+                    try:
+                        handle.result(timeout=5)
+                        print("task-group child: result returned", flush=True)
+                    except plait.PoolClosed:
+                        print("task-group child: result PoolClosed", flush=True)
+        except plait.PoolClosed:
+            print("task-group child: leaving the block PoolClosed", flush=True)
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(f"task-group parent: {handle.result()}")
+
+
     {
+        "task-group": task_group,
         "idle": idle,
         "mid-map": mid_map,
         "multiprocessing": multiprocessing_fork,
@@ -244,4 +267,14 @@ def test_fork_after_a_pool_ended_starts_its_own_threads_and_workers(tmp_path: Pa
         "ended child: [3, 4]",
         "ended child exit: 0",
         "ended parent: [5]",
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_a_task_group_of_the_parent_in_a_fork(tmp_path: Path) -> None:
+    """(Waiting for a task, or leaving the block, waited for good in the fork.)"""
+    assert run(tmp_path, "task-group") == [
+        "task-group child: result PoolClosed",
+        "task-group child: leaving the block PoolClosed",
+        "task-group parent: None",
     ]

@@ -201,6 +201,34 @@ def test_a_call_running_when_its_pool_is_terminated_raises_cancelled_error() -> 
     assert caught.value.__cause__.reason is plait.CancelReason.TERMINATED
 
 
+def test_an_async_pool_terminated_drops_what_waits_and_says_terminated() -> None:
+    """(What waited for a permit ran and was cancelled, and what ran said only CANCELLED.)"""
+    started, release, block = async_blocker()
+    pool = plait.Pool("async", workers=1)
+    try:
+        running = pool.submit(block)
+        queued = [pool.submit(double_soon, i) for i in range(3)]
+        assert started.wait(10)
+        pool.terminate()
+        with pytest.raises(CancelledError) as caught:
+            running.result(timeout=10)
+        assert caught.value.__cause__.reason is plait.CancelReason.TERMINATED  # type: ignore[union-attr]
+        assert all(f.cancelled() for f in queued)
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_an_async_map_closed_after_its_pool_shut_down_says_nothing() -> None:
+    """(Its batches' tokens, cancelled by the close, reached for the loop the shutdown had
+    closed: RuntimeError("Event loop is closed").)"""
+    pool = plait.Pool("async")
+    results: Any = pool.map(double_soon, range(3000))
+    assert next(results) == 0
+    pool.shutdown()
+    results.close()
+
+
 def test_shutdown_without_wait_still_finishes_the_work(backend: str) -> None:
     pool = plait.Pool(backend, workers=2)
     futures = [pool.submit(double, i) for i in range(10)]

@@ -259,3 +259,20 @@ def test_cancel_is_false_for_a_task_running_in_a_process(tmp_path: Path) -> None
         (tmp_path / "release").touch()
     assert handle.result() == "ran to the end"
     assert not handle.cancelled()
+
+
+def sleep_until_told() -> str:
+    plait.sleep(30)  # (raises plait.Cancelled once the group is cancelled)
+    return "never"
+
+
+def test_a_sibling_cancelled_for_a_failure_and_re_raised_by_the_block_keeps_the_failure() -> None:
+    """The block takes the result of a task the group cancelled because another failed: the
+    group still raises that failure (the Cancelled was taken for a Ctrl-C: it went up alone,
+    and the ValueError was lost)."""
+    error = ValueError("the real failure")
+    with pytest.raises(ExceptionGroup) as caught, plait.TaskGroup() as group:
+        group.submit(fail_with, error)
+        other = group.submit(sleep_until_told)
+        other.result()
+    assert caught.value.exceptions == (error,)

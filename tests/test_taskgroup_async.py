@@ -217,3 +217,21 @@ def test_a_failure_the_block_re_raises_is_reported_once() -> None:
     with pytest.raises(ExceptionGroup) as caught:
         asyncio.run(main())
     assert caught.value.exceptions == (error,)
+
+
+async def sleep_until_told() -> str:
+    await asyncio.sleep(30)
+    return "never"
+
+
+def test_a_sibling_cancelled_for_a_failure_and_awaited_by_the_block_keeps_the_failure() -> None:
+    error = ValueError("the real failure")
+
+    async def main() -> None:
+        async with plait.TaskGroup() as group:
+            group.submit(fail_soon, error)
+            await group.submit(sleep_until_told)
+
+    with pytest.raises(ExceptionGroup) as caught:
+        asyncio.run(main())
+    assert caught.value.exceptions == (error,)

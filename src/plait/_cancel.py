@@ -56,6 +56,11 @@ class CancelToken:
         return False
 
     @property
+    def cancelled_itself(self) -> bool:
+        """Whether this token was cancelled, not (only) an ancestor."""
+        return self._cancelled
+
+    @property
     def reason(self) -> CancelReason:
         """Why it was cancelled: the reason given to the nearest cancelled ancestor (or itself)."""
         token: CancelToken | None = self

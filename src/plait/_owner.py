@@ -37,14 +37,14 @@ class Owner:
         """Whether this process is a fork of the owner."""
         return self._forks != _forks
 
-    def check(self) -> None:
+    def check(self, what: str = "pool") -> None:
         """Raise ``PoolClosed`` in a fork of the owner."""
         if self._forks != _forks:
-            raise forked_error(self.pid)
+            raise forked_error(self.pid, what)
 
 
-def forked_error(owner: int) -> PoolClosed:
+def forked_error(owner: int, what: str = "pool") -> PoolClosed:
     return PoolClosed(
-        f"this pool belongs to the parent process (pid {owner}); this process is a fork of "
+        f"this {what} belongs to the parent process (pid {owner}); this process is a fork of "
         "it and cannot use its workers: create a new plait.Pool (or call plait.map) in the child"
     )

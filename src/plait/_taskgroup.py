@@ -270,6 +270,7 @@ class TaskGroup:
             self.cancel(CancelReason.SIBLING_FAILED)
 
     def _wait_for(self, handle: TaskHandle[Any], timeout: float | None) -> None:
+        self._engine.owner.check("task group")  # (in a fork, nothing would end the wait)
         # A task of this group may wait on a sibling: its pool runs a thread more meanwhile.
         with self._engine.backend.blocking(), self._cond:
             if not self._cond.wait_for(handle.done, timeout):
@@ -300,7 +301,8 @@ class TaskGroup:
         tb: TracebackType | None,
     ) -> None:
         self._exited = True
-        if exc is not None and not isinstance(exc, Exception):  # Ctrl-C in the block: stop now
+        self._engine.owner.check("task group")  # (a fork: its tasks are the parent's)
+        if exc is not None and self._interrupted_by(exc):  # Ctrl-C in the block: stop now
             self._stop_now(exc)
             return
         try:
@@ -312,6 +314,14 @@ class TaskGroup:
             raise
         self._close(exc)
 
+    def _interrupted_by(self, exc: BaseException) -> bool:
+        """Whether the block was left by an interruption (Ctrl-C, its task's cancellation),
+        which ends every task now; not by an error, nor by a ``Cancelled`` of this group's
+        own (``handle.result()`` of a task the group cancelled: its failures are the news)."""
+        if isinstance(exc, Exception):
+            return False
+        return not (isinstance(exc, Cancelled) and self._token.cancelled_itself)
+
     def _close(self, exc: BaseException | None) -> None:
         """Every task is done: shut the pools down, raise what failed."""
         for engine in self._engines():
@@ -322,8 +332,9 @@ class TaskGroup:
         if exc is not None:
             if not errors:
                 return  # the block's own exception propagates unchanged
-            # (Unless it is a task's failure, which the block re-raised: ``handle.result()``.)
-            if all(exc is not error for error in errors):
+            # (Unless it is a task's failure, which the block re-raised, ``handle.result()``,
+            # or what the group's cancellation, for those failures, made of another task.)
+            if all(exc is not error for error in errors) and not isinstance(exc, Cancelled):
                 errors.insert(0, exc)
         if len(errors) == 1 and isinstance(errors[0], TimeoutError) and self._timed_out:
             raise errors[0]

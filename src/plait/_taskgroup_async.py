@@ -106,7 +106,7 @@ async def exit_async(group: TaskGroup, exc: BaseException | None) -> None:
     """``__aexit__``: ``__exit__``'s rules, awaited."""
     group._exited = True
     try:
-        if exc is not None and not isinstance(exc, Exception):  # cancelled or Ctrl-C: stop now
+        if exc is not None and group._interrupted_by(exc):  # cancelled or Ctrl-C: stop now
             group._stop_now(exc)
             return
         if exc is not None:  # the block itself failed: its tasks have no reason to go on

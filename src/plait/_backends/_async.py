@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
@@ -82,7 +83,7 @@ class AsyncBackend(Unprobed):
         if task.token is not None:
             loop = self._loop
             assert loop is not None
-            task.token.on_cancel(lambda: loop.call_soon_threadsafe(running.cancel))
+            task.token.on_cancel(lambda: _soon(loop, running.cancel))
 
     def _done(self, running: asyncio.Task[None]) -> None:
         self._running.pop(running, None)
@@ -143,10 +144,9 @@ class AsyncBackend(Unprobed):
         idle = self._idle
         assert loop is not None
         assert idle is not None
-        with suppress(RuntimeError):  # the loop is closed: an earlier shutdown ended it
-            if cancel_pending:
-                loop.call_soon_threadsafe(self._drop_pending)
-            loop.call_soon_threadsafe(idle.set)
+        if cancel_pending:
+            _soon(loop, self._drop_pending)
+        _soon(loop, idle.set)
         if wait and thread is not threading.current_thread():
             thread.join()
 
@@ -166,15 +166,24 @@ class AsyncBackend(Unprobed):
         assert loop is not None
 
         def cancel_all() -> None:
-            for running in list(self._running):
+            self._drop_pending()  # (never started: dropped, as on a thread pool)
+            for running, batch in list(self._running.items()):
+                if batch.task.token is not None:  # (its items say why: terminated)
+                    batch.task.token.cancel(CancelReason.TERMINATED)
                 running.cancel()
             assert self._idle is not None
             self._idle.set()
 
-        with suppress(RuntimeError):  # (as in shutdown)
-            loop.call_soon_threadsafe(cancel_all)
+        _soon(loop, cancel_all)
         if thread is not threading.current_thread():
             thread.join()
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """``callback`` on the loop, from any thread; nothing once the loop is closed: a shutdown
+    ended it, and with it everything that ran there."""
+    with suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def _cancelled(task: Task) -> Cancelled:

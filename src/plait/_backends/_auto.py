@@ -292,10 +292,9 @@ class AutoBackend:
                     if job.kind is Kind.CALL
                     else "rate= is kept exactly only by threads sharing one bucket"
                 )
-                # As many threads as backend="thread" has: calls submitted one by one, often
-                # waiting (downloads, or on each other), are not to queue behind two.
-                width = self.spec.count or default_workers("thread")
-                self._settle(route, Plan("thread", width, why))
+                # (Calls submitted one by one, often waiting, on downloads or on each other,
+                # are not to queue behind two threads.)
+                self._settle(route, Plan("thread", self._thread_width(), why))
             else:
                 job.measure = True
         return route
@@ -457,12 +456,17 @@ class AutoBackend:
         self._idle.notify_all()
         return route, plan, waiting
 
+    def _thread_width(self) -> int:
+        """Threads for work not measured (calls, a map with rate=, a probe a shutdown ended):
+        as many as backend="thread" has, within the caller's ceiling (``max_count``)."""
+        return self.spec.count or min(default_workers("thread"), self.spec.max_count or MAXIMUM)
+
     def _settle_unmeasured(self, route: _Route) -> tuple[Plan, list[Task]]:
         """Settle ``route`` on threads before its probe measured enough (holding the lock):
         the pool shuts down. Return its plan and the tasks that waited for it."""
         plan = Plan(
             "thread",
-            self.spec.count or default_workers("thread"),  # (as wide as backend="thread")
+            self._thread_width(),
             "the pool shut down before its first items were measured: threads, which run any work",
         )
         return plan, self._settle(route, plan)
