@@ -6,7 +6,9 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Executor, Future, as_completed, wait
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -124,25 +126,42 @@ def async_blocker() -> tuple[threading.Event, threading.Event, Any]:
     return started, release, block
 
 
-def test_an_async_pool_drops_what_has_not_started_on_shutdown_cancel_futures() -> None:
-    """(On Pool("async") every submitted coroutine ran: each began at once, waiting for a
-    permit, and so could never be cancelled.)"""
+@dataclass
+class BusyAsyncPool:
+    pool: plait.Pool
+    running: Future[None]  # the one permit's coroutine, which waits for ``release``
+    queued: list[Future[int]]  # calls waiting for the permit
+    release: threading.Event
+
+
+@pytest.fixture
+def busy_async_pool() -> Iterator[BusyAsyncPool]:
+    """A Pool("async") of one permit, taken by a coroutine that waits; five calls wait."""
     started, release, block = async_blocker()
     pool = plait.Pool("async", workers=1)
     try:
         running = pool.submit(block)
         queued = [pool.submit(double_soon, i) for i in range(5)]
         assert started.wait(10)
-        closer = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
-        closer.start()
-        assert wait(queued, timeout=10).not_done == set()
-        release.set()
-        closer.join(30)
-        assert running.result(timeout=10) is None
-        assert all(f.cancelled() for f in queued)
+        yield BusyAsyncPool(pool, running, queued, release)
     finally:
         release.set()
         pool.shutdown()
+
+
+def test_an_async_pool_drops_what_has_not_started_on_shutdown_cancel_futures(
+    busy_async_pool: BusyAsyncPool,
+) -> None:
+    """(On Pool("async") every submitted coroutine ran: each began at once, waiting for a
+    permit, and so could never be cancelled.)"""
+    busy = busy_async_pool
+    closer = threading.Thread(target=busy.pool.shutdown, kwargs={"cancel_futures": True})
+    closer.start()
+    assert wait(busy.queued, timeout=10).not_done == set()
+    busy.release.set()
+    closer.join(30)
+    assert busy.running.result(timeout=10) is None
+    assert all(f.cancelled() for f in busy.queued)
 
 
 def test_an_async_pools_waiting_call_can_be_cancelled() -> None:
@@ -201,22 +220,16 @@ def test_a_call_running_when_its_pool_is_terminated_raises_cancelled_error() -> 
     assert caught.value.__cause__.reason is plait.CancelReason.TERMINATED
 
 
-def test_an_async_pool_terminated_drops_what_waits_and_says_terminated() -> None:
+def test_an_async_pool_terminated_drops_what_waits_and_says_terminated(
+    busy_async_pool: BusyAsyncPool,
+) -> None:
     """(What waited for a permit ran and was cancelled, and what ran said only CANCELLED.)"""
-    started, release, block = async_blocker()
-    pool = plait.Pool("async", workers=1)
-    try:
-        running = pool.submit(block)
-        queued = [pool.submit(double_soon, i) for i in range(3)]
-        assert started.wait(10)
-        pool.terminate()
-        with pytest.raises(CancelledError) as caught:
-            running.result(timeout=10)
-        assert caught.value.__cause__.reason is plait.CancelReason.TERMINATED  # type: ignore[union-attr]
-        assert all(f.cancelled() for f in queued)
-    finally:
-        release.set()
-        pool.shutdown()
+    busy = busy_async_pool
+    busy.pool.terminate()
+    with pytest.raises(CancelledError) as caught:
+        busy.running.result(timeout=10)
+    assert caught.value.__cause__.reason is plait.CancelReason.TERMINATED  # type: ignore[union-attr]
+    assert all(f.cancelled() for f in busy.queued)
 
 
 def test_an_async_map_closed_after_its_pool_shut_down_says_nothing() -> None:
