@@ -96,6 +96,34 @@ def test_waiting_work_runs_on_threads() -> None:
     assert "it waits" in results.plan.reason
 
 
+def takes_2_5_us(x: int) -> int:
+    """An item of 2.5 µs at the least, whatever the machine: tiny, but not clearly so."""
+    until = time.perf_counter() + 2.5e-6
+    while time.perf_counter() < until:
+        pass
+    return x
+
+
+@pytest.mark.parametrize(("fn", "clearly_tiny"), [(where, True), (takes_2_5_us, False)])
+def test_clearly_tiny_work_is_decided_after_a_few_dozen_items(
+    fn: Any, clearly_tiny: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work under a quarter of INLINE_BELOW an item needs PROBE_TINY_ITEMS items, not
+    PROBE_ITEMS (made endless here): a pause makes work look slower, never faster. Work of
+    2.5 µs an item still needs them all."""
+    monkeypatch.setattr(_auto, "PROBE_ITEMS", 10**9)
+    monkeypatch.setattr(_auto, "PROBE_SECONDS", float("inf"))
+    monkeypatch.setattr(_auto, "PROBE_LONG", float("inf"))
+    results = plait.map(fn, range(3000), chunksize=None)
+    out = list(results)
+    assert [x if isinstance(x, int) else x[0] for x in out] == list(range(3000))
+    if clearly_tiny:
+        skip_if_tiny_work_does_not_look_tiny(str(results.plan))
+        assert results.plan.backend == "inline", str(results.plan)
+    else:
+        assert results.plan.backend == "auto", str(results.plan)  # (still measuring)
+
+
 def test_one_batch_that_waited_is_enough_to_decide() -> None:
     """5 ms sleeps: the first item's batch settles the map on threads before its result
     reaches the consumer (three probe batches, one after another, cost a map of 10 ms sleeps

@@ -276,18 +276,18 @@ def test_the_window_waits_for_the_next_batch_in_order() -> None:
     first, second = window.take(), window.take()
     assert first is not None
     assert second is not None
-    window.done(second, Outcome(second.items))
+    window.done(second, Outcome(list(second.items)))
     assert window.pop() is None  # the second may not overtake the first
-    window.done(first, Outcome(first.items))
-    assert window.pop() == (first, Outcome(first.items))
-    assert window.pop() == (second, Outcome(second.items))
+    window.done(first, Outcome(list(first.items)))
+    assert window.pop() == (first, Outcome(list(first.items)))
+    assert window.pop() == (second, Outcome(list(second.items)))
     assert not window.finished()  # the input has not said it ended yet
     third = window.take()
     assert third == Taken(seq=2, first_index=4, items=[4, 5])
     assert window.take() is None  # the input ended
     assert not window.finished()  # the third batch is still out
-    window.done(third, Outcome(third.items))
-    assert window.pop() == (third, Outcome(third.items))
+    window.done(third, Outcome(list(third.items)))
+    assert window.pop() == (third, Outcome(list(third.items)))
     assert window.finished()
 
 

@@ -149,7 +149,7 @@ class MapRun:
         if plan is not None and plan is not self.plan:
             self._follow(plan)
         # (The items read so far could be run and handed out: a read that waits is enough.)
-        taken = self._window.take(None if self._input_instant else _read_slowly)
+        taken = self._window.take(None if self._input_instant else _read_slowly, sliced=True)
         if taken is None:
             return None  # (next_batch ends the map, or raises the input's error)
         self._lazy = LazyBatch(

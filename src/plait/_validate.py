@@ -97,7 +97,7 @@ def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | N
             )
         try:
             lengths.append(len(iterable))  # type: ignore[arg-type]
-        except TypeError:
+        except (TypeError, OverflowError):  # (no length; a range longer than sys.maxsize)
             lengths.append(None)
     known = [n for n in lengths if n is not None]
     if len(set(known)) > 1:

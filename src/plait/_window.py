@@ -53,11 +53,13 @@ B = TypeVar("B", bound=Batch)
 
 
 class Taken(NamedTuple):
-    """Items just read from the input: the ``seq``-th batch, starting at item ``first_index``."""
+    """Items just read from the input: the ``seq``-th batch, starting at item ``first_index``.
+    A list, unless ``take`` was asked for a slice (``sliced``): then a range's batch is a
+    range, a tuple's a tuple."""
 
     seq: int
     first_index: int
-    items: list[Any]
+    items: Sequence[Any]
 
 
 class MapWindow(Generic[B]):
@@ -98,7 +100,9 @@ class MapWindow(Generic[B]):
 
     # -- the input side ----------------------------------------------------------------------
 
-    def take(self, waited: Callable[[float, int], bool] | None = None) -> Taken | None:
+    def take(
+        self, waited: Callable[[float, int], bool] | None = None, *, sliced: bool = False
+    ) -> Taken | None:
         """The next batch to run, read from the input; None when the window is full or the
         input has ended. An input that raises ends the input: its error is raised by
         ``finished`` once every batch read before it was handed out.
@@ -106,7 +110,10 @@ class MapWindow(Generic[B]):
         ``waited(seconds, items)``, for an input that may wait for its next item: the batch
         is read in doubling parts, and once a part that took ``seconds`` to read makes
         ``waited`` True (results wait meanwhile), the input trickles in (``trickles``): the
-        batch is what was read so far, and every later one is a single item."""
+        batch is what was read so far, and every later one is a single item.
+
+        ``sliced``: a batch of a range, a tuple or a list may be a slice of it, not a list
+        (``read_slice``): a batch run lazily reads a range's items only as it runs."""
         if (
             self._exhausted
             or self._batches_out >= self._max_batches
@@ -114,6 +121,26 @@ class MapWindow(Generic[B]):
         ):
             return None
         size = self._sizer.next_size()
+        items: Sequence[Any] = []
+        if waited is None and not self._trickles and (part := read_slice(self._source, size)):
+            items = part if sliced or type(part) is list else list(part)
+            if len(items) < size:
+                self._exhausted = True
+        else:
+            items = self._read(size, waited)
+        if not items:
+            self._exhausted = True
+            return None
+        self._sizer.taken(len(items))
+        taken = Taken(self._next_seq, self._next_index, items)
+        self._next_seq += 1
+        self._next_index += len(items)
+        self._batches_out += 1
+        self._items_out += len(items)
+        return taken
+
+    def _read(self, size: int, waited: Callable[[float, int], bool] | None) -> list[Any]:
+        """Up to ``size`` items, read one by one (``take``)."""
         items: list[Any] = []
         try:
             if self._trickles:
@@ -128,16 +155,7 @@ class MapWindow(Generic[B]):
             self._exhausted = True
         if len(items) < size and not self._trickles:
             self._exhausted = True
-        if not items:
-            self._exhausted = True
-            return None
-        self._sizer.taken(len(items))
-        taken = Taken(self._next_seq, self._next_index, items)
-        self._next_seq += 1
-        self._next_index += len(items)
-        self._batches_out += 1
-        self._items_out += len(items)
-        return taken
+        return items
 
     def _read_watching(
         self, items: list[Any], size: int, waited: Callable[[float, int], bool]
@@ -293,6 +311,39 @@ _INSTANT: frozenset[type] = frozenset(
         ),
     )
 )
+
+
+# The iterators of a list, a tuple or a range: their pickle protocol (``__reduce__`` and
+# ``__setstate__``) says what they iterate over and where they are, and moves them on.
+_SLICEABLE: frozenset[type] = frozenset(
+    map(type, (iter([]), iter(()), iter(range(0)), iter(range(1 << 64))))
+)
+
+
+def read_slice(source: Iterator[Any], size: int) -> Sequence[Any] | None:
+    """The next ``size`` items (fewer at the end) of a list's, a tuple's or a range's
+    iterator, as one slice of what it iterates over, the iterator moved past them; None for
+    any other iterator. What reading them one by one would give, at a fraction of the cost: a
+    list's or a tuple's slice copies pointers, a range's makes no item at all (200,000 tiny
+    items run inline took 10 % longer than the builtin ``map``, read item by item)."""
+    if type(source) not in _SLICEABLE:
+        return None
+    reduced = source.__reduce__()
+    sequence, state = reduced[1][0], reduced[2] if len(reduced) > 2 else None
+    if type(sequence) not in (list, tuple, range) or not isinstance(state, int | None):
+        return None  # (not the protocol this was written for: read item by item)
+    # The state is the index into the sequence (list, tuple; a range before Python 3.12)
+    # or None: the sequence is what remains (a range since 3.12, which moves on relatively).
+    start = state or 0
+    items: Sequence[Any] = sequence[start : start + size]
+    if items:
+        moved = start + len(items) if state is not None else len(items)
+        source.__setstate__(moved)  # type: ignore[attr-defined]
+    # At the end, read on item by item: it ends the iterator for good (a list's would
+    # otherwise give what the list gains later), and takes what a list gained meanwhile.
+    if len(items) < size and (more := list(islice(source, size - len(items)))):
+        items = [*items, *more]
+    return items
 
 
 def instant(source: Iterator[Any]) -> bool:

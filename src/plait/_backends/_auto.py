@@ -23,6 +23,7 @@ Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to p
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -63,6 +64,10 @@ PROBE_SECONDS = 0.002  # measured work, batches run alone, before deciding
 PROBE_MIN_BATCHES = 3
 PROBE_LONG = 0.05
 PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
+# ... or this many, in PROBE_MIN_BATCHES, if each took less than a quarter of INLINE_BELOW:
+# clearly tiny work (a pause can make work look slower, never faster), which pays for each
+# batch of its probe (10 of them were a fifth of a map of 200,000 x * 2 on Python 3.11).
+PROBE_TINY_ITEMS = 64
 PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
 # Two batches run together again, up to this many rounds, until both threads have had a core
 # for this long while they overlapped (a busy machine lends one of them none for a while).
@@ -189,6 +194,9 @@ class AutoBackend:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a probe has nothing left
         self._watching = threading.Condition(self._lock)  # notified when a probe batch starts
+        # ... unless the watcher looks before that batch is due anyway: perf_counter() when
+        # it wakes next (waking it for each batch kept the probe's thread from the GIL)
+        self._watcher_wakes = 0.0
         self._watcher: threading.Thread | None = None
         self._resizing = threading.Lock()  # (taken before _lock, never while holding it)
         self._closed = False
@@ -349,7 +357,8 @@ class AutoBackend:
         watched = _Watched(task)  # (reads its clocks: not while holding the lock)
         with self._lock:
             route.watched[id(task)] = watched
-            self._watching.notify_all()
+            if self._watcher_wakes > watched.since + WATCH_AFTER:
+                self._watching.notify_all()
         return True
 
     def watch(self) -> float | None:
@@ -394,7 +403,9 @@ class AutoBackend:
                     finally:
                         self._lock.acquire()
                     continue
+                self._watcher_wakes = math.inf if due is None else time.perf_counter() + due
                 self._watching.wait(due)
+                self._watcher_wakes = 0.0
             self._watcher = None
 
     def _look(self, now: float) -> tuple[list[tuple[_Route, Plan, list[Task]]], float | None]:
@@ -570,6 +581,11 @@ class AutoBackend:
                 f"its first {route.batches} batches all failed before they could be measured",
             )
         enough = route.items >= PROBE_ITEMS or route.busy >= PROBE_LONG
+        enough |= (
+            route.items >= PROBE_TINY_ITEMS
+            and len(route.shares) >= PROBE_MIN_BATCHES
+            and _per_item(route) < INLINE_BELOW / 4
+        )
         enough |= route.busy >= PROBE_SECONDS and len(route.shares) >= PROBE_MIN_BATCHES
         enough |= route.clearly_waits
         if route.items == 0 or not enough:
