@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -494,6 +495,88 @@ def test_abandoning_a_map_tells_running_thread_tasks_to_stop() -> None:
         assert running.wait(10)
         results.close()
         assert saw_cancel.wait(10)
+
+
+@pytest.fixture
+def patient_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Thread terminations that would wait 30 s for a running task, and an Event that lets
+    that task go (set at the end of the test, whatever happened)."""
+    from plait._backends import _thread
+
+    monkeypatch.setattr(_thread, "TERMINATE_GRACE", 30.0)
+    release = threading.Event()
+    yield release
+    release.set()
+
+
+def held_until(release: threading.Event) -> Any:
+    def held(x: int) -> int:
+        if x == 1:
+            assert release.wait(60)  # (it does not look at plait.cancelled())
+        return x
+
+    return held
+
+
+@pytest.mark.parametrize("backend", ["thread", "auto"])
+def test_a_maps_deadline_is_kept_while_a_thread_item_runs_on(
+    backend: str, patient_threads: threading.Event
+) -> None:
+    """(Its TimeoutError came after the grace a stopped map gives running thread tasks, half a
+    second, patched to 30 s here: the deadline is the consumer's, it goes on at once.)"""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        list(plait.map(held_until(patient_threads), range(3), backend=backend, timeout=0.2))
+    assert time.monotonic() - started < 10
+
+
+def test_an_aborted_map_does_not_wait_for_a_running_thread_item(
+    patient_threads: threading.Event,
+) -> None:
+    results = plait.map(held_until(patient_threads), range(3), backend="thread", chunksize=1)
+    assert next(results) == 0
+    aborted = threading.Timer(0.05, results.abort)  # (next() waits for item 1 meanwhile)
+    aborted.start()
+    started = time.monotonic()
+    with pytest.raises(plait.Cancelled):
+        next(results)
+    results.close()
+    aborted.join()
+    assert time.monotonic() - started < 10
+
+
+def test_a_cancelled_amap_does_not_wait_for_a_running_thread_item(
+    patient_threads: threading.Event,
+) -> None:
+    import asyncio
+
+    async def main() -> None:
+        await asyncio.wait_for(plait.amap(held_until(patient_threads), range(3)), 0.2)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert time.monotonic() - started < 10
+
+
+def test_break_leaves_no_item_of_the_map_running_that_stops_when_told() -> None:
+    """Stopped by its consumer, a map gives its running thread tasks a moment to see
+    plait.cancelled() before it returns: code after the loop does not race them."""
+    running, ended = threading.Event(), threading.Event()
+
+    def polite(x: int) -> int:
+        if x == 1:
+            running.set()
+            while not plait.cancelled():
+                time.sleep(0.001)
+            ended.set()
+        return x
+
+    for value in plait.map(polite, range(3), backend="thread", chunksize=1):
+        assert value == 0
+        assert running.wait(10)
+        break
+    assert ended.is_set()
 
 
 # -- rate limits ----------------------------------------------------------------------------

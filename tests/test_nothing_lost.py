@@ -424,7 +424,7 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
             pass
 
-        def terminate(self) -> None:
+        def terminate(self, *, grace: bool = True) -> None:
             pass
 
         def started(self) -> bool:
@@ -444,7 +444,7 @@ def test_a_crashed_batch_does_not_teach_the_sizer_that_batches_are_free() -> Non
         errors="return",
         deadline=None,
         observer=MapObserver(),
-        on_close=lambda complete: None,
+        on_close=lambda complete, hurried: None,
         total=None,
     )
     while run.next_batch() is not None:

@@ -75,7 +75,7 @@ class FakeBackend(Unprobed):
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self.closed = True
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         self.closed = True
 
     def started(self) -> bool:
@@ -117,7 +117,11 @@ def open_run(
         errors=errors,
         deadline=None,
         observer=MapObserver(),
-        on_close=(closed.append if closed is not None else lambda complete: None),
+        on_close=(
+            (lambda complete, hurried: closed.append(complete))
+            if closed is not None
+            else lambda complete, hurried: None
+        ),
         total=None,
     )
     return MapIterator(run)

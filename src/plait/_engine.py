@@ -117,9 +117,10 @@ class Engine:
         iterables: tuple[Iterable[Any], ...],
         options: MapOptions,
         *,
-        on_close: Callable[[bool], None] = lambda complete: None,
+        on_close: Callable[[bool, bool], None] = lambda complete, hurried: None,
     ) -> MapIterator[Any]:
-        """A lazy map of ``fn`` over ``iterables``; ``on_close(complete)`` runs when it ends."""
+        """A lazy map of ``fn`` over ``iterables``; ``on_close(complete, hurried)`` runs when it
+        ends (``hurried``: its deadline passed, or it was aborted: nothing is to be waited for)."""
         self.owner.check()
         where = options.where
         backend = self.backend
@@ -129,11 +130,11 @@ class Engine:
         job, observer = prepare_map(fn, iterables, options, backend.name, backend.workers)
         job.total = total
 
-        def closed(complete: bool) -> None:
+        def closed(complete: bool, hurried: bool) -> None:
             backend.release(job)
             if options.trace is not None:
                 options.trace.map_ended()
-            on_close(complete)
+            on_close(complete, hurried)
 
         # A timed item travels alone: a batch's deadline would not say which item overran.
         fixed = 1 if options.task_timeout is not None else options.chunksize
@@ -161,9 +162,9 @@ class Engine:
         if not self.owner.forked():  # (the owner shuts its workers down)
             self.backend.shutdown(wait=wait, cancel_pending=cancel_pending)
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         if not self.owner.forked():
-            self.backend.terminate()
+            self.backend.terminate(grace=grace)
 
 
 def _releasing(
@@ -224,13 +225,16 @@ def open_owned_map(
     options: MapOptions,
 ) -> MapIterator[Any]:
     """A map with workers of its own (``plait.map``), started on its first result and ended
-    with it: shut down when it completes, terminated when it is abandoned or fails."""
+    with it: shut down when it completes, terminated when it is abandoned or fails: its
+    running thread tasks are told to stop and given a moment to (``break`` then leaves none
+    of its quick items running), unless the map was in a hurry (its deadline passed, or
+    ``abort()``: the consumer goes on at once, and their threads are abandoned)."""
     engine = Engine(backend, as_workers(workers))
 
-    def end(complete: bool) -> None:
+    def end(complete: bool, hurried: bool) -> None:
         if complete:
             engine.shutdown(wait=True)
         else:
-            engine.terminate()
+            engine.terminate(grace=not hurried)
 
     return engine.open_map(fn, iterables, options, on_close=end)

@@ -73,7 +73,7 @@ class MapRun:
         errors: Literal["raise", "return"],
         deadline: float | None,
         observer: MapObserver,
-        on_close: Callable[[bool], None],
+        on_close: Callable[[bool, bool], None],
         total: int | None,
         task_timeout: float | None = None,
         trace: _trace.Trace | None = None,
@@ -112,6 +112,9 @@ class MapRun:
         self._run_at_once = False
         self._lazy: LazyBatch | None = None  # the lazy batch being handed out, if any
         self._aborted = False  # set by abort(), from any thread
+        # Its deadline passed, or abort(): whatever runs is not waited for as it closes
+        # (``on_close(complete, hurried)``): its consumer goes on now, as it asked.
+        self._hurried = False
         self.closed = False
 
     # -- consumer side ---------------------------------------------------------------------
@@ -253,6 +256,7 @@ class MapRun:
         if self._deadline is not None:
             remaining = self._deadline - now
             if remaining <= 0:
+                self._hurried = True
                 raise TimeoutError("the map did not finish within its timeout")
             limits.append(remaining)
         if look_at is not None:
@@ -351,6 +355,7 @@ class MapRun:
         raises Cancelled): running tasks are told to stop. ``close()`` still releases the
         workers, from the consumer's side."""
         self._token.cancel(CancelReason.ABANDONED)
+        self._hurried = True
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
@@ -368,7 +373,7 @@ class MapRun:
         with self._cond:
             self._window.clear()
         try:
-            self._on_close(self._complete)
+            self._on_close(self._complete, self._hurried)
         finally:
             if self._started:
                 self._observer.finished()

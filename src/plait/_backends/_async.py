@@ -156,7 +156,7 @@ class AsyncBackend(Unprobed):
     def blocking(self) -> AbstractContextManager[object]:
         return nullcontext()  # its workers are not threads of this process
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         with self._lock:
             self._closed = True
             thread = self._thread

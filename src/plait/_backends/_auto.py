@@ -272,7 +272,7 @@ class AutoBackend:
         for backend in self._backends():
             backend.shutdown(wait=wait, cancel_pending=cancel_pending)
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         with self._lock:
             self._closed = self._dropping = True
             dropped = self._drop_waiting()
@@ -280,7 +280,7 @@ class AutoBackend:
         for task in dropped:
             task.discard(task)
         for backend in self._backends():
-            backend.terminate()
+            backend.terminate(grace=grace)
 
     def started(self) -> bool:
         return any(backend.started() for backend in self._backends())

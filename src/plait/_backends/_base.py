@@ -51,9 +51,12 @@ class Backend(Protocol):
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         """Stop taking work; with ``wait``, return once every worker is gone."""
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         """Stop now: drop pending work, end workers without waiting for running tasks when
-        the backend can (processes), and return once they are gone."""
+        the backend can (processes), and return once they are gone. Running thread tasks are
+        told to stop and, with ``grace``, given half a second to do so before their threads
+        are abandoned (an explicit ``terminate()``, Ctrl-C on a pool); without it they are
+        abandoned at once (a ``plait.map`` stopped early: its consumer goes on at once)."""
 
     def started(self) -> bool:
         """Whether it has started workers (threads, processes, an event loop) that only a

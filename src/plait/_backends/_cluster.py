@@ -157,7 +157,7 @@ class ClusterBackend(Unprobed):
                 self._idle.wait()
         self._disconnect()
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         with self._lock:
             self._closed = True
             dropped = list(self._pending)

@@ -90,7 +90,7 @@ class InlineBackend(Unprobed):
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self._closed = True
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:
         self._closed = True
 
     def started(self) -> bool:

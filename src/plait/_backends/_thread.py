@@ -376,15 +376,15 @@ class ThreadBackend(Unprobed):
         if wait:
             self._wait_for_threads(None)
 
-    def terminate(self) -> None:
-        """Drop pending work; give running tasks a moment (their tokens are cancelled by their
-        owners), then abandon the threads that are still busy."""
+    def terminate(self, *, grace: bool = True) -> None:
+        """Drop pending work; tell running tasks to stop, give them a moment (``grace``), then
+        abandon the threads that are still busy."""
         self.shutdown(wait=False, cancel_pending=True)
         with self._cond:
             for task, _ in self._running.values():
                 if task.token is not None:
                     task.token.cancel(CancelReason.TERMINATED)
-        if not self._wait_for_threads(TERMINATE_GRACE):
+        if not self._wait_for_threads(TERMINATE_GRACE if grace else 0.0):
             with self._cond:
                 for thread in self._live:
                     self._give_up(thread)

@@ -131,7 +131,7 @@ class ProcessBackend(Unprobed):
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self._close(wait=wait, cancel_pending=cancel_pending, stop_now=False)
 
-    def terminate(self) -> None:
+    def terminate(self, *, grace: bool = True) -> None:  # (a process is ended at once)
         self._close(wait=True, cancel_pending=True, stop_now=True)
 
     def _close(self, *, wait: bool, cancel_pending: bool, stop_now: bool) -> None:
