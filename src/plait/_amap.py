@@ -14,15 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from . import _trace
 from . import _validate as check
 from ._api import resolve_backend
 from ._async_call import DEFAULT_ASYNC_WORKERS, run_item
+from ._async_input import Buffer, Inputs, bridged, is_async_iterable
 from ._chunking import ChunkSizer
 from ._engine import open_owned_map, prepare_map
 from ._errors import Cancelled, CancelReason
@@ -79,7 +88,7 @@ class AsyncMapIterator(Generic[R]):
 
 def amap(
     fn: Callable[..., Any],
-    *iterables: Iterable[Any],
+    *iterables: Iterable[Any] | AsyncIterable[Any],
     workers: int | None = None,
     backend: str = "auto",
     errors: Literal["raise", "return"] = "raise",
@@ -89,31 +98,64 @@ def amap(
 
     It takes ``plait.map``'s keywords. An ``async def`` function runs on this loop, one
     coroutine per item (``chunksize`` does not apply); a plain function runs on a plait pool.
+    An input may be an async iterable (read on this loop), and one that waits for its items
+    (a generator, a file) is read on a thread of its own: the loop never blocks on it.
     """
     where = "plait.amap"
     check.check_fn(fn, where)
     backend = resolve_backend(fn, backend, workers, where)
     built = MapOptions.build(where, errors, options)
+    total = check.check_iterables(iterables, where, async_ok=True)
     if backend != "async":
-        results = open_owned_map(fn, iterables, backend, workers, built)
-        return AsyncMapIterator(_from_blocking(results), results.close)
+        bridge = Bridge()  # (an async input is read on the loop, for the pool's reading thread)
+        plain = tuple(
+            bridge.wrap(it) if is_async_iterable(it) else cast(Iterable[Any], it)
+            for it in iterables
+        )
+        results = open_owned_map(fn, plain, backend, workers, built)
+        return AsyncMapIterator(_from_blocking(results, bridge), results.close)
     if not isinstance(workers, int | None):
         raise TypeError(f"{where}: workers must be an int for an async function")
-    total = check.check_iterables(iterables, where)
     limit = workers or DEFAULT_ASYNC_WORKERS
     job, observer = prepare_map(fn, iterables, built, "async", limit)
+    inputs = Inputs(iterables, where)
+    # An input at hand (lists, ranges) is read by the window itself; any other through a
+    # buffer that the loop fills without blocking (``_async_input``).
+    buffer = None if inputs.at_hand else Buffer()
     window: MapWindow[Taken] = MapWindow(
-        open_input(iterables, where),
+        open_input(cast(tuple[Iterable[Any], ...], iterables), where) if buffer is None else buffer,
         ChunkSizer("async", limit, fixed=1),  # one coroutine per item
         ordered=built.ordered,
         raise_errors=built.errors == "raise",
         max_batches=limit,
         max_items=limit,
     )
-    return AsyncMapIterator(_coroutines(job, window, built, observer, total), lambda: None)
+    driven = _coroutines(job, window, built, observer, total, inputs if buffer else None, buffer)
+    return AsyncMapIterator(driven, lambda: None)
 
 
-async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
+class Bridge:
+    """The async inputs of a map on a pool, each read as a plain iterator by the pool's
+    reading thread, one item at a time on the caller's loop (``_async_input.bridged``)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None  # set as the map starts, on it
+        self.pending: list[Future[Any]] = []  # the read under way
+
+    def wrap(self, iterable: Any) -> Iterator[Any]:
+        def items() -> Iterator[Any]:
+            assert self.loop is not None
+            yield from bridged(iterable, self.loop, self.pending)
+
+        return items()
+
+    def cancel(self) -> None:
+        """End the read under way (its error ends the input): the map is cancelled."""
+        for future in list(self.pending):
+            future.cancel()
+
+
+async def _from_blocking(results: MapIterator[Any], bridge: Bridge) -> AsyncIterator[Any]:
     """A plait map's results, each fetched on a helper thread: the loop never blocks.
 
     When the caller is cancelled (``asyncio.wait_for``, a TaskGroup, Ctrl-C under
@@ -121,7 +163,7 @@ async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
     the work is stopped (processes terminated, threads told to stop) and the cancellation goes
     on its way.
     """
-    loop = asyncio.get_running_loop()
+    loop = bridge.loop = asyncio.get_running_loop()
     # A thread of its own: waiting fetches must not hold the threads of the loop's default
     # executor, which asyncio.to_thread and getaddrinfo (every new connection) need.
     fetcher = ThreadPoolExecutor(1, thread_name_prefix="plait-amap-fetch")
@@ -137,6 +179,7 @@ async def _from_blocking(results: MapIterator[Any]) -> AsyncIterator[Any]:
     finally:
         if fetch is not None:  # cancelled while a fetch was waiting: end it, then close
             results.abort()
+            bridge.cancel()  # (the fetch may be reading an async input, on this loop)
             await asyncio.wait([fetch])
             if not fetch.cancelled():
                 fetch.exception()  # of no interest now (asyncio would report it, unretrieved)
@@ -152,10 +195,15 @@ async def _coroutines(
     options: MapOptions,
     observer: MapObserver,
     total: int | None,
+    inputs: Inputs | None = None,
+    buffer: Buffer | None = None,
 ) -> AsyncIterator[Any]:
     """Run an async job on this loop, one coroutine per item the window lets in: the same
-    window, order and error handling as a map on a pool (``_window``), driven by coroutines."""
+    window, order and error handling as a map on a pool (``_window``), driven by coroutines.
+    With ``inputs``, the window reads ``buffer``, which a read of ``inputs`` fills while the
+    coroutines run: an input that waits holds up neither them nor the results."""
     running: dict[asyncio.Task[Any], Taken] = {}
+    reading: asyncio.Task[Any] | None = None  # the next item's read, while it waits
     # While a trace is open: when each began, and how often it was retried.
     started: dict[asyncio.Task[Any], tuple[float, list[int]]] = {}
     wake = asyncio.Event()
@@ -174,10 +222,30 @@ async def _coroutines(
         observer.progressed(1)
         wake.set()
 
+    def read(done: asyncio.Task[Any]) -> None:
+        nonlocal reading
+        reading = None
+        assert buffer is not None
+        if done.cancelled():  # (the map is closing)
+            return
+        error = done.exception()
+        if error is None:
+            buffer.put(done.result())
+        else:
+            buffer.fail(error)
+        wake.set()
+
     observer.started(total)
     try:
         while True:
-            while (taken := window.take()) is not None:
+            while True:
+                if buffer is not None and inputs is not None and not buffer.ready:
+                    if reading is None and window.has_room():  # (one read at a time)
+                        reading = asyncio.ensure_future(inputs.read())
+                        reading.add_done_callback(read)
+                    break
+                if (taken := window.take()) is None:
+                    break
                 traced = _trace.active or options.trace is not None
                 tally = [0] if traced else None
                 task = asyncio.ensure_future(
@@ -201,6 +269,10 @@ async def _coroutines(
             wake.clear()  # no callback runs between the pop above and here: nothing is missed
             await _by_deadline(wake.wait(), options.deadline)
     finally:
+        if reading is not None:
+            reading.cancel()
+        if inputs is not None:
+            inputs.close()
         left = list(running)
         running.clear()
         started.clear()

@@ -195,7 +195,7 @@ def _releasing(
 
 def prepare_map(
     fn: Callable[..., Any],
-    iterables: tuple[Iterable[Any], ...],
+    iterables: tuple[object, ...],
     options: MapOptions,
     backend: str,
     workers: int,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import types
-from collections.abc import Iterable
 from typing import Any
 
 from ._backends import BACKENDS
@@ -84,19 +83,30 @@ def check_timeout(timeout: object, where: str, name: str = "timeout") -> None:
         )
 
 
-def check_iterables(iterables: tuple[Iterable[Any], ...], where: str) -> int | None:
-    """Check the inputs; return their common length when every one has a length."""
+def check_iterables(
+    iterables: tuple[Any, ...], where: str, *, async_ok: bool = False
+) -> int | None:
+    """Check the inputs; return their common length when every one has a length.
+    ``async_ok``: async iterables are inputs too (``plait.amap``)."""
     if not iterables:
         raise TypeError(f"{where}: give at least one iterable of inputs, e.g. {where}(fn, items)")
     lengths: list[int | None] = []
     for position, iterable in enumerate(iterables, start=1):
+        if hasattr(iterable, "__aiter__") and not hasattr(iterable, "__iter__"):
+            if not async_ok:
+                raise TypeError(
+                    f"{where}: iterable #{position} is a {type(iterable).__name__}, an async "
+                    "iterable; in async code use plait.amap, which reads it on the event loop"
+                )
+            lengths.append(None)
+            continue
         if not hasattr(iterable, "__iter__") and not hasattr(iterable, "__getitem__"):
             raise TypeError(
                 f"{where}: iterable #{position} is a {type(iterable).__name__}, which is not "
                 "iterable; pass a list, a generator or any other iterable"
             )
         try:
-            lengths.append(len(iterable))  # type: ignore[arg-type]
+            lengths.append(len(iterable))
         except (TypeError, OverflowError):  # (no length; a range longer than sys.maxsize)
             lengths.append(None)
     known = [n for n in lengths if n is not None]

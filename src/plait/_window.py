@@ -194,6 +194,14 @@ class MapWindow(Generic[B]):
     def trickling(self) -> bool:
         return self._trickles
 
+    def has_room(self) -> bool:
+        """Whether ``take`` would read now: the input goes on, and the window is not full."""
+        return (
+            not self._exhausted
+            and self._batches_out < self._max_batches
+            and self._items_out < self._max_items
+        )
+
     def out(self) -> bool:
         """Whether batches were read and not yet handed out."""
         return self._batches_out > 0
