@@ -74,9 +74,11 @@ def test_an_abandoned_map_tells_its_tasks_why() -> None:
             plait.sleep(30)
         except plait.Cancelled as exc:
             seen.append(exc.reason)
+            told.set()
             raise
         return x
 
+    told = threading.Event()  # (an aborted map does not wait for its running task to end)
     results = plait.map(waits, [1], workers=1)
     ended: list[BaseException] = []
 
@@ -92,6 +94,7 @@ def test_an_abandoned_map_tells_its_tasks_why() -> None:
     results.abort()
     reader.join(30)
     results.close()
+    assert told.wait(30)
     assert seen == [CancelReason.ABANDONED]
     [error] = ended
     assert isinstance(error, plait.Cancelled)
