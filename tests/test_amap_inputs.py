@@ -6,6 +6,7 @@ never waits for an input's next item."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
 import time
@@ -146,7 +147,7 @@ def stalled_feed() -> Iterator[queue.Queue[int | None]]:
     yield feed
     feed.put(None)
     for thread in threading.enumerate():
-        if thread.name == "plait-amap-input":
+        if thread.name in ("plait-amap-input", "plait-amap-fetch"):
             thread.join(10)
 
 
@@ -191,3 +192,83 @@ def test_several_inputs_async_and_plain_together() -> None:
 def test_plait_map_given_an_async_iterable_points_to_amap() -> None:
     with pytest.raises(TypeError, match=r"async iterable; in async code use plait\.amap"):
         plait.map(plain_twice, agen(3))  # type: ignore[call-overload]  # (mypy says so too)
+
+
+def cancelled_after_two() -> Iterator[int]:
+    yield from range(2)
+    raise asyncio.CancelledError("from the input")
+
+
+async def async_cancelled_after_two() -> AsyncIterator[int]:
+    for x in range(2):
+        yield x
+    raise asyncio.CancelledError("from the input")
+
+
+@pytest.mark.parametrize("make", [cancelled_after_two, async_cancelled_after_two])
+def test_an_input_that_raises_cancelled_error_raises_it_to_the_consumer(make: Any) -> None:
+    """(It was taken for the map's own cancellation: the map hung, or ended early as if the
+    input had.)"""
+
+    async def main() -> list[int]:
+        return await asyncio.wait_for(plait.amap(twice, make()), 30)
+
+    with pytest.raises(asyncio.CancelledError, match="from the input"):
+        asyncio.run(main())
+
+
+def test_a_deadline_is_kept_while_results_keep_coming() -> None:
+    """A consumer slower than the workers always finds a result ready: the deadline was only
+    looked at while it waited, so it never came."""
+
+    async def main() -> None:
+        async for _ in plait.amap(plain_twice, itertools.count(), backend="thread", timeout=0.3):
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_cancellation_does_not_wait_for_a_pool_maps_input(
+    backend: str, stalled_feed: queue.Queue[int | None]
+) -> None:
+    """A plain function's map reads its input in the thread that fetches its results: that
+    thread is not waited for (it ends once the input gives its next item)."""
+
+    async def bounded() -> None:
+        await asyncio.wait_for(plait.amap(plain_twice, fed_by(stalled_feed), backend=backend), 1)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(bounded())
+    assert time.monotonic() - started < 20
+
+
+def test_a_pool_maps_deadline_is_kept_while_its_input_waits(
+    stalled_feed: queue.Queue[int | None],
+) -> None:
+    async def main() -> list[int]:
+        return await plait.amap(plain_twice, fed_by(stalled_feed), backend="thread", timeout=0.5)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not finish within its timeout"):
+        asyncio.run(main())
+    assert time.monotonic() - started < 20
+
+
+def test_leaving_a_pool_maps_block_while_its_input_waits(
+    stalled_feed: queue.Queue[int | None],
+) -> None:
+    """(Closing the map's generator, still inside its thread's read of the input, raised
+    ValueError: generator already executing.)"""
+
+    async def main() -> None:
+        async with plait.amap(plain_twice, fed_by(stalled_feed), backend="thread") as results:
+            # (Item 0's result waits too: the thread that would hand it out is reading.)
+            await asyncio.wait_for(results.__anext__(), 0.3)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())

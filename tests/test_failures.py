@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -610,3 +611,51 @@ def test_rate_on_processes_is_shared_out_among_workers() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="rate must be > 0"):
         plait.map(abs, [1], rate=0)
+
+
+def test_a_maps_deadline_is_kept_for_a_consumer_slower_than_its_workers() -> None:
+    """(The deadline was only looked at while the consumer waited for a result.)"""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        for _ in plait.map(abs, itertools.count(), backend="thread", workers=2, timeout=0.3):
+            time.sleep(0.0001)  # (the consumer's own work: slower than the workers')
+    assert time.monotonic() - started < 30
+
+
+def test_a_deadline_and_an_abort_are_kept_while_an_input_trickles_in() -> None:
+    """An input that gives an item every so often always has a result ready for the
+    consumer, which never waits: neither was acted on until the input ended (after 1 s at
+    the least, here: the deadline and the abort come at 0.3 s)."""
+
+    def trickle() -> Iterator[int]:
+        for item in range(50):
+            time.sleep(0.02)  # (the input's own pace: a socket, tail -f)
+            yield item
+
+    def read(results: Any) -> str:
+        try:
+            for _ in results:
+                pass
+        except TimeoutError:
+            return "timeout"
+        except plait.Cancelled:
+            return "cancelled"
+        return "ended"
+
+    assert read(plait.map(abs, trickle(), backend="thread", timeout=0.3)) == "timeout"
+    aborted = plait.map(abs, trickle(), backend="thread")
+    timer = threading.Timer(0.3, aborted.abort)
+    timer.start()
+    assert read(aborted) == "cancelled"
+    timer.join()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "auto"])
+def test_abort_before_the_first_result_runs_nothing(backend: str) -> None:
+    ran: list[int] = []
+    results = plait.map(ran.append, range(100), backend=backend)
+    results.abort()
+    with pytest.raises(plait.Cancelled):
+        next(results)
+    results.close()
+    assert ran == []

@@ -23,7 +23,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
@@ -31,7 +31,7 @@ from . import _trace
 from . import _validate as check
 from ._api import resolve_backend
 from ._async_call import DEFAULT_ASYNC_WORKERS, run_item
-from ._async_input import Buffer, Inputs, bridged, is_async_iterable
+from ._async_input import END, Buffer, Inputs, ReaderThread, bridged, is_async_iterable, off_loop
 from ._chunking import ChunkSizer
 from ._engine import open_owned_map, prepare_map
 from ._errors import Cancelled, CancelReason
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 R = TypeVar("R")
-_DONE = object()
 
 
 class AsyncMapIterator(Generic[R]):
@@ -113,7 +112,8 @@ def amap(
             for it in iterables
         )
         results = open_owned_map(fn, plain, backend, workers, built)
-        return AsyncMapIterator(_from_blocking(results, bridge), results.close)
+        fetched = _from_blocking(results, bridge, built.deadline)
+        return AsyncMapIterator(fetched, lambda: _close_unless_closed(results))
     if not isinstance(workers, int | None):
         raise TypeError(f"{where}: workers must be an int for an async function")
     limit = workers or DEFAULT_ASYNC_WORKERS
@@ -155,38 +155,56 @@ class Bridge:
             future.cancel()
 
 
-async def _from_blocking(results: MapIterator[Any], bridge: Bridge) -> AsyncIterator[Any]:
+def _close_unless_closed(results: MapIterator[Any]) -> None:
+    """Close a map that its fetching did not close (it never started). One it did may still
+    be inside its thread's read of the input: closing its generator there would raise."""
+    if not results._run.closed:
+        results.close()
+
+
+async def _from_blocking(
+    results: MapIterator[Any], bridge: Bridge, deadline: float | None
+) -> AsyncIterator[Any]:
     """A plait map's results, each fetched on a helper thread: the loop never blocks.
 
     When the caller is cancelled (``asyncio.wait_for``, a TaskGroup, Ctrl-C under
-    ``asyncio.run``) while a fetch waits, the map is aborted: the waiting fetch returns at once,
-    the work is stopped (processes terminated, threads told to stop) and the cancellation goes
-    on its way.
+    ``asyncio.run``) while a fetch is under way, the map is aborted and closed, and the
+    cancellation goes on its way at once: the work is stopped (processes terminated, threads
+    told to stop). The fetch itself is not waited for: it may be reading the map's input, for
+    as long as that takes (its thread, a daemon, then ends). The map's deadline is kept here
+    too: its own thread does not see it while it reads an input that waits.
     """
-    loop = bridge.loop = asyncio.get_running_loop()
+    bridge.loop = asyncio.get_running_loop()
     # A thread of its own: waiting fetches must not hold the threads of the loop's default
     # executor, which asyncio.to_thread and getaddrinfo (every new connection) need.
-    fetcher = ThreadPoolExecutor(1, thread_name_prefix="plait-amap-fetch")
-    fetch: asyncio.Future[Any] | None = None
+    fetcher = ReaderThread(iter(results), name="plait-amap-fetch")
+    fetch: asyncio.Task[Any] | None = None
     try:
         while True:
-            fetch = loop.run_in_executor(fetcher, next, results, _DONE)
-            result = await asyncio.shield(fetch)
+            fetch = asyncio.ensure_future(fetcher.read())
+            result = await _by_deadline(asyncio.shield(fetch), deadline)
             fetch = None
-            if result is _DONE:
+            if result is END:
                 return
             yield result
     finally:
-        if fetch is not None:  # cancelled while a fetch was waiting: end it, then close
-            results.abort()
+        if fetch is not None:  # cancelled while a fetch was under way: end it
+            reading = results.abort()
             bridge.cancel()  # (the fetch may be reading an async input, on this loop)
-            await asyncio.wait([fetch])
-            if not fetch.cancelled():
-                fetch.exception()  # of no interest now (asyncio would report it, unretrieved)
-        try:
-            await loop.run_in_executor(fetcher, results.close)
-        finally:
-            fetcher.shutdown(wait=True)  # idle by now: it ends at once
+            if not reading or bridge.pending:
+                await asyncio.wait([fetch])  # (it ends at once: Cancelled)
+                if not fetch.cancelled():
+                    fetch.exception()  # of no interest now (asyncio would report it, unretrieved)
+                await off_loop(results.close)
+            else:
+                # It is in a read of the input, which may wait for good: not waited for. The
+                # map is closed from here (closing its generator, running in that thread,
+                # would raise); that thread's next() ends with Cancelled once the read does.
+                fetch.cancel()
+                await off_loop(results._run.close)
+        else:
+            await off_loop(results.close)
+        fetcher.close()
 
 
 async def _coroutines(
@@ -222,15 +240,15 @@ async def _coroutines(
         observer.progressed(1)
         wake.set()
 
-    def read(done: asyncio.Task[Any]) -> None:
+    def read(done: asyncio.Task[tuple[Any, BaseException | None]]) -> None:
         nonlocal reading
         reading = None
         assert buffer is not None
-        if done.cancelled():  # (the map is closing)
+        if done.cancelled():  # (the map is closing: see Inputs.read_next)
             return
-        error = done.exception()
+        item, error = done.result()
         if error is None:
-            buffer.put(done.result())
+            buffer.put(item)
         else:
             buffer.fail(error)
         wake.set()
@@ -241,7 +259,7 @@ async def _coroutines(
             while True:
                 if buffer is not None and inputs is not None and not buffer.ready:
                     if reading is None and window.has_room():  # (one read at a time)
-                        reading = asyncio.ensure_future(inputs.read())
+                        reading = asyncio.ensure_future(inputs.read_next())
                         reading.add_done_callback(read)
                     break
                 if (taken := window.take()) is None:

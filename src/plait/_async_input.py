@@ -17,7 +17,7 @@ import contextlib
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -37,13 +37,13 @@ class Reader:
     def __init__(self, iterable: Iterable[Any] | AsyncIterable[Any]) -> None:
         self._async: AsyncIterator[Any] | None = None
         self._plain: Iterator[Any] | None = None
-        self._thread: _ReaderThread | None = None
+        self._thread: ReaderThread | None = None
         if is_async_iterable(iterable):
             self._async = iterable.__aiter__()  # type: ignore[union-attr]
         else:
             self._plain = iter(iterable)  # type: ignore[arg-type]
             if not instant(self._plain):
-                self._thread = _ReaderThread(self._plain)
+                self._thread = ReaderThread(self._plain)
 
     @property
     def at_hand(self) -> bool:
@@ -68,23 +68,32 @@ async def _ready(item: Any) -> Any:
     return item
 
 
-class _ReaderThread:
-    """A daemon thread that reads a plain iterator an item at a time, as the loop asks."""
+class ReaderThread:
+    """A daemon thread that reads a plain iterator an item at a time, as the loop asks: an
+    input that may wait, or a map's results (``_amap._from_blocking``)."""
 
-    def __init__(self, iterator: Iterator[Any]) -> None:
+    def __init__(self, iterator: Iterator[Any], name: str = "plait-amap-input") -> None:
         self._iterator = iterator
-        self._asks: queue.SimpleQueue[asyncio.Future[Any] | None] = queue.SimpleQueue()
+        self._name = name
+        # (A read's outcome is its item and its error, set as the future's result: an error
+        # the future carried would be taken for its own, a CancelledError for its cancellation.)
+        self._asks: queue.SimpleQueue[asyncio.Future[tuple[Any, BaseException | None]] | None]
+        self._asks = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._in_next = False  # it is reading the input now (which may wait for good)
         self._lock = threading.Lock()  # (between the check of a read's ask and _in_next)
 
-    def read(self) -> asyncio.Future[Any]:
+    async def read(self) -> Any:
+        item, error = await self._ask()
+        if error is not None:
+            raise error
+        return item
+
+    def _ask(self) -> asyncio.Future[tuple[Any, BaseException | None]]:
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._serve, name="plait-amap-input", daemon=True
-            )
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
         self._asks.put(future)
         return future
@@ -107,22 +116,40 @@ class _ReaderThread:
             try:
                 item: Any = next(self._iterator, END)
             except BaseException as exc:  # (the input's error: the map raises it in turn)
-                _settle(future, None, exc)
+                _settle(future, (None, exc))
             else:
-                _settle(future, item, None)
+                _settle(future, (item, None))
             finally:
                 self._in_next = False
             del future
 
 
-def _settle(future: asyncio.Future[Any], item: Any, error: BaseException | None) -> None:
-    def settle() -> None:
-        if future.done():  # (cancelled: the map ended meanwhile)
-            return
-        if error is None:
-            future.set_result(item)
+async def off_loop(fn: Callable[[], object]) -> None:
+    """``fn()`` on a daemon thread of its own, waited for without blocking the loop (closing a
+    map may wait for its workers; a daemon does not hold up the interpreter's exit)."""
+    future: asyncio.Future[tuple[Any, BaseException | None]]
+    future = asyncio.get_running_loop().create_future()
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            _settle(future, (None, exc))
         else:
-            future.set_exception(error)
+            _settle(future, (None, None))
+
+    thread = threading.Thread(target=run, name="plait-amap-close", daemon=True)
+    thread.start()
+    _, error = await future
+    thread.join()  # (at once: it has only to return)
+    if error is not None:
+        raise error
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[Any, BaseException | None]) -> None:
+    def settle() -> None:
+        if not future.done():  # (else cancelled: the map ended meanwhile)
+            future.set_result(outcome)
 
     with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
         future.get_loop().call_soon_threadsafe(settle)
@@ -139,6 +166,18 @@ class Inputs:
     @property
     def at_hand(self) -> bool:
         return all(reader.at_hand for reader in self._readers)
+
+    async def read_next(self) -> tuple[Any, BaseException | None]:
+        """The next item (or END), or the input's error: whatever it raised, a CancelledError
+        or a KeyboardInterrupt too, which must reach the map's consumer as the input's (not
+        end the task that reads, as if the map were being cancelled)."""
+        try:
+            return await self.read(), None
+        except BaseException as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # (the map is closing: this read is cancelled)
+            return None, exc
 
     async def read(self) -> Any:
         if len(self._readers) == 1:

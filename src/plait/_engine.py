@@ -27,7 +27,7 @@ from ._owner import Owner
 from ._retry import Retry
 from ._scheduler import MapIterator, MapRun
 from ._task import Job, Kind, Outcome, Task
-from ._window import open_input
+from ._window import open_input, sliceable_input
 from ._worker_spec import Workers, as_workers
 
 
@@ -155,6 +155,7 @@ class Engine:
             task_timeout=options.task_timeout,
             trace=options.trace,
             owner=self.owner,
+            sliceable=sliceable_input(iterables),
         )
         return MapIterator(run)
 

@@ -78,7 +78,10 @@ class MapRun:
         task_timeout: float | None = None,
         trace: _trace.Trace | None = None,
         owner: Owner | None = None,
+        sliceable: bool = False,
     ) -> None:
+        """``sliceable``: ``source`` is plait's own iterator over a list, a tuple or a range
+        (``_window.sliceable_input``)."""
         self._backend = backend
         self._owner = owner or Owner()  # in a fork of it, the map is the parent's (_owner)
         self._job = job
@@ -100,6 +103,7 @@ class MapRun:
             raise_errors=errors == "raise",
             max_batches=BATCHES_PER_WORKER * backend.workers,
             max_items=max(max_items_in_flight(backend.name), sizer.max_size),
+            sliceable=sliceable,
         )
         # The window's results side is shared with the backend's threads: under _cond.
         self._cond = threading.Condition(threading.Lock())
@@ -112,6 +116,8 @@ class MapRun:
         self._run_at_once = False
         self._lazy: LazyBatch | None = None  # the lazy batch being handed out, if any
         self._aborted = False  # set by abort(), from any thread
+        self._reading = threading.Lock()  # (between abort() and a read of the input: _take)
+        self._in_input = False
         # Its deadline passed, or abort(): whatever runs is not waited for as it closes
         # (``on_close(complete, hurried)``): its consumer goes on now, as it asked.
         self._hurried = False
@@ -122,6 +128,13 @@ class MapRun:
     def next_batch(self) -> tuple[Task, Outcome] | None:
         """Top up the window, then wait for the next batch to yield (None: the map is done)."""
         self._owner.check()
+        # (Both checked here too, not only while waiting: a consumer slower than the workers,
+        # or an input that trickles in, always finds a batch ready, and never waits.)
+        if self._aborted:
+            raise Cancelled(CancelReason.ABANDONED, "the map")
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self._hurried = True
+            raise TimeoutError("the map did not finish within its timeout")
         if not self._started:
             self._started = True
             self._observer.started(self._total)
@@ -152,7 +165,7 @@ class MapRun:
         if plan is not None and plan is not self.plan:
             self._follow(plan)
         # (The items read so far could be run and handed out: a read that waits is enough.)
-        taken = self._window.take(None if self._input_instant else _read_slowly, sliced=True)
+        taken = self._take(None if self._input_instant else _read_slowly, sliced=True)
         if taken is None:
             return None  # (next_batch ends the map, or raises the input's error)
         self._lazy = LazyBatch(
@@ -273,7 +286,7 @@ class MapRun:
             if not self._input_instant and self._backend.plan(self._job) is None:
                 self._backend.input_may_block()  # (nobody looks at the probe while we read)
             began = time.perf_counter()
-            taken = self._window.take(None if self._input_instant else self._read_waited)
+            taken = self._take(None if self._input_instant else self._read_waited)
             if taken is None:
                 return
             took = time.perf_counter() - began
@@ -289,6 +302,21 @@ class MapRun:
             except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
                 self._window.unsent(taken, exc)
                 return
+
+    def _take(
+        self, waited: Callable[[float, int], bool] | None, *, sliced: bool = False
+    ) -> Taken | None:
+        """``MapWindow.take``, unless the map was aborted: an abort sees whether a read of the
+        input is under way (it cannot end one), and none starts after it (``abort``)."""
+        with self._reading:
+            if self._aborted:
+                return None  # (next_batch raises Cancelled)
+            self._in_input = True
+        try:
+            return self._window.take(waited, sliced=sliced)
+        finally:
+            with self._reading:
+                self._in_input = False
 
     def _read_waited(self, seconds: float, items: int) -> bool:
         """Whether reading ``items`` of the input took long while results waited: it trickles
@@ -350,15 +378,20 @@ class MapRun:
             max(max_items_in_flight(plan.backend), self._sizer.max_size),
         )
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
         """Stop from any thread, even while the consumer waits in ``next_batch`` (which then
         raises Cancelled): running tasks are told to stop. ``close()`` still releases the
-        workers, from the consumer's side."""
+        workers, from the consumer's side. Returns whether the consumer is in a read of the
+        input now, which an abort cannot end (a read that waits ends when it does; no read
+        starts after an abort)."""
         self._token.cancel(CancelReason.ABANDONED)
         self._hurried = True
-        with self._cond:
+        with self._reading:
             self._aborted = True
+            reading = self._in_input
+        with self._cond:
             self._cond.notify_all()
+        return reading
 
     def close(self) -> None:
         """Stop: batches not yet started are skipped; running ones finish and are dropped."""
@@ -502,10 +535,11 @@ class MapIterator(Generic[R]):
         self._batches.close()
         self._run.close()  # the generator may never have started
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
         """Make a ``next()`` waiting in another thread raise ``plait.Cancelled`` now; the
-        iterator is then closed as usual. Safe from any thread."""
-        self._run.abort()
+        iterator is then closed as usual. Safe from any thread. Returns whether that thread
+        is reading the input now, which no abort can end (it raises once the read is over)."""
+        return self._run.abort()
 
     def __enter__(self) -> MapIterator[R]:
         return self

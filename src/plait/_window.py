@@ -74,8 +74,12 @@ class MapWindow(Generic[B]):
         raise_errors: bool,
         max_batches: int,
         max_items: int,
+        sliceable: bool = False,
     ) -> None:
+        """``sliceable``: ``source`` is plait's own iterator over a list, a tuple or a range
+        (``read_slice``), which no other thread can read meanwhile."""
         self._source = source
+        self._sliceable = sliceable
         self._trickles = False  # the input was seen to trickle in: a batch is one item
         self._sizer = sizer
         self._ordered = ordered
@@ -122,7 +126,11 @@ class MapWindow(Generic[B]):
             return None
         size = self._sizer.next_size()
         items: Sequence[Any] = []
-        if waited is None and not self._trickles and (part := read_slice(self._source, size)):
+        if (
+            self._sliceable
+            and not self._trickles
+            and (part := read_slice(self._source, size)) is not None
+        ):
             items = part if sliced or type(part) is list else list(part)
             if len(items) < size:
                 self._exhausted = True
@@ -333,7 +341,12 @@ def read_slice(source: Iterator[Any], size: int) -> Sequence[Any] | None:
     iterator, as one slice of what it iterates over, the iterator moved past them; None for
     any other iterator. What reading them one by one would give, at a fraction of the cost: a
     list's or a tuple's slice copies pointers, a range's makes no item at all (200,000 tiny
-    items run inline took 10 % longer than the builtin ``map``, read item by item)."""
+    items run inline took 10 % longer than the builtin ``map``, read item by item).
+
+    Only for an iterator no other thread reads: its position is read, then set, and a read
+    by another thread between the two would be given out twice (or, a range's on Python
+    3.12+, skipped). Reading item by item (``islice`` into a list) runs no Python code, so no
+    other thread runs in the middle of a batch's read."""
     if type(source) not in _SLICEABLE:
         return None
     reduced = source.__reduce__()
@@ -358,6 +371,13 @@ def instant(source: Iterator[Any]) -> bool:
     """Whether reading ``source`` never waits: it iterates over what is in memory (a list, a
     range...), not a generator, a file or a socket."""
     return type(source) in _INSTANT
+
+
+def sliceable_input(iterables: tuple[Iterable[Any], ...]) -> bool:
+    """Whether ``open_input`` makes an iterator that only plait reads over a list, a tuple
+    or a range (not a subclass: its own ``__getitem__`` would not be what iteration gives),
+    which ``read_slice`` may read: the caller gave the sequence, not an iterator of its own."""
+    return len(iterables) == 1 and type(iterables[0]) in (list, tuple, range)
 
 
 def open_input(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[Any]:
