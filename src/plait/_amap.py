@@ -188,7 +188,7 @@ async def _from_blocking(
                 return
             yield result
     finally:
-        if fetch is not None:  # cancelled while a fetch was under way: end it
+        if fetch is not None and not fetch.done():  # cancelled while a fetch was under way
             reading = results.abort()
             bridge.cancel()  # (the fetch may be reading an async input, on this loop)
             if not reading or bridge.pending:

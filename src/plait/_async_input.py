@@ -113,15 +113,15 @@ class ReaderThread:
                 if future.cancelled():  # (asked for by a map that ended meanwhile)
                     continue
                 self._in_next = True
+            outcome: tuple[Any, BaseException | None]
             try:
-                item: Any = next(self._iterator, END)
+                outcome = (next(self._iterator, END), None)
             except BaseException as exc:  # (the input's error: the map raises it in turn)
-                _settle(future, (None, exc))
-            else:
-                _settle(future, (item, None))
-            finally:
+                outcome = (None, exc)
+            with self._lock:  # (before the loop hears of it: close() then waits for us)
                 self._in_next = False
-            del future
+            _settle(future, outcome)
+            del future, outcome
 
 
 async def off_loop(fn: Callable[[], object]) -> None:
