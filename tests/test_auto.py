@@ -26,7 +26,7 @@ from plait._backends import _auto
 from plait._backends._base import default_workers
 from plait._cores import usable_cores
 from plait._cpu_wait import Thread, read_clocks, waited_between
-from plait._plan import INLINE_BELOW, Plan
+from plait._plan import INLINE_BELOW, WAITING_BELOW, Plan
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -899,3 +899,32 @@ def test_measuring_again_mid_map_keeps_every_item_once_and_in_order(
     assert results == expected if ordered else sorted(results) == expected
     if fn is count:
         assert count.seen == dict.fromkeys(range(n), 1)
+
+
+def test_two_batches_taking_turns_with_the_gil_on_a_busy_machine_compute() -> None:
+    """Measured on a machine with twice as many busy threads as cores: two batches of pure
+    Python that ran together, each holding the GIL while it waited for a core, so that each
+    was off most of the time the other held it. Judged together they compute; each one's
+    share, summed, said they waited (0.29)."""
+    first = _auto._Look(cpu=0.0126, waited=0.140, wall=0.270)
+    second = _auto._Look(cpu=0.023, waited=0.136, wall=0.252)
+    assert _auto._share([first, second]) >= WAITING_BELOW
+    sleeping = _auto._Look(cpu=0.0005, waited=0.001, wall=0.270)
+    assert _auto._share([sleeping, sleeping]) < WAITING_BELOW
+
+
+def test_a_batch_kept_from_the_gil_by_threads_waiting_for_a_core_is_looked_at_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The program's other threads held the GIL while they waited for a core: the watched
+    batch was off, but not waiting. Its first look says nothing of them; then their waits
+    count for it as their CPU time would, and once they stop, it is judged on its own."""
+    waits = iter([0.0, 0.050, 0.050])  # the other threads' waits for a core, at each look
+    monkeypatch.setattr(_auto, "_waited_by_others", lambda judged: next(waits))
+    watched = _auto._Watched(None)  # type: ignore[arg-type]
+    look = _auto._Look(cpu=0.001, waited=0.0, wall=0.040)
+    assert watched.starved(look, [], look.cpu)  # the first look: nothing known of them
+    later = _auto._Look(cpu=0.002, waited=0.0, wall=0.100)  # 59 ms more off; 50 ms theirs
+    assert watched.starved(later, [], later.cpu)
+    last = _auto._Look(cpu=0.003, waited=0.0, wall=0.160)  # 59 ms more off; none theirs
+    assert not watched.starved(last, [], last.cpu)

@@ -83,13 +83,22 @@ def read_clocks(thread: Thread | None = None) -> Clocks | None:
         return Clocks(time.perf_counter(), time.thread_time(), read_waited(None))
     if thread.cpu_clock is None:
         return None
-    # (Another thread's counts do not move while this one waits for the GIL: read plainly.)
+    # (Also without letting go of the GIL: a reading that lets go of it three times, beside
+    # the thread it reads computing, takes the GIL from that thread three times, and on a busy
+    # machine each time costs it a wait for a core of the reader's: then looking at the thread
+    # every few milliseconds kept it from computing most of the time, and work that computes
+    # looked as if it waited.)
     wall = time.perf_counter()
     try:
         cpu = time.clock_gettime(thread.cpu_clock)
     except OSError:  # (it ended)
         return None
-    return Clocks(wall, cpu, waited_for_cpu(thread.native_id))
+    return Clocks(wall, cpu, waited_for_cpu_holding_gil(thread.native_id))
+
+
+def waited_for_cpu_holding_gil(native_id: int | None = None) -> float:
+    """``waited_for_cpu``, read without letting go of the GIL (see ``read_clocks``)."""
+    return (_read_waited or _load_reader())(native_id)
 
 
 _read_waited: Callable[[int | None], float] | None = None

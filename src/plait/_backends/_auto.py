@@ -31,10 +31,18 @@ from collections import Counter, deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._cores import process_workers, usable_cores
-from .._cpu_wait import Clocks, read_clocks, this_thread, waited_between, waited_for_cpu
+from .._cpu_wait import (
+    Clocks,
+    Thread,
+    read_clocks,
+    this_thread,
+    waited_between,
+    waited_for_cpu,
+    waited_for_cpu_holding_gil,
+)
 from .._errors import PoolClosed
 from .._plan import (
     INLINE_BELOW,
@@ -82,11 +90,12 @@ WATCH_AFTER = 0.02
 # Work whose first batches all end sooner (tiny work) is spared the thread; a batch that then
 # runs long while nobody waits is looked at when the consumer comes to wait.
 WATCH_QUICK = 0.001
-# Unless the program's other threads used this many cores' worth of CPU meanwhile: then the
-# batch may have been kept from the GIL rather than waiting, and the verdict waits, this long
-# at most (after that it is threads: a batch that waits for another item must not wait on).
+# Unless the program's other threads computed for this share of the time the batch's thread
+# neither ran nor waited for a core: then the batch may have been kept from the GIL rather than
+# waiting, and the verdict waits, this long at most (after that it is threads: a batch that
+# waits for another item must not wait on).
 STARVED_BY = 0.5
-STARVED_AT_MOST = 0.2
+STARVED_AT_MOST = 1.0
 # After the plan, the batches' time per item keeps being watched, over the last RECENT batches:
 # inline work that became this slow an item, or work on processes that became too small to
 # ship, is measured again and its plan made anew, at most REDECIDE times a map.
@@ -98,7 +107,7 @@ REDECIDE = 3
 class _Watched:
     """A probe batch running on its thread: when it started, and its thread's CPU clock."""
 
-    __slots__ = ("began", "clocks", "process", "since", "task", "thread")
+    __slots__ = ("base", "began", "clocks", "mark", "process", "since", "task", "thread")
 
     def __init__(self, task: Task) -> None:
         self.task = task
@@ -107,25 +116,109 @@ class _Watched:
         # only a watcher that looks at the batch needs, not every map.)
         waited = waited_for_cpu()
         self.clocks: Clocks | None = Clocks(time.perf_counter(), time.thread_time(), waited)
-        self.began = self.since = time.perf_counter()
+        self.began = self.since = self.base = time.perf_counter()
         self.process = time.process_time()
+        # At its last look, if one was taken since ``base``: see ``starved``.
+        self.mark: _Mark | None = None
 
-    def others(self, now: float, share: float) -> float:
-        """The cores' worth of CPU the program's other threads used while it ran."""
-        return (time.process_time() - self.process) / max(now - self.began, 1e-9) - share
+    def alone_from_now(self) -> None:
+        """The batch it ran together with ended: from now on it is judged on its own. (Up to
+        now the two took turns with the GIL, each off while the other ran; on a busy machine,
+        where handing the GIL over waits for a core too, each ran a quarter of the time:
+        judged alone on that, computing work looked as if it waited.)"""
+        clocks = read_clocks(self.thread)  # (not letting go of the GIL: see _cpu_wait)
+        if clocks is not None:
+            self.clocks = clocks
+            self.process = time.process_time()
+            self.since = self.base = clocks.wall  # (looked at once it ran alone WATCH_AFTER)
+            self.mark = None
 
-    def share(self, now: float) -> float | None:
-        """Its thread's CPU time over its wall time since it began (None where another
-        thread's CPU clock cannot be read). Over its whole run, not since it was last looked
-        at: computing work has moments without the GIL (another thread imports a module, say),
-        and it must not look like waiting work then."""
+    def others_computed(self, cpu: float, off: float) -> bool:
+        """Whether the program's other threads (those of the batches judged with it aside:
+        ``cpu`` is their CPU time and its own) computed for ``STARVED_BY`` of the ``off``
+        seconds its thread neither ran nor waited for a core: then it may have been kept
+        from the GIL rather than waiting. (Seconds of their CPU against seconds of its being
+        off, not cores' worth over the wall time: on a busy machine the thread holding the
+        GIL waits for a core too, so a program's threads that take turns with it each get a
+        small share of the wall time, and one kept from the GIL by another looked idle.)"""
+        return time.process_time() - self.process - cpu >= STARVED_BY * off
+
+    def starved(self, look: _Look, judged: list[Thread], judged_cpu: float) -> bool:
+        """Whether, since its last look, the program's other threads (not those of the
+        batches ``judged`` with it, whose CPU time is ``judged_cpu``) computed, or waited for
+        a core, for ``STARVED_BY`` of the time its thread was off: then it may have been kept
+        from the GIL rather than waiting. (Their waits count: on a busy machine a thread that
+        holds the GIL waits for a core while it holds it, and its convoy of GIL hand-overs
+        kept computing work off most of the time.) At the first look nothing is known of the
+        others' waits: it is looked at again."""
+        mark = _Mark(look.off, time.process_time(), judged_cpu, _waited_by_others(judged))
+        last, self.mark = self.mark, mark
+        if last is None:
+            return True
+        others = (mark.process - last.process) - (mark.judged_cpu - last.judged_cpu)
+        others += max(0.0, mark.others_waited - last.others_waited)  # (threads end meanwhile)
+        return others >= STARVED_BY * (mark.off - last.off)
+
+    def look(self, now: float) -> _Look | None:
+        """What its thread did since it began (None where another thread's CPU clock cannot
+        be read). Over its whole run, not since it was last looked at: computing work has
+        moments without the GIL (another thread imports a module, say), and it must not look
+        like waiting work then."""
         self.since = now
         clocks = read_clocks(self.thread)
         if clocks is None or self.clocks is None:
             return None
-        # (Over the time a core ran it or it slept: not while it waited for a core.)
-        waited = waited_between(self.clocks, clocks)
-        return (clocks.cpu - self.clocks.cpu) / max(clocks.wall - self.clocks.wall - waited, 1e-9)
+        wall = clocks.wall - self.clocks.wall
+        return _Look(clocks.cpu - self.clocks.cpu, waited_between(self.clocks, clocks), wall)
+
+
+class _Mark(NamedTuple):
+    """A watched batch at a look: its thread's seconds off, the program's CPU seconds, the CPU
+    seconds of the batches judged with it, and the seconds the program's other threads have
+    waited for a core."""
+
+    off: float
+    process: float
+    judged_cpu: float
+    others_waited: float
+
+
+def _waited_by_others(judged: list[Thread]) -> float:
+    """The seconds the program's threads other than ``judged`` have waited for a core, since
+    each started (read holding the GIL: see ``_cpu_wait``). Python's threads only: a thread
+    that holds the GIL runs Python."""
+    excluded = {thread.native_id for thread in judged}
+    return sum(
+        waited_for_cpu_holding_gil(thread.native_id)
+        for thread in threading.enumerate()
+        if thread.native_id is not None and thread.native_id not in excluded
+    )
+
+
+class _Look(NamedTuple):
+    """A probe batch's thread, since the batch began: its CPU seconds, the seconds it waited
+    for a core, and the seconds that took."""
+
+    cpu: float
+    waited: float
+    wall: float
+
+    @property
+    def off(self) -> float:
+        """The seconds it neither ran nor waited for a core: it slept (on I/O, a lock, the
+        GIL)."""
+        return max(0.0, self.wall - self.waited - self.cpu)
+
+
+def _share(looks: list[_Look]) -> float:
+    """The CPU time of batches judged together over the time they ran or slept: their CPU
+    seconds over their wall time less the seconds each waited for a core. (Together, not the
+    sum of each one's share: two batches that hold the GIL take turns with it, and while one
+    of them holds it waiting for a core, as on a busy machine, the other sleeps; the first's
+    wait is left out of both, so they compute all the time left, as one thread alone would.)"""
+    cpu = sum(look.cpu for look in looks)
+    time_left = max(look.wall for look in looks) - sum(look.waited for look in looks)
+    return math.inf if time_left <= 0 else cpu / time_left
 
 
 class _Route:
@@ -426,20 +519,30 @@ class AutoBackend:
             if all(now - watched.since >= WATCH_AFTER for watched in batches):
                 # The batches running together are judged together: two that hold the GIL
                 # take turns, and either may get little of it for a while.
-                shares = [watched.share(now) for watched in batches]
-                known = [share for share in shares if share is not None]
+                looks = [(watched, watched.look(now)) for watched in batches]
+                known = [(watched, look) for watched, look in looks if look is not None]
                 # (Where a thread's CPU clock cannot be read, a batch that runs this long is
                 # taken for waiting work: threads are the safe choice for it.)
-                share = sum(known) if known else None
+                share = _share([look for _, look in known]) if known else None
                 began = min(watched.began for watched in batches)
+                if share is not None and share >= WAITING_BELOW:
+                    due.append(max(w.since for w in batches) + WATCH_AFTER)
+                    continue
                 # A thread gets little CPU when it waits, but also when the program's other
-                # threads keep the GIL: then it is looked at again, for a while.
+                # threads keep the GIL (the other batch of two run together, too, before it is
+                # watched): then it is looked at again, for a while.
+                first, look = known[0] if known else (None, None)
                 starved = (
-                    share is not None
-                    and now - began < STARVED_AT_MOST
-                    and batches[0].others(now, share) >= STARVED_BY
+                    first is not None
+                    and look is not None
+                    and now - max(watched.base for watched in batches) < STARVED_AT_MOST
+                    and first.starved(
+                        look,
+                        [watched.thread for watched, _ in known],
+                        sum(look.cpu for _, look in known),
+                    )
                 )
-                if (share is None or share < WAITING_BELOW) and not starved:
+                if not starved:
                     settled.append(self._settle_waiting(route, share, now - began))
                     continue
             due.append(max(w.since for w in batches) + WATCH_AFTER)
@@ -516,6 +619,9 @@ class AutoBackend:
         with self._lock:
             route.running -= 1
             watched = route.watched.pop(id(task), None)
+            if together is not None:
+                for other in route.watched.values():
+                    other.alone_from_now()
             if route.plan is None:  # (else the watcher settled the route while this ran)
                 self._learn(route, outcome, watched)
                 plan = self._decide(route)
@@ -565,7 +671,7 @@ class AutoBackend:
             share < WAITING_BELOW
             and elapsed >= PROBE_SECONDS
             and watched is not None
-            and watched.others(time.perf_counter(), share) < STARVED_BY
+            and not watched.others_computed(outcome.cpu, max(0.0, elapsed - outcome.cpu))
         ):
             route.clearly_waits = True
         route.per_item.append(elapsed / items)
