@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import CancelledError, Executor, Future, as_completed, wait
 from dataclasses import dataclass
@@ -55,6 +58,27 @@ def test_many_submits_complete(backend: str) -> None:
         assert sorted(f.result(timeout=30) for f in as_completed(futures)) == [
             i * 2 for i in range(200)
         ]
+
+
+def identity(x: object) -> object:
+    return x
+
+
+def test_a_finished_call_keeps_nothing_of_itself() -> None:
+    """Not its function, nor what the function holds: a pool that lives long and takes calls
+    by the thousand keeps none of them once their futures are dropped."""
+
+    class Held:
+        pass
+
+    with plait.Pool() as pool:  # (auto, the default)
+        held = Held()
+        kept = weakref.ref(held)
+        future = pool.submit(functools.partial(identity, held))  # (held by the function)
+        assert future.result(timeout=30) is held
+        del held, future
+        gc.collect()
+        assert kept() is None
 
 
 def test_pool_runs_many_maps(backend: str) -> None:

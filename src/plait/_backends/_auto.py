@@ -297,15 +297,35 @@ class AutoBackend:
         # Per thread, the batches it took from a route's waiting and has not yet sent on: a
         # shutdown waits for them (another thread's) to reach a backend before it closes them.
         self._starting: Counter[int] = Counter()
+        # Calls (Pool.submit, TaskGroup) came: the threads are at least as many as they need.
+        # (Calls keep no route: a call is a job of its own, and one route a call, never
+        # released, held each call's function and arguments for as long as the pool lived.)
+        self._calls = False
 
     # -- the Backend protocol ----------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        if task.job.kind is Kind.CALL:
+            self._submit_call(task)
+            return
         route = self._routes.get(task.job.id)
         if route is not None and route.target is not None:  # settled: no lock needed
             self._send(route, task)  # (closed meanwhile: the target refuses it, PoolClosed)
         else:
             self._enqueue(task)
+
+    def _submit_call(self, task: Task) -> None:
+        """A call runs on threads: one call says too little to measure. (Calls submitted one
+        by one, often waiting, on downloads or on each other, are not to queue behind two
+        threads: the threads are as many as ``backend="thread"`` has.)"""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("cannot submit work: the pool is shut down")
+            first, self._calls = not self._calls, True
+        if first:
+            _log(DEBUG, "plait: calls run on threads: a single call says too little to measure")
+            self._size_threads()
+        self._threads.submit(task)
 
     def _enqueue(self, task: Task) -> None:
         """Submit ``task`` under the lock: to its route's probe, or where its plan says."""
@@ -387,14 +407,8 @@ class AutoBackend:
         route = self._routes.get(job.id)
         if route is None:
             route = self._routes[job.id] = _Route(job)
-            if job.kind is Kind.CALL or job.threads_only:
-                why = (
-                    "a single call says too little to measure: threads"
-                    if job.kind is Kind.CALL
-                    else "rate= is kept exactly only by threads sharing one bucket"
-                )
-                # (Calls submitted one by one, often waiting, on downloads or on each other,
-                # are not to queue behind two threads.)
+            if job.threads_only:
+                why = "rate= is kept exactly only by threads sharing one bucket"
                 self._settle(route, Plan("thread", self._thread_width(), why))
             else:
                 job.measure = True
@@ -786,6 +800,8 @@ class AutoBackend:
                 if r.target is self._threads and r.plan and not r.width
             ]
             widths += [r.width.limit for r in routes if r.width]
+            if self._calls:
+                widths.append(self._thread_width())
             self._threads.resize(max([self.spec.count or PROBE_THREADS, *widths]))
             self.workers = self._threads.workers
 
