@@ -77,6 +77,29 @@ def test_run_raises_a_group_when_several_fail() -> None:
     assert sorted(str(e) for e in info.value.exceptions) == ["a", "b"]
 
 
+def look_up() -> None:
+    known: dict[str, int] = {}
+    try:
+        known["missing"]
+    except KeyError as error:
+        raise ValueError("lookup failed") from error
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_run_raises_the_one_failure_with_its_cause(backend: str) -> None:
+    """The user's ``raise ... from ...`` (on threads), the worker's traceback (on processes):
+    as a TaskGroup's member keeps it."""
+    with pytest.raises(ValueError, match="lookup failed") as caught:
+        plait.run(look_up, backend=backend)
+    cause = caught.value.__cause__
+    if backend == "thread":
+        assert isinstance(cause, KeyError)
+    else:
+        assert isinstance(cause, plait.RemoteTraceback)
+        assert "KeyError" in str(cause)
+        assert "look_up" in str(cause)
+
+
 def test_run_on_processes() -> None:
     assert plait.run(os.getpid, os.getpid, backend="process")[0] != os.getpid()
 

@@ -157,11 +157,20 @@ def run(
     """
     for fn in fns:
         check.check_fn(fn, "plait.run")
+    failure: BaseException | None = None
     try:
         with TaskGroup(workers=max(1, len(fns)), backend=backend, timeout=timeout) as group:
             handles = [group.submit(fn) for fn in fns]
     except BaseExceptionGroup as failed:
-        if len(failed.exceptions) == 1:
-            raise failed.exceptions[0] from None
-        raise
+        if len(failed.exceptions) != 1:
+            raise
+        failure = failed.exceptions[0]
+    if failure is not None:
+        # Raised here, out of the ``except``: as it was raised, its own ``__cause__`` (the
+        # worker's traceback, or the user's ``raise ... from ...``) and ``__context__`` kept,
+        # not chained to the group that carried it.
+        try:
+            raise failure
+        finally:
+            failure = None  # (a frame of its traceback holding it would make a cycle)
     return tuple(handle.result() for handle in handles)
