@@ -59,3 +59,20 @@ def test_pool_checks_its_arguments() -> None:
 def test_pool_map_timeout_must_be_positive() -> None:
     with plait.Pool() as pool, pytest.raises(ValueError, match="timeout must be >= 0"):
         pool.map(ident, [1], timeout=-1)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf")])
+def test_a_time_limit_must_be_finite(seconds: float) -> None:
+    """NaN compares false to every bound: it passed the checks, meant no limit on threads and
+    failed every item at once on processes (whose dispatcher an infinity crashed)."""
+    finite = "must be a finite number of seconds"
+    with pytest.raises(ValueError, match=f"task_timeout {finite}.*use None"):
+        plait.map(ident, [1], task_timeout=seconds)
+    with pytest.raises(ValueError, match=f"timeout {finite}"):
+        plait.map(ident, [1], timeout=seconds)
+    with pytest.raises(ValueError, match=f"task_timeout {finite}"):
+        plait.Pool(task_timeout=seconds)
+    with pytest.raises(ValueError, match=f"timeout {finite}"):
+        plait.TaskGroup(timeout=seconds)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        plait.map(ident, [1], rate=float("nan"))

@@ -129,7 +129,7 @@ class MapOptions:
         rate = given["rate"]
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
             raise TypeError(f"{where}: rate must be a number of calls per second, got {rate!r}")
-        if rate is not None and rate <= 0:
+        if rate is not None and not rate > 0:  # (NaN too)
             raise ValueError(f"{where}: rate must be > 0 calls per second, got {rate}")
         return cls(
             where,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import types
 from typing import Any
 
@@ -75,6 +76,11 @@ def check_timeout(timeout: object, where: str, name: str = "timeout") -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"{where}: {name} must be a number of seconds or None, got {timeout!r}")
+    if not math.isfinite(timeout):  # (NaN compares false to everything: it passed as no limit)
+        raise ValueError(
+            f"{where}: {name} must be a finite number of seconds, got {timeout}; "
+            "use None for no time limit"
+        )
     if timeout < 0:
         raise ValueError(f"{where}: {name} must be >= 0 seconds, got {timeout}")
     if timeout == 0 and name == "task_timeout":  # every item would time out at once
