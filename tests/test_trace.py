@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 import plait
-from conftest import on
+from conftest import on, read_in_a_thread
 from plait import _trace
 
 pytestmark = pytest.mark.timeout(120)
@@ -407,6 +408,59 @@ def test_leaving_a_map_cancels_items_and_is_no_error(backend: str, tmp_path: Pat
     assert all(
         a["items"] + a["cancelled items"] == a["last item"] - a["first item"] + 1 for a in cut
     )
+
+
+def run_until_released(item: tuple[str, int]) -> int:
+    """Says it started, then runs until the test releases it, deaf to being told to stop
+    (``time.sleep``, not ``plait.sleep``): the map gives it up while it runs."""
+    folder, x = item
+    Path(folder, f"started-{x}").touch()
+    deadline = time.monotonic() + 30
+    while not Path(folder, "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return x
+
+
+def wait_for_file(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_batches_running_when_a_map_is_given_up_are_drawn_on_their_workers(
+    backend: str, tmp_path: Path
+) -> None:
+    """A map given up while two of its batches run (``abort()``, as ``timeout=`` and Ctrl-C
+    give it up): each is recorded on the worker that ran it, from its start until the map gave
+    it up, its item cancelled, and its queue wait is the time before it began (before: a mark
+    on the row "no worker known", its running time counted as queue wait)."""
+    items = [(str(tmp_path), x) for x in range(4)]
+    with plait.trace() as trace:
+        results = plait.map(run_until_released, items, backend=backend, workers=2, chunksize=1)
+        reader, taken = read_in_a_thread(results)
+        for x in (0, 1):
+            wait_for_file(tmp_path / f"started-{x}")
+        both_ran = time.perf_counter()
+        results.abort()
+        reader.join(30)
+    (tmp_path / "release").touch()  # (an abandoned thread ends)
+    assert isinstance(taken[-1], plait.Cancelled)
+    running = [b for b in trace.batches if b.first in (0, 1)]
+    assert len(running) == 2
+    for batch in running:
+        assert batch.row != _trace.NO_WORKER, batch
+        assert batch.errors == {"Cancelled": 1}, batch
+        assert batch.start < both_ran <= batch.start + batch.elapsed, batch
+    assert len({(b.group, b.row) for b in running}) == 2
+    events = trace.events()
+    check_as_perfetto_reads_it(events)
+    drawn = [e for e in batches(events, "run_until_released") if e["args"]["first item"] < 2]
+    assert [e["ph"] for e in drawn] == ["X", "X"]
+    for event, batch in zip(drawn, sorted(running, key=lambda b: b.start), strict=True):
+        assert event["args"]["queued ms"] < (both_ran - batch.queued) * 1e3, event
+    summary = trace.summary()
+    assert all(f"{b.group} / {b.row}" in summary for b in running), summary
 
 
 def test_a_path_in_no_folder_is_refused_at_the_call_not_after_the_work(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ no backend."""
 from __future__ import annotations
 
 import atexit
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._cores import process_workers, usable_cores
 from .._errors import Cancelled, CancelReason
+from .._task import Outcome, failed
 
 if TYPE_CHECKING:
     from .._plan import Plan
@@ -94,6 +96,18 @@ def default_workers(backend: str) -> int:
 def terminated() -> BaseException:
     """The error of an item still running when its pool was terminated."""
     return Cancelled(CancelReason.TERMINATED, "the item")
+
+
+def given_up(task: Task, began: float, where: tuple[str, str]) -> Outcome:
+    """The outcome of ``task``, given up by a terminate while it ran on ``where`` since
+    ``began`` (``perf_counter()``; 0.0: not known): its items are cancelled, and a trace draws
+    it on that worker from its start until now, rather than as a batch no worker ran whose
+    running time was spent waiting for one."""
+    outcome = failed(len(task.items), terminated, owner_loads=task.owner_loads)
+    outcome.where = where
+    if began:
+        outcome.began, outcome.elapsed = began, time.perf_counter() - began
+    return outcome
 
 
 # Backends with live worker processes. At interpreter exit they are terminated, so a pool or map

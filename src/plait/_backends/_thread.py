@@ -24,7 +24,7 @@ from .._plan import Plan
 from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed, note_attempts
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
-from ._base import Unprobed, default_workers, terminated
+from ._base import Unprobed, default_workers, given_up
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 SPAWN = 2  # threads a new thread starts for a resize, before it takes work (see _owed)
@@ -52,8 +52,9 @@ class ThreadBackend(Unprobed):
         self._live: set[threading.Thread] = set()  # started, not abandoned, not yet exited
         self._all: list[threading.Thread] = []
         self._given_up: set[threading.Thread] = set()  # abandoned: never joined
-        # Running tasks, with their deadline (inf when untimed).
-        self._running: dict[threading.Thread, tuple[Task, float]] = {}
+        # Running tasks, with their deadline (inf when untimed) and, if a trace records them,
+        # when they began (perf_counter(); else 0.0): a terminate that gives one up says so.
+        self._running: dict[threading.Thread, tuple[Task, float, float]] = {}
         self._watchdog: threading.Thread | None = None
         # Threads start on demand, up to `workers`. A thread about to wait for work drops a
         # token here; a submit that takes one knows a thread is free for its task, one that
@@ -168,7 +169,7 @@ class ThreadBackend(Unprobed):
 
     def _work(self, first: Task | None, free: bool, spawn: bool) -> None:
         me = threading.current_thread()
-        where = (THIS_PROCESS, f"{me.name} [{me.native_id}]")  # (for a trace: names repeat)
+        where = _where(me)  # (for a trace: thread names repeat, with the native id they do not)
         task = first
         if spawn:
             with self._cond:
@@ -233,11 +234,12 @@ class ThreadBackend(Unprobed):
     ) -> bool:
         """Run one task; False if this thread was abandoned meanwhile."""
         retry = task.job.retry
+        began = time.perf_counter() if task.queued else 0.0  # (task.queued: it is traced)
         if task.timeout is None:
-            self._running[me] = (task, math.inf)  # atomic: the watchdog only reads it
+            self._running[me] = (task, math.inf, began)  # atomic: the watchdog only reads it
         else:
             with self._cond:
-                self._running[me] = (task, time.monotonic() + task.timeout)
+                self._running[me] = (task, time.monotonic() + task.timeout, began)
                 self._cond.notify_all()
         set_current_token(task.token)
         try:
@@ -275,7 +277,7 @@ class ThreadBackend(Unprobed):
         with self._cond:
             while not (self._closed and not self._live):
                 now = time.monotonic()
-                for thread, (task, deadline) in list(self._running.items()):
+                for thread, (task, deadline, _) in list(self._running.items()):
                     if deadline <= now and self._running.get(thread, (None,))[0] is task:
                         self._abandon(thread, task)
                 if self._closed and not self._live:
@@ -283,7 +285,7 @@ class ThreadBackend(Unprobed):
                     # thread's exit may have been signalled meanwhile, to nobody. Waiting now
                     # would wait for good (and so would the shutdown that joins us).
                     return
-                deadline = min((d for _, d in self._running.values()), default=math.inf)
+                deadline = min((d for _, d, _ in self._running.values()), default=math.inf)
                 self._cond.wait(None if deadline == math.inf else max(0.0, deadline - now))
 
     def _give_up(self, thread: threading.Thread) -> None:  # holding _cond
@@ -320,8 +322,7 @@ class ThreadBackend(Unprobed):
         # (It ran until its deadline, as far as anyone knows: so a trace shows it.)
         outcome = Outcome([None], {0: error}, timeout, measured=False)
         outcome.began = time.perf_counter() - timeout
-        name = thread.name.removesuffix(" (abandoned)")
-        outcome.where = (THIS_PROCESS, f"{name} [{thread.native_id}]")
+        outcome.where = _where(thread)
         self._cond.release()  # finish() takes the owner's locks: never hold ours meanwhile
         try:
             task.finish(task, outcome)
@@ -381,7 +382,7 @@ class ThreadBackend(Unprobed):
         abandon the threads that are still busy."""
         self.shutdown(wait=False, cancel_pending=True)
         with self._cond:
-            for task, _ in self._running.values():
+            for task, _, _ in self._running.values():
                 if task.token is not None:
                     task.token.cancel(CancelReason.TERMINATED)
         if not self._wait_for_threads(TERMINATE_GRACE if grace else 0.0):
@@ -393,10 +394,11 @@ class ThreadBackend(Unprobed):
                 stuck = []
                 with suppress(KeyError):  # popitem is atomic: a task is settled by one side
                     while True:
-                        stuck.append(self._running.popitem()[1][0])
+                        thread, (task, _, began) = self._running.popitem()
+                        stuck.append((task, began, _where(thread)))
                 self._cond.notify_all()
-            for task in stuck:  # their results will be dropped: settle them now
-                task.finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
+            for task, began, where in stuck:  # their results will be dropped: settle them now
+                task.finish(task, given_up(task, began, where))
             self._wait_for_threads(None)
 
     def _wait_for_threads(self, timeout: float | None) -> bool:
@@ -427,3 +429,9 @@ class ThreadBackend(Unprobed):
                 task.discard(task)
         for _ in range(sentinels):
             self._queue.put(None)
+
+
+def _where(thread: threading.Thread) -> tuple[str, str]:
+    """Where a thread of the pool runs its tasks, for a trace, as its own ``_work`` says it
+    (its name without the " (abandoned)" a give-up added)."""
+    return (THIS_PROCESS, f"{thread.name.removesuffix(' (abandoned)')} [{thread.native_id}]")

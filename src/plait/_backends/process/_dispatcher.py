@@ -36,7 +36,7 @@ from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed, note_attempts
 from ..._worker_spec import Workers
 from .. import _spare
-from .._base import Unprobed, default_workers, terminated, track
+from .._base import Unprobed, default_workers, given_up, terminated, track
 from . import _warm
 from ._codec import Sent, encode_function, encode_init
 from ._frames import CLEAN, TIMED, Tag, frame, parse
@@ -184,7 +184,8 @@ class ProcessBackend(Unprobed):
     def _stop_workers(self) -> None:
         """End every worker: idle ones are kept warm for the next pool when they can be, the
         rest end (see ``stop_all``). Tasks they still held (only after terminate) get
-        ``Cancelled``."""
+        ``Cancelled``: each worker's first one as given up where it ran, since it began (a
+        trace draws it there), those behind it and those waiting to be re-sent as never run."""
         workers, self._workers = self._workers, []
         if not self._stop_now and self._reusable and workers:
             key = _warm.surroundings(self.start_method)
@@ -194,9 +195,14 @@ class ProcessBackend(Unprobed):
             left = list(self._requeued)
             self._requeued.clear()
         for worker in workers:
-            left.extend(sent.task for sent in worker.tasks.values())
+            held = [sent.task for sent in worker.tasks.values()]
+            if held and not worker.unconfirmed:  # its first task ran (see ``reuse``)
+                running = held.pop(0)
+                self._finish(running, given_up(running, worker.head_began(), worker.where))
+            left.extend(held)  # (waiting in its socket behind that one)
         for task in left:
-            self._finish(task, failed(len(task.items), terminated, owner_loads=task.owner_loads))
+            unrun = failed(len(task.items), terminated, ran=False, owner_loads=task.owner_loads)
+            self._finish(task, unrun)
 
     def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> None:
         if self._reusable and _warm.any_parked() and self._take_parked(warm_key, index):
@@ -384,7 +390,7 @@ class ProcessBackend(Unprobed):
         elapsed = outcome.elapsed
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2
         outcome.sent_bytes += len(body)  # results count too: the sizer caps bytes both ways
-        outcome.where = (f"worker process {worker.proc.pid}", "worker")
+        outcome.where = worker.where
         self._finish(sent.task, outcome)
         if worker.retiring and not worker.tasks:
             self._recycle(worker)
@@ -420,10 +426,9 @@ class ProcessBackend(Unprobed):
                 return note_attempts(make_error(), running.attempt)
 
             # For a trace: where it ran, and since when.
-            where = (f"worker process {worker.proc.pid}", "worker")
-            since = worker.head_since if worker.head_started is None else worker.head_started
-            ran_for = time.monotonic() - since if since else 0.0
-            began = time.perf_counter() - ran_for if ran_for else 0.0
+            where = worker.where
+            began = worker.head_began()
+            ran_for = time.perf_counter() - began if began else 0.0
             again = run_again(
                 running, crashed=error is None, make_error=make_error, where=where, began=began
             )

@@ -76,6 +76,18 @@ class WorkerHandle:
         self.head_since = time.monotonic()
         self.head_started = None
 
+    def head_began(self) -> float:
+        """When (``perf_counter()``) the task it runs now began, as near as the dispatcher
+        knows: when it said it started (a timed task), else when it became the first in
+        flight (sent to the idle worker, or the one before it ended); 0.0: not known."""
+        since = self.head_since if self.head_started is None else self.head_started
+        return time.perf_counter() - (time.monotonic() - since) if since else 0.0
+
+    @property
+    def where(self) -> tuple[str, str]:
+        """Where its tasks run, for a trace."""
+        return (f"worker process {self.proc.pid}", "worker")
+
     def deadline(self) -> float | None:
         """When the running task overruns: ``task_timeout`` after it started, or, while it is
         still loading (its function's module, its item), a generous allowance for that."""
