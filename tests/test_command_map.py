@@ -127,6 +127,16 @@ def test_trace_writes_the_timeline(folder: Path) -> None:
     assert "<canvas" in (folder / "run.html").read_text()
 
 
+def test_a_trace_path_that_is_a_folder_exits_255_before_the_work(folder: Path) -> None:
+    """Before: every result was printed, then a traceback (IsADirectoryError), exit 1."""
+    (folder / "run.json").mkdir()
+    done = plait_map(folder, "--trace", "run.json", "tools:square", ":::", "1", "2")
+    assert done.returncode == 255, done
+    assert done.stdout == ""
+    assert "plait map: plait.map: the trace would be written to 'run.json'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_options_after_the_function_as_the_readme_writes_them(folder: Path) -> None:
     """`seq 1000 | plait map --json scoring.py:score --trace run.html`: the options after the
     function are plait's too (before, the inputs took them: exit 255)."""

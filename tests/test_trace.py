@@ -470,6 +470,33 @@ def test_a_path_in_no_folder_is_refused_at_the_call_not_after_the_work(tmp_path:
         plait.map(square, range(3), trace=tmp_path / "missing" / "run.html")
 
 
+def test_a_path_that_is_a_folder_or_a_file_it_cannot_write_is_refused_at_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, both passed the check and failed as the block ended, after the work: the
+    trace was lost (IsADirectoryError, PermissionError)."""
+    folder = tmp_path / "run.json"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"plait\.trace: .*run\.json', but that is a folder"):
+        plait.trace(folder)
+    with pytest.raises(ValueError, match=r"plait\.map: .*run\.json', but that is a folder"):
+        plait.map(square, range(3), trace=folder)
+    locked = tmp_path / "locked.html"
+    locked.write_text("")
+    locked.chmod(0o444)
+    real_access = os.access
+
+    def as_a_user_sees_it(where: Any, mode: int, **options: Any) -> bool:
+        # (root may write any file: these tests run as root too.)
+        if Path(where) == locked and mode & os.W_OK:
+            return False
+        return real_access(where, mode, **options)
+
+    monkeypatch.setattr(os, "access", as_a_user_sees_it)
+    with pytest.raises(ValueError, match=r"locked\.html', but that is a file this program cannot"):
+        plait.trace(locked)
+
+
 def test_a_trace_that_cannot_be_written_leaves_the_blocks_own_error_as_it_was(
     tmp_path: Path,
 ) -> None:

@@ -346,12 +346,18 @@ def _check_path(path: str | os.PathLike[str], where: str = "plait.trace") -> str
             f"{where}: path must end in .json (Chrome/Perfetto trace events) or .html (a "
             f"timeline that opens in any browser), got {os.fspath(path)!r}"
         )
+    # (Each checked now, not once the work is done and the trace is written.)
     folder = Path(path).parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
-        # (Now, not once the work is done and the trace is written.)
         raise ValueError(
             f"{where}: the trace would be written to {os.fspath(path)!r}, but "
             f"{os.fspath(folder)!r} is not a folder this program can write to; create it, "
             "or give a path in one"
+        )
+    if Path(path).is_dir() or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise ValueError(
+            f"{where}: the trace would be written to {os.fspath(path)!r}, but that is "
+            f"{'a folder' if Path(path).is_dir() else 'a file this program cannot write'}; "
+            "give the path of a file to write"
         )
     return suffix
