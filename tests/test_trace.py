@@ -315,6 +315,55 @@ def test_coroutines_of_an_async_task_group_are_recorded_as_calls(tmp_path: Path)
     assert "5 items" in trace.summary().splitlines()[0]
 
 
+@pytest.mark.parametrize("how", ["cancelled", "failed"])
+def test_coroutines_an_amap_cut_short_are_recorded_as_cancelled(how: str) -> None:
+    """Three coroutines run side by side; the amap is cancelled (``asyncio.wait_for``, a
+    ``timeout=``, Ctrl-C under ``asyncio.run`` cancel it so) or one of them fails: those it
+    cut short are recorded as they ran, their items cancelled (before: not at all, and a
+    cancelled amap left a trace of 0 batches)."""
+    import asyncio
+
+    async def main() -> None:
+        begun: list[int] = []
+        all_began = asyncio.Event()
+
+        async def work(x: int) -> int:
+            begun.append(x)
+            if len(begun) == 3:
+                all_began.set()
+            if how == "failed" and x == 0:
+                await all_began.wait()
+                raise ValueError("zero")
+            await asyncio.sleep(60)  # (cancelled as the amap ends)
+            return x
+
+        async def collect() -> list[int]:
+            return await plait.amap(work, range(3))
+
+        consumer = asyncio.ensure_future(collect())
+        if how == "failed":
+            with pytest.raises(ValueError, match="zero"):
+                await asyncio.wait_for(consumer, 60)
+            return
+        await asyncio.wait_for(all_began.wait(), 60)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+
+    with plait.trace() as trace:
+        asyncio.run(main())
+    recorded = {b.first: b for b in trace.batches}
+    assert sorted(recorded) == [0, 1, 2]
+    cut_short = [1, 2] if how == "failed" else [0, 1, 2]
+    for first, batch in recorded.items():
+        assert (batch.group, batch.row) == ("this process", "event loop"), batch
+        assert batch.ran, batch
+        assert batch.elapsed > 0, batch
+        assert batch.errors == ({"Cancelled": 1} if first in cut_short else {"ValueError": 1})
+    assert f"items cancelled {len(cut_short)} " in trace.summary()
+    check_as_perfetto_reads_it(trace.events())
+
+
 def test_two_pools_at_once_never_share_a_row(tmp_path: Path) -> None:
     """Their threads have the same names; their rows are still their own."""
     barrier = threading.Barrier(4)

@@ -225,17 +225,22 @@ async def _coroutines(
     # While a trace is open: when each began, and how often it was retried.
     started: dict[asyncio.Task[Any], tuple[float, list[int]]] = {}
     wake = asyncio.Event()
+    # The map ended (consumed, failed, cancelled, past its timeout): the coroutines that still
+    # run are cancelled, and each is recorded as it ends, but nobody reads its result.
+    closing = False
 
     def ended(task: asyncio.Task[Any]) -> None:
         batch = running.pop(task, None)
-        if batch is None:  # cancelled as the map closed: nobody reads it
+        if batch is None:
             return
-        outcome = _outcome(task)
+        outcome = _outcome(task, closing)
         traced = started.pop(task, None)
         if traced is not None:
             began, tally = traced
             outcome.retries = tally[0]
             _trace.record_coroutine(job.fn, batch.first_index, began, outcome, options.trace)
+        if closing:
+            return
         window.done(batch, outcome)
         observer.progressed(1)
         wake.set()
@@ -291,9 +296,8 @@ async def _coroutines(
             reading.cancel()
         if inputs is not None:
             inputs.close()
-        left = list(running)
-        running.clear()
-        started.clear()
+        closing = True
+        left = list(running)  # (each leaves it as it ends: ``ended`` records it then)
         for task in left:
             task.cancel()
         if left:
@@ -303,9 +307,12 @@ async def _coroutines(
             options.trace.map_ended()
 
 
-def _outcome(task: asyncio.Task[Any]) -> Outcome:
-    if task.cancelled():  # the coroutine cancelled itself: that item is cancelled, not the map
-        return Outcome([None], {0: Cancelled(CancelReason.CANCELLED, "the item")})
+def _outcome(task: asyncio.Task[Any], closing: bool = False) -> Outcome:
+    if task.cancelled():
+        # The map ended and cancelled it; or, before that, the coroutine cancelled itself:
+        # that item is cancelled, not the map.
+        reason = CancelReason.ABANDONED if closing else CancelReason.CANCELLED
+        return Outcome([None], {0: Cancelled(reason, "the item")})
     error = task.exception()
     if error is None:
         return Outcome([task.result()])
