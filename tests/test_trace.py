@@ -429,6 +429,21 @@ def test_the_same_trace_entered_twice_records_each_batch_once(tmp_path: Path) ->
     assert _trace.active == []
 
 
+def test_a_trace_whose_block_ended_is_not_entered_again(tmp_path: Path) -> None:
+    """A trace records one block. Before, a second block was recorded on the first one's: the
+    first block's batches got negative times, and the summary divided both blocks' items by
+    the second block's time."""
+    trace = plait.trace(tmp_path / "run.json")
+    with trace:
+        list(plait.map(square, range(10), backend="thread"))
+    with pytest.raises(RuntimeError, match=r"plait\.trace: this trace's block has ended"):
+        trace.__enter__()
+    assert _trace.active == []
+    list(plait.map(square, range(10), backend="thread"))
+    assert sum(b.items for b in trace.batches) == 10
+    assert all(e["ts"] >= 0 for e in load(tmp_path / "run.json") if "ts" in e)
+
+
 def test_a_path_that_is_not_json_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match=r"plait\.trace: path must end in \.json .* or \.html"):
         plait.trace("run.txt")

@@ -221,9 +221,18 @@ class Trace:
         self._opened = time.perf_counter()  # (again as the block begins)
         self._closed: float | None = None
         self._depth = 0  # how many ``with`` blocks of it are open (nested: one recording)
+        # Its block ended: it is not entered again (its times are from that block's start, and
+        # its summary's rate over that block's time).
+        self._ended = False
 
     def __enter__(self) -> Trace:
         with _active_lock:
+            if self._ended:
+                raise RuntimeError(
+                    "plait.trace: this trace's block has ended, and a trace records one block "
+                    "(entered again inside it, it records once); make a new plait.trace() for "
+                    "the next block, or one block that holds both"
+                )
             self._depth += 1
             if self._depth > 1:  # (the same trace entered again inside its block: one record)
                 return self
@@ -244,6 +253,7 @@ class Trace:
             self._depth -= 1
             if self._depth > 0:  # an inner block of the same trace: it goes on
                 return
+            self._ended = True
             self._closed = time.perf_counter()
             if self in active:
                 active.remove(self)
