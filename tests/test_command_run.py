@@ -429,6 +429,47 @@ def test_ctrl_c_ends_every_job_and_exits_130_within_a_second() -> None:
         end_all(marker)
 
 
+def end_groups(marker: str) -> None:
+    """Kill the process groups of the processes ``marker`` finds (a shell left running would
+    start them again)."""
+    for pid in processes_with(marker):
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_while_the_jobs_are_ended_still_ends_them_all(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C pressed twice, or ``timeout``, which signals plait and then its whole group: the
+    second signal comes while plait is ending the jobs. Each job's shell outlives SIGTERM (it
+    traps it, says so in a file, and starts its sleep again): only the SIGKILL after the grace
+    period ends it, and the second signal must not cut that short."""
+    seconds = unique_seconds()
+    marker = f"sleep {seconds}"
+    job = f'trap "touch {tmp_path}/termed{{}}" TERM; while :; do {marker} & wait $!; done'
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plait", "run", "-j2", job, ":::", "1", "2"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: len(processes_with(marker)) == 2)
+        proc.send_signal(signum)
+        # plait has sent the jobs SIGTERM: it is in its grace period, waiting for them.
+        wait_until(lambda: len(list(tmp_path.glob("termed*"))) > 0)
+        proc.send_signal(signum)
+        assert proc.wait(10) == 128 + signum
+        wait_until(lambda: processes_with(marker) == [], 5)
+    finally:
+        proc.kill()
+        proc.communicate()
+        end_groups(marker)
+
+
 def test_input_that_has_not_ended_starts_jobs_at_once(tmp_path: Path) -> None:
     """Jobs start as lines arrive (GNU parallel's --bar reads all input first): with --bar,
     two jobs run while stdin is still open."""

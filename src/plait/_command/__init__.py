@@ -42,8 +42,8 @@ def run_command(namespace: argparse.Namespace) -> int:
     except (UsageError, OSError) as error:
         print(f"plait run: {error}", file=sys.stderr)
         return 255
-    # SIGTERM and SIGHUP (the terminal closed) end every job, as Ctrl-C does: the jobs run in
-    # process groups of their own, which no signal to plait's group reaches.
+    # Ctrl-C, SIGTERM and SIGHUP (the terminal closed) end every job: the jobs run in process
+    # groups of their own, which no signal to plait's group reaches.
     previous = {signum: signal.signal(signum, _terminated) for signum in ENDING}
     try:
         return runner.run()
@@ -61,7 +61,7 @@ def run_command(namespace: argparse.Namespace) -> int:
             signal.signal(signum, handler)
 
 
-ENDING = (signal.SIGTERM, signal.SIGHUP)
+ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def reader_gone() -> int:
@@ -80,7 +80,19 @@ class _Terminated(Exception):
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
+    # The first ending signal ends the run; the ones after it are let go by: a second one
+    # (Ctrl-C pressed twice; `timeout`, which signals plait and then its whole group) must not
+    # interrupt the ending of the jobs, which would leave them running. (run_command puts the
+    # handlers back once the jobs are ended.)
+    for ending in ENDING:
+        signal.signal(ending, _ending_already)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise _Terminated(signum)
+
+
+def _ending_already(signum: int, frame: FrameType | None) -> None:
+    """A signal that came while the jobs are being ended: they are, already."""
 
 
 DESCRIPTION = """\
