@@ -133,6 +133,19 @@ def test_colsep_and_null_separated_input() -> None:
 
 
 @needs_gnu
+def test_a_nul_in_a_line_is_written_backslash_0_with_a_warning_and_every_job_runs() -> None:
+    """No command line can hold a NUL: GNU parallel writes it \\0 and warns (plait crashed,
+    ending the jobs that ran)."""
+    lines = "first\nx\0y\nlast\n"
+    same("-k", "printf", "'<%s>\\n'", stdin=lines)
+    ran = same("-k", "-j2", "sleep 0.{#}; printf '<%s>\\n' {}", stdin=lines)
+    assert ran.out == "<first>\n<x\\0y>\n<last>\n"
+    assert ran.err.count("\n") == 1
+    assert "input 2 has a NUL character" in ran.err
+    assert "give -0" in ran.err
+
+
+@needs_gnu
 def test_tag_prefixes_every_line_with_its_input() -> None:
     same("-k", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b c")
     same("-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2")

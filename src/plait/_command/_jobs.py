@@ -99,6 +99,7 @@ class Runner:
         # (None: plait was started with its stderr closed; the jobs' errors then go nowhere.)
         self._stderr: BinaryIO | _Nowhere = sys.stderr.buffer if sys.stderr else _Nowhere()
         self._bar: Any = None
+        self._warned_nul = False
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -149,6 +150,8 @@ class Runner:
                 self._exhausted = True
                 return
             self._seen = seq
+            if any("\0" in arg for arg in args):
+                args = self._without_nul(seq, args)
             if seq in self._skip:  # --resume: it ran before
                 self._done_without_running(seq)
                 continue
@@ -159,6 +162,18 @@ class Runner:
                 self._done_without_running(seq)
                 continue
             self._spawn(job)
+
+    def _without_nul(self, seq: int, args: tuple[str, ...]) -> tuple[str, ...]:
+        """The input with each NUL written ``\\0``, as GNU parallel writes it: no command line
+        can hold a NUL (exec would refuse the job). Said once, on stderr."""
+        if not self._warned_nul:
+            self._warned_nul = True
+            self._stderr.write(
+                f"plait run: warning: input {seq} has a NUL character, which no command line "
+                "can hold: it is written \\0 (for NUL-separated input, give -0)\n".encode()
+            )
+            self._stderr.flush()
+        return tuple(arg.replace("\0", "\\0") for arg in args)
 
     def _timeout(self) -> float | None:
         """How long the loop may wait: until the next deadline, if any."""
