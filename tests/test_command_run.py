@@ -10,6 +10,7 @@ the shell that started it). Without GNU parallel installed the comparisons skip,
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -322,6 +323,38 @@ def test_line_buffer_and_ungroup_write_every_line() -> None:
         ran = plait_run("-j2", mode, "printf 'x{}\\ny{}\\n'; echo e{} >&2", ":::", "1", "2")
         assert sorted(ran.out.split()) == ["x1", "x2", "y1", "y2"], (mode, ran)
         assert sorted(ran.err.split()) == ["e1", "e2"], (mode, ran)
+
+
+def test_more_jobs_at_once_than_file_descriptors_allow_run_fewer_at_once(tmp_path: Path) -> None:
+    """A job holds three descriptors: with 64 in all, 40 at once cannot run. plait says so and
+    runs fewer at once, every job in the end (it crashed, ending the jobs that ran). The jobs
+    wait for a file until plait has said so: they all run side by side till then."""
+    go = tmp_path / "go"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plait", "run", "-j40",
+         f"while [ ! -e {go} ]; do sleep 0.01; done; echo {{}}", ":::", *map(str, range(40))],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        said = proc.stderr.readline().decode()
+        go.touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        go.touch()
+        proc.kill()
+        proc.communicate()
+    assert said.startswith("plait run: warning: only enough file descriptors (ulimit -n 64)"), (
+        said + err.decode()
+    )
+    assert (sorted(out.decode().split(), key=int), err, proc.returncode) == (
+        [str(i) for i in range(40)],
+        b"",
+        0,
+    )
 
 
 def test_a_job_started_without_a_shell_behaves_as_with_one(tmp_path: Path) -> None:

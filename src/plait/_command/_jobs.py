@@ -20,6 +20,7 @@ import errno
 import heapq
 import math
 import os
+import resource
 import select
 import shutil
 import signal
@@ -82,6 +83,7 @@ class Runner:
         self._watched: dict[int, tuple[Job, bool | None]] = {}
         self._running: dict[int, Job] = {}  # by pid
         self._free_slots = list(range(1, options.jobs + 1))
+        self._at_once = options.jobs  # (fewer if the open files allow fewer: _fewer_at_once)
         self._finished: dict[int, Job | None] = {}  # --keep-order: ended, not yet written
         self._next_to_write = 1
         self._stop_starting = False
@@ -134,9 +136,8 @@ class Runner:
         return min(self._failed, 101)
 
     def _start_jobs(self) -> None:
-        limit = self.options.jobs
-        window = max(64, 16 * limit)  # --keep-order: how far ahead of the oldest unwritten
-        while len(self._running) < limit and not self._stop_starting:
+        window = max(64, 16 * self.options.jobs)  # --keep-order: how far ahead of the oldest
+        while len(self._running) < self._at_once and not self._stop_starting:
             if self._retry:
                 self._spawn(self._retry.pop(0))
                 continue
@@ -191,16 +192,23 @@ class Runner:
     # -- a job's life -----------------------------------------------------------------------
 
     def _spawn(self, job: Job) -> None:
+        ungroup = self.options.output == "ungroup"
+        try:
+            pipes, spare = self._descriptors(ungroup)
+        except OSError as error:
+            if error.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            self._fewer_at_once()
+            self._retry.insert(0, job)  # (first again: it starts when a job ends)
+            return
         job.tries += 1
         job.slot = heapq.heappop(self._free_slots)
         if job.tries > 1 or "{%}" in self.template.text:  # (its slot may differ this time)
             job.command = self.template.render(job.args, job.seq, job.slot)
-        ungroup = self.options.output == "ungroup"
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, self._devnull, 0)]
         ends: list[int] = []
-        if not ungroup:
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
+        if pipes:
+            (out_r, out_w), (err_r, err_w) = pipes
             actions += [(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
             ends = [out_w, err_w]
         else:
@@ -215,17 +223,17 @@ class Runner:
         try:
             job.pid = self._start(program, argv, environment, actions, job)
         finally:
-            for end in ends:
+            for end in [*ends, *spare]:  # (the spare's number is free now: for the pidfd)
                 os.close(end)
         if not job.pid:  # it could not start: it failed, as the shell's would (126, 127)
-            if not ungroup:
+            if pipes:
                 os.close(out_r)
                 os.close(err_r)
             heapq.heappush(self._free_slots, job.slot)
             self._finish(job)
             return
         self._running[job.pid] = job
-        if not ungroup:
+        if pipes:
             for fd, is_out in ((out_r, True), (err_r, False)):
                 os.set_blocking(fd, False)
                 self._watch(fd, job, is_out)
@@ -233,6 +241,60 @@ class Runner:
         if _HAS_PIDFD:
             job.pidfd = os.pidfd_open(job.pid)
             self._watch(job.pidfd, job, None)
+
+    def _descriptors(self, ungroup: bool) -> tuple[list[tuple[int, int]], list[int]]:
+        """Every descriptor a job needs, taken before it starts: its two pipes, whose write
+        ends are closed once it has started (their numbers are then free for its pidfd); with
+        ``--ungroup`` no pipe, but a spare closed for the pidfd so. Out of descriptors, none is
+        left open (``OSError``) and the job has not started."""
+        taken: list[int] = []
+        try:
+            if ungroup:
+                return [], [os.dup(self._devnull)] if _HAS_PIDFD else []
+            taken.extend(os.pipe())
+            taken.extend(os.pipe())
+        except OSError:
+            for fd in taken:
+                os.close(fd)
+            raise
+        return [(taken[0], taken[1]), (taken[2], taken[3])], []
+
+    def _fewer_at_once(self) -> None:
+        """Out of file descriptors: run only as many jobs at once as the descriptors allow,
+        and say so, as GNU parallel does."""
+        # A job holds three descriptors while it runs (its pipes' read ends and its pidfd),
+        # and four as it starts (both ends of its pipes): as many jobs as run now if one more
+        # is free now (a start after a job's end then fits), else one fewer. (Without a pidfd
+        # it holds two, so two more; with --ungroup, its pidfd alone, the same as it starts.)
+        extra = 0 if self.options.output == "ungroup" else 1 if _HAS_PIDFD else 2
+        at_once = len(self._running) - (not self._descriptors_free(extra))
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if at_once < 1:
+            raise UsageError(
+                f"too few file descriptors to run a job (ulimit -n is {limit}): raise ulimit -n"
+            )
+        self._at_once = at_once
+        self._stderr.write(
+            f"plait run: warning: only enough file descriptors (ulimit -n {limit}) to run "
+            f"{at_once} jobs at once, not {self.options.jobs} (raise ulimit -n for more)\n"
+            .encode()
+        )  # fmt: skip
+        self._stderr.flush()
+
+    def _descriptors_free(self, count: int) -> bool:
+        """Whether ``count`` more descriptors could be opened now."""
+        taken: list[int] = []
+        try:
+            while len(taken) < count:  # (one by one: those taken are closed whatever comes)
+                taken.append(os.dup(self._devnull))
+        except OSError as error:
+            if error.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            return False
+        finally:
+            for fd in taken:
+                os.close(fd)
+        return True
 
     def _start(
         self,
