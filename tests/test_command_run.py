@@ -272,6 +272,27 @@ def test_closed_stdin_and_stderr_are_no_input_and_no_error_output() -> None:
     assert (closed_stderr.stdout, closed_stderr.returncode) == (b"a\n", 0)
 
 
+def test_a_closed_stdout_drops_the_output_and_the_jobs_still_run(tmp_path: Path) -> None:
+    """Started with ``>&-``, plait crashed before running anything. (With --ungroup a job's
+    stdout is plait's own, closed: it only touches its file.)"""
+    job = f"touch {tmp_path}/{{}}"
+    for options, command in (
+        ([], f"{job}; echo {{}}"),
+        (["--joblog", "-", "--tag"], f"{job}; echo {{}}"),
+        (["--ungroup", "--dry-run"], f"{job}; echo {{}}"),
+        (["--ungroup"], job),
+    ):
+        ran = subprocess.run(
+            [sys.executable, "-m", "plait", "run", *options, command, ":::", "a", "b"],
+            stderr=subprocess.PIPE,
+            env=ENV,
+            timeout=50,
+            preexec_fn=lambda: os.close(1),
+        )  # fmt: skip
+        assert (ran.returncode, ran.stderr) == (0, b""), options
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "b"]
+
+
 @needs_gnu
 def test_the_job_log_has_gnu_parallels_columns(tmp_path: Path) -> None:
     for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):

@@ -5,6 +5,7 @@ _inputs     the input sources, read lazily
 _template   each job's command line: replacement strings, shell quoting
 _jobs       the jobs: started, watched, their output written, --halt, Ctrl-C
 _joblog     --joblog, --resume
+_streams    plait's own stdout and stderr, as bytes (nowhere if closed)
 """
 
 from __future__ import annotations

@@ -5,31 +5,31 @@ from it; ``--resume`` and ``--resume-failed`` read it back to skip what ran."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from ._jobs import Job
     from ._options import RunOptions
+    from ._streams import Output
 
 HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
 
 class JobLog:
-    def __init__(self, stream: BinaryIO, skip: frozenset[int], *, owned: bool = True) -> None:
+    def __init__(self, stream: Output, skip: frozenset[int], file: BinaryIO | None) -> None:
         self._stream = stream
-        self._owned = owned  # (standard output is not ours to close)
+        self._file = file  # (the log's file, closed at the end; None: standard output, not ours)
         self.skip = skip  # the jobs (by number) not to run again
 
     @classmethod
-    def open(cls, options: RunOptions) -> JobLog:
+    def open(cls, options: RunOptions, stdout: Output) -> JobLog:
         assert options.joblog is not None
         path = options.joblog
         if path == "-":  # standard output, between the jobs' outputs, as GNU parallel's
-            sys.stdout.buffer.write(HEADER.encode())
-            sys.stdout.buffer.flush()
-            return cls(sys.stdout.buffer, frozenset(), owned=False)
+            stdout.write(HEADER.encode())
+            stdout.flush()
+            return cls(stdout, frozenset(), None)
         skip: frozenset[int] = frozenset()
         resuming = options.resume or options.resume_failed
         if resuming and os.path.exists(path):
@@ -38,7 +38,7 @@ class JobLog:
         if stream.tell() == 0:
             stream.write(HEADER.encode())
             stream.flush()
-        return cls(stream, skip)
+        return cls(stream, skip, stream)
 
     def write(self, job: Job) -> None:
         runtime = max(0.0, time.monotonic() - job.began)
@@ -51,8 +51,8 @@ class JobLog:
         self._stream.flush()  # (a kill -9 of plait loses no finished job)
 
     def close(self) -> None:
-        if self._owned:
-            self._stream.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _finished(path: str, *, succeeded_only: bool) -> frozenset[int]:

@@ -28,10 +28,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from ._joblog import JobLog
 from ._options import Halt, RunOptions, UsageError
+from ._streams import binary
 from ._template import Template
 
 TERM_GRACE = 0.2  # seconds between SIGTERM and SIGKILL to a job's process group
@@ -95,11 +96,10 @@ class Runner:
         self._shell = _shell(os.environ.get("PARALLEL_SHELL") or "/bin/sh")
         self._environment = dict(os.environb)  # each job's, with its number and slot added
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # each job's stdin
-        self._log = JobLog.open(options) if options.joblog else None
+        self._log = JobLog.open(options, binary(sys.stdout)) if options.joblog else None
         self._skip = self._log.skip if self._log else frozenset()
-        self._stdout = sys.stdout.buffer
-        # (None: plait was started with its stderr closed; the jobs' errors then go nowhere.)
-        self._stderr: BinaryIO | _Nowhere = sys.stderr.buffer if sys.stderr else _Nowhere()
+        self._stdout = binary(sys.stdout)  # (nowhere if plait was started with it closed)
+        self._stderr = binary(sys.stderr)
         self._bar: Any = None
         self._warned_nul = False
 
@@ -561,16 +561,6 @@ class Runner:
 
     def _failed_percent(self) -> int:
         return math.ceil(self._failed * 100 / max(1, self._total or self._seen))
-
-
-class _Nowhere:
-    """Standard error when plait has none (started with it closed)."""
-
-    def write(self, data: bytes | bytearray) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 def _shell(name: str) -> str:
