@@ -121,6 +121,15 @@ def test_bad_workers_and_backends_exit_255_and_say_so(folder: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+def test_an_input_source_that_is_a_directory_exits_255_and_says_so(folder: Path) -> None:
+    """(It passed the check, then a traceback: IsADirectoryError, exit 1.)"""
+    done = plait_map(folder, "tools:square", "::::", str(folder))
+    assert done.returncode == 255, done
+    assert (
+        done.stderr == f"plait map: {folder}: a directory, not a file of inputs (an input source)\n"
+    )
+
+
 def test_trace_writes_the_timeline(folder: Path) -> None:
     done = plait_map(folder, "--trace", "run.html", "tools:square", ":::", "1", "2")
     assert done.returncode == 0, done.stderr

@@ -615,6 +615,8 @@ def test_bad_command_lines_exit_255_and_say_the_fix() -> None:
         (["--resume", "echo"], "--resume needs --joblog"),
         (["--colsep", "(", "echo"], "not a regular expression"),
         (["-a", "/no/such/file", "echo"], "No such file"),
+        (["-a", "/", "echo"], "/: a directory, not a file of inputs"),
+        (["echo", ":::", "a", "::::", "/"], "/: a directory, not a file of inputs"),
         (["--no-such-option", "echo"], "unrecognized arguments: --no-such-option"),
         (["--retries", "x", "echo"], "invalid int value: 'x'"),
         (["--lb", "--group", "echo"], "not allowed with"),

@@ -172,8 +172,12 @@ def read(namespace: argparse.Namespace) -> RunOptions:
 
 def check_readable(sources: list[Source]) -> None:
     for source in sources:
-        if source.path not in (None, "-") and not os.access(source.path, os.R_OK):
+        if source.path in (None, "-"):
+            continue
+        if not os.access(source.path, os.R_OK):
             raise UsageError(f"{source.path}: No such file, or not readable (an input source)")
+        if os.path.isdir(source.path):  # (readable, as access() sees it: not as a file)
+            raise UsageError(f"{source.path}: a directory, not a file of inputs (an input source)")
 
 
 def _sources(words: Sequence[str]) -> list[Source]:
