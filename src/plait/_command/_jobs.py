@@ -131,7 +131,7 @@ class Runner:
         if self._halt_status is not None:
             return self._halt_status
         halt = self.options.halt
-        if halt is not None and halt.percent is not None and halt.on != "done":
+        if halt is not None and halt.percent is not None:
             return self._failed_percent()  # (GNU parallel's: the share that failed)
         return min(self._failed, 101)
 
@@ -542,15 +542,15 @@ class Runner:
         if not reached:
             return
         # GNU parallel's exit status: 0 on success=; on fail=, the failing job's own (128 +
-        # the signal that ended it) if it is the only one failed, else the share that failed
-        # (fail=P%) or how many did; on done=, how many failed.
+        # the signal that ended it) if it is the only one failed; else, on fail= and done=,
+        # the share that failed (of all the jobs) if a share is given, or how many did.
         if halt.on == "success":
             self._halt_status = 0
         elif halt.on == "fail" and self._failed == 1:
             self._halt_status = (
                 128 + job.signal if job.signal else job.exitval if job.exitval > 0 else 1
             )
-        elif halt.on == "fail" and halt.percent is not None:
+        elif halt.percent is not None:
             self._halt_status = self._failed_percent()
         else:
             self._halt_status = min(self._failed, 101)
