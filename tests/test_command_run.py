@@ -122,6 +122,9 @@ def test_inputs_from_stdin_files_and_arg_files(tmp_path: Path) -> None:
     same("-k", "-a", "one", "echo", "{}", cwd=tmp_path)
     same("-k", "-a", "one", "-a", "two", "echo", "{2}{1}", cwd=tmp_path)
     same("-k", "echo", ":::", "x", "::::", "two", cwd=tmp_path)
+    (tmp_path / "three").write_text("p\nq\nr\n")
+    same("-k", "echo", ":::", "a", "b", "c", "::::+", "two", "three", cwd=tmp_path)  # (all linked)
+    same("-k", "echo", "::::", "two", "::::+", "three", "one", ":::", "x", "y", cwd=tmp_path)
 
 
 @needs_gnu

@@ -189,9 +189,8 @@ def _sources(words: Sequence[str]) -> list[Source]:
             if marker.startswith(":::") and not marker.startswith("::::"):
                 sources.append(Source(values=[], linked=marker.endswith("+")))
             continue
-        if marker.startswith("::::"):
+        if marker.startswith("::::"):  # (after ::::+, every file is linked, as GNU's are)
             sources.append(Source(path=word, linked=marker.endswith("+")))
-            marker = "::::"  # (the files after the first are sources of their own)
         else:
             values = sources[-1].values
             assert values is not None
