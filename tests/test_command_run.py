@@ -633,6 +633,21 @@ def test_bad_command_lines_exit_255_and_say_the_fix() -> None:
         assert words in ran.err, (args, ran)
 
 
+def test_bar_without_tqdm_exits_255_and_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tqdm is an optional extra (plait[progress]): without it, --bar was a traceback."""
+    from plait._cli import main
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # (as if it were not installed)
+    for option in ("--bar", "--eta"):
+        assert main(["run", option, "true", ":::", "a"]) == 255
+        assert capsys.readouterr().err == (
+            "plait run: --bar and --eta need tqdm: pip install 'plait[progress]' "
+            "(or pip install tqdm)\n"
+        )
+
+
 def test_jobs_at_once_in_each_form(monkeypatch: pytest.MonkeyPatch) -> None:
     from plait._command import _options
 

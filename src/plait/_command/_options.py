@@ -4,6 +4,7 @@ command, then the input sources), into ``RunOptions``."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -126,7 +127,11 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "-1 and -2 as --halt=-1)",
     )
     add("--dry-run", action="store_true", help="print the commands, run none")
-    add("--bar", action="store_true", help="a progress bar on stderr (endless input too)")
+    add(
+        "--bar",
+        action="store_true",
+        help="a progress bar on stderr (endless input too; needs tqdm: plait[progress])",
+    )
     add("--eta", dest="bar", action="store_true", help="the same as --bar")
     add("--will-cite", action="store_true", help=argparse.SUPPRESS)  # (GNU parallel's)
     add("command", nargs=argparse.REMAINDER,
@@ -148,6 +153,10 @@ def read(namespace: argparse.Namespace) -> RunOptions:
         raise UsageError("--resume and --resume-failed: give one of them")
     if (namespace.resume or namespace.resume_failed) and namespace.joblog in (None, "-"):
         raise UsageError("--resume needs --joblog FILE (the log it resumes from)")
+    if namespace.bar and importlib.util.find_spec("tqdm") is None:  # (an optional extra)
+        raise UsageError(
+            "--bar and --eta need tqdm: pip install 'plait[progress]' (or pip install tqdm)"
+        )
     if namespace.retries < 0:
         raise UsageError(f"--retries {namespace.retries}: give the runs in all, 0 or more")
     return RunOptions(
