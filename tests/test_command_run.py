@@ -393,6 +393,34 @@ def test_a_job_started_without_a_shell_behaves_as_with_one(tmp_path: Path) -> No
     assert "not found" in missing.err
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash here")
+def test_a_bash_function_exported_to_the_shell_runs_in_place_of_the_program(
+    tmp_path: Path,
+) -> None:
+    """With PARALLEL_SHELL=bash, ``export -f grep`` makes ``grep`` the function, as GNU
+    parallel's man page shows: the no-shell start ran /usr/bin/grep. So does a function the
+    file BASH_ENV names defines."""
+    function = '() {  echo "function got: $*"\n}'
+    bash = {**ENV, "PARALLEL_SHELL": "bash"}
+    done = subprocess.run(
+        [sys.executable, "-m", "plait", "run", "grep", "-c", "root", ":::", "/etc/passwd"],
+        capture_output=True,
+        text=True,
+        env={**bash, "BASH_FUNC_grep%%": function},
+        timeout=50,
+    )
+    assert (done.stdout, done.returncode) == ("function got: -c root /etc/passwd\n", 0)
+    (tmp_path / "start").write_text('grep() { echo "BASH_ENV function got: $*"; }\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "plait", "run", "grep", "-c", "root", ":::", "/etc/passwd"],
+        capture_output=True,
+        text=True,
+        env={**bash, "BASH_ENV": str(tmp_path / "start")},
+        timeout=50,
+    )
+    assert (done.stdout, done.returncode) == ("BASH_ENV function got: -c root /etc/passwd\n", 0)
+
+
 def processes_with(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

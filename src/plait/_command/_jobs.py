@@ -26,7 +26,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,7 @@ class Runner:
         self._retry: list[Job] = []
         self._programs: dict[str, str | None] = {}  # a plain command's program, by name
         self._shell = _shell(os.environ.get("PARALLEL_SHELL") or "/bin/sh")
+        self._shell_defines = _defined_at_start(self._shell)
         self._environment = dict(os.environb)  # each job's, with its number and slot added
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # each job's stdin
         self._log = JobLog.open(options, binary(sys.stdout)) if options.joblog else None
@@ -334,7 +335,7 @@ class Runner:
         """The program to start and its arguments: the command's own program where the shell
         would run it plainly (one process, not two), else the shell."""
         words = self.template.simple_words(command)
-        if words is not None:
+        if words is not None and not self._shell_defines(words[0]):
             name = words[0]
             if name not in self._programs:
                 self._programs[name] = shutil.which(name)
@@ -569,6 +570,23 @@ def _shell(name: str) -> str:
     if path is None or not os.access(path, os.X_OK):
         raise UsageError(f"the shell {name!r} (PARALLEL_SHELL) is not there, or cannot run")
     return path
+
+
+def _defined_at_start(shell: str) -> Callable[[str], bool]:
+    """Whether the shell, as it starts, defines a name as something other than the program of
+    that name: bash (also as /bin/sh) imports the functions exported to it (``export -f``:
+    ``BASH_FUNC_name%%`` in the environment), and runs the file ``BASH_ENV`` names, which may
+    define any name. A command whose program is such a name needs the shell."""
+    if not os.path.basename(os.path.realpath(shell)).startswith("bash"):
+        return lambda name: False
+    if os.environ.get("BASH_ENV"):
+        return lambda name: True
+    functions = {
+        key.removeprefix("BASH_FUNC_").removesuffix("%%")
+        for key in os.environ
+        if key.startswith("BASH_FUNC_")
+    }
+    return functions.__contains__
 
 
 def _signal_group(pid: int, signum: int) -> None:
