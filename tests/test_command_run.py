@@ -599,6 +599,44 @@ def test_input_that_has_not_ended_starts_jobs_at_once(tmp_path: Path) -> None:
     assert b"2job" in err, err
 
 
+def test_while_plait_waits_for_a_line_jobs_end_on_time_and_their_output_is_written(
+    tmp_path: Path,
+) -> None:
+    """Input that has not ended (``tail -f``): a job that ended has its output written, and a
+    job past its --timeout is ended, while plait waits for the next line (both waited for
+    it). The input's commands: an echo, a sleep past the timeout."""
+    seconds = unique_seconds()
+    marker = f"sleep {seconds}"
+    out, log = tmp_path / "out", tmp_path / "log"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "plait", "run", "-j3", "--timeout", "1", "--joblog", str(log)],
+            env=ENV,
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+        )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(f"echo first\n{marker}\n".encode())
+        proc.stdin.flush()
+        wait_until(lambda: out.read_text() == "first\n", 10)
+        wait_until(lambda: len(log.read_text().splitlines()) == 3, 10)  # (its header too)
+        assert processes_with(marker) == []
+        proc.stdin.close()
+        assert proc.wait(20) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        end_all(marker)
+    ended = [line.split("\t") for line in log.read_text().splitlines()[1:]]
+    assert [(row[0], row[6], row[7]) for row in ended] == [("1", "0", "0"), ("2", "-1", "15")]
+
+
 def test_resume_after_kill_9_reruns_no_finished_job_and_loses_none(tmp_path: Path) -> None:
     log, runs = tmp_path / "log", tmp_path / "runs"
     runs.mkdir()

@@ -10,11 +10,17 @@ source is read as jobs go; the others are read once, whole.
 from __future__ import annotations
 
 import itertools
+import os
+import queue
 import re
+import stat
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,10 @@ def _values(source: Source, separator: bytes) -> Iterator[str]:
     assert source.path is not None
     if source.path == "-":
         if sys.stdin is not None:  # (None: plait was started with its stdin closed)
-            yield from records(sys.stdin.buffer, separator)
+            # (A reader of its own, not sys.stdin's: a thread may wait in it for a line while
+            # plait exits, and Python's exit closes sys.stdin, which would then wait too.)
+            with open(sys.stdin.fileno(), "rb", closefd=False) as stream:
+                yield from records(stream, separator)
         return
     with open(source.path, "rb") as stream:
         yield from records(stream, separator)
@@ -80,3 +89,104 @@ def arguments(
 def _linked(group: list[Source], separator: bytes) -> Iterable[tuple[str, ...]]:
     """The values of linked sources, paired (as many as the shortest has)."""
     return zip(*(_values(source, separator) for source in group), strict=False)
+
+
+def may_wait(sources: list[Source]) -> bool:
+    """Whether reading the sources may wait on a writer: stdin (the default source), or a
+    file that is not a regular one (a pipe, a FIFO, ``<(command)``)."""
+    return not sources or any(
+        source.path is not None and (source.path == "-" or not _regular(source.path))
+        for source in sources
+    )
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # (the reading will say what is wrong)
+        return True
+
+
+class ReadOnAThread(Generic[T]):
+    """An iterator's items, read on a thread of its own, a few ahead: whoever takes them never
+    waits for the next (``take`` says when there is none yet), and can wait for one in a
+    ``poll`` on ``fd``, which becomes readable as each is read.
+
+    (plait run's loop must go on while a line is awaited: end the jobs whose time is up,
+    write the outputs of those that ended.) The thread is a daemon: one waiting for a line
+    at the end is left to the process's exit."""
+
+    AHEAD = 256  # items read ahead at most (an endless input is not read into memory)
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._queue: queue.Queue[T | _End] = queue.Queue(self.AHEAD)
+        self.fd, self._wake = os.pipe()
+        os.set_blocking(self.fd, False)
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, name="plait run: inputs", daemon=True)
+        self._thread.start()
+
+    def take(self) -> T | None:
+        """The next item; None if it is not read yet; ``StopIteration`` after the last (or
+        the error that ended the reading)."""
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, _End):
+            self._queue.put(item)  # (asked again, it says so again)
+            if item.error is not None:
+                raise item.error
+            raise StopIteration
+        return item
+
+    def woken(self) -> None:
+        """``fd`` was readable: empty it (the items are in the queue)."""
+        while True:
+            try:
+                if not os.read(self.fd, 4096):
+                    return
+            except BlockingIOError:
+                return
+
+    def close(self) -> None:
+        """Stop reading: the thread ends after the item it reads (at once if it waits to hand
+        one over)."""
+        self._closed = True
+        while True:  # (a thread waiting for room in the queue gets it, and sees it is closed)
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        os.close(self.fd)
+        if not self._thread.is_alive():
+            self._thread.join()
+
+    def _read(self) -> None:
+        end = _End()
+        try:
+            for item in self._items:
+                if self._closed:
+                    return
+                self._queue.put(item)
+                self._woke()
+        except BaseException as error:  # (handed to the taker, who raises it)
+            end.error = error
+        finally:
+            if not self._closed:
+                self._queue.put(end)
+                self._woke()
+            os.close(self._wake)
+
+    def _woke(self) -> None:
+        try:
+            os.write(self._wake, b"!")
+        except OSError:  # (closed: no one takes any more)
+            pass
+
+
+class _End:
+    """The end of the items (and the error that ended them, if one did)."""
+
+    error: BaseException | None = None

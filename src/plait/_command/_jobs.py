@@ -1,4 +1,6 @@
-"""``plait run``'s jobs: started, watched and reported by one thread, with no thread per job.
+"""``plait run``'s jobs: started, watched and reported by one thread, with no thread per job
+(input that may wait on its writer, such as stdin, is read on a thread of its own, so that
+the jobs are watched meanwhile).
 
 Each job is a process of its own process group (a timeout, ``--halt now`` or Ctrl-C ends the
 whole group: what the job started in the background too), started with ``posix_spawn`` (no
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._inputs import ReadOnAThread, may_wait
 from ._joblog import JobLog
 from ._options import Halt, RunOptions, UsageError
 from ._streams import binary
@@ -77,9 +80,15 @@ class Runner:
             every = list(inputs)
             self._total, inputs = len(every), iter(every)
         self._inputs = enumerate(inputs, start=1)
+        # Input that may wait on its writer (stdin, a pipe) is read on a thread: meanwhile
+        # the loop goes on, ends jobs on time and writes what the ended ones wrote.
+        self._reader = ReadOnAThread(self._inputs) if may_wait(options.sources) else None
+        self._awaiting_input = False  # (the reader has none yet: the loop waits for it too)
         self._exhausted = False
         self._seen = 0  # the last input's number
         self._poll = select.poll()  # (a few descriptors per job: poll is the cheapest)
+        if self._reader is not None:
+            self._poll.register(self._reader.fd, select.POLLIN)
         # What each watched descriptor is: fd -> (its job, whether stdout; None: the pidfd).
         self._watched: dict[int, tuple[Job, bool | None]] = {}
         self._running: dict[int, Job] = {}  # by pid
@@ -117,13 +126,16 @@ class Runner:
                 if not self._running:
                     if self._exhausted or self._stop_starting:
                         break
-                    continue
+                    if not self._awaiting_input:
+                        continue
                 self._wait(self._timeout())
                 self._check_deadlines()
         except BaseException:
             self._end_all()  # Ctrl-C, SIGTERM, or a bug: no job is left running
             raise
         finally:
+            if self._reader is not None:
+                self._reader.close()
             if self._bar is not None:
                 self._bar.close()
             if self._log is not None:
@@ -147,10 +159,14 @@ class Runner:
             if self.options.keep_order and self._seen - self._next_to_write >= window:
                 return
             try:
-                seq, args = next(self._inputs)
+                taken = next(self._inputs) if self._reader is None else self._reader.take()
             except StopIteration:
                 self._exhausted = True
                 return
+            self._awaiting_input = taken is None
+            if taken is None:
+                return
+            seq, args = taken
             self._seen = seq
             if any("\0" in arg for arg in args):
                 args = self._without_nul(seq, args)
@@ -347,6 +363,9 @@ class Runner:
     def _wait(self, timeout: float | None) -> None:
         ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
         for fd, _ in ready:
+            if self._reader is not None and fd == self._reader.fd:
+                self._reader.woken()
+                continue
             watched = self._watched.get(fd)
             if watched is None:  # (closed meanwhile, as its job ended)
                 continue
