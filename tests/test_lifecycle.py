@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,15 @@ def who_am_i(_: int) -> tuple[str, tuple[int, int], int]:
 
 def broken_initializer() -> None:
     raise LookupError("no database today")
+
+
+def end_in_setup(starts: str, how: str) -> None:
+    """An initializer that ends its own worker process, and counts the workers it ended."""
+    with open(starts, "a") as log:
+        log.write("x")
+    if how == "exit":
+        os._exit(7)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pid(_: int) -> int:
@@ -53,6 +64,37 @@ def test_a_failing_initializer_fails_the_tasks_with_its_error(backend: str) -> N
     with pytest.raises(LookupError, match="no database today") as info:
         list(plait.map(pid, range(3), backend=backend, workers=workers))
     assert any("initializer failed" in note for note in info.value.__notes__)
+
+
+@pytest.mark.parametrize(
+    ("start_method", "how", "said", "code"),
+    [("forkserver", "exit", "exited with code 7", 7), ("spawn", "kill", "killed by SIGKILL", -9)],
+)
+def test_an_initializer_that_ends_its_worker_fails_the_tasks_and_nothing_hangs(
+    tmp_path: Path, start_method: str, how: str, said: str, code: int
+) -> None:
+    """A worker that dies before it is ready holds no task: replacing it for ever failed
+    nothing, started thousands of workers and hung the call and the shutdown."""
+    starts = tmp_path / "starts"
+    workers = plait.Workers(
+        2, initializer=end_in_setup, initargs=(str(starts), how), start_method=start_method
+    )
+    pool = plait.Pool("process", workers)
+    try:
+        with pytest.raises(plait.WorkerCrashed, match=said) as info:
+            pool.submit(pid, 0).result(timeout=20)
+        assert "initializer test_lifecycle.end_in_setup" in str(info.value)
+        assert info.value.exitcode == code
+        with pytest.raises(plait.WorkerCrashed, match=said):  # later calls too, at once
+            pool.submit(pid, 1).result(timeout=20)
+        pool.shutdown()  # returns: nothing is left pending
+    finally:
+        pool.terminate()
+    from plait._backends.process._handle import EARLY_DEATHS
+
+    assert len(starts.read_text()) <= 2 + EARLY_DEATHS  # not a worker started per millisecond
+    with pytest.raises(plait.WorkerCrashed, match=said):
+        list(plait.map(pid, range(3), backend="process", workers=workers))
 
 
 def test_worker_state_outside_a_worker_is_an_error() -> None:

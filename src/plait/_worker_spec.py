@@ -19,8 +19,10 @@ class Workers:
     ``initializer(*initargs)`` runs once in each worker (each thread, each process) before its
     first task, and again in any replacement worker; it can keep what tasks need in
     ``plait.worker_state()``. If it raises, every task given to that worker fails with its
-    exception. ``max_tasks`` (processes only) recycles a worker process after it has run that
-    many items, e.g. to contain a leak. ``start_method`` (processes only): ``"forkserver"`` (the
+    exception; if it ends its worker process, after a few such workers in a row the process
+    backend starts no more, and the tasks fail with ``WorkerCrashed``. ``max_tasks``
+    (processes only) recycles a worker process after it has run that many items, e.g. to
+    contain a leak. ``start_method`` (processes only): ``"forkserver"`` (the
     default: forked by a template process that runs no threads, fast and safe), ``"spawn"`` (a
     fresh interpreter per worker) or ``"fork"`` (a copy of this process: unsafe alongside
     threads). ``max_count`` (``backend="auto"`` only): the most threads auto's adaptive width

@@ -40,7 +40,13 @@ from .._base import Unprobed, default_workers, given_up, terminated, track
 from . import _warm
 from ._codec import Sent, encode_function, encode_init
 from ._frames import CLEAN, TIMED, Tag, frame, parse
-from ._handle import WorkerHandle, crash_message, stop_all
+from ._handle import (
+    EARLY_DEATHS,
+    WorkerHandle,
+    crash_message,
+    early_death_message,
+    stop_all,
+)
 from ._launch import prepare
 from ._rerun import run_again
 from ._wakeup import Wakeup
@@ -80,6 +86,9 @@ class ProcessBackend(Unprobed):
         self._workers: list[WorkerHandle] = []
         self._owner = os.getpid()
         self._forked = False  # this is a fork of the owner process: the pool is not ours
+        self._early_deaths = 0  # workers that ended before READY since the last READY
+        # The error each task gets once workers are no longer started (see EARLY_DEATHS).
+        self._unstartable: Callable[[], BaseException] | None = None
         _backends.add(self)
 
     # -- callers' side -------------------------------------------------------------------
@@ -244,6 +253,9 @@ class ProcessBackend(Unprobed):
         return not any(worker.tasks for worker in self._workers)
 
     def _assign(self) -> None:
+        if self._unstartable is not None and not self._workers:
+            self._fail_unstartable()
+            return
         # Fill the emptiest workers first, so a lone task never queues behind another.
         prefetch = (
             self._typical is not None
@@ -379,6 +391,7 @@ class ProcessBackend(Unprobed):
         if head.tag == Tag.READY:
             worker.ready = True
             worker.unconfirmed = False
+            self._early_deaths = 0
             return
         if head.tag == Tag.STARTED:
             if worker.tasks and next(iter(worker.tasks)) == head.task:
@@ -439,7 +452,30 @@ class ProcessBackend(Unprobed):
                 outcome.elapsed, outcome.began, outcome.where = ran_for, began, where
                 self._finish(running, outcome)
         if not self._stop_now:
+            self._replace(worker, returncode)
+
+    def _replace(self, worker: WorkerHandle, returncode: int) -> None:
+        """Start a worker in place of one that ended, unless workers keep ending before they
+        are ready (``EARLY_DEATHS``): then the place stays empty, and once none is left
+        ``_assign`` fails the tasks."""
+        if worker.ready:
             self._start_worker(worker.index)
+            return
+        self._early_deaths += 1
+        if self._early_deaths < EARLY_DEATHS and self._unstartable is None:
+            self._start_worker(worker.index)
+            return
+        if self._unstartable is None:
+            message = early_death_message(worker.proc.pid, returncode, self.spec.initializer)
+            self._unstartable = partial(WorkerCrashed, message, exitcode=returncode)
+
+    def _fail_unstartable(self) -> None:
+        """No worker is left, and none is started any more: every task fails, unrun."""
+        error = self._unstartable
+        assert error is not None
+        while (task := self._next_task()) is not None:
+            outcome = failed(len(task.items), error, ran=False, owner_loads=task.owner_loads)
+            self._finish(task, outcome)
 
     def _finish(self, task: Task, outcome: Outcome) -> None:
         try:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import weakref
+from collections.abc import Callable
 from contextlib import suppress
 
 from ..._task import Task
@@ -23,6 +24,11 @@ LOAD_SECONDS = 60.0
 # to finish by itself, so that its own exit code or signal is what gets reported.
 EXIT_GRACE = 0.05
 EXIT_WAIT = 2.0  # at shutdown, how long an idle worker gets to exit at EOF before SIGKILL
+# A worker that ends before it is ready (its initializer called os._exit, crashed, or was
+# killed) holds no task, so nothing would fail, and replacing it for ever would spin a core and
+# hang every call. After this many in a row, with no READY between, the dispatcher starts no
+# more in their place; once none is left, each task fails with WorkerCrashed.
+EARLY_DEATHS = 3
 
 
 class WorkerHandle:
@@ -163,14 +169,32 @@ def stop_all(workers: list[WorkerHandle], *, kill: bool) -> None:
 
 
 def crash_message(pid: int, returncode: int) -> str:
+    return f"the worker process (pid {pid}) {how_it_ended(returncode)} while running this item"
+
+
+def early_death_message(
+    pid: int, returncode: int, initializer: Callable[..., object] | None
+) -> str:
+    """Why a pool's tasks fail when its workers keep ending before they are ready."""
+    during = "while starting"
+    if initializer is not None:
+        name = getattr(initializer, "__qualname__", None) or repr(initializer)
+        module = getattr(initializer, "__module__", None)
+        during = f"while running the initializer {module + '.' if module else ''}{name}"
+    return (
+        f"the worker process (pid {pid}) {how_it_ended(returncode)} {during}, before it was "
+        f"ready to run a task; {EARLY_DEATHS} workers in a row ended so, and plait starts no "
+        "more: the pool's tasks fail with this error"
+    )
+
+
+def how_it_ended(returncode: int) -> str:
     if returncode < 0:
         try:
-            how = f"was killed by {signal.Signals(-returncode).name}"
+            return f"was killed by {signal.Signals(-returncode).name}"
         except ValueError:
-            how = f"was killed by signal {-returncode}"
-    else:
-        how = f"exited with code {returncode}"
-    return f"the worker process (pid {pid}) {how} while running this item"
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 # The parent's end of every worker's socket. A process forked from this one (os.fork,
