@@ -258,6 +258,33 @@ def test_a_result_sent_just_before_its_worker_exits_is_delivered(tmp_path: Path)
         assert pool.submit(abs, -1).result(timeout=30) == 1
 
 
+def fork_a_helper_then_exit(pidfile: str) -> None:
+    """Start a process that inherits the worker's socket and outlives the worker."""
+    helper = os.fork()
+    if helper == 0:
+        time.sleep(60)  # (the test kills it; this bounds it if the test cannot)
+        os._exit(0)
+    Path(pidfile).write_text(str(helper))
+    os._exit(3)
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_crash_is_noticed_while_a_process_the_task_forked_lives_on(
+    tmp_path: Path, start_method: str
+) -> None:
+    """The helper holds the worker's end of its socket, so no EOF comes: the item used to stay
+    pending, and its worker's place taken, for as long as the helper lived."""
+    pidfile = tmp_path / "helper"
+    with plait.Pool("process", plait.Workers(1, start_method=start_method)) as pool:
+        try:
+            with pytest.raises(plait.WorkerCrashed, match="exited with code 3"):
+                pool.submit(fork_a_helper_then_exit, str(pidfile)).result(timeout=20)
+            assert pool.submit(abs, -5).result(timeout=20) == 5  # its place is taken again
+        finally:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def test_healthy_items_next_to_crashes_are_never_reported_crashed() -> None:
     results = list(
         plait.map(die_every_97, range(500), backend="process", chunksize=1, errors="return")

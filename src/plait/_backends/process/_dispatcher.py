@@ -7,7 +7,7 @@
                                  (a worker gets a function once: DEF)    execute(batch)
                                  read DONE frames ◄──────────────────── DONE frame
                                  task.finish(outcome)
-                                 EOF on a socket: the worker died ─► WorkerCrashed for its
+                                 EOF, or its process ended: it died ─► WorkerCrashed for its
                                  running task, queued ones go back, a new worker starts
 
 What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``; how a
@@ -240,6 +240,15 @@ class ProcessBackend(Unprobed):
     def _add_worker(self, worker: WorkerHandle) -> None:
         self._workers.append(worker)
         self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+        if worker.exit_fd is not None:
+            self._selector.register(worker.exit_fd, selectors.EVENT_READ, worker)
+
+    def _drop_worker(self, worker: WorkerHandle) -> None:
+        """Stop watching ``worker`` (before its socket and exit descriptor close)."""
+        self._selector.unregister(worker.sock)
+        if worker.exit_fd is not None:
+            self._selector.unregister(worker.exit_fd)
+        self._workers.remove(worker)
 
     def _warm_key(self) -> tuple[object, ...]:
         return _warm.surroundings(self.start_method)
@@ -371,6 +380,11 @@ class ProcessBackend(Unprobed):
                 self._wakeup.drain()
                 continue
             worker: WorkerHandle = key.data
+            if worker not in self._workers:  # lost by an earlier event of this round
+                continue
+            if key.fileobj is not worker.sock:  # its exit descriptor: the process has ended
+                self._worker_exited(worker)
+                continue
             if mask & selectors.EVENT_WRITE:
                 if not worker.writer.flush(worker.sock):  # the worker is gone
                     self._lose_worker(worker, None)
@@ -385,6 +399,19 @@ class ProcessBackend(Unprobed):
                     self._lose_worker(worker, None)
         if deadline is not None:
             self._expire()
+
+    def _worker_exited(self, worker: WorkerHandle) -> None:
+        """The worker process ended, though its socket may not show it: a process the task
+        forked holds the worker's end, and no EOF comes while that one lives. What the worker
+        sent before it ended is delivered; then it is lost like a worker whose socket closed."""
+        while worker in self._workers:  # (a DONE may retire it)
+            frames, closed = worker.reader.read(worker.sock)
+            for body in frames:
+                self._receive(worker, body)
+            if closed or not frames:
+                break
+        if worker in self._workers:
+            self._lose_worker(worker, None)
 
     def _receive(self, worker: WorkerHandle, body: bytearray) -> None:
         head, payload = parse(body)
@@ -410,8 +437,7 @@ class ProcessBackend(Unprobed):
 
     def _recycle(self, worker: WorkerHandle) -> None:
         """Replace a worker that ran its quota of items: EOF ends it, a fresh one starts."""
-        self._selector.unregister(worker.sock)
-        self._workers.remove(worker)
+        self._drop_worker(worker)
         worker.sock.close()
         worker.reap(time.monotonic() + 5)
         self._start_worker(worker.index)
@@ -421,8 +447,7 @@ class ProcessBackend(Unprobed):
         Its running item fails with that error (a running batch of several items is run again
         item by item, see ``_rerun``), its queued task goes to another worker, and a new worker
         takes its place."""
-        self._selector.unregister(worker.sock)
-        self._workers.remove(worker)
+        self._drop_worker(worker)
         returncode = worker.stop()
         tasks = [sent.task for sent in worker.tasks.values()]
         if tasks and worker.unconfirmed and error is None:  # it ran none of them: see reuse()

@@ -14,7 +14,7 @@ from contextlib import suppress
 from ..._task import Task
 from ._codec import Sent
 from ._frames import FrameReader, FrameWriter, Tag, frame
-from ._launch import launch
+from ._launch import launch, watch_exit
 
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL
 # How long a timed task may spend loading (its function's module, its item) before its clock
@@ -44,6 +44,11 @@ class WorkerHandle:
             child_end.close()
         parent_end.setblocking(False)
         self.sock = parent_end
+        # Readable once the process has ended, even while its socket stays open (see
+        # ``watch_exit``); None once closed, or where the system has none.
+        self.exit_fd = watch_exit(self.proc)
+        if self.exit_fd is not None:
+            _exit_fds.add(self.exit_fd)
         self.reader = FrameReader()
         self.writer = FrameWriter()
         self.tasks: dict[int, Sent] = {}  # by task id: in flight, in the order it runs them
@@ -135,8 +140,10 @@ class WorkerHandle:
         self.sock.close()
         if exiting:
             with suppress(subprocess.TimeoutExpired):
-                return self.proc.wait(EXIT_GRACE)
-        self.terminate()
+                code = self.proc.wait(EXIT_GRACE)
+                self.close_exit_fd()
+                return code
+        self.terminate()  # (not if it has ended: a process it forked may hold its socket)
         return self.reap(time.monotonic() + KILL_GRACE)
 
     def terminate(self) -> None:
@@ -153,6 +160,16 @@ class WorkerHandle:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+        finally:
+            self.close_exit_fd()
+
+    def close_exit_fd(self) -> None:
+        """The process is reaped: its exit needs no more watching (the dispatcher stopped
+        watching it first)."""
+        fd, self.exit_fd = self.exit_fd, None
+        if fd in _exit_fds:  # (not in a fork, which closed its copy: the number may be reused)
+            _exit_fds.discard(fd)
+            os.close(fd)
 
 
 def stop_all(workers: list[WorkerHandle], *, kill: bool) -> None:
@@ -202,11 +219,16 @@ def how_it_ended(returncode: int) -> str:
 # never sees EOF when the pool closes its end, and the pool's shutdown would wait for the
 # fork to end. (Worker processes of our own hold only their end: launch passes no other.)
 _parent_ends: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+_exit_fds: set[int] = set()  # every ``WorkerHandle.exit_fd``: a fork has no use for them
 
 
 def _close_in_child() -> None:
     for sock in list(_parent_ends):
         sock.close()
+    for fd in list(_exit_fds):
+        with suppress(OSError):
+            os.close(fd)
+    _exit_fds.clear()
 
 
 os.register_at_fork(after_in_child=_close_in_child)

@@ -67,6 +67,24 @@ def launch(child_fd: int, start_method: str) -> WorkerProcess:
     )
 
 
+def watch_exit(proc: WorkerProcess) -> int | None:
+    """A new descriptor that turns readable once ``proc`` has ended (the caller closes it); None
+    where the system offers none (no pidfd), and only EOF on its socket tells.
+
+    A worker's socket alone cannot tell: a process the task forked inherits the worker's end,
+    and no EOF comes while it lives."""
+    if isinstance(proc, Signalled):
+        return proc.exit_descriptor()
+    return pidfd(proc.pid)  # a Popen: our child, not reaped yet, so the pid is still its own
+
+
+def pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return None
+
+
 class Signalled:
     """``terminate`` and ``kill`` for a child process known by its pid and ``poll``; a process
     that already ended (or was reaped meanwhile) is left alone."""
@@ -75,6 +93,10 @@ class Signalled:
 
     def poll(self) -> int | None:
         raise NotImplementedError
+
+    def exit_descriptor(self) -> int | None:
+        """See ``watch_exit``; for a child of ours, not reaped yet."""
+        return pidfd(self.pid)
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)

@@ -141,6 +141,11 @@ class TemplateWorker(Signalled):
         self._status = status_fd
         self.returncode: int | None = None
 
+    def exit_descriptor(self) -> int | None:
+        """The status pipe, which turns readable when the template reports the exit (a pidfd
+        could name another process: the template may have reaped this one already)."""
+        return None if self.returncode is not None else os.dup(self._status)
+
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._status], [], [], 0)[0]:
             self._settle()
