@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,35 @@ def test_an_initializer_that_ends_its_worker_fails_the_tasks_and_nothing_hangs(
     assert len(starts.read_text()) <= 2 + EARLY_DEATHS  # not a worker started per millisecond
     with pytest.raises(plait.WorkerCrashed, match=said):
         list(plait.map(pid, range(3), backend="process", workers=workers))
+
+
+LOCK = threading.Lock()
+
+
+@pytest.mark.parametrize(
+    ("initializer", "initargs", "what"),
+    [
+        (remember_worker, (LOCK,), "initargs"),
+        (lambda: LOCK.acquire(), (), "initializer"),  # (cloudpickle takes the lambda, not its lock)
+    ],
+)
+def test_an_initializer_that_cannot_be_pickled_fails_each_task_with_the_users_error(
+    capfd: pytest.CaptureFixture[str],
+    initializer: Callable[..., object],
+    initargs: tuple[object, ...],
+    what: str,
+) -> None:
+    """It used to be taken for a crash of plait's dispatcher: PlaitError, a thread's traceback
+    on stderr, and a pool closed behind the user's back."""
+    workers = plait.Workers(2, initializer=initializer, initargs=initargs)
+    with plait.Pool("process", workers) as pool:
+        for x in range(2):  # the pool stays open, and each call says why it fails
+            with pytest.raises(TypeError, match="cannot pickle") as info:
+                pool.submit(pid, x).result(timeout=20)
+            assert any(f"{what} could not be pickled" in n for n in info.value.__notes__)
+    with pytest.raises(TypeError, match="cannot pickle"):
+        list(plait.map(pid, range(3), backend="process", workers=workers))
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_worker_state_outside_a_worker_is_an_error() -> None:

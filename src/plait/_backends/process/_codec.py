@@ -91,7 +91,29 @@ def encode_init(spec: Workers) -> bytes:
             _plain_init = (list(sys.path), pickle.dumps((sys.path, pickle_for_worker(Workers()))))
         return _plain_init[1]
     initializer = Workers(initializer=spec.initializer, initargs=spec.initargs)
-    return pickle.dumps((sys.path, pickle_for_worker(initializer)))
+    try:
+        blob = pickle_for_worker(initializer)
+    except Exception as exc:
+        note(exc, unsendable_init_note(spec))
+        raise
+    return pickle.dumps((sys.path, blob))
+
+
+def unsendable_init_note(spec: Workers) -> str:
+    """What would not pickle, the initializer or one of its arguments, and what to do."""
+    try:
+        pickle_for_worker(spec.initializer)
+    except Exception:
+        return (
+            "plait: the worker's initializer could not be pickled for a worker process; make "
+            "it picklable (e.g. a module-level function); each task of the pool fails with "
+            "this error"
+        )
+    return (
+        "plait: the worker's initargs could not be pickled for a worker process; pass "
+        "picklable values, or create the object in the initializer itself (it runs in the "
+        "worker); each task of the pool fails with this error"
+    )
 
 
 _plain_init: tuple[list[str], bytes] | None = None  # (sys.path, INIT) of pools with no initializer

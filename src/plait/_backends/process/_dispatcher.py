@@ -87,8 +87,9 @@ class ProcessBackend(Unprobed):
         self._owner = os.getpid()
         self._forked = False  # this is a fork of the owner process: the pool is not ours
         self._early_deaths = 0  # workers that ended before READY since the last READY
-        # The error each task gets once workers are no longer started (see EARLY_DEATHS).
-        self._unstartable: Callable[[], BaseException] | None = None
+        # The error each task gets once workers are no longer started: they keep dying before
+        # READY (see EARLY_DEATHS), or the initializer cannot be sent to them.
+        self._unstartable: BaseException | Callable[[], BaseException] | None = None
         _backends.add(self)
 
     # -- callers' side -------------------------------------------------------------------
@@ -216,25 +217,31 @@ class ProcessBackend(Unprobed):
     def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> None:
         if self._reusable and _warm.any_parked() and self._take_parked(warm_key, index):
             return
-        worker = WorkerHandle(index, self.start_method, self._init_payload(), self.spec.max_tasks)
+        if (init := self._init_payload()) is None:
+            return  # none can be started: ``_assign`` fails the tasks
+        worker = WorkerHandle(index, self.start_method, init, self.spec.max_tasks)
         self._add_worker(worker)
 
     def _take_parked(self, key: tuple[object, ...] | None, index: int | None = None) -> bool:
         """Take a parked worker (``_warm``) as worker ``index`` (the next one by default)."""
+        if (init := self._init_payload()) is None:
+            return False
         worker = _warm.take(key or self._warm_key())
         if worker is None:
             return False
-        worker.reuse(
-            len(self._workers) if index is None else index,
-            self._init_payload(),
-            self.spec.max_tasks,
-        )
+        worker.reuse(len(self._workers) if index is None else index, init, self.spec.max_tasks)
         self._add_worker(worker)
         return True
 
-    def _init_payload(self) -> bytes:
-        if self._init is None:  # what every worker gets first: sys.path and the initializer
-            self._init = encode_init(self.spec)
+    def _init_payload(self) -> bytes | None:
+        """What every worker gets first: sys.path and the initializer, pickled once; None if
+        the initializer or its initargs would not pickle (that error, noted, is then what
+        each task fails with: the user's to fix, not a failure of the dispatcher)."""
+        if self._init is None and self._unstartable is None:
+            try:
+                self._init = encode_init(self.spec)
+            except Exception as exc:
+                self._unstartable = exc
         return self._init
 
     def _add_worker(self, worker: WorkerHandle) -> None:
