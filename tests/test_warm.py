@@ -240,3 +240,30 @@ def test_a_warm_worker_gets_the_program_s_new_sys_path(
         assert list(plait.map(plait_warm_extra.triple, [1, 2], backend="process")) == [3, 6]
     finally:
         sys.modules.pop("plait_warm_extra", None)
+
+
+def wander(where: str) -> int:
+    """A task that moves its worker: another directory, a variable, a sys.path entry."""
+    os.chdir(where)
+    os.environ["PLAIT_TEST_WANDERED"] = "yes"
+    sys.path.append(where)
+    return os.getpid()
+
+
+def where_am_i(where: str) -> tuple[int, str, str | None, bool]:
+    return os.getpid(), os.getcwd(), os.environ.get("PLAIT_TEST_WANDERED"), where in sys.path
+
+
+def test_a_warm_worker_starts_where_the_program_is_not_where_the_last_pool_left_it(
+    tmp_path: Path,
+) -> None:
+    """A task of one pool moved its worker; an unrelated next pool that took the worker warm
+    ran in that directory, with that environment."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with plait.Pool("process", 1) as pool:
+        first = pool.submit(wander, str(elsewhere)).result(timeout=30)
+    with plait.Pool("process", 1) as pool:
+        pid, cwd, variable, on_path = pool.submit(where_am_i, str(elsewhere)).result(timeout=30)
+    assert pid == first  # the same worker, handed on
+    assert (cwd, variable, on_path) == (os.getcwd(), None, False)

@@ -32,6 +32,7 @@ from ._codec import (
     decode_function,
     decode_init,
     decode_items,
+    decode_surroundings,
     encode_failed_batch,
     encode_result,
     note,
@@ -93,14 +94,18 @@ def exit_with_parent(parent: int) -> None:
 def serve(sock: socket.socket) -> None:
     jobs: dict[int, tuple[Any, Retry | None]] = {}
     init_error: BaseException | None = None
+    start_path = list(sys.path)  # as it was when this worker started, before any pool's
     # frames.send_frame is looked up at each call: a test replaces it to end a worker mid-way.
     while (body := _next_frame(sock)) is not None:
         head, payload = parse(body)
         if head.tag == Tag.INIT:  # a new pool's: what a previous one left is forgotten
             sock.settimeout(None)  # no longer parked, if it was
             jobs.clear()
+            sys.path[:] = start_path  # (a warm worker: what the last pool's tasks added goes)
             init_error = initialize(payload)
             frames.send_frame(sock, frame(Tag.READY))
+        elif head.tag == Tag.RESET:  # a warm worker taken by a new pool (its INIT follows)
+            reset(payload)
         elif head.tag == Tag.PARK:  # kept warm for the next pool, for so long at most
             sock.settimeout(head.job)  # (the next frame, a pool's INIT, sets it back)
         elif head.tag == Tag.DEF:
@@ -137,6 +142,18 @@ def _next_frame(sock: socket.socket) -> bytearray | None:
     except TimeoutError:  # parked, and no pool came for it
         return None
     return body
+
+
+def reset(payload: memoryview) -> None:
+    """Go back to the program's directory and environment, as a worker started now would
+    have: a task of the last pool may have changed them (os.chdir, os.environ)."""
+    cwd, environ = decode_surroundings(payload)
+    if cwd is not None:
+        with suppress(OSError):  # removed since: stay here, as a fresh worker would
+            os.chdir(cwd)
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def initialize(payload: memoryview) -> BaseException | None:

@@ -15,6 +15,7 @@ the very class the parent has.
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import traceback
@@ -123,6 +124,24 @@ def decode_init(payload: memoryview) -> tuple[list[str], Callable[[], Workers]]:
     """The parent's ``sys.path``, and how to load the initializer once it is applied."""
     sys_path, blob = pickle.loads(payload)
     return sys_path, partial(pickle.loads, blob)
+
+
+# -- RESET: a warm worker starts again where the program is ---------------------------------
+
+
+def encode_surroundings() -> bytes:
+    """The program's current directory (None if it was removed) and environment: a worker
+    kept warm is reset to them as a new pool takes it, whatever the last pool's tasks did."""
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:
+        cwd = None
+    return pickle.dumps((cwd, dict(os.environ)))
+
+
+def decode_surroundings(payload: memoryview) -> tuple[str | None, dict[str, str]]:
+    cwd, environ = pickle.loads(payload)
+    return cwd, environ
 
 
 # -- DEF: a job's function, sent once to each worker ---------------------------------------

@@ -38,7 +38,7 @@ from ..._worker_spec import Workers
 from .. import _spare
 from .._base import Unprobed, default_workers, given_up, terminated, track
 from . import _warm
-from ._codec import Sent, encode_function, encode_init
+from ._codec import Sent, encode_function, encode_init, encode_surroundings
 from ._frames import CLEAN, TIMED, Tag, frame, parse
 from ._handle import (
     EARLY_DEATHS,
@@ -69,6 +69,7 @@ class ProcessBackend(Unprobed):
         self.start_method = spec.start_method or "forkserver"
         self._reusable = _warm.reusable(spec)
         self._init: bytes | None = None  # the INIT payload, made once
+        self._surroundings: bytes | None = None  # the RESET payload, made once if needed
         self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
         self._task_ids = itertools.count()  # wire ids of tasks, unique for this backend
         self._typical: float | None = None  # how long a batch takes, lately
@@ -229,7 +230,14 @@ class ProcessBackend(Unprobed):
         worker = _warm.take(key or self._warm_key())
         if worker is None:
             return False
-        worker.reuse(len(self._workers) if index is None else index, init, self.spec.max_tasks)
+        if self._surroundings is None:  # made once, for every worker this pool takes
+            self._surroundings = encode_surroundings()
+        worker.reuse(
+            len(self._workers) if index is None else index,
+            init,
+            self.spec.max_tasks,
+            self._surroundings,
+        )
         self._add_worker(worker)
         return True
 

@@ -11,6 +11,7 @@
                 ◄─────── DONE  values + errors + elapsed ────────────
       release(job) ───── FORGET ───────────────────────────────────►  del jobs[job]
       pool ends ──────── PARK  (kept warm for the next pool: _warm) ►  exits if idle that long
+      next pool takes it  RESET  directory + environment (then INIT) ►  reset()
       close the socket ─ (EOF) ────────────────────────────────────►  exits
 
 A frame is ``<u64 length><head><payload>``. The head is a fixed struct (``Head``), so a payload
@@ -23,6 +24,8 @@ the order they were sent; the worker runs its tasks in that order too.
     RUN      parent → worker   task, job, kind      the items (Sent.encode / decode_items)
     FORGET   parent → worker   job                  -
     PARK     parent → worker   job: idle seconds    -
+    RESET    parent → worker   -                    the program's directory and environment
+                                                    (encode_surroundings)
     READY    worker → parent   -                    -
     STARTED  worker → parent   task                 -
     DONE     worker → parent   task, job: elapsed   [errors, (elapsed, retries), *values]
@@ -61,6 +64,7 @@ class Tag(enum.IntEnum):
     READY = 5
     STARTED = 6
     PARK = 7
+    RESET = 8
 
 
 TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when it starts

@@ -64,8 +64,9 @@ class WorkerHandle:
         self.max_tasks = max_tasks
         self.writer.add(frame(Tag.INIT, payload=init))
 
-    def reuse(self, index: int, init: bytes, max_tasks: int | None) -> None:
-        """Take over a parked worker (``_warm``) for a new pool: it starts again at INIT.
+    def reuse(self, index: int, init: bytes, max_tasks: int | None, surroundings: bytes) -> None:
+        """Take over a parked worker (``_warm``) for a new pool: it goes back to the program's
+        directory and environment (``surroundings``: RESET), and starts again at INIT.
 
         It is ready at once: a parked worker has no setup to run (only pools without an
         initializer park theirs), so its first tasks follow INIT in the same write instead of
@@ -80,6 +81,7 @@ class WorkerHandle:
         self.items_sent = 0
         self.max_tasks = max_tasks
         self.next_head()
+        self.writer.add(frame(Tag.RESET, payload=surroundings))
         self.writer.add(frame(Tag.INIT, payload=init))
 
     def next_head(self) -> None:

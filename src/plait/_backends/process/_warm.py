@@ -2,9 +2,10 @@
 
 A map's workers end with it, and a program that maps again (a notebook's next cell, a loop of
 small maps) would start them all again. Instead, a pool that shuts down gracefully parks its
-idle, healthy workers here, and the next pool takes them: it sends INIT, and its first tasks
-right behind it; the worker forgets the previous pool's functions and state, answers READY and
-runs them, with no round trip before the first task.
+idle, healthy workers here, and the next pool takes them: it sends RESET (the program's
+directory and environment, which a task of the last pool may have changed in the worker), INIT,
+and its first tasks right behind them; the worker forgets the previous pool's functions, state
+and sys.path additions, answers READY and runs them, with no round trip before the first task.
 
 A parked worker has been sent PARK: it waits at most ``WARM_SECONDS`` for its next frame, then
 exits by itself, so nothing lingers in an idle program, and the program needs no timer thread.
