@@ -498,7 +498,10 @@ class ProcessBackend(Unprobed):
         """Start a worker in place of one that ended, unless workers keep ending before they
         are ready (``EARLY_DEATHS``): then the place stays empty, and once none is left
         ``_assign`` fails the tasks."""
-        if worker.ready:
+        if worker.ready or self.spec.initializer is None:
+            # (Without an initializer, a worker that ended before it was ready was ended from
+            # outside, most likely: a killer of processes, the OOM killer. Counted, a few such
+            # kills of newly started workers failed every task of a healthy pool.)
             self._start_worker(worker.index)
             return
         self._early_deaths += 1

@@ -24,10 +24,11 @@ LOAD_SECONDS = 60.0
 # to finish by itself, so that its own exit code or signal is what gets reported.
 EXIT_GRACE = 0.05
 EXIT_WAIT = 2.0  # at shutdown, how long an idle worker gets to exit at EOF before SIGKILL
-# A worker that ends before it is ready (its initializer called os._exit, crashed, or was
-# killed) holds no task, so nothing would fail, and replacing it for ever would spin a core and
-# hang every call. After this many in a row, with no READY between, the dispatcher starts no
-# more in their place; once none is left, each task fails with WorkerCrashed.
+# A worker whose initializer ends it (os._exit, a crash, a signal) holds no task, so nothing
+# would fail, and replacing it for ever would spin a core and hang every call. After this many
+# in a row end before they are ready, with no READY between, in a pool with an initializer, the
+# dispatcher starts no more in their place; once none is left, each task fails with
+# WorkerCrashed.
 EARLY_DEATHS = 3
 
 
