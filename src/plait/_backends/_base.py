@@ -5,6 +5,7 @@ no backend."""
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -120,6 +121,33 @@ _at_exit_last: list[Callable[[], object]] = []  # after every backend ended its 
 
 def track(backend: Backend) -> None:
     _live.add(backend)
+
+
+# Backends shut down without waiting (``Pool.shutdown(wait=False)``, a pool collected while its
+# calls were queued): as a concurrent.futures Executor's, the work they accepted still ends
+# before the program does, whatever ``wait`` said. Weakly held: one whose threads all ended is
+# collected and leaves the set. (Not a map's, which is terminated when it is left open.)
+_finishing: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def finish_at_exit(backend: Backend) -> None:
+    _finishing.add(backend)
+
+
+def _finish_at_exit() -> None:
+    """At exit, before the interpreter stops daemon threads: wait for the work of backends
+    shut down without waiting (Ctrl-C meanwhile: stop them now)."""
+    backends = list(_finishing)
+    try:
+        for backend in backends:
+            backend.shutdown(wait=True, cancel_pending=False)
+    except BaseException:
+        for backend in backends:
+            backend.terminate()
+        raise
+
+
+threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
 
 
 def at_exit_last(callback: Callable[[], object]) -> None:

@@ -24,7 +24,7 @@ from .._plan import Plan
 from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed, note_attempts
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
-from ._base import Unprobed, default_workers, given_up
+from ._base import Unprobed, default_workers, finish_at_exit, given_up
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 SPAWN = 2  # threads a new thread starts for a resize, before it takes work (see _owed)
@@ -360,6 +360,11 @@ class ThreadBackend(Unprobed):
         pass  # threads share the caller's memory: nothing to forget
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        if not wait:
+            finish_at_exit(self)  # (its threads are daemons: the program would not wait)
+        self._shut(wait=wait, cancel_pending=cancel_pending)
+
+    def _shut(self, *, wait: bool, cancel_pending: bool) -> None:
         with self._cond:
             first_call = not self._closed
             self._closed = True
@@ -380,7 +385,7 @@ class ThreadBackend(Unprobed):
     def terminate(self, *, grace: bool = True) -> None:
         """Drop pending work; tell running tasks to stop, give them a moment (``grace``), then
         abandon the threads that are still busy."""
-        self.shutdown(wait=False, cancel_pending=True)
+        self._shut(wait=False, cancel_pending=True)
         with self._cond:
             for task, _, _ in self._running.values():
                 if task.token is not None:

@@ -36,7 +36,7 @@ from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed, note_attempts
 from ..._worker_spec import Workers
 from .. import _spare
-from .._base import Unprobed, default_workers, given_up, terminated, track
+from .._base import Unprobed, default_workers, finish_at_exit, given_up, terminated, track
 from . import _warm
 from ._codec import Sent, encode_function, encode_init, encode_surroundings
 from ._frames import CLEAN, TIMED, Tag, frame, parse
@@ -140,6 +140,8 @@ class ProcessBackend(Unprobed):
         self._wakeup.wake()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        if not wait:
+            finish_at_exit(self)  # (else its workers are terminated at exit: see _base)
         self._close(wait=wait, cancel_pending=cancel_pending, stop_now=False)
 
     def terminate(self, *, grace: bool = True) -> None:  # (a process is ended at once)
