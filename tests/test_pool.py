@@ -81,6 +81,28 @@ def test_a_finished_call_keeps_nothing_of_itself() -> None:
         assert kept() is None
 
 
+def test_a_pool_used_only_through_its_map_is_shut_down_once_both_are_dropped(
+    backend: str,
+) -> None:
+    """``list(plait.Pool().map(f, xs))``: the pool, never named, was collected before its lazy
+    map started the workers, which then ran on with nobody to shut them down. Now the map
+    keeps its pool until it ends; then the pool is collected, and shut down, as any pool
+    dropped without shutdown() is (with a ResourceWarning)."""
+    pool = plait.Pool(backend, workers=2)
+    workers = pool._backend  # (to wait below for what the collection told to stop)
+    results = pool.map(double, range(50))
+    kept = weakref.ref(pool)
+    del pool
+    out = list(results)
+    assert out == [x * 2 for x in range(50)]
+    assert kept() is not None
+    del results
+    with pytest.warns(ResourceWarning, match="unclosed <plait.Pool"):
+        gc.collect()  # (the map, and so the pool: a map's run and its generator hold each other)
+    assert kept() is None
+    workers.shutdown(wait=True, cancel_pending=False)  # (it was shut down: this waits for it)
+
+
 def test_pool_runs_many_maps(backend: str) -> None:
     with plait.Pool(backend, workers=2) as pool:
         for n in (0, 1, 10, 1000):

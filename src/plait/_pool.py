@@ -135,7 +135,13 @@ class Pool(Executor):
         )
         if self._closed:
             raise PoolClosed("Pool.map: cannot start a map on a pool that is shut down")
-        return self._engine.open_map(fn, iterables, built)
+        return self._engine.open_map(fn, iterables, built, on_close=self._map_closed)
+
+    def _map_closed(self, complete: bool, hurried: bool) -> None:
+        """Nothing to do: the pool outlives its maps. But the map holds this bound method,
+        and so the pool, until the map ends: a pool never named (``list(plait.Pool().map(f,
+        xs))``) was collected before its map started the workers, which nobody then shut
+        down; now it is collected after, and its ``__del__`` shuts them down."""
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work. Pending work still runs unless ``cancel_futures``; with ``wait``,
