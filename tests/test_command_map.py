@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,10 @@ TOOLS = textwrap.dedent(
 
         await asyncio.sleep(0.001)
         return int(x) + 1
+
+    def touch(x):
+        open(x, "w").close()
+        return x
 
     def fail_on_three(x):
         if x == "3":
@@ -128,6 +133,20 @@ def test_an_input_source_that_is_a_directory_exits_255_and_says_so(folder: Path)
     assert (
         done.stderr == f"plait map: {folder}: a directory, not a file of inputs (an input source)\n"
     )
+
+
+def test_a_closed_stdout_drops_the_results_and_the_work_still_runs(folder: Path) -> None:
+    """Started with ``>&-``, plait map crashed at its first result (sys.stdout is None)."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "plait", "map", "tools:touch", ":::", "a", "b"],
+        stderr=subprocess.PIPE,
+        cwd=folder,
+        timeout=100,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert (ran.returncode, ran.stderr) == (0, b"")
+    assert (folder / "a").exists()
+    assert (folder / "b").exists()
 
 
 def test_trace_writes_the_timeline(folder: Path) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from . import _streams
 from ._inputs import arguments
 from ._options import MARKERS, CommandParser, UsageError, _sources, check_readable
 
@@ -104,7 +105,7 @@ def map_command(namespace: argparse.Namespace) -> int:
     except (ValueError, TypeError) as error:  # -j 0, --backend nope: checked at the call
         print(f"plait map: {error}", file=sys.stderr)
         return 255
-    out = sys.stdout
+    out = _streams.text(sys.stdout)  # (started with it closed: the work still runs)
     try:
         with results:
             for result in results:
