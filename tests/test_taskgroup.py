@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import plait
+import plait._cancel as plait_cancel
 
 
 def fail(message: str) -> None:
@@ -98,6 +99,45 @@ def test_run_raises_the_one_failure_with_its_cause(backend: str) -> None:
         assert isinstance(cause, plait.RemoteTraceback)
         assert "KeyError" in str(cause)
         assert "look_up" in str(cause)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["thread", "auto"])
+def test_a_map_a_task_runs_stops_when_its_group_fails(backend: str) -> None:
+    """As a nested TaskGroup does: the map's consumer raises Cancelled, its running items are
+    told to stop (plait.sleep wakes), the rest never start. (It ran on: the block waited for
+    every item, here 20 x 30 s.)"""
+    started = threading.Event()
+
+    def item(x: int) -> int:
+        started.set()
+        plait.sleep(30)
+        return x
+
+    def run_the_map() -> int:
+        return sum(plait.map(item, range(20), backend=backend, workers=2))
+
+    def fail_once_it_runs() -> None:
+        assert started.wait(30)
+        raise ValueError("a sibling failed")
+
+    began = time.monotonic()
+    with pytest.raises(ExceptionGroup) as caught, plait.TaskGroup(workers=2) as group:
+        group.submit(run_the_map)
+        group.submit(fail_once_it_runs)
+    assert [type(error) for error in caught.value.exceptions] == [ValueError]
+    assert time.monotonic() - began < 20
+
+
+def test_a_map_made_in_a_task_that_ended_is_not_held_by_it() -> None:
+    """The map watches its task's token while it runs, and lets go once it ends."""
+    token = plait_cancel.CancelToken()
+    plait_cancel.set_current_token(token)
+    try:
+        assert list(plait.map(abs, [-1, -2], backend="thread")) == [1, 2]
+    finally:
+        plait_cancel.set_current_token(None)
+    assert not token._callbacks
 
 
 def test_run_on_processes() -> None:

@@ -112,6 +112,12 @@ class CancelToken:
                 return
         callback()
 
+    def forget(self, callback: Callable[[], object]) -> None:
+        """Undo ``on_cancel(callback)``, if it was not called yet: whoever watched is done."""
+        with _lock:
+            if self._callbacks and callback in self._callbacks:
+                self._callbacks.remove(callback)
+
     def wait(self, timeout: float | None) -> bool:
         """Block up to ``timeout`` seconds or until cancelled; True if cancelled."""
         with _lock:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from . import _trace
 from ._backends import Backend
-from ._cancel import CancelToken
+from ._cancel import CancelToken, current_token
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
@@ -94,7 +94,11 @@ class MapRun:
         self._total = total
         self._task_timeout = task_timeout
         self._trace = trace  # a trace of this map alone (``trace=``), besides any open one
-        self._token = CancelToken()  # cancelled on close: running tasks can see it
+        # Cancelled on close: running tasks can see it. Under the token of the task that made
+        # the map, if one did (a TaskGroup's, another map's item): when that task is told to
+        # stop, so is the map, as a nested TaskGroup is (``_parent_cancelled``).
+        self._parent = current_token()
+        self._token = CancelToken(self._parent)
         self._input_instant = instant(source)  # a list's, a range's: reading it never waits
         self._window: MapWindow[Task] = MapWindow(
             source,
@@ -116,12 +120,15 @@ class MapRun:
         self._run_at_once = False
         self._lazy: LazyBatch | None = None  # the lazy batch being handed out, if any
         self._aborted = False  # set by abort(), from any thread
+        self._aborted_for = CancelReason.ABANDONED  # what next() raises Cancelled with
         self._reading = threading.Lock()  # (between abort() and a read of the input: _take)
         self._in_input = False
         # Its deadline passed, or abort(): whatever runs is not waited for as it closes
         # (``on_close(complete, hurried)``): its consumer goes on now, as it asked.
         self._hurried = False
         self.closed = False
+        if self._parent is not None:
+            self._parent.on_cancel(self._parent_cancelled)
 
     # -- consumer side ---------------------------------------------------------------------
 
@@ -131,7 +138,7 @@ class MapRun:
         # (Both checked here too, not only while waiting: a consumer slower than the workers,
         # or an input that trickles in, always finds a batch ready, and never waits.)
         if self._aborted:
-            raise Cancelled(CancelReason.ABANDONED, "the map")
+            raise Cancelled(self._aborted_for, "the map")
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self._hurried = True
             raise TimeoutError("the map did not finish within its timeout")
@@ -188,7 +195,7 @@ class MapRun:
         if inline is None:
             return None
         if self._aborted:  # (inline, the consumer never waits: abort() is seen here)
-            raise Cancelled(CancelReason.ABANDONED, "the map")
+            raise Cancelled(self._aborted_for, "the map")
         # (Closed: a batch goes through the backend, which refuses it: PoolClosed, noted.)
         return inline if inline.ready and not inline.closed else None
 
@@ -239,7 +246,7 @@ class MapRun:
                     if entry is not None:
                         return entry
                     if self._aborted:
-                        raise Cancelled(CancelReason.ABANDONED, "the map")
+                        raise Cancelled(self._aborted_for, "the map")
                     if self._window.finished():
                         self._complete = True
                         return None
@@ -378,15 +385,17 @@ class MapRun:
             max(max_items_in_flight(plan.backend), self._sizer.max_size),
         )
 
-    def abort(self) -> bool:
+    def abort(self, reason: CancelReason = CancelReason.ABANDONED) -> bool:
         """Stop from any thread, even while the consumer waits in ``next_batch`` (which then
-        raises Cancelled): running tasks are told to stop. ``close()`` still releases the
-        workers, from the consumer's side. Returns whether the consumer is in a read of the
-        input now, which an abort cannot end (a read that waits ends when it does; no read
-        starts after an abort)."""
-        self._token.cancel(CancelReason.ABANDONED)
+        raises Cancelled, with ``reason``): running tasks are told to stop. ``close()`` still
+        releases the workers, from the consumer's side. Returns whether the consumer is in a
+        read of the input now, which an abort cannot end (a read that waits ends when it
+        does; no read starts after an abort)."""
+        self._token.cancel(reason)
         self._hurried = True
         with self._reading:
+            if not self._aborted:
+                self._aborted_for = reason
             self._aborted = True
             reading = self._in_input
         with self._cond:
@@ -400,6 +409,8 @@ class MapRun:
         self.closed = True
         if self._owner.forked():  # the parent's map: its lock may have been held at the fork
             return
+        if self._parent is not None:
+            self._parent.forget(self._parent_cancelled)  # (it holds us, for as long as it lives)
         self._token.cancel(CancelReason.ABANDONED)
         if (lazy := self._lazy) is not None:
             lazy.stop()  # (it may be running an item now, even in another thread)
@@ -410,6 +421,13 @@ class MapRun:
         finally:
             if self._started:
                 self._observer.finished()
+
+    def _parent_cancelled(self) -> None:
+        """The task that made the map was told to stop (its group failed or was cancelled, its
+        deadline passed, its own map was abandoned): the map stops, as that task's nested
+        TaskGroup would; its consumer's ``next()`` raises Cancelled with the task's reason."""
+        assert self._parent is not None
+        self.abort(self._parent.reason)
 
     # -- worker side (any thread) ------------------------------------------------------------
 
