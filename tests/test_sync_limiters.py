@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -145,3 +146,59 @@ def test_waitgroup_negative_counter_is_an_error() -> None:
     with pytest.raises(ValueError, match="negative"):
         wg.add(-3)
     assert wg.pending == 2
+
+
+class _InterruptedWait:
+    """A parked lock whose wait is ended by Ctrl-C, as a signal ends a real one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(False):  # (the limiter parks it first: then the wait)
+            raise KeyboardInterrupt
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_a_capacity_limiter_wait_ended_by_ctrl_c_leaves_no_one_in_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It stayed in line: the next release handed the slot to that nobody, for good (every
+    later acquire timed out, and its thread's retry was told it already held a token)."""
+    from plait.sync import _limiters
+
+    limiter = sync.CapacityLimiter(1, name="db")
+    assert limiter.acquire_on_behalf_of("holder")
+    monkeypatch.setattr(_limiters, "allocate_lock", _InterruptedWait)
+    with pytest.raises(KeyboardInterrupt):
+        limiter.acquire_on_behalf_of("interrupted")
+    monkeypatch.undo()
+    assert limiter.statistics().waiting == 0
+    limiter.release_on_behalf_of("holder")
+    assert limiter.statistics().borrowed == 0
+    assert limiter.acquire_on_behalf_of("interrupted", timeout=5)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf")])
+def test_a_wait_whose_timeout_no_clock_reaches_is_refused(seconds: float) -> None:
+    """NaN: no deadline compares as passed, and the wait spun at full CPU for ever."""
+    full = sync.Channel[int](1)
+    full.send(1)
+    group = sync.WaitGroup()
+    group.add(1)
+    rwlock = sync.RWLock()
+    limiter = sync.CapacityLimiter(1)
+    waits: list[Callable[[], object]] = [
+        lambda: full.send(2, timeout=seconds),
+        lambda: sync.Channel[int](1).recv(timeout=seconds),
+        lambda: group.wait(timeout=seconds),
+        lambda: rwlock.acquire_write(timeout=seconds),
+        lambda: limiter.acquire(timeout=seconds),
+        lambda: sync.RateLimiter(1).acquire(timeout=seconds),
+    ]
+    for wait in waits:
+        with pytest.raises(ValueError, match="timeout must be a finite number of seconds"):
+            wait()

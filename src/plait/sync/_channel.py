@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from ._errors import ChannelClosed
+from ._lock import check_wait
 from ._stats import ChannelStatistics, WaitRecorder, base_fields
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class Channel(Generic[T]):
 
     def send(self, item: T, timeout: float | None = None) -> None:
         """Put ``item`` in, waiting for room; ChannelClosed if the channel is or gets closed."""
+        check_wait(timeout)
         with self._lock:
             if self._closed:
                 raise ChannelClosed(f"send on closed channel {self.name!r}")
@@ -59,6 +61,7 @@ class Channel(Generic[T]):
 
     def recv(self, timeout: float | None = None) -> T:
         """Take the oldest item, waiting for one; ChannelClosed once closed and drained."""
+        check_wait(timeout)
         with self._lock:
             if not self._items:
                 if self._closed:

@@ -21,6 +21,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
+from ._lock import check_wait
 from ._stats import (
     CapacityLimiterStatistics,
     RateLimiterStatistics,
@@ -68,6 +69,7 @@ class RateLimiter:
 
     def acquire(self, tokens: float = 1, timeout: float | None = None) -> bool:
         """Wait for ``tokens``; False (at once) if they cannot come within ``timeout``."""
+        check_wait(timeout)
         with self._lock:
             now = monotonic()
             go_at, tat = self._slot(tokens, now)
@@ -169,6 +171,7 @@ class CapacityLimiter:
         self, borrower: object, blocking: bool = True, timeout: float | None = None
     ) -> bool:
         """Take a slot for ``borrower`` (any hashable), waiting in line if none is free."""
+        check_wait(timeout)
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
         with self._lock:
@@ -188,7 +191,19 @@ class CapacityLimiter:
             self._waiters.append(entry)
             self._rec.waiting += 1
         start = monotonic()
-        got = parked.acquire(True, -1 if timeout is None else max(timeout, 0))
+        try:
+            got = parked.acquire(True, -1 if timeout is None else max(timeout, 0))
+        except BaseException:
+            # Ctrl-C (or any error) ended the wait: leave the line, or, if a slot was handed
+            # over meanwhile, pass it on; else the next release gave it to nobody, for good.
+            with self._lock:
+                self._rec.waiting -= 1
+                if any(e is entry for e in self._waiters):
+                    self._waiters.remove(entry)
+                else:
+                    self._borrowers.discard(borrower)
+                    self._hand_over()
+            raise
         with self._lock:
             self._rec.waiting -= 1
             if not got and any(e is entry for e in self._waiters):

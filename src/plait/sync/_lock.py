@@ -51,6 +51,16 @@ def check_timeout(blocking: bool, timeout: float) -> None:
         raise OverflowError("timeout value is too large")
 
 
+def check_wait(timeout: float | None) -> None:
+    """Refuse a wait's timeout that no clock can reach: NaN (a wait for it spun at full CPU
+    for ever: no deadline compares as passed) or infinity."""
+    if timeout is not None and not math.isfinite(timeout):
+        raise ValueError(
+            f"timeout must be a finite number of seconds, got {timeout!r}; "
+            "use None to wait without a limit"
+        )
+
+
 def check_warn_after(warn_after: float | None) -> None:
     if warn_after is not None and not (warn_after >= 0 and math.isfinite(warn_after)):
         raise ValueError(

@@ -15,6 +15,7 @@ from time import monotonic
 from types import TracebackType
 
 from ._errors import DeadlockError, DeadlockLink
+from ._lock import check_wait
 from ._owner import Owner, current_owner
 from ._stats import RWLockStatistics, WaitRecorder, base_fields
 
@@ -135,6 +136,7 @@ class RWLock:
 
     def _wait(self, ready: Callable[[], bool], blocking: bool, timeout: float | None) -> bool:
         """Wait, with the condition held, until ``ready()``; account for the wait."""
+        check_wait(timeout)
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
         if ready():

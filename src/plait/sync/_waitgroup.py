@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from time import monotonic
 
+from ._lock import check_wait
 from ._stats import WaitGroupStatistics, WaitRecorder, base_fields
 
 
@@ -39,6 +40,7 @@ class WaitGroup:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job counted so far is done; False if the timeout ends first."""
+        check_wait(timeout)
         with self._cond:
             if self._pending == 0:
                 self._rec.acquisitions += 1
