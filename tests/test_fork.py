@@ -278,3 +278,52 @@ def test_a_task_group_of_the_parent_in_a_fork(tmp_path: Path) -> None:
         "task-group child: leaving the block PoolClosed",
         "task-group parent: None",
     ]
+
+
+GRAPH_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import threading
+    import warnings
+
+    from plait import sync
+    from plait.sync import _registry
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # (fork with threads: on purpose)
+    held, release = threading.Event(), threading.Event()
+
+
+    def hold_the_graph():  # (as a thread blocking on a plait lock does, for a moment)
+        with _registry.GRAPH_LOCK:
+            held.set()
+            release.wait(30)
+
+
+    holder = threading.Thread(target=hold_the_graph)
+    holder.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:
+        lock = sync.Lock()
+        lock.acquire()
+        result = []
+        contender = threading.Thread(target=lambda: result.append(lock.acquire(timeout=0.05)))
+        contender.start()
+        contender.join(10)
+        os._exit(0 if result == [False] else 1)
+    release.set()
+    holder.join()
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_while_another_thread_blocks_on_a_plait_lock(tmp_path: Path) -> None:
+    """The child's timed acquire of a held lock returns in time. (The lock of the graph of
+    waits, held by a thread of the parent at the fork, stayed held in the child: every timed
+    or contended acquire of every plait lock there hung, whatever its timeout.)"""
+    script = tmp_path / "graph.py"
+    script.write_text(GRAPH_SCRIPT)
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert (ran.stdout.strip(), ran.stderr) == ("0", "")

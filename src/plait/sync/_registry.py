@@ -25,6 +25,7 @@ that gets a dead holder's id is never taken for it.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 from types import FrameType
@@ -57,6 +58,18 @@ class Tracked(Protocol):
 
 
 _waiting: dict[Owner, tuple[Tracked, Site]] = {}
+
+
+def _forked() -> None:
+    """In a fork's child only the forking thread lives on: the graph's lock may have been held
+    by another (its every timed or contended acquire then hung, whatever its timeout), and
+    the threads the graph says wait are gone. (As ``threading`` and ``logging`` reset their own
+    locks at a fork.)"""
+    GRAPH_LOCK._at_fork_reinit()  # type: ignore[attr-defined]
+    _waiting.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def set_deadlock_detection(enabled: bool) -> None:
