@@ -32,6 +32,9 @@ TOOLS = textwrap.dedent(
         await asyncio.sleep(0.001)
         return int(x) + 1
 
+    def as_set(x):
+        return {x} if x == "2" else x
+
     def touch(x):
         open(x, "w").close()
         return x
@@ -147,6 +150,32 @@ def test_a_closed_stdout_drops_the_results_and_the_work_still_runs(folder: Path)
     assert (ran.returncode, ran.stderr) == (0, b"")
     assert (folder / "a").exists()
     assert (folder / "b").exists()
+
+
+def test_a_closed_stderr_keeps_failures_out_of_the_results(folder: Path) -> None:
+    """With ``2>&-`` a failure's traceback went to stdout, among the results."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "plait", "map", "--keep-going", "tools:fail_on_three",
+         ":::", "1", "2", "3", "4"],
+        stdout=subprocess.PIPE,
+        cwd=folder,
+        timeout=100,
+        preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert (ran.returncode, ran.stdout) == (1, b"1\n2\n4\n")
+
+
+def test_a_result_that_cannot_be_written_is_its_items_failure(folder: Path) -> None:
+    """With --keep-going the others still print; without, the error names its input. (It
+    stopped the whole run, naming no item.)"""
+    ran = plait_map(folder, "--json", "--keep-going", "tools:as_set", stdin='"1"\n"2"\n"3"\n')
+    assert (ran.returncode, ran.stdout) == (1, '"1"\n"3"\n')
+    assert "not JSON serializable" in ran.stderr
+    assert "the result of input 2 cannot be written" in ran.stderr
+    ran = plait_map(folder, "--json", "tools:as_set", stdin='"1"\n"2"\n"3"\n')
+    assert ran.returncode == 1
+    assert ran.stdout == '"1"\n'
+    assert "the result of input 2 cannot be written" in ran.stderr
 
 
 def test_trace_writes_the_timeline(folder: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import io
 import json
 import os
 import re
@@ -85,7 +86,7 @@ def map_command(namespace: argparse.Namespace) -> int:
         sources = _sources(namespace.inputs)
         check_readable(sources)
     except UsageError as error:
-        print(f"plait map: {error}", file=sys.stderr)
+        print(f"plait map: {error}", file=_streams.text(sys.stderr))
         return 255
     separator = b"\0" if namespace.null else b"\n"
     inputs: Iterator[Any] = arguments(sources, separator=separator, colsep=namespace.colsep)
@@ -103,17 +104,30 @@ def map_command(namespace: argparse.Namespace) -> int:
             trace=namespace.trace,
         )
     except (ValueError, TypeError) as error:  # -j 0, --backend nope: checked at the call
-        print(f"plait map: {error}", file=sys.stderr)
+        print(f"plait map: {error}", file=_streams.text(sys.stderr))
         return 255
     out = _streams.text(sys.stdout)  # (started with it closed: the work still runs)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # An input line that was not valid text was read with its bytes kept (surrogate
+        # escapes): a result made of it is written back as those bytes, not refused.
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         with results:
-            for result in results:
+            for number, result in enumerate(results, 1):
                 if namespace.keep_going and isinstance(result, BaseException):
                     failed += 1
                     _print_failure(result)
                     continue
-                out.write(show(result) + "\n")
+                try:
+                    line = show(result) + "\n"
+                except (TypeError, ValueError) as error:  # --json: a set, say
+                    error.add_note(f"plait map: the result of input {number} cannot be written")
+                    if not namespace.keep_going:
+                        raise
+                    failed += 1  # (that item's failure: the others still run and print)
+                    _print_failure(error)
+                    continue
+                out.write(line)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # whoever read the output stopped (``| head``): stop quietly
@@ -232,4 +246,4 @@ def _load_file(path: str) -> ModuleType:
 
 
 def _print_failure(error: BaseException) -> None:
-    traceback.print_exception(error, file=sys.stderr)
+    traceback.print_exception(error, file=_streams.text(sys.stderr))
