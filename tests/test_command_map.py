@@ -138,31 +138,31 @@ def test_an_input_source_that_is_a_directory_exits_255_and_says_so(folder: Path)
     )
 
 
-def test_a_closed_stdout_drops_the_results_and_the_work_still_runs(folder: Path) -> None:
-    """Started with ``>&-``, plait map crashed at its first result (sys.stdout is None)."""
+def plait_map_with_closed(folder: Path, fd: int, *args: str) -> tuple[int, bytes]:
+    """``plait map`` started with its standard stream ``fd`` closed (``>&-``): its exit
+    status and what it wrote on the other one."""
     ran = subprocess.run(
-        [sys.executable, "-m", "plait", "map", "tools:touch", ":::", "a", "b"],
-        stderr=subprocess.PIPE,
+        [sys.executable, "-m", "plait", "map", *args],
+        stdout=subprocess.PIPE if fd == 2 else None,
+        stderr=subprocess.PIPE if fd == 1 else None,
         cwd=folder,
         timeout=100,
-        preexec_fn=lambda: os.close(1),
+        preexec_fn=lambda: os.close(fd),
     )  # fmt: skip
-    assert (ran.returncode, ran.stderr) == (0, b"")
+    return ran.returncode, ran.stdout if fd == 2 else ran.stderr
+
+
+def test_a_closed_stdout_drops_the_results_and_the_work_still_runs(folder: Path) -> None:
+    """Started with ``>&-``, plait map crashed at its first result (sys.stdout is None)."""
+    assert plait_map_with_closed(folder, 1, "tools:touch", ":::", "a", "b") == (0, b"")
     assert (folder / "a").exists()
     assert (folder / "b").exists()
 
 
 def test_a_closed_stderr_keeps_failures_out_of_the_results(folder: Path) -> None:
     """With ``2>&-`` a failure's traceback went to stdout, among the results."""
-    ran = subprocess.run(
-        [sys.executable, "-m", "plait", "map", "--keep-going", "tools:fail_on_three",
-         ":::", "1", "2", "3", "4"],
-        stdout=subprocess.PIPE,
-        cwd=folder,
-        timeout=100,
-        preexec_fn=lambda: os.close(2),
-    )  # fmt: skip
-    assert (ran.returncode, ran.stdout) == (1, b"1\n2\n4\n")
+    args = ("--keep-going", "tools:fail_on_three", ":::", "1", "2", "3", "4")
+    assert plait_map_with_closed(folder, 2, *args) == (1, b"1\n2\n4\n")
 
 
 def test_a_result_that_cannot_be_written_is_its_items_failure(folder: Path) -> None:
