@@ -213,3 +213,26 @@ class RWLockMachine(RuleBasedStateMachine):
 
 RWLockMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
 test_rwlock_state_machine = RWLockMachine.TestCase
+
+
+def held_by_a_thread_that_ended(side: str, name: str) -> sync.RWLock:
+    rw = sync.RWLock(name="cfg")
+    take = rw.acquire_read if side == "read" else rw.acquire_write
+    holder = threading.Thread(target=take, name=name)
+    holder.start()
+    holder.join(10)
+    return rw
+
+
+@pytest.mark.timeout(30)
+def test_an_untimed_wait_for_a_side_whose_holder_exited_raises_deadlock_error() -> None:
+    """Only a holder releases its side: a writer waiting for a reader that ended (and readers
+    for a writer that did) waited for ever, silently."""
+    rw = held_by_a_thread_that_ended("read", "reader")
+    assert rw.acquire_write(timeout=0.01) is False  # (timed: it times out, as it would)
+    with pytest.raises(sync.DeadlockError, match="'reader', which exited") as caught:
+        rw.acquire_write()
+    assert caught.value.cycle[0].holder_exited
+    rw = held_by_a_thread_that_ended("write", "writer")
+    with pytest.raises(sync.DeadlockError, match="'writer', which exited without releasing"):
+        rw.acquire_read()

@@ -5,6 +5,9 @@ That rule would deadlock a thread that re-enters a read lock it holds, so reader
 per thread and re-entry is always granted. Upgrading (asking for the write lock while holding a
 read lock) can never succeed while another reader waits for the same, so it raises
 DeadlockError at once instead of hanging. The writer may take read locks inside its write.
+
+Only a holder releases its side, so an untimed wait for a side held by a thread that has exited
+would never end: it raises DeadlockError naming that thread, as an RLock's does.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from types import TracebackType
 from ._errors import DeadlockError, DeadlockLink
 from ._lock import check_wait
 from ._owner import Owner, current_owner
+from ._registry import RECHECK_INTERVAL
 from ._stats import RWLockStatistics, WaitRecorder, base_fields
 
 
@@ -81,7 +85,10 @@ class RWLock:
                 self._reads += 1
                 return True
             ok = self._wait(
-                lambda: self._writer is None and self._writers_waiting == 0, blocking, timeout
+                lambda: self._writer is None and self._writers_waiting == 0,
+                blocking,
+                timeout,
+                "read",
             )
             if ok:
                 self._readers[me] = 1
@@ -113,7 +120,7 @@ class RWLock:
             self._writers_waiting += 1
             try:
                 ok = self._wait(
-                    lambda: self._writer is None and not self._readers, blocking, timeout
+                    lambda: self._writer is None and not self._readers, blocking, timeout, "write"
                 )
             finally:
                 self._writers_waiting -= 1
@@ -134,8 +141,11 @@ class RWLock:
                 self._writer = None
                 self._cond.notify_all()
 
-    def _wait(self, ready: Callable[[], bool], blocking: bool, timeout: float | None) -> bool:
-        """Wait, with the condition held, until ``ready()``; account for the wait."""
+    def _wait(
+        self, ready: Callable[[], bool], blocking: bool, timeout: float | None, side: str
+    ) -> bool:
+        """Wait, with the condition held, until ``ready()``; account for the wait. Untimed,
+        looked at again every ``RECHECK_INTERVAL``: a holder may exit meanwhile."""
         check_wait(timeout)
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
@@ -146,11 +156,39 @@ class RWLock:
         self._rec.waiting += 1
         start = monotonic()
         try:
-            ok = bool(self._cond.wait_for(ready, timeout))
+            if timeout is None:
+                while not ready():
+                    self._check_holders_live(side)
+                    self._cond.wait(RECHECK_INTERVAL)
+                ok = True
+            else:
+                ok = bool(self._cond.wait_for(ready, timeout))
         finally:
             self._rec.waiting -= 1
         self._rec.waited(monotonic() - start, succeeded=ok)
         return ok
+
+    def _check_holders_live(self, side: str) -> None:
+        """Raise DeadlockError if a thread that holds the lock (holding the condition) has
+        exited: only it could release its side, and it never will."""
+        holders = [*self._readers, *([self._writer] if self._writer is not None else [])]
+        for holder in holders:
+            if holder.alive:
+                continue
+            held = "the write lock" if holder is self._writer else "a read lock"
+            link = DeadlockLink(
+                thread=current_owner().name,
+                waits_for=f"{self.name} ({side})",
+                waits_at=f"acquire_{side}",
+                held_by=holder.name,
+                held_since=f"{held}, never released",
+                holder_exited=True,
+            )
+            reason = (
+                f"{self.name!r} is held by thread {holder.name!r}, which exited without "
+                f"releasing {held}"
+            )
+            raise DeadlockError((link,), reason)
 
     def _upgrade_error(self, me: Owner) -> DeadlockError:
         name = me.name
