@@ -251,3 +251,25 @@ def test_amap_an_item_that_cancels_itself_fails_alone() -> None:
     assert results[3:] == [3, 4]
     assert isinstance(results[2], plait.Cancelled)
     assert "plait: raised by item 2: 2" in results[2].__notes__
+
+
+async def stop_at_two(x: int) -> int:
+    if x == 2:
+        raise StopAsyncIteration("mine")
+    return x
+
+
+def test_amap_of_an_async_def_raising_stop_async_iteration_is_as_on_threads() -> None:
+    """A RuntimeError noting why and naming the item, as a plain function's on threads; it
+    was Python's bare 'async generator raised StopAsyncIteration', naming nothing (and with
+    errors="return", the StopAsyncIteration itself, unlike threads)."""
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="the function raised StopAsyncIteration") as caught:
+            await plait.amap(stop_at_two, range(4))
+        assert any("raised by item 2" in note for note in caught.value.__notes__)
+        assert isinstance(caught.value.__cause__, StopAsyncIteration)
+        returned = await plait.amap(stop_at_two, range(4), errors="return")
+        assert isinstance(returned[2], RuntimeError)
+
+    asyncio.run(main())

@@ -38,7 +38,7 @@ from ._errors import Cancelled, CancelReason
 from ._events import MapObserver
 from ._options import MapKeywords, MapOptions
 from ._scheduler import MapIterator
-from ._task import Job, Outcome
+from ._task import Job, Outcome, task_error
 from ._window import MapWindow, Taken, open_input
 
 if TYPE_CHECKING:
@@ -316,7 +316,7 @@ def _outcome(task: asyncio.Task[Any], closing: bool = False) -> Outcome:
     error = task.exception()
     if error is None:
         return Outcome([task.result()])
-    return Outcome([None], {0: error})
+    return Outcome([None], {0: task_error(error)})  # (a StopAsyncIteration: as on threads)
 
 
 async def _by_deadline(waiting: Awaitable[R], deadline: float | None) -> R:
