@@ -229,3 +229,11 @@ def read_in_a_thread(results: Iterable[Any]) -> tuple[threading.Thread, list[Any
     reader = threading.Thread(target=read)
     reader.start()
     return reader, taken
+
+
+def wait_for_file(path: Path) -> None:
+    """Until ``path`` exists (a worker process says it got somewhere so); 30 s at most."""
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)

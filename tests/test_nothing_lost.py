@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import plait
-from conftest import on
+from conftest import on, wait_for_file
 
 
 def stop_at_three(x: int) -> int:
@@ -275,13 +275,6 @@ def block_until_released(directory: str, x: int) -> int:
         while not Path(directory, "release").exists() and time.monotonic() < deadline:
             plait.sleep(0.01)
     return x
-
-
-def wait_for_file(path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("how", ["cancel_futures", "terminate"])

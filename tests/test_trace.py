@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import plait
-from conftest import on, read_in_a_thread
+from conftest import on, read_in_a_thread, wait_for_file
 from plait import _trace
 
 pytestmark = pytest.mark.timeout(120)
@@ -483,13 +483,6 @@ def run_until_released(item: tuple[str, int]) -> int:
     while not Path(folder, "release").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return x
-
-
-def wait_for_file(path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 def test_batches_running_when_a_map_is_given_up_are_drawn_on_their_workers(
