@@ -35,6 +35,9 @@ TOOLS = textwrap.dedent(
     def as_set(x):
         return {x} if x == "2" else x
 
+    def not_a_number(x):
+        return float("nan") if x == "2" else x
+
     def touch(x):
         open(x, "w").close()
         return x
@@ -172,6 +175,8 @@ def test_a_result_that_cannot_be_written_is_its_items_failure(folder: Path) -> N
     assert (ran.returncode, ran.stdout) == (1, '"1"\n"3"\n')
     assert "not JSON serializable" in ran.stderr
     assert "the result of input 2 cannot be written" in ran.stderr
+    ran = plait_map(folder, "--json", "--keep-going", "tools:not_a_number", stdin='"1"\n"2"\n"3"\n')
+    assert (ran.returncode, ran.stdout) == (1, '"1"\n"3"\n')  # (NaN: JSON has none)
     ran = plait_map(folder, "--json", "tools:as_set", stdin='"1"\n"2"\n"3"\n')
     assert ran.returncode == 1
     assert ran.stdout == '"1"\n'

@@ -92,7 +92,10 @@ def map_command(namespace: argparse.Namespace) -> int:
     inputs: Iterator[Any] = arguments(sources, separator=separator, colsep=namespace.colsep)
     if namespace.json:
         inputs = (_decoded(number, values) for number, values in enumerate(inputs, 1))
-    show: Callable[[Any], str] = json.dumps if namespace.json else str
+    # (--json writes JSON: NaN and infinities, which JSON has not, are the item's failure.)
+    show: Callable[[Any], str] = (
+        functools.partial(json.dumps, allow_nan=False) if namespace.json else str
+    )
     failed = 0
     try:
         results = plait.map(
