@@ -77,3 +77,13 @@ def test_async_batches_are_as_large_as_the_backend_allows() -> None:
     sizer.observe(32, 5.0)  # concurrent items: a batch's time says nothing of its size
     assert sizer.next_size() == 32
     assert sizer.max_size == 32
+
+
+def test_a_batch_measured_at_no_time_at_all_does_not_break_the_sizing() -> None:
+    """A batch none of whose items could be sent (none pickled) is measured at 0 seconds;
+    near the end of a known input the next size was divided by that (ZeroDivisionError ended
+    the map, where each such item was to fail alone)."""
+    sizer = ChunkSizer("process", 2, total=101)
+    sizer.taken(1)
+    sizer.observe(1, 0.0)
+    assert sizer.next_size() >= 1

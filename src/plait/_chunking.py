@@ -107,7 +107,9 @@ class ChunkSizer:
             # over), so no worker ends up alone with a long last batch; but not into batches
             # whose trip would cost more than their work (see TAIL_SECONDS).
             share = math.ceil(self._remaining / (2 * self._workers))
-            worth = 1 if self._per_item is None else math.ceil(self._tail / self._per_item)
+            worth = (
+                1 if self._per_item is None else math.ceil(self._tail / max(self._per_item, 1e-9))
+            )
             size = min(size, max(1, share, worth))
         return size
 
