@@ -519,9 +519,10 @@ def _batches(run: MapRun) -> Generator[Iterable[Any], None, None]:
 class MapIterator(Generic[R]):
     """The lazy iterator ``plait.map`` and ``Pool.map`` return; also a context manager.
 
-    Nothing runs until the first ``next()``. Breaking out of a loop, ``close()``, leaving the
-    ``with`` block, an exception in the consumer, or dropping the last reference all stop the
-    work and release the workers.
+    Nothing runs until the first ``next()``. ``close()``, leaving the ``with`` block, or
+    dropping the last reference stop the work and release the workers; so does breaking out
+    of (or an exception in) a ``for`` loop over a map not kept in a variable, which drops it.
+    One kept in a variable lives on after a ``break``, as a generator does, until one of those.
 
     ``iter()`` hands out the underlying iterator rather than ``self``: a ``for`` loop then
     runs no Python code per item (see ``stream``) instead of an extra method call, and since
