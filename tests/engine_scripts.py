@@ -4,13 +4,16 @@ itself, so that plait starts (and must end) one; one interrupted by Ctrl-C."""
 from __future__ import annotations
 
 import inspect
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, NamedTuple
 
 import psutil
 
@@ -64,7 +67,9 @@ TERMINATE = LIVING + textwrap.dedent(
 # A map interrupted by Ctrl-C while items run on the cluster plait started.
 CTRL_C = textwrap.dedent(
     """
+    import faulthandler
     import os
+    import signal
     import sys
     import time
     from pathlib import Path
@@ -72,6 +77,7 @@ CTRL_C = textwrap.dedent(
     import plait
 
     PIDS = Path(sys.argv[1])  # (a global of __main__: it travels with the function)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # (see interrupt: a stuck run)
 
     def work(x):
         if x >= 1:  # (written whole, then named: a reader never finds it empty)
@@ -125,7 +131,9 @@ def interrupt(tmp_path: Path, code: str) -> Interrupted:
     """Run ``code``, which prints "first ..." and then "ready" once it has written its child
     processes' pids to the file named by its first argument; then send it SIGINT. The items
     that run write their process's pid to ``running-*`` files beside it: how long until
-    none of those processes is left is ``stopped``."""
+    none of those processes is left is ``stopped``. A script stuck at any step fails the test
+    with its threads' stacks (it dumps them on SIGUSR1), not at the test's own timeout, which
+    would say nothing of where it was."""
     script = tmp_path / "ctrl_c.py"
     script.write_text(code)
     pids_file = tmp_path / "pids"
@@ -135,11 +143,17 @@ def interrupt(tmp_path: Path, code: str) -> Interrupted:
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Both pipes read on threads: a read of the script's output waits a bounded time, and
+    # its stderr (Ray's warnings) never fills its pipe while the script runs.
+    lines: queue.Queue[str] = queue.Queue()
+    errors: queue.Queue[str] = queue.Queue()
+    stderr = _Stderr(errors, _drain(proc.stderr, errors))
+    readers = [_drain(proc.stdout, lines), stderr.reader]
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        ready = proc.stdout.readline()
-        assert (first, ready) == ("first 0\n", "ready\n"), proc.stderr and proc.stderr.read()
+        # (A cluster's start on a busy 2-core machine has taken 20 s; this is far beyond.)
+        first = _line(proc, lines, stderr, 120, "first")
+        ready = _line(proc, lines, stderr, 60, "ready")
+        assert (first, ready) == ("first 0\n", "ready\n"), _stuck(proc, stderr, "its lines")
         cluster = [int(pid) for pid in pids_file.read_text().split()]
         running = [int(path.read_text()) for path in tmp_path.glob("running-*")]
         started = time.monotonic()
@@ -150,10 +164,66 @@ def interrupt(tmp_path: Path, code: str) -> Interrupted:
                 stopped = time.monotonic() - started
                 break
             time.sleep(0.01)
-        out, err = proc.communicate(timeout=60)
+        try:
+            proc.wait(timeout=max(1.0, 60 - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(_stuck(proc, stderr, "its exit after Ctrl-C")) from None
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.communicate()  # (the pipes closed, the child reaped: again is harmless)
+        proc.wait()
+        for reader in readers:  # (a process it started that outlived it holds a pipe open)
+            reader.join(30)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert not any(reader.is_alive() for reader in readers), "its output is held open"
+    out, err = "".join(lines.queue), "".join(errors.queue)
     return Interrupted(out, err, proc.returncode, took, cluster, stopped)
+
+
+def _drain(stream: IO[str] | None, into: queue.Queue[str]) -> threading.Thread:
+    """A thread that puts each line of ``stream`` into ``into`` until it ends."""
+
+    def drain() -> None:
+        assert stream is not None
+        for line in stream:
+            into.put(line)
+
+    reader = threading.Thread(target=drain, name="script-output", daemon=True)
+    reader.start()
+    return reader
+
+
+def _line(
+    proc: subprocess.Popen[str],
+    lines: queue.Queue[str],
+    stderr: _Stderr,
+    seconds: float,
+    what: str,
+) -> str:
+    """The script's next line of output, waited for ``seconds`` at most."""
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        raise AssertionError(_stuck(proc, stderr, f"its line {what!r} in {seconds} s")) from None
+
+
+class _Stderr(NamedTuple):
+    lines: queue.Queue[str]
+    reader: threading.Thread
+
+
+def _stuck(proc: subprocess.Popen[str], stderr: _Stderr, waited_for: str) -> str:
+    """Why a script failed a step: its stderr, which holds every thread's stack if it still
+    ran (it dumps them on SIGUSR1)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)  # (a dump of a few stacks takes milliseconds)
+        proc.kill()
+    proc.wait()
+    stderr.reader.join(10)
+    return (
+        f"the script did not give {waited_for}; its stderr:\n" + "".join(stderr.lines.queue)[-8000:]
+    )
