@@ -215,6 +215,30 @@ def test_computing_work_that_cannot_travel_stays_on_threads_and_says_why() -> No
     assert "cannot go to a process" in results.plan.reason, plans
 
 
+def spin_or_hold(x: int | threading.Lock) -> tuple[int | str, int]:
+    if isinstance(x, int):
+        return spin(x)
+    with x:  # (a lock: no process can be sent it)
+        return "lock", os.getpid()
+
+
+@several_cores
+def test_a_later_item_that_cannot_travel_runs_on_a_thread_beside_the_processes() -> None:
+    """auto looks at a sample of the items before it chooses processes: an item found later
+    that would not pickle runs on a thread, with no error, as on the threads it would have
+    run on had the plan been threads."""
+    skip_unless_a_thread_gets_a_core()
+    items: list[int | threading.Lock] = list(range(60))
+    items[45] = items[52] = threading.Lock()  # (past the probe: sent under the plan)
+    results = plait.map(spin_or_hold, iter(items), backend="auto")
+    out = list(results)
+    if results.plan.backend != "process":
+        pytest.skip(f"processes were not chosen here: {results.plan}")
+    assert [x for x, _ in out] == [x if isinstance(x, int) else "lock" for x in items]
+    assert out[45][1] == out[52][1] == os.getpid()  # (here: threads)
+    assert {pid for x, pid in out[30:] if x != "lock"} - {os.getpid()}, "none ran elsewhere"
+
+
 def test_tiny_work_runs_inline_in_the_consumers_thread() -> None:
     """(The batches read while the probe measured run where the probe's thread is when the
     plan is made; the ones read after it, in the consumer's own thread.)"""

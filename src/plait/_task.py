@@ -116,6 +116,10 @@ class Outcome:
     # then its items one by one, see ``_rerun``): each run's task and outcome, the first the
     # batch's own run that died.
     runs: list[tuple[Task, Outcome]] | None = None
+    # The offsets of the items a process backend could not send, because they would not
+    # pickle (their errors say so; they never ran): ``backend="auto"``, which chose processes
+    # on a sample of the items, runs these on threads instead.
+    unsent: tuple[int, ...] = ()
 
     def load(self) -> None:
         """Unpack the values, if still packed (see ``packed``); idempotent."""

@@ -852,7 +852,50 @@ class AutoBackend:
                 self._measured(route, settled, task, outcome, delivered[0], finish)
 
             task.start, task.finish = started, measured
+        if target is self._processes:
+            finish_on_process = task.finish
+            task.finish = lambda task, outcome: self._travelled(task, outcome, finish_on_process)
         target.submit(task)
+
+    def _travelled(
+        self, task: Task, outcome: Outcome, finish: Callable[[Task, Outcome], None]
+    ) -> None:
+        """A batch sent to processes ended. The plan was made on a sample of the items: those
+        that would not pickle (a later item holding a lock, say) never ran, and run on threads
+        now, as they would have had the plan been threads, their results put in their places
+        before the batch's results go on. (Not results that would not pickle back: their items
+        ran, and must not run twice.)"""
+        if not outcome.unsent:
+            finish(task, outcome)
+            return
+        offsets = outcome.unsent
+
+        def ran_here(rest: Task, ran: Outcome) -> None:
+            for position, offset in enumerate(offsets):
+                outcome.values[offset] = ran.values[position]
+                if position in ran.errors:
+                    outcome.errors[offset] = ran.errors[position]
+                else:
+                    outcome.errors.pop(offset, None)
+            outcome.unsent = ()
+            finish(task, outcome)
+
+        rest = Task(
+            task.job,
+            [task.items[offset] for offset in offsets],
+            start=lambda: True,  # (it must run, or be discarded: the batch's finish waits)
+            finish=ran_here,
+            discard=lambda rest: finish(task, outcome),  # (a shutdown dropped it: as it was)
+            timeout=task.timeout,
+            token=task.token,
+            attempt=task.attempt,
+            seq=task.seq,
+            first_index=task.first_index,
+        )
+        try:
+            self._threads.submit(rest)
+        except PoolClosed:
+            finish(task, outcome)
 
     def _measured(
         self,

@@ -315,7 +315,7 @@ class Sent:
             full[offset] = values[position]
             if position in errors:
                 merged[offset] = errors[position]
-        return Outcome(full, merged, elapsed, sent_bytes)
+        return Outcome(full, merged, elapsed, sent_bytes, unsent=tuple(self.unsent))
 
     def answer(self, payload: memoryview, *, clean: bool, elapsed: float) -> Outcome:
         """The task's outcome from a worker's DONE payload (``clean``: no item failed, as
