@@ -76,3 +76,16 @@ def test_a_time_limit_must_be_finite(seconds: float) -> None:
         plait.TaskGroup(timeout=seconds)
     with pytest.raises(ValueError, match="rate must be > 0"):
         plait.map(ident, [1], rate=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("rate", "says"),
+    [(10**400, "too large to be a number of calls per second"), (1e-320, "too small")],
+)
+def test_a_rate_too_large_or_too_small_for_a_float_is_refused_naming_it(
+    rate: float, says: str
+) -> None:
+    """(They passed the checks, then failed inside the limiter with OverflowError, or with
+    "Invalid value NaN", naming nothing of plait's.)"""
+    with pytest.raises(ValueError, match=f"plait.map: rate=.*{says}"):
+        plait.map(ident, [1], rate=rate)

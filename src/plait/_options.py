@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -131,6 +132,8 @@ class MapOptions:
             raise TypeError(f"{where}: rate must be a number of calls per second, got {rate!r}")
         if rate is not None and not rate > 0:  # (NaN too)
             raise ValueError(f"{where}: rate must be > 0 calls per second, got {rate}")
+        if rate is not None:
+            check_rate_size(rate, where)
         return cls(
             where,
             "return" if errors == "return" else "raise",
@@ -169,3 +172,20 @@ def _check_names(where: str, keywords: Mapping[str, object]) -> None:
                 f"{where}() got an unexpected keyword argument {name!r}{hint} "
                 f"(the keywords of a map: {choices})"
             )
+
+
+def check_rate_size(rate: float, where: str) -> None:
+    """A positive ``rate`` whose time per call is a float: not so large that it is no float
+    (``10**400``), nor so small that its time per call is infinite (``1e-320``)."""
+    try:
+        per_call = 1.0 / float(rate)
+    except OverflowError:
+        raise ValueError(
+            f"{where}: rate={rate} is too large to be a number of calls per second; "
+            "leave rate out for no limit"
+        ) from None
+    if math.isinf(per_call):
+        raise ValueError(
+            f"{where}: rate={rate} calls per second is too small: its time between two calls "
+            "is infinite; give a rate of at least 1e-300"
+        )
