@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -96,20 +98,30 @@ AN_ADDRESS = textwrap.dedent(
     def square(x):
         return x * x
 
-    # Connects to the cluster at the address: plait's connection, closed after; the cluster
+    # Connects to the cluster at the address, or without one to the cluster `ray start` runs
+    # on this machine (as ray.init() finds it): plait's connection, closed after; the cluster
     # itself is not plait's and runs on.
-    with plait.Pool("ray", plait.Workers(address=sys.argv[1])) as pool:
+    address = sys.argv[1] if len(sys.argv) > 1 else None
+    with plait.Pool("ray", plait.Workers(address=address)) as pool:
         print("results", list(pool.map(square, range(5))))
     print("disconnected", not ray.is_initialized())
     """
 )
 
 
-def test_an_address_connects_to_that_cluster_and_leaves_it_running(
+def test_a_cluster_started_apart_is_joined_and_left_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """By its address; and with none, as ``ray.init()`` joins the cluster ``ray start`` runs on
+    this machine (plait asked Ray for a local cluster of its size, which Ray refuses once one
+    runs: "When connecting to an existing cluster, num_cpus ... must not be provided")."""
     # (A cluster started apart wants its token from those who connect: not this test's matter.)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    # Where `ray start` says which cluster runs here: a directory of this test's, so that no
+    # other program's ray.init() (another test run's) joins this cluster meanwhile. (Short:
+    # Ray's sockets are under it.)
+    ray_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_dir))
     ray_cli = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = subprocess.run(
@@ -132,10 +144,12 @@ def test_an_address_connects_to_that_cluster_and_leaves_it_running(
         found = re.search(r"--address='([^']+)'", started.stdout + started.stderr)
         assert found is not None, started.stdout + started.stderr
         address = found.group(1)
-        for _ in range(2):  # (the second connects to the cluster the first left running)
-            assert run_script(tmp_path, AN_ADDRESS, address) == [
+        # (Each connects to the cluster the one before left running.)
+        for args in ([address], [], [address]):
+            assert run_script(tmp_path, AN_ADDRESS, *args) == [
                 "results [0, 1, 4, 9, 16]",
                 "disconnected True",
             ]
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(ray_dir, ignore_errors=True)

@@ -2,9 +2,11 @@
 
 Where Ray comes from, in this order: the Ray this program already runs
 (``ray.is_initialized()``); ``Workers(address=...)``, a cluster to connect to (``"ray://host:10001"``,
-``"host:6379"`` or ``"auto"``), or ``RAY_ADDRESS`` in the environment; else a local Ray that
-this backend starts on its first batch (one CPU per usable core, no dashboard) and shuts down
-when it shuts down. A Ray this backend did not start is never shut down by it. The queue, the
+``"host:6379"`` or ``"auto"``), or ``RAY_ADDRESS`` in the environment; else the cluster that
+``ray start`` runs on this machine, if one does (as ``ray.init()`` finds it); else a local Ray
+that this backend starts on its first batch (one CPU per usable core, no dashboard) and shuts
+down when it shuts down. A Ray this backend did not start is never shut down by it (joined, it
+only disconnects). The queue, the
 window and what a dead worker costs are ``_cluster``'s.
 
 Ray's own retries are off (``max_retries=0``): plait decides what runs again, the same way on
@@ -119,8 +121,17 @@ class RayBackend(ClusterBackend):
     def _init(self, address: str | None) -> None:
         options: dict[str, Any] = {"configure_logging": False, "log_to_driver": False}
         if address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of our own
-            options.update(num_cpus=self.spec.count or usable_cores(), include_dashboard=False)
-        self._ray.init(address=address, **options)
+            local = {"num_cpus": self.spec.count or usable_cores(), "include_dashboard": False}
+            try:
+                self._ray.init(address=None, **options, **local)
+            except ValueError as exc:
+                # A cluster that `ray start` runs on this machine, which ray.init() joins, as
+                # every Ray program does: it is sized already, and refuses a size.
+                if "existing cluster" not in str(exc):
+                    raise
+                self._ray.init(address=None, **options)
+        else:
+            self._ray.init(address=address, **options)
         self._started_ray = True
 
     def _disconnect(self) -> None:
