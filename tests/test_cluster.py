@@ -237,6 +237,22 @@ def test_retries_on_the_cluster_are_marked_in_the_trace(engine: str, tmp_path: P
     assert "errors 0, retries 3," in trace.summary()
 
 
+def test_rate_holds_across_the_clusters_workers(engine: str, tmp_path: Path) -> None:
+    """One bucket for the map, whichever worker calls, a worker restarted after item 3 killed
+    it too (each worker took the whole rate: twice as many calls a second on two workers)."""
+    from test_failures import most_in_a_second, stamp_then_die_once
+
+    log = str(tmp_path / "calls")
+    dies = [i == 3 for i in range(12)]
+    results = plait.map(
+        stamp_then_die_once, [log] * 12, range(12), dies, backend=engine, rate=4, chunksize=1
+    )
+    assert list(results) == list(range(12))
+    times = [float(line) for line in Path(log).read_text().split()]
+    assert len(times) == 13
+    assert most_in_a_second(times) <= 4 + 1  # (slots 1/4 s apart: a second holds 4, or 5)
+
+
 def test_a_submitted_item_that_kills_its_worker_is_worker_crashed(engine: str) -> None:
     """A lone item whose worker died runs once more before it is blamed: the second run of a
     task its owner saw start must not ask the owner to start it again."""

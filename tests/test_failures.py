@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import gc
 import itertools
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import pytest
 
 import plait
 from conftest import child_pids, has_exited
+from plait import _rate
 
 ATTEMPTS: dict[object, int] = {}  # per process: each worker process has its own
 ATTEMPTS_LOCK = threading.Lock()
@@ -628,11 +632,73 @@ def test_rate_limits_async_functions_without_blocking_the_loop() -> None:
     assert time.monotonic() - started >= 10 / 50
 
 
-def test_rate_on_processes_is_shared_out_among_workers() -> None:
+def test_rate_on_processes_is_one_bucket_their_workers_share() -> None:
     started = time.monotonic()
     results = list(plait.map(abs, range(-11, 0), backend="process", workers=2, rate=20))
     assert results == list(range(11, 0, -1))
-    assert time.monotonic() - started >= 4 / 10  # each of 2 workers at 10/s: 5 calls or more
+    assert time.monotonic() - started >= 10 / 20  # a bucket of 1: 10 waits of 50 ms at least
+
+
+def most_in_a_second(times: list[float]) -> int:
+    """The most of these moments that fall within one second (its ends included)."""
+    times = sorted(times)
+    return max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
+
+
+def stamp_then_die_once(log: str, item: int, die: bool = True) -> int:
+    """Notes when it was called, then (if told to) kills its worker process the first time it
+    sees ``item`` (its second run returns)."""
+    with open(log, "a") as out:
+        out.write(f"{time.monotonic()!r}\n")
+    marker = Path(f"{log}.{item}")
+    if die and not marker.exists():
+        marker.write_text("seen")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item
+
+
+def called_at(x: int) -> float:
+    return time.monotonic()
+
+
+def test_rate_holds_across_process_workers_that_are_recycled() -> None:
+    """Each new worker took a full bucket of its own: 12 calls at rate=4 ran in 0.1 s."""
+    recycled = plait.Workers(2, max_tasks=1)
+    times = list(plait.map(called_at, range(12), backend="process", workers=recycled, rate=4))
+    assert most_in_a_second(times) <= 4 + 1  # (slots 1/4 s apart: a second holds 4, or 5)
+    assert max(times) - min(times) >= 11 / 4 - 0.05
+
+
+def test_rate_holds_across_process_workers_that_are_killed(tmp_path: Path) -> None:
+    """Each item kills its worker once: every replacement took a full bucket of its own."""
+    log = str(tmp_path / "calls")
+    again = plait.Retry(retries=1, crashes=True)
+    results = plait.map(
+        stamp_then_die_once, [log] * 6, range(6), backend="process", rate=4, retries=again
+    )
+    assert list(results) == list(range(6))
+    times = [float(line) for line in Path(log).read_text().split()]
+    assert len(times) == 12
+    assert most_in_a_second(times) <= 4 + 1
+
+
+def test_a_rate_bucket_is_removed_with_its_map() -> None:
+    assert list(plait.map(abs, range(-3, 0), backend="process", workers=2, rate=1000)) == [3, 2, 1]
+    gc.collect()
+    mine = f"plait-rate-{os.getpid()}-"
+    assert not [name for name in os.listdir(_rate.folder()) if name.startswith(mine)]
+
+
+def test_a_worker_that_cannot_reach_the_rate_bucket_takes_its_share_starting_empty() -> None:
+    """A cluster's worker on another machine (here: the bucket's file is gone)."""
+    limited = _rate.rate_limited(abs, 100, "dask", workers=20)
+    shipped = pickle.dumps(limited)
+    del limited
+    gc.collect()  # (its file is removed)
+    worker_side = pickle.loads(shipped)
+    started = time.monotonic()
+    assert worker_side(-1) == 1
+    assert time.monotonic() - started >= 1 / 5  # its share: 100/s over 20 threads, no burst
 
 
 def test_rate_must_be_positive() -> None:

@@ -83,7 +83,7 @@ def map(
     the whole map), ``task_timeout`` (seconds per item: an overrunning item fails with
     TaskTimeout, its process worker is killed, a thread abandoned, and replaced), ``retries``
     (an int, or a ``plait.Retry``), ``progress`` (a tqdm bar) and ``rate`` (calls per second:
-    a token bucket shared by the threads; an equal share per process worker).
+    one token bucket that every worker of the map shares, threads and processes alike).
     """
     where = "plait.map"
     backend = resolve_backend(fn, backend, workers, where)

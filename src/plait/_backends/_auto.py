@@ -408,7 +408,7 @@ class AutoBackend:
         if route is None:
             route = self._routes[job.id] = _Route(job)
             if job.threads_only:
-                why = "rate= is kept exactly only by threads sharing one bucket"
+                why = "rate= makes its calls wait for their slots: work that waits, for threads"
                 self._settle(route, Plan("thread", self._thread_width(), why))
             else:
                 job.measure = True
