@@ -114,6 +114,9 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     warm = sys.modules.get("plait._backends.process._warm")
     if warm is not None:  # workers kept for the next pool: ended here, and checked to be gone
         warm.discard_all()
+    in_hand = sys.modules.get("plait._in_hand")
+    if in_hand is not None:  # the watcher of inputs that may wait, kept for the next map
+        in_hand.discard()
     spare = sys.modules.get("plait._backends._spare")
     if spare is not None:  # threads kept for the next pool's dispatcher: the same
         spare.discard_all()

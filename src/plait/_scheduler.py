@@ -33,6 +33,7 @@ from ._cancel import CancelToken, current_token
 from ._chunking import ChunkSizer
 from ._errors import Cancelled, CancelReason, PoolClosed
 from ._events import MapObserver
+from ._in_hand import Watch
 from ._lazy import LazyBatch
 from ._owner import Owner
 from ._plan import INLINE_BELOW, Plan
@@ -100,6 +101,9 @@ class MapRun:
         self._parent = current_token()
         self._token = CancelToken(self._parent)
         self._input_instant = instant(source)  # a list's, a range's: reading it never waits
+        # An input that may wait is watched as it is read: what a read that waits holds is sent
+        # to run meanwhile (the input may be waiting for it: a crawler's queue).
+        self._in_hand = None if self._input_instant else Watch(self._send_in_hand)
         self._window: MapWindow[Task] = MapWindow(
             source,
             sizer,
@@ -108,6 +112,7 @@ class MapRun:
             max_batches=BATCHES_PER_WORKER * backend.workers,
             max_items=max(max_items_in_flight(backend.name), sizer.max_size),
             sliceable=sliceable,
+            watch=None if self._in_hand is None else self._in_hand.reading,
         )
         # The window's results side is shared with the backend's threads: under _cond.
         self._cond = threading.Condition(threading.Lock())
@@ -175,6 +180,11 @@ class MapRun:
         taken = self._take(None if self._input_instant else _read_slowly, sliced=True)
         if taken is None:
             return None  # (next_batch ends the map, or raises the input's error)
+        if self._window.batches_out() > 1:
+            # The read waited, and what it had read was sent to run meanwhile: the rest runs
+            # after it, at once, and its results are handed out after that batch's.
+            self._submit(taken)
+            return None
         self._lazy = LazyBatch(
             self._task_for(taken),
             inline.worker_state(),
@@ -301,14 +311,35 @@ class MapRun:
                 # The input trickles in: from now on it is read an item at a time, and what
                 # is ready is handed out before the input is waited for again.
                 self._window.trickles()
-            task = self._task_for(taken)
-            if _trace.active or self._trace is not None:
-                task.queued = _trace.clock()  # (_finish keeps its record)
-            try:
-                self._backend.submit(task)
-            except PoolClosed as exc:  # shut down under us: deliver what is out, then say so
-                self._window.unsent(taken, exc)
+            if not self._submit(taken):
                 return
+
+    def _submit(self, taken: Taken) -> bool:
+        """Send a batch just taken to run; False if the pool was shut down under us: what is
+        out is delivered, then the map says so."""
+        task = self._task_for(taken)
+        try:
+            self._backend.submit(task)
+        except PoolClosed as exc:
+            self._window.unsent(taken, exc)
+            return False
+        return True
+
+    def _send_in_hand(self) -> None:
+        """From the watcher's thread (``_in_hand``), while the consumer's read of the input
+        waits: send the items it read so far to run, as a batch ahead of the rest of its own.
+        One that cannot be sent fails its items, as not run (the consumer may be reading: the
+        window's input side is not this thread's to end)."""
+        if self._aborted or self.closed:
+            return
+        taken = self._window.send_in_hand()
+        if taken is None:
+            return
+        task = self._task_for(taken)
+        try:
+            self._backend.submit(task)
+        except Exception as exc:  # (PoolClosed: shut down under us)
+            self._finish(task, failed(len(taken.items), exc, ran=False, owner_loads=True))
 
     def _take(
         self, waited: Callable[[float, int], bool] | None, *, sliced: bool = False
@@ -332,7 +363,7 @@ class MapRun:
 
     def _task_for(self, taken: Taken) -> Task:
         timed = self._task_timeout is not None
-        return Task(
+        task = Task(
             self._job,
             taken.items,
             start=self._is_open,
@@ -345,6 +376,9 @@ class MapRun:
             token=CancelToken(self._token) if timed else self._token,
             owner_loads=True,
         )
+        if _trace.active or self._trace is not None:  # (never so for a lazy batch)
+            task.queued = _trace.clock()  # (_finish keeps its record)
+        return task
 
     def _results_wait(self) -> bool:
         with self._cond:
@@ -409,6 +443,8 @@ class MapRun:
         self.closed = True
         if self._owner.forked():  # the parent's map: its lock may have been held at the fork
             return
+        if self._in_hand is not None:
+            self._in_hand.stop()
         if self._parent is not None:
             self._parent.forget(self._parent_cancelled)  # (it holds us, for as long as it lives)
         self._token.cancel(CancelReason.ABANDONED)

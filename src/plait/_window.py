@@ -9,7 +9,9 @@ Two drivers share it. ``MapRun`` (``_scheduler``) runs batches on a backend's th
 processes, and guards ``done`` and ``pop`` with its condition variable. amap's coroutine driver
 (``_amap``) runs one-item batches as coroutines on the caller's event loop. Each driver calls
 from one thread at a time, so the window needs no lock of its own and is tested step by step
-(``tests/test_window.py``).
+(``tests/test_window.py``). The one exception: while ``take`` waits for the input, another
+thread may send the items it read so far to run (``send_in_hand``, see ``_in_hand``): the two
+share a lock.
 
 The window is what keeps memory flat: ``take`` reads the input only while fewer than
 ``max_batches`` batches (and ``max_items`` items) are between "read" and "handed out". In order
@@ -20,6 +22,7 @@ by the same window.
 from __future__ import annotations
 
 import reprlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -75,10 +78,17 @@ class MapWindow(Generic[B]):
         max_batches: int,
         max_items: int,
         sliceable: bool = False,
+        watch: Callable[[list[Any] | None], None] | None = None,
     ) -> None:
         """``sliceable``: ``source`` is plait's own iterator over a list, a tuple or a range
-        (``read_slice``), which no other thread can read meanwhile."""
+        (``read_slice``), which no other thread can read meanwhile. ``watch(items)`` is told
+        as a read of more than one item begins, and ``watch(None)`` as it ends: while it waits,
+        another thread may send the items read so far to run (``send_in_hand``)."""
         self._source = source
+        self._watch = watch
+        self._hand: list[Any] | None = None  # the items of a watched read, as it reads them
+        self._sent = 0  # how many of them send_in_hand sent
+        self._hand_lock = threading.Lock()
         self._sliceable = sliceable
         self._trickles = False  # the input was seen to trickle in: a batch is one item
         self._sizer = sizer
@@ -137,8 +147,10 @@ class MapWindow(Generic[B]):
         else:
             items = self._read(size, waited)
         if not items:
-            self._exhausted = True
-            return None
+            return None  # (the input ended; or what it gave was sent as it waited for more)
+        return self._taken(items)
+
+    def _taken(self, items: Sequence[Any]) -> Taken:
         self._sizer.taken(len(items))
         taken = Taken(self._next_seq, self._next_index, items)
         self._next_seq += 1
@@ -148,8 +160,14 @@ class MapWindow(Generic[B]):
         return taken
 
     def _read(self, size: int, waited: Callable[[float, int], bool] | None) -> list[Any]:
-        """Up to ``size`` items, read one by one (``take``)."""
+        """Up to ``size`` items, read one by one (``take``), less those sent meanwhile."""
         items: list[Any] = []
+        error: Exception | None = None
+        # A read of one item has nothing else in hand as it waits; a longer one may wait with
+        # items in hand that the input waits for (a crawler's queue): it is watched.
+        watched = self._watch is not None and size > 1 and not self._trickles
+        if watched:
+            self._hold(items)
         try:
             if self._trickles:
                 self._read_one(items)
@@ -158,12 +176,45 @@ class MapWindow(Generic[B]):
             else:
                 self._read_watching(items, size, waited)
         except Exception as exc:
-            exc.add_note(f"plait: raised by the input after {self._next_index + len(items)} items")
-            self._input_error = exc
+            error = exc
+        finally:
+            sent = self._let_go() if watched else 0
+        if error is not None:
+            read = self._next_index + len(items) - sent  # (those sent are counted in)
+            error.add_note(f"plait: raised by the input after {read} items")
+            self._input_error = error
             self._exhausted = True
         if len(items) < size and not self._trickles:
             self._exhausted = True
-        return items
+        return items[sent:] if sent else items
+
+    def _hold(self, items: list[Any]) -> None:
+        with self._hand_lock:
+            self._hand, self._sent = items, 0
+        assert self._watch is not None
+        self._watch(items)
+
+    def _let_go(self) -> int:
+        """The watched read is over: how many of its items ``send_in_hand`` sent."""
+        assert self._watch is not None
+        self._watch(None)
+        with self._hand_lock:
+            self._hand = None
+            return self._sent
+
+    def send_in_hand(self) -> Taken | None:
+        """From any thread, while ``take`` waits for the input: the items it read so far and
+        not yet sent, taken as a batch of their own, ahead of the rest of its batch; None if
+        it has none (or no watched read is under way). An input may wait for one of them to
+        run (a crawler's queue, which each item fills): held, they would wait for good."""
+        with self._hand_lock:
+            if self._hand is None:
+                return None
+            items = self._hand[self._sent :]  # (it grows meanwhile: what it held as we looked)
+            if not items:
+                return None
+            self._sent += len(items)
+            return self._taken(items)
 
     def _read_watching(
         self, items: list[Any], size: int, waited: Callable[[float, int], bool]
@@ -213,6 +264,10 @@ class MapWindow(Generic[B]):
     def out(self) -> bool:
         """Whether batches were read and not yet handed out."""
         return self._batches_out > 0
+
+    def batches_out(self) -> int:
+        """How many batches were read and not yet handed out."""
+        return self._batches_out
 
     def ready(self) -> bool:
         """Whether a batch is ready to hand out."""
