@@ -210,7 +210,9 @@ class MapWindow(Generic[B]):
         with self._hand_lock:
             if self._hand is None:
                 return None
-            items = self._hand[self._sent :]  # (it grows meanwhile: what it held as we looked)
+            # (``list.extend`` appends each item as the input gives it, so what a read that
+            # waits has read is in its list; it only grows: a slice is what it held as we looked.)
+            items = self._hand[self._sent :]
             if not items:
                 return None
             self._sent += len(items)
