@@ -92,7 +92,15 @@ class NothingWorks(Exception):
         raise RuntimeError("nor pickled")
 
 
+class TupleNotes(Exception):
+    pass
+
+
 def raise_odd(kind: str) -> str:
+    if kind == "tuple notes":  # (add_note refuses a __notes__ that is not a list)
+        error = TupleNotes("noted already")
+        error.__notes__ = ("its own context",)  # type: ignore[assignment]
+        raise error
     if kind == "str":
         raise StrRaises("unprintable")
     if kind == "nothing":
@@ -752,3 +760,15 @@ def test_abort_before_the_first_result_runs_nothing(backend: str) -> None:
         next(results)
     results.close()
     assert ran == []
+
+
+def test_an_exception_whose_notes_are_a_tuple_comes_back_itself(backend: str) -> None:
+    """plait notes which item raised; an exception that takes no note (its ``__notes__`` a
+    tuple) came back as plait's own TypeError 'Cannot add note', and the map ended there."""
+    results = list(
+        plait.map(raise_odd, ["a", "tuple notes", "b"], backend=backend, errors="return")
+    )
+    assert results[0] == "a" and results[2] == "b"
+    assert type(results[1]) is TupleNotes and str(results[1]) == "noted already"
+    with pytest.raises(TupleNotes, match="noted already"):
+        list(plait.map(raise_odd, ["a", "tuple notes", "b"], backend=backend))

@@ -22,6 +22,16 @@ from __future__ import annotations
 import enum
 
 
+def note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)``, unless the exception will not take it: its ``__notes__`` is not
+    a list (a tuple, set by its own code), or its class forbids new attributes. The user's
+    exception, noted or not, is what matters: it is never lost to plait's note."""
+    try:
+        exc.add_note(text)
+    except Exception:
+        pass
+
+
 class PlaitError(Exception):
     """Base class of the errors plait itself reports."""
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from ._cancel import CancelToken, cancelled
 from ._cpu_wait import waited_for_cpu
+from ._errors import note
 from ._retry import Retry
 
 E = TypeVar("E", bound=BaseException)
@@ -295,7 +296,7 @@ def note_attempts(error: E, attempts: int) -> E:
     """``error``, the last of an item's ``attempts``, noted with their number if more than one
     (every backend's retries, of errors, timeouts and crashes alike, say it so)."""
     if attempts > 1:
-        error.add_note(f"plait: the item failed {attempts} times; this is the last error")
+        note(error, f"plait: the item failed {attempts} times; this is the last error")
     return error
 
 

@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._chunking import ChunkSizer
+from ._errors import note
 from ._task import Outcome, copy_error
 
 # A read of the input that took this long while results waited, at this long an item or more
@@ -181,7 +182,7 @@ class MapWindow(Generic[B]):
             sent = self._let_go() if watched else 0
         if error is not None:
             read = self._next_index + len(items) - sent  # (those sent are counted in)
-            error.add_note(f"plait: raised by the input after {read} items")
+            note(error, f"plait: raised by the input after {read} items")
             self._input_error = error
             self._exhausted = True
         if len(items) < size and not self._trickles:
@@ -353,10 +354,11 @@ class MapWindow(Generic[B]):
                     exc = copied
                     exc.__notes__ = [n for n in exc.__notes__ if not n.startswith("plait: raised")]
             item = describe_item(batch.items[offset])
-            exc.add_note(
+            note(
+                exc,
                 f"plait: raised by item {index}: {item}"
                 if outcome.ran
-                else f"plait: item {index} was not run: {item}"
+                else f"plait: item {index} was not run: {item}",
             )
             # (Ctrl-C or SystemExit from an item is never a value: it ends the map here.)
             if self._raise or isinstance(exc, KeyboardInterrupt | SystemExit):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _standin
+from ._errors import note
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,6 @@ def initialize(spec: Workers) -> BaseException | None:
     try:
         spec.initializer(*spec.initargs)
     except BaseException as exc:
-        exc.add_note("plait: the worker's initializer failed; its tasks fail with this error")
+        note(exc, "plait: the worker's initializer failed; its tasks fail with this error")
         return exc
     return None

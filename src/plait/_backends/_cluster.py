@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import PlaitError, PoolClosed, WorkerCrashed
+from .._errors import PlaitError, PoolClosed, WorkerCrashed, note
 from .._plan import Plan
 from .._task import Job, Outcome, Task, failed, note_attempts
 from .._worker_spec import Workers
@@ -228,9 +228,10 @@ class ClusterBackend(Unprobed):
         try:
             function, init = self._shipped(task.job)
         except Exception as exc:
-            exc.add_note(
+            note(
+                exc,
                 f"plait: the function or the initializer could not be pickled for the "
-                f"{self.engine} cluster"
+                f"{self.engine} cluster",
             )
             self._finish(
                 task, failed(len(task.items), exc, ran=False, owner_loads=task.owner_loads)
