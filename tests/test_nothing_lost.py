@@ -811,3 +811,35 @@ def test_a_submitted_calls_arguments_are_freed_once_it_is_done(backend: str) -> 
         del dummy
         gc.collect()
         assert ref() is None
+
+
+def test_two_threads_reading_one_map_at_once_both_fail_loudly() -> None:
+    """A second thread that asked for results while the first waited for the next batch made
+    the results end for both, silently: each loop ended as if it had them all (1 of 200,000
+    delivered). Now both raise, and the map ends."""
+    started, go = threading.Event(), threading.Event()
+
+    def first_waits(x: int) -> int:
+        if x == 0:
+            started.set()
+            assert go.wait(10)
+        return x
+
+    results = iter(plait.map(first_waits, range(1000), backend="thread"))
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            outcome["first"] = list(results)
+        except BaseException as exc:
+            outcome["first"] = exc
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(10)  # (the reader waits for the first batch now)
+    with pytest.raises(RuntimeError, match="two threads read a map's results at once"):
+        next(results)
+    go.set()
+    reader.join(10)
+    assert isinstance(outcome["first"], RuntimeError), outcome
+    assert "two threads" in str(outcome["first"])

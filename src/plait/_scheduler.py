@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import suppress
-from itertools import chain, repeat, starmap
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -37,6 +34,7 @@ from ._in_hand import Watch
 from ._lazy import LazyBatch
 from ._owner import Owner
 from ._plan import INLINE_BELOW, Plan
+from ._stream import stream
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
 from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
 
@@ -500,58 +498,6 @@ def _dropped_unstarted() -> BaseException:
     return Cancelled(CancelReason.SHUT_DOWN, "the item")
 
 
-def stream(run: MapRun) -> tuple[Iterator[Any], Generator[Iterable[Any], None, None]]:
-    """The results, one by one, and the generator of batches behind them: closing that
-    generator (or losing both) closes the run.
-
-    The results are ``chain.from_iterable`` over one iterator per batch, so that handing out
-    a value runs no Python code: only reaching the next batch does. Each value leaves its
-    batch's list as it is handed out (popped from the reversed list), so the consumer holds
-    the only reference to a result it was given, as ``concurrent.futures`` promises: a large
-    result is freed as soon as it is dropped. A map that runs inline hands out lazy batches
-    instead (``MapRun.lazily``): generators that run each item as its result is taken.
-    """
-    batches = _batches(run)
-    return chain.from_iterable(batches), batches
-
-
-def _batches(run: MapRun) -> Generator[Iterable[Any], None, None]:
-    handing_out: repeat[tuple[()]] | None = None
-    values: list[Any] = []
-    lazy: Iterator[Any] | None = None
-    try:
-        while True:
-            lazy = run.lazily()
-            if lazy is not None:
-                yield lazy
-                if run.closed:  # an item's error ended the map (errors="raise"), or Ctrl-C
-                    return
-                continue
-            entry = run.next_batch()
-            if entry is None:
-                return
-            task, outcome = entry
-            outcome.load()  # here, in the consumer's thread (see Task.owner_loads)
-            if outcome.errors:
-                # One value at a time: a failed item raised here (errors="raise") ends this
-                # generator, and so the run, at once.
-                for value in run.with_errors(task, outcome):
-                    yield (value,)
-            else:
-                values = outcome.values
-                values.reverse()
-                handing_out = repeat((), len(values))
-                yield starmap(values.pop, handing_out)
-    finally:
-        if handing_out is not None:  # closed amid a batch: the rest of it is not handed out
-            deque(handing_out, maxlen=0)
-            values.clear()
-        if isinstance(lazy, Generator):  # (... nor run)
-            with suppress(ValueError):  # running: close() from inside an item, or elsewhere
-                lazy.close()
-        run.close()
-
-
 class MapIterator(Generic[R]):
     """The lazy iterator ``plait.map`` and ``Pool.map`` return; also a context manager.
 
@@ -559,6 +505,7 @@ class MapIterator(Generic[R]):
     dropping the last reference stop the work and release the workers; so does breaking out
     of (or an exception in) a ``for`` loop over a map not kept in a variable, which drops it.
     One kept in a variable lives on after a ``break``, as a generator does, until one of those.
+    Like a generator's, its results are for one thread at a time (see ``_stream._OneReader``).
 
     ``iter()`` hands out the underlying iterator rather than ``self``: a ``for`` loop then
     runs no Python code per item (see ``stream``) instead of an extra method call, and since
