@@ -50,3 +50,27 @@ def test_demo_runs_every_scenario_and_prints_the_table() -> None:
     page = timeline.read_text()
     assert "<canvas" in page
     assert "crunch" in page  # (the arithmetic's function, recorded)
+
+
+@pytest.mark.parametrize(
+    ("shell", "status", "says"),
+    [
+        ("plait demo >&-", 1, "there is no standard output"),  # (a traceback: None.write)
+        ("plait demo > /dev/full", 1, "No space left on device"),  # (a traceback: OSError)
+        ("plait demo | head -1 > /dev/null; exit ${PIPESTATUS[0]}", 141, ""),  # (BrokenPipe)
+    ],
+)
+def test_the_demo_whose_output_cannot_be_written_says_so_or_stops_quietly(
+    shell: str, status: int, says: str
+) -> None:
+    plait = str(Path(sys.executable).with_name("plait"))
+    done = subprocess.run(
+        ["bash", "-c", shell.replace("plait", plait, 1)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr
+    assert says in done.stderr

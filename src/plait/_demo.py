@@ -154,6 +154,29 @@ def number_crunching() -> list[tuple[str, float]]:
 
 
 def main() -> int:
+    """The tour, and what becomes of it when its output cannot be written: a closed standard
+    output (``>&-``) or a full disk is said on stderr (exit 1, as ``ls`` does); a reader that
+    went away (``| head``) ends it quietly (exit 141, as a shell reports SIGPIPE)."""
+    if sys.stdout is None:
+        _complain("there is no standard output to write the tour to (it was closed)")
+        return 1
+    try:
+        return _tour()
+    except BrokenPipeError:
+        from ._command import reader_gone
+
+        return reader_gone()
+    except OSError as error:
+        _complain(f"its output could not be written: {error}")
+        return 1
+
+
+def _complain(message: str) -> None:
+    if sys.stderr is not None:
+        print(f"plait demo: {message}", file=sys.stderr)
+
+
+def _tour() -> int:
     started = time.perf_counter()
     print("plait demo: the same work, serially and with plait")
     with trace() as runs:  # what plait's workers did, for the timeline at the end
