@@ -291,3 +291,17 @@ def big_result(n: int) -> object:
 def test_large_results_travel_intact_from_processes() -> None:
     results = list(plait.map(big_result, range(5), backend="process", chunksize=5))
     assert results == [big_result(n) for n in range(5)]
+
+
+def test_items_that_wait_for_each_other_meet_with_chunksize_one() -> None:
+    """What the README says to do for items that wait for each other: each its own batch, a
+    thread for each that waits at once. (Batched together they would wait for good.)"""
+    meet = threading.Barrier(4, timeout=10)
+
+    def wait_for_the_others(x: int) -> int:
+        if 100 <= x < 104:
+            meet.wait()  # (items 100-103 meet: a BrokenBarrierError after 10 s if they cannot)
+        return x
+
+    results = plait.map(wait_for_the_others, range(200), backend="thread", chunksize=1, workers=8)
+    assert list(results) == list(range(200))
