@@ -12,7 +12,7 @@ import enum
 import gc
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -307,8 +307,11 @@ def execute(
     retry: Retry | None = None,
     *,
     measure: bool = False,
+    remaining: Iterator[Any] | None = None,
 ) -> Outcome:
     """Run ``fn`` over ``items``; a failing item records its exception and the batch goes on.
+    ``remaining``: the iterator over ``items`` to run them from, one another thread may take
+    the rest of (``_backends._split``): then the outcome holds the items run here only.
 
     The happy path is a plain ``for`` loop with a bound ``append``: as fast as
     ``list.extend(map(...))`` for Python functions, and unlike ``map`` it lets a StopIteration
@@ -325,7 +328,8 @@ def execute(
     append = values.append
     errors: dict[int, BaseException] = {}
     retries = 0
-    remaining = iter(items)
+    if remaining is None:
+        remaining = iter(items)
     while True:
         try:
             if kind is Kind.MAP:

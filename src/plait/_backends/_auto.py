@@ -478,7 +478,10 @@ class AutoBackend:
                 return None
             settled, due = self._look(time.perf_counter())
         self._apply(settled)
-        return due
+        split_due = self._threads.watch()  # (batches on threads: their rest may move)
+        if due is None or split_due is None:
+            return due if split_due is None else split_due
+        return min(due, split_due)
 
     def input_may_block(self) -> None:
         """The consumer reads an input that may wait (for the next item, or for an item of

@@ -25,6 +25,7 @@ from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed, note_atte
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
 from ._base import Unprobed, default_workers, finish_at_exit, given_up
+from ._split import SPLIT_AFTER, Tail
 
 TERMINATE_GRACE = 0.5  # seconds terminate() waits for running tasks before abandoning them
 SPAWN = 2  # threads a new thread starts for a resize, before it takes work (see _owed)
@@ -55,6 +56,9 @@ class ThreadBackend(Unprobed):
         # Running tasks, with their deadline (inf when untimed) and, if a trace records them,
         # when they began (perf_counter(); else 0.0): a terminate that gives one up says so.
         self._running: dict[threading.Thread, tuple[Task, float, float]] = {}
+        # ... and, of the untimed ones, the items not yet started: a batch that runs long while
+        # its consumer waits gives them to another thread (``watch``, ``_split``).
+        self._tails: dict[threading.Thread, Tail] = {}
         self._watchdog: threading.Thread | None = None
         # Threads start on demand, up to `workers`. A thread about to wait for work drops a
         # token here; a submit that takes one knows a thread is free for its task, one that
@@ -110,6 +114,26 @@ class ThreadBackend(Unprobed):
 
     def submit(self, task: Task) -> None:
         self._submit(task, here=False)
+
+    def watch(self) -> float | None:
+        """A map's consumer waits for results: a batch that has run ``SPLIT_AFTER`` gives the
+        items it has not started to another thread, if one is free or may start (its items
+        may be waiting for those: ``_split``). Looked at again while the consumer waits (a
+        batch it waits for may not have started yet)."""
+        now = time.perf_counter()
+        for thread, tail in list(self._tails.items()):
+            entry = self._running.get(thread)
+            if entry is None or not tail.due(now) or not self._room():
+                continue
+            tail.split(entry[0], self.submit)
+        return SPLIT_AFTER / 2
+
+    def _room(self) -> bool:
+        """Whether a task submitted now starts at once: a thread is free, or may start."""
+        if not self._free.empty():
+            return True
+        with self._cond:
+            return not self._closed and self._active() < self.workers + self._compensation
 
     def submit_next(self, task: Task) -> None:
         """``submit``, from one of this pool's threads as it finishes its task (auto's probe
@@ -245,7 +269,22 @@ class ThreadBackend(Unprobed):
         try:
             if init_error is None:
                 job = task.job
-                outcome = execute(job.fn, job.kind, task.items, retry, measure=job.measure)
+                tail = Tail.of(task)
+                if tail is None:
+                    outcome = execute(job.fn, job.kind, task.items, retry, measure=job.measure)
+                else:
+                    self._tails[me] = tail
+                    try:
+                        outcome = execute(
+                            job.fn,
+                            job.kind,
+                            task.items,
+                            retry,
+                            measure=job.measure,
+                            remaining=tail.source,
+                        )
+                    finally:
+                        self._tails.pop(me, None)
             else:
                 outcome = failed(
                     len(task.items), init_error, ran=False, owner_loads=task.owner_loads
