@@ -294,8 +294,8 @@ def test_large_results_travel_intact_from_processes() -> None:
 
 
 def test_items_that_wait_for_each_other_meet_with_chunksize_one() -> None:
-    """What the README says to do for items that wait for each other: each its own batch, a
-    thread for each that waits at once. (Batched together they would wait for good.)"""
+    """Items that wait for each other, each its own batch, a thread for each that waits at
+    once (batched together, see test_split.py)."""
     meet = threading.Barrier(4, timeout=10)
 
     def wait_for_the_others(x: int) -> int:
