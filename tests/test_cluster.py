@@ -288,6 +288,14 @@ def test_an_item_past_its_task_timeout_fails_and_its_worker_is_ended(
     assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]
 
 
+@pytest.mark.parametrize("seconds", [86_400.0 * 30, 1e10, 1e308])
+def test_a_task_timeout_of_any_length_is_kept(engine: str, seconds: float) -> None:
+    # The worker's wait for the item's thread raised OverflowError past 1e10 s (Thread.join):
+    # every batch of the map failed (see test_long_timeouts).
+    results = plait.map(square, range(3), backend=engine, task_timeout=seconds)
+    assert list(results) == [0, 1, 4]
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

@@ -14,11 +14,10 @@ ancestors, so that cancelling one of them wakes it.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Callable
 
-from . import _standin
+from . import _standin, _waits
 from ._errors import Cancelled, CancelReason
 
 _lock = threading.Lock()  # guards listener registration and cancellation, so no wake-up is lost
@@ -125,7 +124,7 @@ class CancelToken:
                 self._event = threading.Event()
                 if self._listen():
                     self._event.set()
-        return self._event.wait(timeout)
+        return _waits.repeat(self._event.wait, timeout)
 
 
 _current = threading.local()
@@ -167,6 +166,6 @@ def sleep(seconds: float) -> None:
     """
     token = current_token()
     if token is None:
-        time.sleep(seconds)
+        _waits.sleep(seconds)
     elif token.wait(seconds):
         raise Cancelled(token.reason)

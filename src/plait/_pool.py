@@ -26,6 +26,7 @@ from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
 from ._scheduler import MapIterator
 from ._task import Outcome
+from ._waits import repeat
 from ._worker_spec import Workers, as_workers
 
 if TYPE_CHECKING:
@@ -214,23 +215,33 @@ threading._register_atexit(_finish_open_pools)  # type: ignore[attr-defined]
 
 class _PoolFuture(Future[R]):
     """A standard Future whose ``result()`` and ``exception()``, called inside a task of the
-    same pool, let the pool run one more thread while they wait (see ``Backend.blocking``)."""
+    same pool, let the pool run one more thread while they wait (see ``Backend.blocking``),
+    and take a timeout of any length: the standard one raised OverflowError past 1e10 s
+    (its lock's wait), which a plait timeout may well be (see ``_waits``)."""
 
     def __init__(self, backend: Backend) -> None:
         super().__init__()
         self._backend = backend
 
     def result(self, timeout: float | None = None) -> R:
-        if self.done():
-            return super().result()
-        with self._backend.blocking():
-            return super().result(timeout)
+        self._wait(timeout)
+        return super().result(0)  # (TimeoutError if it is not done: the wait ran out)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self.done():
-            return super().exception()
-        with self._backend.blocking():
-            return super().exception(timeout)
+        self._wait(timeout)
+        return super().exception(0)
+
+    def _wait(self, timeout: float | None) -> None:
+        if not self.done():
+            with self._backend.blocking():
+                repeat(self._done_within, timeout)
+
+    def _done_within(self, seconds: float | None) -> bool:
+        # (``exception`` returns the call's own error, a TaskTimeout too, and raises
+        # TimeoutError only when the wait ran out, CancelledError once cancelled.)
+        with suppress(TimeoutError, CancelledError):
+            super().exception(seconds)
+        return self.done()
 
 
 def _settle(future: Future[Any], outcome: Outcome) -> None:

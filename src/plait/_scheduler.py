@@ -36,6 +36,7 @@ from ._owner import Owner
 from ._plan import INLINE_BELOW, Plan
 from ._stream import stream
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
+from ._waits import cut
 from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
 
 if TYPE_CHECKING:
@@ -289,7 +290,7 @@ class MapRun:
             limits.append(remaining)
         if look_at is not None:
             limits.append(max(0.0, look_at - now))
-        self._cond.wait(min(limits) if limits else None)
+        self._cond.wait(cut(min(limits)) if limits else None)  # (the caller loops)
 
     def _top_up(self) -> None:
         plan = self._backend.plan(self._job)

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
+from functools import partial
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -26,6 +27,7 @@ from ._cancel import CancelToken, current_token
 from ._engine import Engine
 from ._errors import Cancelled, CancelReason
 from ._task import Outcome, Task
+from ._waits import cut, repeat
 from ._worker_spec import Workers, as_workers
 
 R = TypeVar("R")
@@ -273,7 +275,7 @@ class TaskGroup:
         self._engine.owner.check("task group")  # (in a fork, nothing would end the wait)
         # A task of this group may wait on a sibling: its pool runs a thread more meanwhile.
         with self._engine.backend.blocking(), self._cond:
-            if not self._cond.wait_for(handle.done, timeout):
+            if not repeat(partial(self._cond.wait_for, handle.done), timeout):
                 raise TimeoutError("the task did not finish in time")
 
     def _wait_all(self) -> None:
@@ -290,7 +292,7 @@ class TaskGroup:
                         finally:
                             self._cond.acquire()
                         continue
-                    self._cond.wait(remaining)
+                    self._cond.wait(cut(remaining))  # (the loop waits again)
                 else:
                     self._cond.wait()
 

@@ -24,6 +24,7 @@ from typing import Any
 from .._errors import TaskTimeout
 from .._retry import Retry
 from .._task import Kind, Outcome
+from .._waits import repeat
 from .._worker_spec import Workers, initialize, working_as
 from .process._child import Unloadable, run
 from .process._codec import decode_function, encode_result, note
@@ -150,7 +151,12 @@ def _run_timed(
     thread.start()
     loaded.wait()  # (``run`` sets it once the item is loaded, or returns first on failure)
     began = time.monotonic()
-    thread.join(timeout)
+
+    def ended_within(seconds: float | None) -> bool:
+        thread.join(seconds)
+        return not thread.is_alive()
+
+    repeat(ended_within, timeout)  # (a task_timeout past 1e10 s raised in Thread.join)
     if answer:
         pieces, clean, elapsed = answer[0]
         return bool(clean), elapsed / 1e9, b"".join(pieces), False, _where()

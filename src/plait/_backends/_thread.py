@@ -22,6 +22,7 @@ from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
 from .._plan import Plan
 from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed, note_attempts
+from .._waits import cut
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
 from ._base import Unprobed, default_workers, finish_at_exit, given_up
@@ -325,7 +326,9 @@ class ThreadBackend(Unprobed):
                     # would wait for good (and so would the shutdown that joins us).
                     return
                 deadline = min((d for _, d, _ in self._running.values()), default=math.inf)
-                self._cond.wait(None if deadline == math.inf else max(0.0, deadline - now))
+                # Cut to what a lock's wait takes: past it the wait raised, and this thread
+                # died, leaving every later task_timeout of the pool unwatched.
+                self._cond.wait(None if deadline == math.inf else cut(max(0.0, deadline - now)))
 
     def _give_up(self, thread: threading.Thread) -> None:  # holding _cond
         self._given_up.add(thread)

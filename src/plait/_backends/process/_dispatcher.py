@@ -34,6 +34,7 @@ from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
 from ..._owner import forked_error
 from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed, note_attempts
+from ..._waits import cut
 from ..._worker_spec import Workers
 from .. import _spare
 from .._base import Unprobed, default_workers, finish_at_exit, given_up, terminated, track
@@ -392,7 +393,9 @@ class ProcessBackend(Unprobed):
         deadlines = (d for worker in self._workers if (d := worker.deadline()) is not None)
         deadline = min(deadlines, default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        for key, mask in self._selector.select(timeout):
+        # (A deadline a month away is legal; epoll is not told of it: see ``_waits``. Woken
+        # early, ``_expire`` finds nothing due, and the loop comes round to wait again.)
+        for key, mask in self._selector.select(cut(timeout)):
             if key.data is None:
                 self._wakeup.drain()
                 continue

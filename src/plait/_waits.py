@@ -1,0 +1,46 @@
+"""Waits of any length: plait's timeouts have no upper bound, the system's waits do.
+
+A timeout plait takes may be any finite number of seconds (``_validate.check_timeout``): a
+``task_timeout`` of a month, a ``timeout=1e308`` for "never, really". The calls that wait take
+far less, and raise ``OverflowError`` past it: epoll and poll take an int of milliseconds (24.8
+days), a lock's ``acquire``, ``Event.wait`` and ``time.sleep`` what the clock's nanoseconds hold
+(``threading.TIMEOUT_MAX``, 292 years; 1e10 s fails). So no wait here asks the system for more
+than ``LONGEST_WAIT``: a loop that runs until its deadline anyway waits ``cut(timeout)`` a round;
+any other wait goes through ``repeat``, which waits again until the time is up. A leaf: it
+imports nothing of plait's (``plait.sync`` and the worker's side use it too).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+# A day: every system wait takes it, and one wake-up a day to wait again costs nothing.
+LONGEST_WAIT = 86_400.0
+
+
+def cut(timeout: float | None) -> float | None:
+    """``timeout`` (None: no limit) as one system wait takes it: at most ``LONGEST_WAIT``. For
+    a caller that looks at its deadline after each wait and waits again if it is not yet due."""
+    return None if timeout is None else min(timeout, LONGEST_WAIT)
+
+
+def repeat(wait: Callable[[float | None], object], timeout: float | None) -> bool:
+    """``wait(seconds)`` for ``timeout`` seconds (None: without limit), however long: a wait
+    longer than ``LONGEST_WAIT`` is made of several, until one returns true (what it waited
+    for came) or the time is up. ``wait`` is ``event.wait``, ``lock.acquire`` with blocking
+    set, ``partial(cond.wait_for, predicate)``... A timeout within reach is passed on as it is
+    (so are its errors: a negative ``time.sleep``)."""
+    if timeout is None or timeout <= LONGEST_WAIT:
+        return bool(wait(timeout))
+    deadline = time.monotonic() + timeout
+    while not wait(LONGEST_WAIT):
+        left = deadline - time.monotonic()
+        if left <= LONGEST_WAIT:
+            return bool(wait(max(0.0, left)))
+    return True
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep(seconds)``, however long."""
+    repeat(lambda part: time.sleep(seconds if part is None else part), seconds)
