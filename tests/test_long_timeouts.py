@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 
 import plait
-from plait import _waits
+from plait import _waits, sync
 
 # A month (past epoll's 24.8 days), past a lock's 292 years, and the largest a float holds.
 LONG = [86_400.0 * 30, 1e10, 1e308]
@@ -158,3 +159,158 @@ def test_a_task_group_deadline_made_of_slices_fires_at_its_time(short_slices: No
     with pytest.raises(TimeoutError), plait.TaskGroup(timeout=0.4) as group:
         group.submit(sleep_if_told, 10.0)
     assert time.monotonic() - started >= 0.4
+
+
+# -- plait.sync ------------------------------------------------------------------------------
+
+
+def soon(action: Callable[[], object]) -> None:
+    """Run ``action`` from another thread, a moment from now (before or while the test waits:
+    either way the wait must end with it)."""
+    timer = threading.Timer(0.02, action)
+    timer.start()
+    waited_for.append(timer)
+
+
+waited_for: list[threading.Thread] = []
+
+
+@pytest.fixture(autouse=True)
+def _timers_ended() -> Iterator[None]:
+    yield
+    while waited_for:
+        waited_for.pop().join()
+
+
+def sync_waits(seconds: float) -> dict[str, Callable[[], object]]:
+    """Each plait.sync wait that takes a timeout, ended by another thread while it waits."""
+
+    def semaphore() -> object:
+        held = sync.BoundedSemaphore(1)
+        held.acquire()
+        soon(held.release)
+        return held.acquire(timeout=seconds)
+
+    def event() -> object:
+        flag = sync.Event()
+        soon(flag.set)
+        return flag.wait(seconds)
+
+    def condition() -> object:
+        cond, ready = sync.Condition(), []
+
+        def notify() -> None:
+            with cond:
+                ready.append(True)
+                cond.notify_all()
+
+        with cond:
+            soon(notify)
+            return bool(cond.wait_for(lambda: ready, seconds))
+
+    def barrier() -> object:
+        gate = sync.Barrier(2, timeout=seconds)
+        soon(gate.wait)
+        return gate.wait(seconds) in (0, 1)
+
+    def channel() -> object:
+        pipe: sync.Channel[int] = sync.Channel(1)
+        soon(lambda: pipe.send(1))
+        return pipe.recv(timeout=seconds) == 1
+
+    def rwlock() -> object:
+        lock, held = sync.RWLock(), threading.Event()
+
+        def read_a_moment() -> None:  # (a reader releases in its own thread)
+            with lock.read():
+                held.set()
+                time.sleep(0.02)
+
+        reader = threading.Thread(target=read_a_moment)
+        reader.start()
+        waited_for.append(reader)
+        held.wait()
+        got = lock.acquire_write(timeout=seconds)
+        lock.release_write()
+        return got
+
+    def capacity() -> object:
+        limiter = sync.CapacityLimiter(1)
+        limiter.acquire_on_behalf_of("other")
+        soon(lambda: limiter.release_on_behalf_of("other"))
+        return limiter.acquire(timeout=seconds)
+
+    def wait_group() -> object:
+        group = sync.WaitGroup()
+        group.add(1)
+        soon(group.done)
+        return group.wait(seconds)
+
+    return {
+        "Semaphore": semaphore,
+        "Event": event,
+        "Condition": condition,
+        "Barrier": barrier,
+        "Channel": channel,
+        "RWLock": rwlock,
+        "CapacityLimiter": capacity,
+        "WaitGroup": wait_group,
+    }
+
+
+@pytest.mark.parametrize("seconds", LONG)
+@pytest.mark.parametrize("name", sorted(sync_waits(1.0)))
+def test_a_sync_wait_takes_a_timeout_of_any_length(name: str, seconds: float) -> None:
+    assert sync_waits(seconds)[name]() is True
+
+
+@pytest.mark.parametrize("name", sorted(sync_waits(1.0)))
+def test_a_sync_wait_made_of_slices_ends_with_what_it_waits_for(
+    name: str, short_slices: None
+) -> None:
+    # (``soon`` acts after 20 ms, while the wait is in its later slices, or its first.)
+    assert sync_waits(0.5)[name]() is True
+
+
+def test_a_sync_wait_made_of_slices_times_out_at_its_time(short_slices: None) -> None:
+    started = time.monotonic()
+    assert sync.Event().wait(0.3) is False
+    assert time.monotonic() - started >= 0.3
+    pipe: sync.Channel[int] = sync.Channel(1)
+    with pytest.raises(TimeoutError):
+        pipe.recv(timeout=0.2)
+    assert time.monotonic() - started >= 0.5
+
+
+class Clock:
+    """``time`` as ``_waits`` sees it, where a sleep takes no time but moves the clock on."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_rate_limiter_waits_for_a_slot_a_long_way_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rate=1e-10 puts the second slot 1e10 s away, past what time.sleep takes: it raised
+    # OverflowError; now it waits (in slices) as for any slot.
+    clock = Clock()
+    monkeypatch.setattr(_waits, "time", clock)
+    limiter = sync.RateLimiter(1e-10)
+    assert limiter.acquire()
+    assert limiter.acquire()
+    assert max(clock.slept) <= _waits.LONGEST_WAIT
+    assert sum(clock.slept) == pytest.approx(1e10, rel=1e-6)
+
+
+def test_a_lock_refuses_what_threading_refuses() -> None:
+    # plait.sync.Lock is a drop-in: past threading.TIMEOUT_MAX its acquire raises as
+    # threading's does (CPython's own lock tests check it), at the call, before any wait.
+    with pytest.raises(OverflowError, match="timeout value is too large"):
+        sync.Lock().acquire(timeout=1e10)

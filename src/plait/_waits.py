@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 # A day: every system wait takes it, and one wake-up a day to wait again costs nothing.
 LONGEST_WAIT = 86_400.0
@@ -44,3 +45,12 @@ def repeat(wait: Callable[[float | None], object], timeout: float | None) -> boo
 def sleep(seconds: float) -> None:
     """``time.sleep(seconds)``, however long."""
     repeat(lambda part: time.sleep(seconds if part is None else part), seconds)
+
+
+class _Lock(Protocol):
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+
+def acquire(lock: _Lock, timeout: float | None) -> bool:
+    """``lock.acquire(True, timeout)`` (None: without limit), however long."""
+    return repeat(lambda part: lock.acquire(True, -1 if part is None else part), timeout)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 
+from .._waits import repeat
 from ._stats import BarrierStatistics, WaitRecorder, base_fields
 
 BrokenBarrierError = threading.BrokenBarrierError
@@ -81,7 +83,7 @@ class Barrier:
     def _wait(self, timeout: float | None) -> None:
         start = monotonic()
         try:
-            passed = self._cond.wait_for(lambda: self._state != _FILLING, timeout)
+            passed = repeat(partial(self._cond.wait_for, lambda: self._state != _FILLING), timeout)
         finally:
             self._rec.waited(monotonic() - start, succeeded=self._state == _DRAINING)
         if not passed:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import partial
 from time import monotonic
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from .._waits import repeat
 from ._errors import ChannelClosed
 from ._lock import check_wait
 from ._stats import ChannelStatistics, WaitRecorder, base_fields
@@ -95,7 +97,7 @@ class Channel(Generic[T]):
         start = monotonic()
         self._rec.waiting += 1
         try:
-            ok = cond.wait_for(ready, timeout)
+            ok = repeat(partial(cond.wait_for, ready), timeout)  # (see ``_waits``)
         finally:
             self._rec.waiting -= 1
         self._rec.waited(monotonic() - start, succeeded=ok)

@@ -18,6 +18,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from .._waits import acquire
 from ._lock import RLock, _TrackedLock
 from ._stats import ConditionStatistics, WaitRecorder, base_fields
 
@@ -92,7 +93,7 @@ class Condition:
             if timeout is None:
                 notified = waiter.acquire()
             elif timeout > 0:
-                notified = waiter.acquire(True, timeout)
+                notified = acquire(waiter, timeout)  # (of any length: see ``_waits``)
             else:
                 notified = waiter.acquire(False)
             return notified

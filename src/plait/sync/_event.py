@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from time import monotonic
 
+from .._waits import repeat
 from ._stats import EventStatistics, WaitRecorder, base_fields
 
 
@@ -40,8 +41,9 @@ class Event:
             start = monotonic()
             try:
                 # one wait, as threading does: a set() that wakes us counts even if a clear()
-                # follows before we run again
-                signaled = self._cond.wait(timeout)
+                # follows before we run again. (A wait longer than a system wait takes is
+                # made of several, see ``_waits``; a set() as one ends is seen in the flag.)
+                signaled = repeat(lambda part: self._cond.wait(part) or self._flag, timeout)
             finally:
                 self._rec.waiting -= 1
             self._rec.waited(monotonic() - start, succeeded=signaled)

@@ -14,13 +14,13 @@ overtaking) and remembers who holds each slot, so a borrower that asks twice is 
 from __future__ import annotations
 
 import threading
-import time
 from _thread import allocate_lock
 from collections import deque
 from time import monotonic
 from types import TracebackType
 from typing import Any
 
+from .._waits import acquire, sleep
 from ._lock import check_wait
 from ._stats import (
     CapacityLimiterStatistics,
@@ -84,7 +84,7 @@ class RateLimiter:
             self._tat = tat  # the slot is ours from now on
             self._rec.waiting += 1
         try:
-            time.sleep(delay)
+            sleep(delay)  # (rate=1e-10: a slot 1e10 s away, past what time.sleep takes)
         finally:
             with self._lock:
                 self._rec.waiting -= 1
@@ -192,7 +192,7 @@ class CapacityLimiter:
             self._rec.waiting += 1
         start = monotonic()
         try:
-            got = parked.acquire(True, -1 if timeout is None else max(timeout, 0))
+            got = acquire(parked, None if timeout is None else max(timeout, 0))
         except BaseException:
             # Ctrl-C (or any error) ended the wait: leave the line, or, if a slot was handed
             # over meanwhile, pass it on; else the next release gave it to nobody, for good.

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 from types import TracebackType
 
+from .._waits import repeat
 from ._errors import DeadlockError, DeadlockLink
 from ._lock import check_wait
 from ._owner import Owner, current_owner
@@ -162,7 +164,7 @@ class RWLock:
                     self._cond.wait(RECHECK_INTERVAL)
                 ok = True
             else:
-                ok = bool(self._cond.wait_for(ready, timeout))
+                ok = repeat(partial(self._cond.wait_for, ready), timeout)
         finally:
             self._rec.waiting -= 1
         self._rec.waited(monotonic() - start, succeeded=ok)

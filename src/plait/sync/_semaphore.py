@@ -8,9 +8,11 @@ detection: a waiter waits for *any* holder, and holders may release from other t
 from __future__ import annotations
 
 import threading
+from functools import partial
 from time import monotonic
 from types import TracebackType
 
+from .._waits import repeat
 from ._stats import SemaphoreStatistics, WaitRecorder, base_fields
 
 
@@ -39,7 +41,7 @@ class Semaphore:
             self._rec.waiting += 1
             start = monotonic()
             try:
-                got = self._cond.wait_for(lambda: self._value > 0, timeout)
+                got = repeat(partial(self._cond.wait_for, lambda: self._value > 0), timeout)
             finally:
                 self._rec.waiting -= 1
             self._rec.waited(monotonic() - start, succeeded=got)

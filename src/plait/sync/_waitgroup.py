@@ -7,8 +7,10 @@ A count below zero is a bug in the caller's bookkeeping, reported at once as Val
 from __future__ import annotations
 
 import threading
+from functools import partial
 from time import monotonic
 
+from .._waits import repeat
 from ._lock import check_wait
 from ._stats import WaitGroupStatistics, WaitRecorder, base_fields
 
@@ -48,7 +50,7 @@ class WaitGroup:
             self._rec.waiting += 1
             start = monotonic()
             try:
-                finished = self._cond.wait_for(lambda: self._pending == 0, timeout)
+                finished = repeat(partial(self._cond.wait_for, lambda: self._pending == 0), timeout)
             finally:
                 self._rec.waiting -= 1
             self._rec.waited(monotonic() - start, succeeded=finished)
