@@ -472,6 +472,12 @@ def test_timeout_ends_the_whole_process_group_and_logs_it(tmp_path: Path) -> Non
     assert (columns[6], columns[7]) == ("-1", "15")
 
 
+@pytest.mark.parametrize("seconds", ["2592000", "1e10", "1e308", "inf"])
+def test_a_timeout_of_any_length_lets_the_jobs_run(seconds: str) -> None:
+    # Past 24.8 days poll's int of milliseconds overflowed: plait run crashed with a traceback.
+    assert plait_run("--timeout", seconds, "echo", ":::", "a") == Ran("a\n", "", 0)
+
+
 def test_halt_now_ends_the_running_jobs() -> None:
     seconds = unique_seconds()
     began = time.monotonic()

@@ -314,3 +314,36 @@ def test_a_lock_refuses_what_threading_refuses() -> None:
     # threading's does (CPython's own lock tests check it), at the call, before any wait.
     with pytest.raises(OverflowError, match="timeout value is too large"):
         sync.Lock().acquire(timeout=1e10)
+
+
+def fail_the_first_time(marker: str) -> str:
+    if marker not in tried:
+        tried.add(marker)
+        raise OSError("not yet")
+    return marker
+
+
+tried: set[str] = set()
+
+
+def test_a_retry_backoff_of_any_length_is_waited(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retry(backoff=1e10, max_backoff=1e10) is legal: its wait raised OverflowError from
+    # time.sleep, and the item failed with that instead of being tried again.
+    clock = Clock()
+    monkeypatch.setattr(_waits, "time", clock)
+    policy = plait.Retry(retries=1, backoff=1e10, max_backoff=1e10, jitter=0)
+    assert list(plait.map(fail_the_first_time, ["a"], backend="thread", retries=policy)) == ["a"]
+    assert sum(clock.slept) == pytest.approx(1e10, rel=1e-6)
+
+
+def test_a_shared_rate_waits_for_a_slot_a_long_way_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bucket that process workers share: rate=1e-10 put its second slot past time.sleep.
+    from plait._rate import SharedBucket
+
+    clock = Clock()
+    monkeypatch.setattr(_waits, "time", clock)
+    bucket = SharedBucket.create(1e-10)
+    bucket.acquire()
+    bucket.acquire()
+    assert max(clock.slept) <= _waits.LONGEST_WAIT
+    assert sum(clock.slept) == pytest.approx(1e10, rel=1e-6)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from . import _waits
 from ._cancel import CancelToken, cancelled
 from ._cpu_wait import waited_for_cpu
 from ._errors import note
@@ -283,7 +284,7 @@ def retry_item(
     (None, last error, attempts made), not counting the first."""
     attempt = 1
     while retry.applies(error, attempt) and not cancelled():
-        time.sleep(retry.delay(attempt))
+        _waits.sleep(retry.delay(attempt))  # (Retry(backoff=1e10, max_backoff=1e10) is legal)
         attempt += 1
         try:
             return call(fn, kind, item), None, attempt - 1

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, overload
 
 # A day: every system wait takes it, and one wake-up a day to wait again costs nothing.
 LONGEST_WAIT = 86_400.0
 
 
+@overload
+def cut(timeout: float) -> float: ...
+@overload
+def cut(timeout: None) -> None: ...
 def cut(timeout: float | None) -> float | None:
     """``timeout`` (None: no limit) as one system wait takes it: at most ``LONGEST_WAIT``. For
     a caller that looks at its deadline after each wait and waits again if it is not yet due."""

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._waits import cut
 from ._inputs import ReadOnAThread, may_wait
 from ._joblog import JobLog
 from ._options import Halt, RunOptions, UsageError
@@ -361,7 +362,9 @@ class Runner:
         return self._shell, [self._shell, "-c", command]
 
     def _wait(self, timeout: float | None) -> None:
-        ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+        # (--timeout 1e10 is legal, poll's int of milliseconds ends at 24.8 days: the loop
+        # comes round and waits again, see ``_waits``.)
+        ready = self._poll.poll(None if timeout is None else math.ceil(cut(timeout) * 1000))
         for fd, _ in ready:
             if self._reader is not None and fd == self._reader.fd:
                 self._reader.woken()
