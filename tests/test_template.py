@@ -71,6 +71,42 @@ def test_workers_come_from_the_template_forked_or_fresh(tmp_path: Path, threaded
     assert "randoms True" in out  # each worker has random state of its own
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+def test_descriptors_past_1023_are_watched(tmp_path: Path, threaded: bool) -> None:
+    """A program with over a thousand files open: its workers' sockets and status pipes, and a
+    template started fresh its own socket, get numbers past 1023, which select() refused
+    ("filedescriptor out of range in select()": the dispatcher thread died after the results,
+    and the template, started fresh, at once)."""
+    out = run(
+        tmp_path,
+        """
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 2048 and (hard == resource.RLIM_INFINITY or hard >= 2048):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+        elif soft < 2048:
+            print("skip: ulimit -n cannot reach 2048")
+            sys.exit(0)
+        held = [os.open(os.devnull, os.O_RDONLY)]
+        while held[-1] < 1100:  # (every lower number taken: what opens next is past 1100)
+            held.append(os.dup(held[0]))
+        if sys.argv[1] == "threaded":  # the template is started fresh, not forked
+            stop = threading.Event()
+            threading.Thread(target=stop.wait).start()
+        for _ in range(2):  # the second pool takes the first one's parked workers
+            with plait.Pool("process", workers=2) as pool:
+                print(list(pool.map(abs, [-1, -2, -3], chunksize=1)))
+        print("forked", _template._template.forked)
+        if sys.argv[1] == "threaded":
+            stop.set()
+        """,
+        "threaded" if threaded else "single",
+    )
+    if out.startswith("skip"):
+        pytest.skip(out)
+    assert out.splitlines() == ["[1, 2, 3]", "[1, 2, 3]", f"forked {not threaded}"]
+
+
 def test_a_worker_starts_where_the_program_is_now(tmp_path: Path) -> None:
     """Directory, environment and standard output are the program's at the worker's start,
     not at the template's."""

@@ -12,6 +12,8 @@ imports nothing of plait's (``plait.sync`` and the worker's side use it too).
 
 from __future__ import annotations
 
+import math
+import select
 import time
 from collections.abc import Callable
 from typing import Protocol, overload
@@ -58,3 +60,14 @@ class _Lock(Protocol):
 def acquire(lock: _Lock, timeout: float | None) -> bool:
     """``lock.acquire(True, timeout)`` (None: without limit), however long."""
     return repeat(lambda part: lock.acquire(True, -1 if part is None else part), timeout)
+
+
+def readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` turns readable (data, or its other end closed) within ``timeout`` seconds
+    (None: whenever it does), however long. poll, never select: select takes no descriptor
+    past 1023, and a program with many workers or files open has them."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return repeat(
+        lambda part: poller.poll(None if part is None else math.ceil(part * 1000)), timeout
+    )

@@ -39,6 +39,7 @@ import threading
 import traceback
 from contextlib import suppress
 
+from ..._waits import readable
 from .._base import at_exit_last
 from ._child import PLAIT_DIR
 from ._launch import Signalled
@@ -147,13 +148,13 @@ class TemplateWorker(Signalled):
         return None if self.returncode is not None else os.dup(self._status)
 
     def poll(self) -> int | None:
-        if self.returncode is None and select.select([self._status], [], [], 0)[0]:
+        if self.returncode is None and readable(self._status, 0):
             self._settle()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            if not select.select([self._status], [], [], timeout)[0]:
+            if not readable(self._status, timeout):
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
             self._settle()
         assert self.returncode is not None
@@ -234,12 +235,17 @@ def serve(fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the select below
     children: dict[int, int] = {}  # worker pid -> its status pipe
+    # (poll, not select: a template started fresh keeps the program's number for its socket,
+    # past 1023 in a program with many files open, which select refuses.)
+    poller = select.poll()
+    for watched in (requests.fileno(), wake_r):
+        poller.register(watched, select.POLLIN)
     while True:
-        readable, _, _ = select.select([requests.fileno(), wake_r], [], [])
-        if wake_r in readable:
+        ready = {fd for fd, _ in poller.poll()}
+        if wake_r in ready:
             os.read(wake_r, 4096)
             _reap(children)
-        if requests.fileno() in readable:
+        if requests.fileno() in ready:
             try:
                 request, fds, _, _ = socket.recv_fds(requests, MAX_REQUEST, 4)
             except OSError:

@@ -19,12 +19,12 @@ go.
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
 from collections import deque
 from contextlib import suppress
 
+from ..._waits import readable
 from ..._worker_spec import Workers
 from .._base import at_exit_last
 from ._frames import Tag, frame
@@ -119,7 +119,7 @@ def take(key: tuple[object, ...]) -> WorkerHandle | None:
 
 def _readable(worker: WorkerHandle) -> bool:
     """A parked worker sends nothing: anything to read is its EOF."""
-    return bool(select.select([worker.sock], [], [], 0)[0])
+    return readable(worker.sock.fileno(), 0)
 
 
 def end(worker: WorkerHandle) -> None:
