@@ -3,7 +3,9 @@
     callers (any thread)         dispatcher thread                      worker processes
     ────────────────────         ─────────────────                      ────────────────
     submit(task) ─► pending ─┐   select() over every socket + a wake-up pipe
-                  wake-up ───┴─► assign: each worker holds ≤ 2 tasks ──► RUN frame
+                  wake-up ───┴─► grow: a task no worker is free for     (started as work
+                                 starts one, up to ``workers``)          needs them)
+                                 assign: each worker holds ≤ 2 tasks ──► RUN frame
                                  (a worker gets a function once: DEF)    execute(batch)
                                  read DONE frames ◄──────────────────── DONE frame
                                  task.finish(outcome)
@@ -179,11 +181,8 @@ class ProcessBackend(Unprobed):
     def _dispatch(self) -> None:
         try:
             self._selector.register(self._wakeup.fd, selectors.EVENT_READ)
-            # (The program's surroundings, which parked workers must match, are read once.)
-            key = self._warm_key() if _warm.any_parked() else None
-            for index in range(len(self._workers), self.workers):  # (some may be taken early)
-                self._start_worker(index, key)
             while not self._finished():
+                self._grow()
                 self._assign()
                 self._forget_jobs()
                 self._poll()
@@ -218,13 +217,35 @@ class ProcessBackend(Unprobed):
             unrun = failed(len(task.items), terminated, ran=False, owner_loads=task.owner_loads)
             self._finish(task, unrun)
 
-    def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> None:
-        if self._reusable and _warm.any_parked() and self._take_parked(warm_key, index):
+    def _grow(self) -> None:
+        """Start workers as the work needs them, up to ``workers``: one for each task waiting
+        beyond what the workers without a task will take (one still starting counts: it takes
+        a task once ready). Started all up front, ``workers=300`` forked 300 processes for a
+        map of 5 items (0.8 s before its first result), and 5,000 hung the call."""
+        room = self.workers - len(self._workers)
+        if room <= 0 or self._unstartable is not None:
             return
+        with self._lock:
+            waiting = len(self._pending) + len(self._requeued)
+        free = sum(1 for worker in self._workers if not worker.tasks and not worker.retiring)
+        needed = min(room, waiting - free)
+        if needed <= 0:
+            return
+        # (The program's surroundings, which parked workers must match, are read once a round.)
+        key = self._warm_key() if _warm.any_parked() else None
+        for _ in range(needed):
+            if not self._start_worker(len(self._workers), key):
+                return
+
+    def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> bool:
+        """Start a worker (or take a parked one); False if none can be started."""
+        if self._reusable and _warm.any_parked() and self._take_parked(warm_key, index):
+            return True
         if (init := self._init_payload()) is None:
-            return  # none can be started: ``_assign`` fails the tasks
+            return False  # none can be started: ``_assign`` fails the tasks
         worker = WorkerHandle(index, self.start_method, init, self.spec.max_tasks)
         self._add_worker(worker)
+        return True
 
     def _take_parked(self, key: tuple[object, ...] | None, index: int | None = None) -> bool:
         """Take a parked worker (``_warm``) as worker ``index`` (the next one by default)."""
