@@ -63,6 +63,7 @@ from ._inline import InlineBackend
 from ._thread import ThreadBackend
 from ._together import THREADS as PROBE_THREADS
 from ._together import Round, parallel
+from .process._limits import most_workers
 
 INFO, DEBUG = 20, 10  # logging's levels (logging is not imported here: see _log)
 
@@ -761,6 +762,8 @@ class AutoBackend:
         waited for it, for the caller to send on once it let go of the lock."""
         if self.spec.count is not None:  # the caller's width always wins
             plan = replace(plan, workers=self.spec.count, adaptive=False)
+        if plan.backend == "process":  # (but processes as many as this process can hold)
+            plan = _within_open_files(plan)
         if plan.adaptive:
             route.width = Width(
                 time.perf_counter(),
@@ -997,6 +1000,17 @@ def _prepare_processes(spec: Workers) -> None:
     from .process._launch import prepare
 
     prepare(spec.start_method or "forkserver")
+
+
+def _within_open_files(plan: Plan) -> Plan:
+    """A process plan with no more workers than the open-file limit holds (``_limits``): a
+    width auto picks, or ``workers=`` (which also sizes the threads it may pick instead) past
+    it, is cut there rather than refused, with the plan saying so."""
+    most = most_workers()
+    if plan.workers <= most:
+        return plan
+    why = f"; {most} processes, as many as the open-file limit holds (ulimit -n)"
+    return replace(plan, workers=most, reason=plan.reason + why)
 
 
 def _travels(job: Job, sample: list[Any]) -> tuple[bool, str]:

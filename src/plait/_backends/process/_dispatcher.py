@@ -39,7 +39,7 @@ from ..._task import Job, Outcome, Task, failed, note_attempts
 from ..._waits import cut
 from ..._worker_spec import Workers
 from .. import _spare
-from .._base import Unprobed, default_workers, finish_at_exit, given_up, terminated, track
+from .._base import Unprobed, finish_at_exit, given_up, terminated, track
 from . import _warm
 from ._codec import Sent, encode_function, encode_init, encode_surroundings
 from ._frames import CLEAN, TIMED, Tag, frame, parse
@@ -51,6 +51,7 @@ from ._handle import (
     stop_all,
 )
 from ._launch import prepare
+from ._limits import worker_count
 from ._rerun import run_again
 from ._wakeup import Wakeup
 
@@ -67,7 +68,7 @@ class ProcessBackend(Unprobed):
 
     def __init__(self, spec: Workers) -> None:
         self.spec = spec
-        self.workers = spec.count or default_workers("process")
+        self.workers = worker_count(spec.count)  # (refused at the call if no pool can hold it)
         self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
         self.start_method = spec.start_method or "forkserver"
         self._reusable = _warm.reusable(spec)
