@@ -59,10 +59,50 @@ def test_plait_workers_sets_the_number_of_process_workers(monkeypatch: pytest.Mo
         assert pool.workers == 3
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", ""])
+BAD_VALUES = ["abc", "0", "-1", "1e3", "2.5"]
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
 def test_a_bad_plait_workers_names_the_variable_and_the_fix(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("PLAIT_WORKERS", value)
     with pytest.raises(ValueError, match=r"PLAIT_WORKERS=.*whole number of workers, 1 or more"):
         process_workers()
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_plait_workers_is_as_if_unset(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """``PLAIT_WORKERS=`` in a shell (or a script that sets it from an empty variable of its
+    own) means no number was given: one worker per usable core."""
+    monkeypatch.setenv("PLAIT_WORKERS", value)
+    assert process_workers() == usable_cores()
+    with plait.Pool("process") as pool:
+        assert pool.workers == usable_cores()
+    assert list(plait.map(abs, range(3), backend="auto")) == [0, 1, 2]
+
+
+async def negated(x: int) -> int:
+    return -x
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+@pytest.mark.parametrize("backend", ["auto", "thread", "process"])
+def test_a_bad_plait_workers_is_refused_as_a_map_or_a_pool_is_made(
+    monkeypatch: pytest.MonkeyPatch, value: str, backend: str
+) -> None:
+    """Whatever the backend, before anything runs. (It was read only by a process pool as it
+    started: a map on threads ignored it, and auto read it only once its probe found work
+    that computes, in the probe's thread, whose error was printed there while the map waited
+    for good.)"""
+    monkeypatch.setenv("PLAIT_WORKERS", value)
+    refused = pytest.raises(ValueError, match=r"PLAIT_WORKERS=.*1 or more \(or unset it")
+    with refused:
+        plait.map(abs, range(3), backend=backend)
+    with refused:
+        plait.Pool(backend)
+    with refused:
+        plait.amap(abs, range(3), backend=backend)
+    if backend == "auto":
+        with refused:
+            plait.amap(negated, range(3))  # (an async function: no pool behind it)

@@ -33,6 +33,7 @@ from ._api import resolve_backend
 from ._async_call import DEFAULT_ASYNC_WORKERS, run_item
 from ._async_input import END, Buffer, Inputs, ReaderThread, bridged, is_async_iterable, off_loop
 from ._chunking import ChunkSizer
+from ._cores import check_environment
 from ._engine import open_owned_map, prepare_map
 from ._errors import Cancelled, CancelReason
 from ._events import MapObserver
@@ -116,6 +117,7 @@ def amap(
         return AsyncMapIterator(fetched, lambda: _close_unless_closed(results))
     if not isinstance(workers, int | None):
         raise TypeError(f"{where}: workers must be an int for an async function")
+    check_environment()  # (as every other map does, through its Engine)
     limit = workers or DEFAULT_ASYNC_WORKERS
     job, observer = prepare_map(fn, iterables, built, "async", limit)
     inputs = Inputs(iterables, where)

@@ -3,7 +3,10 @@
 ``os.cpu_count()`` counts the machine's cores. A process pinned to some of them (``taskset``,
 CPU affinity) or given a CPU quota by its cgroup (a container with ``--cpus=2``, a Kubernetes
 limit) gets fewer; a worker per counted core would then share the quota and only add
-switching. ``PLAIT_WORKERS`` sets the number of process workers outright.
+switching. ``PLAIT_WORKERS`` sets the number of process workers outright (empty or blank, it
+is as if unset). Any other value that is not a number of workers is refused as each map or pool
+is made, whatever its backend (``check_environment``): auto reads the number only once it chose
+processes, mid-map, and a map on threads never reads it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 def process_workers() -> int:
     """How many process workers a pool starts when not told: ``PLAIT_WORKERS`` if set, else
     one per usable core."""
-    given = os.environ.get(ENVIRONMENT)
-    return usable_cores() if given is None else workers_from_environment(given)
+    given = os.environ.get(ENVIRONMENT, "")
+    return workers_from_environment(given) if given.strip() else usable_cores()
+
+
+def check_environment() -> None:
+    """Raise ValueError, naming it and the fix, if ``PLAIT_WORKERS`` is set to anything but
+    a number of workers (one read of the environment, as a map or a pool is made)."""
+    given = os.environ.get(ENVIRONMENT, "")
+    if given.strip():
+        workers_from_environment(given)
 
 
 def usable_cores() -> int:

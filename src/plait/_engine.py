@@ -21,6 +21,7 @@ from . import _validate as check
 from ._backends import Backend, create_backend
 from ._cancel import CancelToken
 from ._chunking import ChunkSizer
+from ._cores import check_environment
 from ._events import MapObserver, Observers
 from ._options import MapOptions
 from ._owner import Owner
@@ -35,6 +36,7 @@ class Engine:
     """A backend, and the jobs of the calls in flight; ``retry`` applies to submitted calls."""
 
     def __init__(self, backend: str, spec: Workers, *, retry: Retry | None = None) -> None:
+        check_environment()  # (a bad PLAIT_WORKERS: now, not once auto chose processes)
         self.backend: Backend = create_backend(backend, spec)
         self.owner = Owner()  # (in a fork of it, the engine is the parent's: _owner)
         self._retry = retry
