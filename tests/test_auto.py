@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -237,6 +237,36 @@ def test_a_later_item_that_cannot_travel_runs_on_a_thread_beside_the_processes()
     assert [x for x, _ in out] == [x if isinstance(x, int) else "lock" for x in items]
     assert out[45][1] == out[52][1] == os.getpid()  # (here: threads)
     assert {pid for x, pid in out[30:] if x != "lock"} - {os.getpid()}, "none ran elsewhere"
+
+
+@pytest.mark.parametrize("errors", ["raise", "return"])
+def test_a_plan_that_cannot_be_made_ends_the_map_with_its_error(
+    monkeypatch: pytest.MonkeyPatch, errors: Literal["raise", "return"]
+) -> None:
+    """Whatever making the plan raises (a bug of plait's; PLAIT_WORKERS changed mid-map, read
+    as the plan is made), the batch it measured hands out its results, and the items not yet
+    run fail with that error. (It escaped from the probe's thread, printed there, and the map
+    waited for good.)"""
+
+    def cannot_decide(self: _auto.AutoBackend, route: object) -> Plan | None:
+        raise RuntimeError("no plan")
+
+    monkeypatch.setattr(_auto.AutoBackend, "_decide", cannot_decide)
+    results = plait.map(double, range(6), backend="auto", chunksize=1, errors=errors)
+    reader, taken = read_in_a_thread(results)
+    try:
+        reader.join(60)
+        assert not reader.is_alive(), "the map waited for good"
+    finally:
+        results.abort()
+        reader.join(30)
+    assert taken[0] == 0, taken  # (the probe's first batch: it ran)
+    assert len(taken) == (2 if errors == "raise" else 6), taken
+    for error in taken[1:]:
+        assert isinstance(error, RuntimeError), taken
+        assert str(error) == "no plan"
+        assert 'plait: backend="auto" failed as it chose where' in error.__notes__[0]
+    assert "choosing where it runs failed (RuntimeError)" in results.plan.reason
 
 
 def test_tiny_work_runs_inline_in_the_consumers_thread() -> None:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -55,7 +55,7 @@ from .._plan import (
     tiny_plan,
     waiting_plan,
 )
-from .._task import Job, Kind, Outcome, Task
+from .._task import Job, Kind, Outcome, Task, failed
 from .._width import MAXIMUM, Width
 from .._worker_spec import Workers
 from ._base import Backend, default_workers
@@ -228,7 +228,7 @@ class _Route:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.plan: Plan | None = None
-        self.target: Backend | None = None
+        self.target: Backend | _Refused | None = None
         self.waiting: deque[Task] = deque()  # submitted during the probe, not yet started
         self.running = 0
         # A task had a task_timeout, or its map a timeout: never inline (the item could not be
@@ -641,14 +641,17 @@ class AutoBackend:
                 for other in route.watched.values():
                     other.alone_from_now()
             if route.plan is None:  # (else the watcher settled the route while this ran)
-                self._learn(route, outcome, watched)
-                plan = self._decide(route)
+                try:
+                    self._learn(route, outcome, watched)
+                    plan = self._decide(route)
+                    if plan is not None:
+                        waiting = self._settle(route, plan)
+                    elif outcome.elapsed >= WATCH_QUICK:
+                        self._ensure_watcher()
+                except BaseException as exc:  # (escaping, it left the map waiting for good)
+                    plan, waiting = self._refuse(route, exc)
                 if plan is None:
                     starting = self._next_probes(route)
-                    if outcome.elapsed >= WATCH_QUICK:
-                        self._ensure_watcher()
-                else:
-                    waiting = self._settle(route, plan)
             self._idle.notify_all()
         try:
             finish(task, outcome)
@@ -661,6 +664,26 @@ class AutoBackend:
                 route.job.replanned()
             else:
                 self._start_probes(route, starting, here=True)
+
+    def _refuse(self, route: _Route, error: BaseException) -> tuple[Plan, list[Task]]:
+        """Settle ``route`` on failure (holding the lock): making its plan raised ``error`` (a
+        bug of plait's; an environment changed mid-map). The batches that ran keep their
+        results; every later one fails, unrun, with ``error``, so that the map ends with it.
+        Return the plan and the tasks that waited for it."""
+        with suppress(BaseException):  # (an exception's __notes__ may be anything)
+            error.add_note(
+                'plait: backend="auto" failed as it chose where this map runs; '
+                "its items not yet run fail with this error"
+            )
+        plan = Plan(
+            "thread",
+            self._threads.workers,
+            f"choosing where it runs failed ({type(error).__name__}): the items not yet run "
+            "fail with that error",
+        )
+        waiting = self._settle(route, plan)
+        route.target = _Refused(error)
+        return plan, waiting
 
     def _learn(self, route: _Route, outcome: Outcome, watched: _Watched | None) -> None:
         route.batches += 1
@@ -992,6 +1015,19 @@ class AutoBackend:
         if self._processes is not None:
             backends.append(self._processes)
         return backends
+
+
+class _Refused:
+    """Where the batches of a job go whose plan could not be made (``_refuse``): each fails,
+    unrun, with the error that making it raised."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def submit(self, task: Task) -> None:
+        if task.start():
+            outcome = failed(len(task.items), self.error, ran=False, owner_loads=task.owner_loads)
+            task.finish(task, outcome)
 
 
 def _prepare_processes(spec: Workers) -> None:
