@@ -239,6 +239,70 @@ def test_a_later_item_that_cannot_travel_runs_on_a_thread_beside_the_processes()
     assert {pid for x, pid in out[30:] if x != "lock"} - {os.getpid()}, "none ran elsewhere"
 
 
+def choose_processes_if_it_travels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto's decision made certain: processes whenever the function and the first items
+    pickle (so that it finds out whether they do), else threads, saying why not; the work is
+    never taken for tiny or waiting, and not run two batches at once."""
+
+    def decide(measured: object, situation: Any) -> Plan:
+        if situation.travels:
+            return Plan("process", 2, "it travels")
+        return Plan("thread", 2, situation.why_not)
+
+    monkeypatch.setattr(_auto, "decide", decide)
+    monkeypatch.setattr(_auto, "tiny_plan", lambda measured, **_: None)
+    monkeypatch.setattr(_auto, "needs_parallel_probe", lambda measured, situation: False)
+    monkeypatch.setattr(_auto, "WATCH_AFTER", 3600.0)  # (no batch is settled as waiting)
+
+
+class OwnBaseException(BaseException):
+    pass
+
+
+class RaisesAsItPickles:
+    """A value whose ``__reduce__`` (the user's code) raises ``raises``; it is called with
+    one like it."""
+
+    def __init__(self, value: int, raises: type[BaseException]) -> None:
+        self.value = value
+        self.raises = raises
+
+    def __reduce__(self) -> Any:
+        raise self.raises("no pickling for me")
+
+    def __call__(self, item: RaisesAsItPickles) -> int:
+        return spin(item.value)[0]
+
+
+def spin_value(item: RaisesAsItPickles) -> int:
+    return spin(item.value)[0]
+
+
+@pytest.mark.parametrize("what", ["items", "function"])
+@pytest.mark.parametrize("raises", [SystemExit, KeyboardInterrupt, OwnBaseException])
+def test_what_raises_any_base_exception_as_it_pickles_stays_on_threads(
+    monkeypatch: pytest.MonkeyPatch, raises: type[BaseException], what: str
+) -> None:
+    """Pickling trouble like any other, whatever the ``__reduce__`` raises. (Only an
+    Exception was caught: a SystemExit ended the probe's thread silently, another
+    BaseException with a traceback, and the map waited for good.)"""
+    choose_processes_if_it_travels(monkeypatch)
+    fn = RaisesAsItPickles(0, raises) if what == "function" else spin_value
+    items = [RaisesAsItPickles(i, raises) for i in range(40)]
+    results = plait.map(fn, items, backend="auto")
+    reader, taken = read_in_a_thread(results)
+    try:
+        reader.join(60)
+        assert not reader.is_alive(), "the map waited for good"
+    finally:
+        results.abort()  # (a reader still waiting raises Cancelled, and ends)
+        reader.join(30)
+    assert taken == list(range(40))
+    assert results.plan.backend == "thread", str(results.plan)
+    function = "the function" if what == "function" else "its items"
+    assert f"{function} would not pickle ({raises.__name__}: no pickling" in results.plan.reason
+
+
 @pytest.mark.parametrize("errors", ["raise", "return"])
 def test_a_plan_that_cannot_be_made_ends_the_map_with_its_error(
     monkeypatch: pytest.MonkeyPatch, errors: Literal["raise", "return"]

@@ -1051,17 +1051,31 @@ def _within_open_files(plan: Plan) -> Plan:
 
 def _travels(job: Job, sample: list[Any]) -> tuple[bool, str]:
     """Whether the job's function and a sample of its items pickle for a worker process."""
-    from .process._codec import encode_function, encode_items
+    from .process._codec import encode_function, encode_items, might_be_ctrl_c
 
+    # (A __reduce__ is the user's code, and may raise anything: SystemExit, a BaseException of
+    # its own. Escaping, it left the map waiting for good: it is pickling trouble as any other.)
     try:
         encode_function(job)
-    except Exception as exc:
-        return False, f"the function would not pickle ({type(exc).__name__}: {exc})"
+    except BaseException as exc:
+        if might_be_ctrl_c(exc):
+            raise
+        return False, f"the function would not pickle ({_described(exc)})"
     try:
         encode_items(sample)
-    except Exception as exc:
-        return False, f"its items would not pickle ({type(exc).__name__}: {exc})"
+    except BaseException as exc:
+        if might_be_ctrl_c(exc):
+            raise
+        return False, f"its items would not pickle ({_described(exc)})"
     return True, ""
+
+
+def _described(exc: BaseException) -> str:
+    """``Type: message``, or the type alone if its ``str()`` fails (it is the user's code)."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:
+        return type(exc).__name__
 
 
 def _per_item(route: _Route) -> float:

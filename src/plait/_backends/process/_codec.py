@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -454,6 +455,15 @@ def guarded(text: Callable[[], str], fallback: str) -> str:
     except BaseException:
         return fallback
     return result if type(result) is str else fallback
+
+
+def might_be_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by the user's code (a ``__reduce__``), may be the program's
+    Ctrl-C instead: a KeyboardInterrupt in the main thread, where Python raises SIGINT's. Not
+    an item's failure, then: it goes on up. (Elsewhere, an object's own code raised it.)"""
+    return (
+        isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
+    )
 
 
 def note(exc: BaseException, text: str) -> None:
