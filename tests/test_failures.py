@@ -392,6 +392,82 @@ def test_a_result_the_parent_cannot_rebuild_fails_alone(tmp_path: Path) -> None:
     assert "plait_worker_only" not in sys.modules
 
 
+class OwnBaseException(BaseException):
+    pass
+
+
+class RaisesAsItPickles:
+    """Its ``__reduce__`` (the user's code) raises ``raises``, for the values in ``refused``;
+    it is also a function of such values."""
+
+    def __init__(self, value: int, raises: type[BaseException], refused: range) -> None:
+        self.value, self.raises, self.refused = value, raises, refused
+
+    def __reduce__(self) -> Any:
+        if self.value in self.refused:
+            raise self.raises("no pickling for me")
+        return (RaisesAsItPickles, (self.value, self.raises, self.refused))
+
+    def __call__(self, item: RaisesAsItPickles) -> int:
+        return item.value
+
+
+def value_of(item: RaisesAsItPickles) -> int:
+    return item.value
+
+
+def taken_until_it_raises(results: Iterator[Any]) -> list[Any]:
+    """The results, then the exception that ended them (SystemExit and KeyboardInterrupt
+    from an item are never values: they end the map in its place)."""
+    taken: list[Any] = []
+    try:
+        taken.extend(results)
+    except BaseException as exc:  # (TimeoutError: the map waited, until its deadline)
+        taken.append(exc)
+    return taken
+
+
+BASE_EXCEPTIONS = [SystemExit, KeyboardInterrupt, OwnBaseException]
+
+
+@pytest.mark.parametrize("raises", BASE_EXCEPTIONS)
+def test_an_item_whose_pickling_raises_any_base_exception_fails_alone(
+    raises: type[BaseException],
+) -> None:
+    """Only an Exception was caught: anything else ended the dispatcher's thread (silently,
+    for SystemExit), with the batch it was sending, and the map waited for good (here, for
+    its deadline)."""
+    items = [RaisesAsItPickles(i, raises, range(3, 4)) for i in range(6)]
+    with plait.Pool("process", workers=1) as pool:
+        results = pool.map(value_of, items, chunksize=6, errors="return", timeout=30)
+        taken = taken_until_it_raises(results)
+        assert pool.submit(abs, -3).result(timeout=30) == 3  # the dispatcher lives on
+    assert taken[:3] == [0, 1, 2], taken
+    assert isinstance(taken[3], raises), taken
+    assert "plait: this item could not be pickled to send it to a worker" in taken[3].__notes__
+    if raises is OwnBaseException:  # (a value, with errors="return": the map goes on)
+        assert taken[4:] == [4, 5], taken
+    else:
+        assert len(taken) == 4, taken
+
+
+@pytest.mark.parametrize("raises", BASE_EXCEPTIONS)
+def test_a_function_whose_pickling_raises_any_base_exception_fails_every_item(
+    raises: type[BaseException],
+) -> None:
+    fn = RaisesAsItPickles(0, raises, range(1))
+    items = [RaisesAsItPickles(i, raises, range(0)) for i in range(1, 4)]
+    with plait.Pool("process", workers=1) as pool:
+        taken = taken_until_it_raises(pool.map(fn, items, errors="return", timeout=30))
+        assert pool.submit(abs, -3).result(timeout=30) == 3
+    assert taken, taken
+    assert all(isinstance(error, raises) for error in taken), taken
+    assert len(taken) == (3 if raises is OwnBaseException else 1), taken
+    notes = taken[0].__notes__
+    assert "plait: the function could not be pickled for a worker process" in notes
+    assert any(note.startswith("plait: item 0 was not run: ") for note in notes), notes
+
+
 # -- retries ------------------------------------------------------------------------------
 
 

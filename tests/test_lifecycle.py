@@ -127,6 +127,33 @@ def test_an_initializer_that_cannot_be_pickled_fails_each_task_with_the_users_er
     assert "Traceback" not in capfd.readouterr().err
 
 
+class OwnBaseException(BaseException):
+    pass
+
+
+class RaisesAsItPickles:
+    def __init__(self, raises: type[BaseException]) -> None:
+        self.raises = raises
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise self.raises("no pickling for me")
+
+
+@pytest.mark.parametrize("raises", [SystemExit, OwnBaseException])
+def test_initargs_whose_pickling_raises_any_base_exception_fail_each_task_with_it(
+    raises: type[BaseException],
+) -> None:
+    """A __reduce__ is the user's code: whatever it raises is the pickling error. (Only an
+    Exception was: anything else ended the dispatcher's thread, and each call waited for
+    good.)"""
+    workers = plait.Workers(2, initializer=remember_worker, initargs=(RaisesAsItPickles(raises),))
+    with plait.Pool("process", workers) as pool:
+        for x in range(2):
+            with pytest.raises(raises, match="no pickling for me") as info:
+                pool.submit(pid, x).result(timeout=20)
+            assert any("initargs could not be pickled" in n for n in info.value.__notes__)
+
+
 def test_worker_state_outside_a_worker_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="only available inside a task"):
         plait.worker_state()

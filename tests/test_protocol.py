@@ -11,6 +11,8 @@ import sys
 import threading
 import weakref
 
+import pytest
+
 import plait
 from plait._backends.process import _codec, _salvage
 from plait._backends.process import _frames as wire
@@ -261,6 +263,28 @@ def test_a_task_with_an_item_that_will_not_pickle_keeps_its_items() -> None:
     sent = _codec.Sent.encode(task)
     assert sent.offsets == [0, 2]
     assert task.items == [1, lock, 3]
+
+
+class InterruptsAsItPickles:
+    def __reduce__(self) -> tuple[object, ...]:
+        raise KeyboardInterrupt
+
+
+def test_a_keyboard_interrupt_from_pickling_fails_its_item_except_on_the_main_thread() -> None:
+    """A __reduce__ may raise anything, and its item fails alone with it; but on the main
+    thread, where Python raises the program's Ctrl-C, a KeyboardInterrupt may be that, and is
+    not taken for the item's. (The first batch of a pool may be sent from the caller's
+    thread: ``ProcessBackend._send_early``.)"""
+    with pytest.raises(KeyboardInterrupt):
+        _codec.Sent.encode(a_task([1, InterruptsAsItPickles(), 3]))
+    sent: list[_codec.Sent] = []
+    elsewhere = threading.Thread(
+        target=lambda: sent.append(_codec.Sent.encode(a_task([1, InterruptsAsItPickles(), 3])))
+    )
+    elsewhere.start()
+    elsewhere.join(30)
+    assert sent[0].offsets == [0, 2]
+    assert isinstance(sent[0].unsent[1], KeyboardInterrupt)
 
 
 def test_a_failed_batch_fails_every_item_unrun() -> None:

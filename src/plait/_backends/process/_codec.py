@@ -95,8 +95,9 @@ def encode_init(spec: Workers) -> bytes:
     initializer = Workers(initializer=spec.initializer, initargs=spec.initargs)
     try:
         blob = pickle_for_worker(initializer)
-    except Exception as exc:
-        note(exc, unsendable_init_note(spec))
+    except BaseException as exc:  # (a __reduce__ is the user's code: it may raise anything)
+        if not might_be_ctrl_c(exc):
+            note(exc, unsendable_init_note(spec))
         raise
     return pickle.dumps((sys.path, blob))
 
@@ -105,7 +106,7 @@ def unsendable_init_note(spec: Workers) -> str:
     """What would not pickle, the initializer or one of its arguments, and what to do."""
     try:
         pickle_for_worker(spec.initializer)
-    except Exception:
+    except BaseException:
         return (
             "plait: the worker's initializer could not be pickled for a worker process; make "
             "it picklable (e.g. a module-level function); each task of the pool fails with "
@@ -280,10 +281,14 @@ class Sent:
         only as those bytes (see ``SentItems``)."""
         if isinstance(task.items, SentItems):  # sent before, to a worker that was lost
             return cls(task, task.items.blob)
+        # An item's __reduce__ is the user's code, and may raise anything (SystemExit, a
+        # BaseException of its own): that item fails alone, with its error; escaping, it ended
+        # the dispatcher's thread, and the map waited for good.
         try:
             whole = encode_items(task.items)
-        except Exception:
-            pass
+        except BaseException as exc:
+            if might_be_ctrl_c(exc):
+                raise
         else:
             task.items = SentItems(whole, len(task.items))
             return cls(task, whole)
@@ -292,8 +297,10 @@ class Sent:
         for offset, item in enumerate(task.items):
             try:
                 pickle_for_worker(item)
-            except Exception as exc:
-                exc.add_note("plait: this item could not be pickled to send it to a worker")
+            except BaseException as exc:
+                if might_be_ctrl_c(exc):
+                    raise
+                note(exc, "plait: this item could not be pickled to send it to a worker")
                 unsent[offset] = exc
             else:
                 offsets.append(offset)

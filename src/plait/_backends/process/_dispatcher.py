@@ -41,7 +41,14 @@ from ..._worker_spec import Workers
 from .. import _spare
 from .._base import Unprobed, finish_at_exit, given_up, terminated, track
 from . import _warm
-from ._codec import Sent, encode_function, encode_init, encode_surroundings
+from ._codec import (
+    Sent,
+    encode_function,
+    encode_init,
+    encode_surroundings,
+    might_be_ctrl_c,
+    note,
+)
 from ._frames import CLEAN, TIMED, Tag, frame, parse
 from ._handle import (
     EARLY_DEATHS,
@@ -273,7 +280,9 @@ class ProcessBackend(Unprobed):
         if self._init is None and self._unstartable is None:
             try:
                 self._init = encode_init(self.spec)
-            except Exception as exc:
+            except BaseException as exc:  # (whatever a __reduce__ of the user's raised)
+                if might_be_ctrl_c(exc):
+                    raise
                 self._unstartable = exc
         return self._init
 
@@ -355,8 +364,10 @@ class ProcessBackend(Unprobed):
         if job.id not in worker.jobs:
             try:
                 function = self._function(job)
-            except Exception as exc:
-                exc.add_note("plait: the function could not be pickled for a worker process")
+            except BaseException as exc:  # (whatever a __reduce__ of the user's raised)
+                if might_be_ctrl_c(exc):
+                    raise
+                note(exc, "plait: the function could not be pickled for a worker process")
                 return failed(len(task.items), exc, ran=False, owner_loads=task.owner_loads)
             worker.writer.add(frame(Tag.DEF, job=job.id, payload=function))
             worker.jobs.add(job.id)
