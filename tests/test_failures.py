@@ -468,6 +468,42 @@ def test_a_function_whose_pickling_raises_any_base_exception_fails_every_item(
     assert any(note.startswith("plait: item 0 was not run: ") for note in notes), notes
 
 
+class LoadsInWorkersOnly:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (loaded_in_workers_only, (self.value, os.getpid()))
+
+
+def loaded_in_workers_only(value: int, parent: int) -> LoadsInWorkersOnly:
+    if os.getpid() == parent:
+        raise SystemExit("this item is only loaded in worker processes")
+    return LoadsInWorkersOnly(value)
+
+
+def exit_on_two(item: LoadsInWorkersOnly) -> int:
+    if item.value == 2:
+        os._exit(3)
+    return item.value
+
+
+def test_a_crashed_batch_whose_items_will_not_load_here_fails_whole() -> None:
+    """A batch whose worker died runs again item by item, each loaded here from the pickle
+    it was sent as: loading runs the items' own code. What that raised ended the
+    dispatcher's thread, and the map waited for good; now the batch fails whole, with
+    WorkerCrashed, as a batch that cannot be split, and the map goes on."""
+    items = [LoadsInWorkersOnly(i) for i in range(8)]
+    with plait.Pool("process", workers=1) as pool:
+        results = pool.map(exit_on_two, items, chunksize=4, errors="return", timeout=30)
+        taken = taken_until_it_raises(results)
+        assert pool.submit(abs, -3).result(timeout=30) == 3
+    assert all(isinstance(error, plait.WorkerCrashed) for error in taken[:4]), taken
+    assert taken[4:] == [4, 5, 6, 7], taken
+    # (The items are named in their notes as they are shown: these cannot be, here.)
+    assert "plait: raised by item 1: <it could not be shown: SystemExit>" in taken[1].__notes__
+
+
 # -- retries ------------------------------------------------------------------------------
 
 

@@ -353,7 +353,7 @@ class MapWindow(Generic[B]):
                 if copied is not exc:
                     exc = copied
                     exc.__notes__ = [n for n in exc.__notes__ if not n.startswith("plait: raised")]
-            item = describe_item(batch.items[offset])
+            item = _describe_item_at(batch, offset)
             note(
                 exc,
                 f"plait: raised by item {index}: {item}"
@@ -458,6 +458,18 @@ def _zip_equal(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[tup
             f"{where}: the iterables have different lengths ({exc}); pass iterables of equal "
             "length (cut the longer ones with itertools.islice if that is what you mean)"
         ) from None
+
+
+def _describe_item_at(batch: Batch, offset: int) -> str:
+    """``describe_item`` of the batch's item at ``offset``, whatever that raises: the item's
+    repr is its own code, and so is loading it again from the pickle it went to a process as
+    (``SentItems``). A failure there costs the note its item, never the item its error."""
+    try:
+        return describe_item(batch.items[offset])
+    except KeyboardInterrupt:  # (perhaps the program's Ctrl-C: this is the consumer's thread)
+        raise
+    except BaseException as exc:
+        return f"<it could not be shown: {type(exc).__name__}>"
 
 
 def describe_item(item: object) -> str:

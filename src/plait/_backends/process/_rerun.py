@@ -34,13 +34,25 @@ def run_again(
     policy covers ``make_error()``; or nothing (None): the task fails with that error.
     ``where`` the lost worker was, and since when (``perf_counter()``) it ran the task, if
     known, are for a trace."""
-    if crashed and len(running.items) > 1:
-        return ItemByItem(running, where, began, make_error).parts()
+    if crashed and len(running.items) > 1 and (items := _loaded(running)) is not None:
+        return ItemByItem(running, where, began, make_error).parts(items)
     retry = running.job.retry
     if retry is not None and retry.applies(make_error(), running.attempt):
         running.attempt += 1
         return [running]
     return None
+
+
+def _loaded(task: Task) -> list[Any] | None:
+    """The task's items, to send one by one; None if they cannot be: kept as the pickle they
+    were sent as (``SentItems``), they are loaded here, and loading runs their own code
+    (``__setstate__``, what a ``__reduce__`` named), which may raise anything. Then the batch
+    fails whole, as a batch of one item would. (Escaping, the error ended the dispatcher's
+    thread, and the map waited for good.)"""
+    try:
+        return list(task.items)
+    except BaseException:
+        return None
 
 
 class ItemByItem:
@@ -71,8 +83,9 @@ class ItemByItem:
         self._sent_bytes = 0
         self._measured = False
 
-    def parts(self) -> list[Task]:
-        """One task per item, each telling this collector when it ends."""
+    def parts(self, items: list[Any]) -> list[Task]:
+        """One task per item of ``items`` (the task's), each telling this collector when it
+        ends."""
         task = self._task
         parts = [
             Task(
@@ -86,7 +99,7 @@ class ItemByItem:
                 seq=task.seq,
                 first_index=task.first_index + offset,
             )
-            for offset, item in enumerate(task.items)
+            for offset, item in enumerate(items)
         ]
         if self._runs is not None:
             queued = _trace.clock()
