@@ -504,6 +504,24 @@ def test_a_crashed_batch_whose_items_will_not_load_here_fails_whole() -> None:
     assert "plait: raised by item 1: <it could not be shown: SystemExit>" in taken[1].__notes__
 
 
+def exit_the_program(future: Future[int]) -> None:
+    raise SystemExit("from a done-callback")
+
+
+def test_a_done_callback_that_raises_any_base_exception_leaves_the_process_pool_working(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A future's done-callbacks run in the dispatcher's thread: one that raised SystemExit
+    ended it, and every later submit raised PoolClosed. It is printed, as one that raises an
+    Exception is (concurrent.futures logs those)."""
+    with plait.Pool("process", workers=1) as pool:
+        call = pool.submit(abs, -1)
+        call.add_done_callback(exit_the_program)
+        assert call.result(timeout=30) == 1
+        assert pool.submit(abs, -2).result(timeout=30) == 2
+    assert "SystemExit: from a done-callback" in capfd.readouterr().err
+
+
 # -- retries ------------------------------------------------------------------------------
 
 

@@ -561,7 +561,9 @@ class ProcessBackend(Unprobed):
     def _finish(self, task: Task, outcome: Outcome) -> None:
         try:
             task.finish(task, outcome)
-        except Exception:  # a bug in the owner's callback: report it, keep dispatching
+        except BaseException:  # a bug in the owner's callback: report it, keep dispatching
+            # (Whatever it raised: a future's done-callbacks are the user's code, and one that
+            # raised SystemExit ended this thread, and with it the pool.)
             traceback.print_exc()
 
     def _after_fork_in_child(self) -> None:
