@@ -21,13 +21,13 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from .._errors import TaskTimeout
+from .._errors import TaskTimeout, note
 from .._retry import Retry
 from .._task import Kind, Outcome
 from .._waits import repeat
 from .._worker_spec import Workers, initialize, working_as
 from .process._child import Unloadable, run
-from .process._codec import decode_function, encode_result, note
+from .process._codec import decode_function, encode_result
 
 FUNCTIONS_KEPT = 16  # a worker keeps this many jobs' functions unpickled
 WORKERS_KEPT = 16  # an engine's thread stands for this many pools' workers (their state)

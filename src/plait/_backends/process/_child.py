@@ -24,6 +24,7 @@ from contextlib import suppress
 from functools import partial
 from typing import Any
 
+from ..._errors import note
 from ..._retry import Retry
 from ..._task import Kind, execute
 from ..._worker_spec import Workers, start_worker
@@ -35,7 +36,6 @@ from ._codec import (
     decode_surroundings,
     encode_failed_batch,
     encode_result,
-    note,
 )
 from ._frames import CLEAN, TIMED, Tag, frame, parse
 

@@ -27,7 +27,7 @@ from functools import partial
 from types import CodeType, FunctionType
 from typing import Any, overload
 
-from ..._errors import RemoteError, RemoteTraceback
+from ..._errors import RemoteError, RemoteTraceback, note
 from ..._retry import Retry
 from ..._task import Job, Outcome, Task, failed
 from ..._worker_spec import Workers
@@ -471,12 +471,6 @@ def might_be_ctrl_c(exc: BaseException) -> bool:
     return (
         isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
     )
-
-
-def note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``, which fails if the exception's ``__notes__`` is not a list."""
-    with suppress(BaseException):
-        exc.add_note(text)
 
 
 def user_frames(exc: BaseException) -> Any:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
-from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed
+from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed, note
 from ..._owner import forked_error
 from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed, note_attempts
@@ -47,7 +47,6 @@ from ._codec import (
     encode_init,
     encode_surroundings,
     might_be_ctrl_c,
-    note,
 )
 from ._frames import CLEAN, TIMED, Tag, frame, parse
 from ._handle import (
