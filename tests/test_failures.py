@@ -508,13 +508,14 @@ def exit_the_program(future: Future[int]) -> None:
     raise SystemExit("from a done-callback")
 
 
-def test_a_done_callback_that_raises_any_base_exception_leaves_the_process_pool_working(
-    capfd: pytest.CaptureFixture[str],
+def test_a_done_callback_that_raises_any_base_exception_leaves_the_pool_working(
+    backend: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """A future's done-callbacks run in the dispatcher's thread: one that raised SystemExit
-    ended it, and every later submit raised PoolClosed. It is printed, as one that raises an
-    Exception is (concurrent.futures logs those)."""
-    with plait.Pool("process", workers=1) as pool:
+    """A future's done-callbacks run in the dispatcher's thread (processes), or the worker's
+    (threads): one that raised SystemExit ended it (silently, a thread's), and on processes
+    every later submit raised PoolClosed. It is printed, as one that raises an Exception is
+    (concurrent.futures logs those)."""
+    with plait.Pool(backend, workers=1) as pool:
         call = pool.submit(abs, -1)
         call.add_done_callback(exit_the_program)
         assert call.result(timeout=30) == 1

@@ -305,7 +305,9 @@ class ThreadBackend(Unprobed):
         self._finishing.add(me)
         try:
             task.finish(task, outcome)
-        except Exception:  # a bug in the owner's callback: report it, keep the thread
+        except BaseException:  # a bug in the owner's callback: report it, keep the thread
+            # (Whatever it raised: a future's done-callbacks are the user's code, and a
+            # SystemExit from one ended this thread silently, as the process dispatcher's.)
             import traceback  # (only here: 2.5 ms of import a map never needs otherwise)
 
             traceback.print_exc()
