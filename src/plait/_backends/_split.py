@@ -100,22 +100,18 @@ class _Halves:
         self._moved: bool | None = None  # unknown until the rest was taken
 
     def first(self, task: Task, outcome: Outcome) -> None:
-        with self._lock:
-            self._first = outcome
-            joined = self._joined()
-        if joined is not None:
-            self._finish(self._task, joined)
+        self._learn("_first", outcome)
 
     def second(self, moved: Task, outcome: Outcome) -> None:
-        with self._lock:
-            self._second = outcome
-            joined = self._joined()
-        if joined is not None:
-            self._finish(self._task, joined)
+        self._learn("_second", outcome)
 
     def stolen(self, count: int) -> None:
+        self._learn("_moved", count > 0)
+
+    def _learn(self, part: str, value: object) -> None:
+        """One part is known: the batch's owner gets the joined outcome once all are."""
         with self._lock:
-            self._moved = count > 0
+            setattr(self, part, value)
             joined = self._joined()
         if joined is not None:
             self._finish(self._task, joined)
