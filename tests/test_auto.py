@@ -255,6 +255,19 @@ def choose_processes_if_it_travels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_auto, "WATCH_AFTER", 3600.0)  # (no batch is settled as waiting)
 
 
+def read_within_a_minute(results: plait.MapIterator[Any]) -> list[Any]:
+    """Every result, read in another thread, then the exception that ended them, if one did;
+    the test fails if the map is still not over after a minute."""
+    reader, taken = read_in_a_thread(results)
+    try:
+        reader.join(60)
+        assert not reader.is_alive(), "the map waited for good"
+    finally:
+        results.abort()  # (a reader still waiting raises Cancelled, and ends)
+        reader.join(30)
+    return taken
+
+
 class OwnBaseException(BaseException):
     pass
 
@@ -290,17 +303,47 @@ def test_what_raises_any_base_exception_as_it_pickles_stays_on_threads(
     fn = RaisesAsItPickles(0, raises) if what == "function" else spin_value
     items = [RaisesAsItPickles(i, raises) for i in range(40)]
     results = plait.map(fn, items, backend="auto")
-    reader, taken = read_in_a_thread(results)
-    try:
-        reader.join(60)
-        assert not reader.is_alive(), "the map waited for good"
-    finally:
-        results.abort()  # (a reader still waiting raises Cancelled, and ends)
-        reader.join(30)
+    taken = read_within_a_minute(results)
     assert taken == list(range(40))
     assert results.plan.backend == "thread", str(results.plan)
     function = "the function" if what == "function" else "its items"
     assert f"{function} would not pickle ({raises.__name__}: no pickling" in results.plan.reason
+
+
+class UsesThePoolAsItPickles:
+    """A value whose ``__reduce__`` (the user's code) runs a call on the pool its map runs on."""
+
+    pool: plait.Pool
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        assert self.pool.submit(abs, -self.value).result(timeout=60) == self.value
+        return (rebuilt, (self.value,))
+
+
+def rebuilt(value: int) -> UsesThePoolAsItPickles:
+    return UsesThePoolAsItPickles(value)
+
+
+def spin_used(item: UsesThePoolAsItPickles) -> int:
+    return spin(item.value)[0]
+
+
+def test_pickling_that_uses_the_same_pool_is_found_out_without_waiting_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whether the items travel is found out without holding auto's lock: a ``__reduce__``
+    that submits to the same pool (its probe's thread held the lock the submit waited for)
+    waited for good, and so did the map."""
+    choose_processes_if_it_travels(monkeypatch)
+    with plait.Pool() as pool:
+        UsesThePoolAsItPickles.pool = pool
+        results = pool.map(spin_used, [UsesThePoolAsItPickles(i) for i in range(12)])
+        taken = read_within_a_minute(results)
+        assert taken == list(range(12))
+        assert results.plan.backend == "process", str(results.plan)
 
 
 @pytest.mark.parametrize("errors", ["raise", "return"])
@@ -317,13 +360,7 @@ def test_a_plan_that_cannot_be_made_ends_the_map_with_its_error(
 
     monkeypatch.setattr(_auto.AutoBackend, "_decide", cannot_decide)
     results = plait.map(double, range(6), backend="auto", chunksize=1, errors=errors)
-    reader, taken = read_in_a_thread(results)
-    try:
-        reader.join(60)
-        assert not reader.is_alive(), "the map waited for good"
-    finally:
-        results.abort()
-        reader.join(30)
+    taken = read_within_a_minute(results)
     assert taken[0] == 0, taken  # (the probe's first batch: it ran)
     assert len(taken) == (2 if errors == "raise" else 6), taken
     for error in taken[1:]:

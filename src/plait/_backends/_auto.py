@@ -239,6 +239,11 @@ class _Route:
         self.watched: dict[int, _Watched] = {}  # id(task) -> its probe batch, while it runs
         self.settled = 0  # plans made so far: a batch sent under an older one says nothing new
         self.recent: deque[tuple[int, float]] = deque(maxlen=RECENT)  # (items, seconds)
+        # Whether the function and the first items pickle, once a plan wants processes: found
+        # out by the thread that decides, without holding auto's lock (a __reduce__ is the
+        # user's code, and may use this very pool), while ``checking``.
+        self.travels: tuple[bool, str] | None = None
+        self.checking = False
         self.new_probe()
 
     def new_probe(self) -> None:
@@ -634,6 +639,7 @@ class AutoBackend:
         plan: Plan | None = None
         starting: list[Task] = []
         waiting: list[Task] = []
+        check = False  # the plan waits for _check_travels, made outside the lock
         with self._lock:
             route.running -= 1
             watched = route.watched.pop(id(task), None)
@@ -641,6 +647,7 @@ class AutoBackend:
                 for other in route.watched.values():
                     other.alone_from_now()
             if route.plan is None:  # (else the watcher settled the route while this ran)
+                was_checking = route.checking
                 try:
                     self._learn(route, outcome, watched)
                     plan = self._decide(route)
@@ -650,20 +657,59 @@ class AutoBackend:
                         self._ensure_watcher()
                 except BaseException as exc:  # (escaping, it left the map waiting for good)
                     plan, waiting = self._refuse(route, exc)
-                if plan is None:
+                check = plan is None and route.checking and not was_checking
+                if plan is None and not check:
                     starting = self._next_probes(route)
             self._idle.notify_all()
         try:
             finish(task, outcome)
         finally:  # (what waited, or the probe's next batches, go on whatever happened)
             if plan is not None:
-                _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
-                if route.target is self._threads:
-                    self._size_threads()
-                self._hand_on(route, waiting)
-                route.job.replanned()
+                self._carry_out(route, plan, waiting)
+            elif check:
+                self._check_travels(route)
             else:
                 self._start_probes(route, starting, here=True)
+
+    def _carry_out(self, route: _Route, plan: Plan, waiting: list[Task]) -> None:
+        """The route was just settled on ``plan``: send on what waited for it."""
+        _log(INFO, "plait: %s runs %s", _name(route.job.fn), plan)
+        if route.target is self._threads:
+            self._size_threads()
+        self._hand_on(route, waiting)
+        route.job.replanned()
+
+    def _check_travels(self, route: _Route) -> None:
+        """Find out whether the route's function and first items pickle, the plan's last
+        question before processes, then make the plan (``_decide``). Not holding the lock:
+        pickling runs the user's ``__reduce__``, which may take long, or submit to this very
+        pool (it waited for good for the lock its own thread held)."""
+        try:
+            travels: tuple[bool, str] | BaseException = _travels(route.job, route.sample or [])
+        except BaseException as exc:  # (Ctrl-C, or what looks like it: raised in the map)
+            travels = exc
+        plan: Plan | None = None
+        waiting: list[Task] = []
+        starting: list[Task] = []
+        with self._lock:
+            route.checking = False
+            if route.plan is not None:  # settled meanwhile: shut down, or its batch waited
+                return
+            try:
+                if isinstance(travels, BaseException):
+                    raise travels
+                route.travels = travels
+                plan = self._decide(route)
+                if plan is not None:
+                    waiting = self._settle(route, plan)
+            except BaseException as exc:
+                plan, waiting = self._refuse(route, exc)
+            if plan is None:
+                starting = self._next_probes(route)
+        if plan is not None:
+            self._carry_out(route, plan, waiting)
+        else:
+            self._start_probes(route, starting)
 
     def _refuse(self, route: _Route, error: BaseException) -> tuple[Plan, list[Task]]:
         """Settle ``route`` on failure (holding the lock): making its plan raised ``error`` (a
@@ -765,7 +811,10 @@ class AutoBackend:
             measured = replace(measured, parallel=together)
         plan = decide(measured, situation)
         if plan.backend == "process":  # only now is it worth finding out (pickling)
-            travels, why_not = _travels(route.job, route.sample or [])
+            if route.travels is None:
+                route.checking = True  # (by the caller, once it let go of the lock)
+                return None
+            travels, why_not = route.travels
             plan = decide(measured, replace(situation, travels=travels, why_not=why_not))
         return plan
 
