@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
@@ -41,40 +41,68 @@ async def stop_at_three_async(x: int) -> int:
     return x
 
 
-def assert_stop_iteration_error(error: object) -> None:
-    """A RuntimeError caused by the task's StopIteration (from a process, the cause is the
-    worker's traceback, which shows the StopIteration and where it was raised)."""
+class EndOfPages(StopIteration):
+    """A StopIteration of the user's own."""
+
+
+def stop_at_three_with(stop: Callable[[], StopIteration]) -> Callable[[int], int]:
+    def stop_at_three(x: int) -> int:
+        if x == 3:
+            raise stop()
+        return x
+
+    return stop_at_three
+
+
+def assert_stop_iteration_error(
+    error: object, *, remote: bool = False, stop: type[StopIteration] = StopIteration
+) -> None:
+    """A RuntimeError caused by the task's StopIteration itself, as a generator makes it;
+    ``remote``: from a process, whose traceback is the StopIteration's own cause, as it is any
+    other exception's from a process."""
     assert isinstance(error, RuntimeError)
-    assert "raised StopIteration" in str(error)
+    assert f"raised {stop.__name__}" in str(error)
     cause = error.__cause__
-    if isinstance(cause, plait.RemoteTraceback):
-        assert "StopIteration: three" in cause.tb
-        assert "in stop_at_three" in cause.tb
-    else:
-        assert isinstance(cause, StopIteration)
-        assert cause.args == ("three",)
+    assert type(cause) is stop
+    assert cause.args == ("three",)
+    if remote:
+        worker_traceback = cause.__cause__
+        assert isinstance(worker_traceback, plait.RemoteTraceback)
+        assert f"{stop.__name__}: three" in worker_traceback.tb
+        assert "in stop_at_three" in worker_traceback.tb
 
 
 # -- 1. a task raising StopIteration -------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunksize", [None, 1, 5, 10])
+@pytest.mark.parametrize("ordered", [True, False])
 def test_stop_iteration_fails_its_item_and_keeps_the_rest_in_place(
-    backend: str, chunksize: int | None
+    backend: str, chunksize: int | None, ordered: bool
 ) -> None:
     results = list(
-        plait.map(stop_at_three, range(10), backend=backend, chunksize=chunksize, errors="return")
+        plait.map(
+            stop_at_three,
+            range(10),
+            backend=backend,
+            chunksize=chunksize,
+            errors="return",
+            ordered=ordered,
+        )
     )
-    assert len(results) == 10
-    assert results[:3] == [0, 1, 2]
-    assert results[4:] == [4, 5, 6, 7, 8, 9]
-    assert_stop_iteration_error(results[3])
+    [error] = [r for r in results if isinstance(r, BaseException)]
+    if ordered:
+        assert results.index(error) == 3
+    assert sorted(r for r in results if isinstance(r, int)) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert_stop_iteration_error(error, remote=backend == "process")
 
 
-def test_stop_iteration_raises_runtime_error_naming_the_item(backend: str) -> None:
+@pytest.mark.parametrize("ordered", [True, False])
+def test_stop_iteration_raises_runtime_error_naming_the_item(backend: str, ordered: bool) -> None:
     with pytest.raises(RuntimeError, match="raised StopIteration") as info:
-        list(plait.map(stop_at_three, range(10), backend=backend, chunksize=5))
+        list(plait.map(stop_at_three, range(10), backend=backend, chunksize=5, ordered=ordered))
     assert any("raised by item 3" in note for note in info.value.__notes__)
+    assert_stop_iteration_error(info.value, remote=backend == "process")
 
 
 def test_stop_iteration_in_several_iterables(backend: str) -> None:
@@ -84,23 +112,23 @@ def test_stop_iteration_in_several_iterables(backend: str) -> None:
     results = list(plait.map(pick, range(6), range(6), backend=backend, errors="return"))
     assert results[:3] == [0, 2, 4]
     assert results[4:] == [8, 10]
-    assert_stop_iteration_error(results[3])
+    assert_stop_iteration_error(results[3], remote=backend == "process")
 
 
 def test_stop_iteration_from_submit_is_a_runtime_error(backend: str) -> None:
     with plait.Pool(backend, 1) as pool:
         future: Future[int] = pool.submit(stop_at_three, 3)
-        error = future.exception(timeout=30)
-        assert error is not None
-        assert_stop_iteration_error(error)
+        with pytest.raises(RuntimeError) as info:
+            future.result(timeout=30)
+        assert_stop_iteration_error(info.value, remote=backend == "process")
         assert pool.submit(stop_at_three, 4).result(timeout=30) == 4
 
 
-def test_stop_iteration_in_a_task_group() -> None:
-    with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup() as tg:
+def test_stop_iteration_in_a_task_group(backend: str) -> None:
+    with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup(backend=backend) as tg:
         tg.submit(stop_at_three, 3)
     [error] = info.value.exceptions
-    assert_stop_iteration_error(error)
+    assert_stop_iteration_error(error, remote=backend == "process")
 
 
 def test_stop_iteration_is_retried_as_a_runtime_error() -> None:
@@ -114,6 +142,37 @@ def test_stop_iteration_is_retried_as_a_runtime_error() -> None:
 
     retry = plait.Retry(retries=1, on=RuntimeError)
     assert list(plait.map(once, [7], retries=retry)) == [7]
+
+
+def test_a_stop_iteration_that_every_retry_raises_is_the_last_errors_cause(backend: str) -> None:
+    retry = plait.Retry(retries=2, on=RuntimeError)
+    [error] = plait.map(stop_at_three, [3], backend=backend, retries=retry, errors="return")
+    assert_stop_iteration_error(error, remote=backend == "process")
+    assert isinstance(error, RuntimeError)
+    assert any("failed 3 times" in note for note in error.__notes__)
+
+
+def test_a_stop_iteration_of_the_users_own_class_is_the_cause(backend: str) -> None:
+    stop = stop_at_three_with(lambda: EndOfPages("three"))
+    results = list(plait.map(stop, range(5), backend=backend, errors="return"))
+    assert [results[i] for i in (0, 1, 2, 4)] == [0, 1, 2, 4]
+    assert_stop_iteration_error(results[3], remote=backend == "process", stop=EndOfPages)
+
+
+def test_a_stop_iteration_that_cannot_travel_is_a_remote_error_as_its_cause() -> None:
+    """Its arguments do not pickle: the cause is what any exception that cannot be rebuilt in
+    the parent becomes, a RemoteError with its type, message and the worker's traceback; the
+    RuntimeError still takes the item's place."""
+    stop = stop_at_three_with(lambda: StopIteration(threading.Lock()))
+    results = list(plait.map(stop, range(5), backend="process", errors="return"))
+    assert [results[i] for i in (0, 1, 2, 4)] == [0, 1, 2, 4]
+    error = results[3]
+    assert isinstance(error, RuntimeError)
+    cause = error.__cause__
+    assert isinstance(cause, plait.RemoteError)
+    assert cause.type_name == "builtins.StopIteration"
+    assert isinstance(cause.__cause__, plait.RemoteTraceback)
+    assert "in stop_at_three" in cause.__cause__.tb
 
 
 def test_stop_iteration_in_async_functions() -> None:

@@ -234,6 +234,16 @@ def task_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def stop_iteration_behind(error: BaseException) -> StopIteration | StopAsyncIteration | None:
+    """The StopIteration (or StopAsyncIteration) that ``task_error`` turned into ``error``, or
+    None. Its RuntimeError was made, never raised: it has no traceback of its own, and is
+    nothing without its cause. (A RuntimeError the user raised from a StopIteration has a
+    traceback, and is no concern of plait's.)"""
+    cause = error.__cause__
+    made = type(error) is RuntimeError and error.__traceback__ is None
+    return cause if made and isinstance(cause, StopIteration | StopAsyncIteration) else None
+
+
 @dataclass(slots=True, eq=False)
 class Task:
     """A batch of items for one job, with the two callbacks that tie it back to its owner.

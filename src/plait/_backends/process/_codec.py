@@ -29,7 +29,7 @@ from typing import Any, overload
 
 from ..._errors import RemoteError, RemoteTraceback, note
 from ..._retry import Retry
-from ..._task import Job, Outcome, Task, failed
+from ..._task import Job, Outcome, Task, failed, stop_iteration_behind
 from ..._worker_spec import Workers
 from ._frames import pack, split, unpack
 
@@ -344,7 +344,8 @@ class Sent:
 # -- DONE: one flat list [errors, (elapsed, retries), *values] -----------------------------
 # Flat, so that the parent can rebuild the values one by one when the whole will not load.
 
-EncodedError = tuple[bytes | None, str, str, str]
+# (the pickle, or None; type name; message; traceback; the StopIteration it stands for)
+EncodedError = tuple[bytes | None, str, str, str, "EncodedError | None"]
 
 
 def encode_result(outcome: Outcome) -> tuple[list[bytes | memoryview], bool]:
@@ -421,7 +422,10 @@ def decode_result(
 
 
 def encode_error(exc: BaseException) -> EncodedError:
-    """The exception pickled (when it survives a round trip) plus its type, text and traceback.
+    """The exception pickled (when it survives a round trip) plus its type, text and traceback;
+    and, for the RuntimeError a task's StopIteration became (``task_error``), that StopIteration,
+    encoded on its own: a pickle keeps no ``__cause__``, and the parent must hand out the
+    StopIteration as the cause, as threads do.
 
     Each step runs the exception's own code (``__str__``, ``__repr__``, ``__reduce__``, the
     class's constructor on the round trip), and any of it may raise: a failure there costs that
@@ -439,11 +443,16 @@ def encode_error(exc: BaseException) -> EncodedError:
         pickle.loads(blob)  # an exception whose __init__ needs other arguments fails here
     except BaseException:
         blob = None
-    return blob, name, message, tb
+    stop = stop_iteration_behind(exc)
+    return blob, name, message, tb, None if stop is None else encode_error(stop)
 
 
-def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
-    """Rebuild a worker's exception, its traceback as ``__cause__``; RemoteError if it can't be."""
+def decode_error(
+    blob: bytes | None, type_name: str, message: str, tb: str, stop: EncodedError | None
+) -> BaseException:
+    """Rebuild a worker's exception, its traceback as ``__cause__``; RemoteError if it can't be.
+    The RuntimeError that stands for a StopIteration (``stop``) has that StopIteration as its
+    cause instead, and the worker's traceback is the StopIteration's."""
     exc: BaseException | None = None
     if blob is not None:
         try:
@@ -452,7 +461,7 @@ def decode_error(blob: bytes | None, type_name: str, message: str, tb: str) -> B
             exc = None
     if not isinstance(exc, BaseException):
         exc = RemoteError(type_name, message, tb)
-    exc.__cause__ = RemoteTraceback(tb)
+    exc.__cause__ = RemoteTraceback(tb) if stop is None else decode_error(*stop)
     return exc
 
 
