@@ -5,6 +5,7 @@ them will not load as a whole."""
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import socket
 import sys
@@ -255,6 +256,33 @@ def test_a_sent_task_keeps_its_items_only_as_the_bytes_it_sent() -> None:
     assert task.items[1] == Item(1)
     again = _codec.Sent.encode(task)  # to another worker, after the first was lost
     assert again.blob is sent.blob
+
+
+def fail_with_the_item(x: int) -> int:
+    raise ValueError(x)
+
+
+def test_a_batch_of_failures_loads_the_items_it_kept_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each failed item's note shows its item, which the parent kept only as the pickle it was
+    sent as: that pickle is loaded once per batch, not once per failed item (a batch of n
+    failures took n loads of n items, and errors="return" over many failures was quadratic)."""
+    parent, loads = os.getpid(), []
+    decode = _codec.decode_items
+
+    def counted(payload: memoryview) -> list[object]:
+        if os.getpid() == parent:  # (a worker forked after this patch counts its own)
+            loads.append(len(payload))
+        return decode(payload)
+
+    monkeypatch.setattr(_codec, "decode_items", counted)
+    results = plait.map(
+        fail_with_the_item, range(40), backend="process", workers=1, chunksize=10, errors="return"
+    )
+    for index, error in enumerate(results):
+        assert isinstance(error, ValueError)
+        assert error.args == (index,)
+        assert f"plait: raised by item {index}: {index}" in error.__notes__
+    assert len(loads) == 4  # one per batch
 
 
 def test_a_task_with_an_item_that_will_not_pickle_keeps_its_items() -> None:

@@ -341,6 +341,7 @@ class MapWindow(Generic[B]):
         leave the batch as they are handed out (see ``_scheduler.stream``)."""
         values = outcome.values
         values.reverse()
+        items = _ItemsShown(batch.items)
         for offset in range(len(values)):
             exc = outcome.errors.get(offset)
             if exc is None:
@@ -353,7 +354,7 @@ class MapWindow(Generic[B]):
                 if copied is not exc:
                     exc = copied
                     exc.__notes__ = [n for n in exc.__notes__ if not n.startswith("plait: raised")]
-            item = _describe_item_at(batch, offset)
+            item = items.describe(offset)
             note(
                 exc,
                 f"plait: raised by item {index}: {item}"
@@ -460,16 +461,45 @@ def _zip_equal(iterables: tuple[Iterable[Any], ...], where: str) -> Iterator[tup
         ) from None
 
 
-def _describe_item_at(batch: Batch, offset: int) -> str:
-    """``describe_item`` of the batch's item at ``offset``, whatever that raises: the item's
-    repr is its own code, and so is loading it again from the pickle it went to a process as
-    (``SentItems``). A failure there costs the note its item, never the item its error."""
-    try:
-        return describe_item(batch.items[offset])
-    except KeyboardInterrupt:  # (perhaps the program's Ctrl-C: this is the consumer's thread)
-        raise
-    except BaseException as exc:
-        return f"<it could not be shown: {type(exc).__name__}>"
+class _ItemsShown:
+    """A batch's items, as its failed items' notes show them (``describe``).
+
+    A batch that went to a process keeps its items as the pickle they were sent as
+    (``SentItems``), and each index into that loads the whole batch again: a batch of n
+    failures took n loads of n items. They are loaded once, at the first failure; a load that
+    fails leaves every item unshown, for the same reason (loading runs the items' own code).
+    """
+
+    __slots__ = ("_items", "_loaded", "_unloadable")
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self._items = items
+        self._loaded = type(items) in (list, tuple, range)  # indexed at no cost
+        self._unloadable: str | None = None  # the error that loading them raised
+
+    def describe(self, offset: int) -> str:
+        """``describe_item`` of the item at ``offset``, whatever that raises: the item's repr
+        is its own code, and so is loading it. A failure there costs the note its item, never
+        the item its error."""
+        if not self._loaded:
+            self._load()
+        if self._unloadable is not None:
+            return f"<it could not be shown: {self._unloadable}>"
+        try:
+            return describe_item(self._items[offset])
+        except KeyboardInterrupt:  # (perhaps the program's Ctrl-C: this is the consumer's thread)
+            raise
+        except BaseException as exc:
+            return f"<it could not be shown: {type(exc).__name__}>"
+
+    def _load(self) -> None:
+        self._loaded = True
+        try:
+            self._items = list(self._items)
+        except KeyboardInterrupt:  # (as above)
+            raise
+        except BaseException as exc:
+            self._unloadable = type(exc).__name__
 
 
 def describe_item(item: object) -> str:
