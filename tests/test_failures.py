@@ -828,6 +828,27 @@ def test_a_rate_bucket_is_removed_with_its_map() -> None:
     assert not [name for name in os.listdir(_rate.folder()) if name.startswith(mine)]
 
 
+def test_the_rate_buckets_of_programs_that_were_killed_are_removed() -> None:
+    """A program killed with SIGKILL cannot remove its buckets' files: the next bucket made on
+    the machine removes them (a file per map, in /dev/shm, left for good)."""
+    ended = [sys.executable, "-c", "import os; print(os.getpid())"]
+    # (a pid no process has: it ended, and was reaped)
+    gone = int(subprocess.run(ended, capture_output=True, text=True, check=True).stdout)
+    folder = Path(_rate.folder())
+    orphan = folder / f"plait-rate-{gone}-left"
+    ours = folder / f"plait-rate-{os.getpid()}-ours"
+    orphan.write_bytes(b"\0" * 8)
+    ours.write_bytes(b"\0" * 8)
+    try:
+        results = plait.map(abs, range(-3, 0), backend="process", workers=1, rate=1000)
+        assert list(results) == [3, 2, 1]
+        assert not orphan.exists()
+        assert ours.exists()  # (a live program's file is its own)
+    finally:
+        orphan.unlink(missing_ok=True)
+        ours.unlink(missing_ok=True)
+
+
 def test_a_worker_that_cannot_reach_the_rate_bucket_takes_its_share_starting_empty() -> None:
     """A cluster's worker on another machine (here: the bucket's file is gone)."""
     limited = _rate.rate_limited(abs, 100, "dask", workers=20)

@@ -39,6 +39,7 @@ from . import _waits
 
 SLOT = struct.Struct("d")  # the file's one number: the next free slot, time.monotonic()
 SHARED_DIR = "/dev/shm"  # in memory, and never seen by another machine (where it exists)
+PREFIX = "plait-rate-"  # then the pid of the program whose map it is
 
 
 def folder() -> str:
@@ -102,7 +103,8 @@ class SharedBucket:
     @classmethod
     def create(cls, rate: float) -> SharedBucket:
         """A new bucket, full, in a file that is removed once the bucket is collected."""
-        fd, path = tempfile.mkstemp(prefix=f"plait-rate-{os.getpid()}-", dir=folder())
+        _remove_orphans()
+        fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", dir=folder())
         try:
             os.write(fd, SLOT.pack(0.0))
         finally:
@@ -168,6 +170,35 @@ def _attach(fn: Callable[..., Any], rate: float, path: str, share: float) -> Rat
 def _remove(path: str) -> None:
     with suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _remove_orphans() -> None:
+    """Remove the bucket files of programs that ended without removing theirs (killed with
+    SIGKILL, or by the OOM killer): this user's, whose process is gone. (A file's name holds
+    the pid of the program it is the map of; a pid another program took since keeps it.)"""
+    try:
+        names = os.listdir(folder())
+    except OSError:
+        return
+    me = os.getuid()
+    for name in names:
+        pid = name.removeprefix(PREFIX).partition("-")[0]
+        if not name.startswith(PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        path = os.path.join(folder(), name)
+        with suppress(OSError):
+            if os.stat(path).st_uid == me:
+                os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's: alive)
+        return True
+    return True
 
 
 def rate_limited(fn: Callable[..., Any], rate: float, backend: str, workers: int) -> Any:
