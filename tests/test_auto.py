@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import plait
 from conftest import read_in_a_thread
-from plait._backends import _auto
+from plait._backends import _auto, _watched
 from plait._backends._base import default_workers
 from plait._cores import usable_cores
 from plait._cpu_wait import Thread, read_clocks, waited_between
@@ -252,7 +252,7 @@ def choose_processes_if_it_travels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_auto, "decide", decide)
     monkeypatch.setattr(_auto, "tiny_plan", lambda measured, **_: None)
     monkeypatch.setattr(_auto, "needs_parallel_probe", lambda measured, situation: False)
-    monkeypatch.setattr(_auto, "WATCH_AFTER", 3600.0)  # (no batch is settled as waiting)
+    monkeypatch.setattr(_watched, "WATCH_AFTER", 3600.0)  # (no batch is settled as waiting)
 
 
 def read_within_a_minute(results: plait.MapIterator[Any]) -> list[Any]:
@@ -724,7 +724,7 @@ def test_a_shutdown_while_a_probe_batch_waits_for_a_later_item_runs_that_item(
     """A pool shut down while its probe's first batch waits for an item that waits for the
     probe's plan: the shutdown settles the probe on threads, and the item runs. (Nobody looks
     at the probe here: shutdown(wait=True) waited for the first batch, which waited for good.)"""
-    monkeypatch.setattr(_auto, "WATCH_AFTER", 3600.0)  # (nobody looks)
+    monkeypatch.setattr(_watched, "WATCH_AFTER", 3600.0)  # (nobody looks)
     started = threading.Event()
     together = threading.Barrier(4, timeout=30)  # (more than the probe's two threads)
 
@@ -891,7 +891,7 @@ def test_a_probe_batch_that_ran_long_gets_a_watcher_for_the_next() -> None:
 def test_where_no_thread_cpu_clock_can_be_read_a_long_first_batch_means_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_auto, "this_thread", lambda: Thread(threading.get_native_id(), None))
+    monkeypatch.setattr(_watched, "this_thread", lambda: Thread(threading.get_native_id(), None))
     results = plait.map(first_waits_for(3), range(5), chunksize=1)
     assert list(results) == list(range(5))
     assert "still running after" in results.plan.reason
@@ -912,7 +912,7 @@ def test_a_long_first_batch_that_computes_is_measured_to_its_end() -> None:
     PROBE_MIN_BATCHES + 2 x TOGETHER_ROUNDS of them: with 8, a loaded run probed them all and
     rightly found nothing left worth starting processes for.)"""
     skip_unless_a_thread_gets_a_core()
-    results = plait.map(spin_for, [5 * _auto.WATCH_AFTER] * 32, chunksize=1)
+    results = plait.map(spin_for, [5 * _watched.WATCH_AFTER] * 32, chunksize=1)
     pids = list(results)
     assert results.plan.backend == "process", str(results.plan)
     assert "still running" not in results.plan.reason
@@ -1061,11 +1061,11 @@ def test_two_batches_taking_turns_with_the_gil_on_a_busy_machine_compute() -> No
     Python that ran together, each holding the GIL while it waited for a core, so that each
     was off most of the time the other held it. Judged together they compute; each one's
     share, summed, said they waited (0.29)."""
-    first = _auto._Look(cpu=0.0126, waited=0.140, wall=0.270)
-    second = _auto._Look(cpu=0.023, waited=0.136, wall=0.252)
-    assert _auto._share([first, second]) >= WAITING_BELOW
-    sleeping = _auto._Look(cpu=0.0005, waited=0.001, wall=0.270)
-    assert _auto._share([sleeping, sleeping]) < WAITING_BELOW
+    first = _watched.Look(cpu=0.0126, waited=0.140, wall=0.270)
+    second = _watched.Look(cpu=0.023, waited=0.136, wall=0.252)
+    assert _watched.share([first, second]) >= WAITING_BELOW
+    sleeping = _watched.Look(cpu=0.0005, waited=0.001, wall=0.270)
+    assert _watched.share([sleeping, sleeping]) < WAITING_BELOW
 
 
 def test_a_batch_kept_from_the_gil_by_threads_waiting_for_a_core_is_looked_at_again(
@@ -1075,11 +1075,11 @@ def test_a_batch_kept_from_the_gil_by_threads_waiting_for_a_core_is_looked_at_ag
     batch was off, but not waiting. Its first look says nothing of them; then their waits
     count for it as their CPU time would, and once they stop, it is judged on its own."""
     waits = iter([0.0, 0.050, 0.050])  # the other threads' waits for a core, at each look
-    monkeypatch.setattr(_auto, "_waited_by_others", lambda judged: next(waits))
-    watched = _auto._Watched(None)  # type: ignore[arg-type]
-    look = _auto._Look(cpu=0.001, waited=0.0, wall=0.040)
+    monkeypatch.setattr(_watched, "waited_by_others", lambda judged: next(waits))
+    watched = _watched.Watched(None)  # type: ignore[arg-type]
+    look = _watched.Look(cpu=0.001, waited=0.0, wall=0.040)
     assert watched.starved(look, [], look.cpu)  # the first look: nothing known of them
-    later = _auto._Look(cpu=0.002, waited=0.0, wall=0.100)  # 59 ms more off; 50 ms theirs
+    later = _watched.Look(cpu=0.002, waited=0.0, wall=0.100)  # 59 ms more off; 50 ms theirs
     assert watched.starved(later, [], later.cpu)
-    last = _auto._Look(cpu=0.003, waited=0.0, wall=0.160)  # 59 ms more off; none theirs
+    last = _watched.Look(cpu=0.003, waited=0.0, wall=0.160)  # 59 ms more off; none theirs
     assert not watched.starved(last, [], last.cpu)

@@ -11,12 +11,12 @@ costs no item, repeats none and reorders none.
 The probe runs on a thread, never in the consumer's: the consumer stays free to take results,
 give up on the map, or keep its deadline while an item runs, exactly as on threads. And a probe
 batch never holds the map up: any batch still running after ``WATCH_AFTER`` seconds is looked
-at, and if its thread has been waiting rather than computing (an item that downloads for
-seconds, or waits for another item, as at a barrier), the work waits: the plan is threads, made
-at once, and the batches behind it start. Who looks: the consumer, while it waits for results
-(``watch``); and a watcher thread, once a probe batch ran a millisecond or more (``WATCH_QUICK``:
-a map of tiny items is spared the thread; one of those that then blocks while its consumer is
-busy elsewhere is looked at when the consumer comes to wait).
+at (``_watched``), and if its thread has been waiting rather than computing (an item that
+downloads for seconds, or waits for another item, as at a barrier), the work waits: the plan is
+threads, made at once, and the batches behind it start. Who looks: the consumer, while it waits
+for results (``watch``); and a watcher thread, once a probe batch ran a millisecond or more
+(``WATCH_QUICK``: a map of tiny items is spared the thread; one of those that then blocks while
+its consumer is busy elsewhere is looked at when the consumer comes to wait).
 
 Calls (``Pool.submit``, TaskGroup) run on threads: one call says too little to probe.
 """
@@ -31,18 +31,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from .._cores import process_workers, usable_cores
-from .._cpu_wait import (
-    Clocks,
-    Thread,
-    read_clocks,
-    this_thread,
-    waited_between,
-    waited_for_cpu,
-    waited_for_cpu_holding_gil,
-)
 from .._errors import PoolClosed
 from .._plan import (
     INLINE_BELOW,
@@ -58,11 +49,13 @@ from .._plan import (
 from .._task import Job, Kind, Outcome, Task, failed
 from .._width import MAXIMUM, Width
 from .._worker_spec import Workers
+from . import _watched
 from ._base import Backend, default_workers
 from ._inline import InlineBackend
 from ._thread import ThreadBackend
 from ._together import THREADS as PROBE_THREADS
 from ._together import Round, parallel
+from ._watched import Waits, Watched, judge
 from .process._limits import most_workers
 
 INFO, DEBUG = 20, 10  # logging's levels (logging is not imported here: see _log)
@@ -83,143 +76,17 @@ PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch fa
 # (Not lost time: the rounds' batches are the map's, run on two threads.)
 TOGETHER_SECONDS = 0.001
 TOGETHER_ROUNDS = 8
-# A probe batch still running after this long is looked at, and again every this long: waiting
-# work is not made to wait for its slowest first item.
-WATCH_AFTER = 0.02
 # Who looks: the consumer, while it waits for results (``watch``); and, once a probe batch ran
 # this long (the next may run long while the consumer is busy elsewhere), a watcher thread.
 # Work whose first batches all end sooner (tiny work) is spared the thread; a batch that then
 # runs long while nobody waits is looked at when the consumer comes to wait.
 WATCH_QUICK = 0.001
-# Unless the program's other threads computed for this share of the time the batch's thread
-# neither ran nor waited for a core: then the batch may have been kept from the GIL rather than
-# waiting, and the verdict waits, this long at most (after that it is threads: a batch that
-# waits for another item must not wait on).
-STARVED_BY = 0.5
-STARVED_AT_MOST = 1.0
 # After the plan, the batches' time per item keeps being watched, over the last RECENT batches:
 # inline work that became this slow an item, or work on processes that became too small to
 # ship, is measured again and its plan made anew, at most REDECIDE times a map.
 RECENT = 16
 INLINE_TURNS_SLOW = 20 * INLINE_BELOW
 REDECIDE = 3
-
-
-class _Watched:
-    """A probe batch running on its thread: when it started, and its thread's CPU clock."""
-
-    __slots__ = ("base", "began", "clocks", "mark", "process", "since", "task", "thread")
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.thread = this_thread()  # (read by the thread itself, as it starts the batch)
-        # (Its wait for a core first: reading it lets go of the GIL; and without ctypes, which
-        # only a watcher that looks at the batch needs, not every map.)
-        waited = waited_for_cpu()
-        self.clocks: Clocks | None = Clocks(time.perf_counter(), time.thread_time(), waited)
-        self.began = self.since = self.base = time.perf_counter()
-        self.process = time.process_time()
-        # At its last look, if one was taken since ``base``: see ``starved``.
-        self.mark: _Mark | None = None
-
-    def alone_from_now(self) -> None:
-        """The batch it ran together with ended: from now on it is judged on its own. (Up to
-        now the two took turns with the GIL, each off while the other ran; on a busy machine,
-        where handing the GIL over waits for a core too, each ran a quarter of the time:
-        judged alone on that, computing work looked as if it waited.)"""
-        clocks = read_clocks(self.thread)  # (not letting go of the GIL: see _cpu_wait)
-        if clocks is not None:
-            self.clocks = clocks
-            self.process = time.process_time()
-            self.since = self.base = clocks.wall  # (looked at once it ran alone WATCH_AFTER)
-            self.mark = None
-
-    def others_computed(self, cpu: float, off: float) -> bool:
-        """Whether the program's other threads (those of the batches judged with it aside:
-        ``cpu`` is their CPU time and its own) computed for ``STARVED_BY`` of the ``off``
-        seconds its thread neither ran nor waited for a core: then it may have been kept
-        from the GIL rather than waiting. (Seconds of their CPU against seconds of its being
-        off, not cores' worth over the wall time: on a busy machine the thread holding the
-        GIL waits for a core too, so a program's threads that take turns with it each get a
-        small share of the wall time, and one kept from the GIL by another looked idle.)"""
-        return time.process_time() - self.process - cpu >= STARVED_BY * off
-
-    def starved(self, look: _Look, judged: list[Thread], judged_cpu: float) -> bool:
-        """Whether, since its last look, the program's other threads (not those of the
-        batches ``judged`` with it, whose CPU time is ``judged_cpu``) computed, or waited for
-        a core, for ``STARVED_BY`` of the time its thread was off: then it may have been kept
-        from the GIL rather than waiting. (Their waits count: on a busy machine a thread that
-        holds the GIL waits for a core while it holds it, and its convoy of GIL hand-overs
-        kept computing work off most of the time.) At the first look nothing is known of the
-        others' waits: it is looked at again."""
-        mark = _Mark(look.off, time.process_time(), judged_cpu, _waited_by_others(judged))
-        last, self.mark = self.mark, mark
-        if last is None:
-            return True
-        others = (mark.process - last.process) - (mark.judged_cpu - last.judged_cpu)
-        others += max(0.0, mark.others_waited - last.others_waited)  # (threads end meanwhile)
-        return others >= STARVED_BY * (mark.off - last.off)
-
-    def look(self, now: float) -> _Look | None:
-        """What its thread did since it began (None where another thread's CPU clock cannot
-        be read). Over its whole run, not since it was last looked at: computing work has
-        moments without the GIL (another thread imports a module, say), and it must not look
-        like waiting work then."""
-        self.since = now
-        clocks = read_clocks(self.thread)
-        if clocks is None or self.clocks is None:
-            return None
-        wall = clocks.wall - self.clocks.wall
-        return _Look(clocks.cpu - self.clocks.cpu, waited_between(self.clocks, clocks), wall)
-
-
-class _Mark(NamedTuple):
-    """A watched batch at a look: its thread's seconds off, the program's CPU seconds, the CPU
-    seconds of the batches judged with it, and the seconds the program's other threads have
-    waited for a core."""
-
-    off: float
-    process: float
-    judged_cpu: float
-    others_waited: float
-
-
-def _waited_by_others(judged: list[Thread]) -> float:
-    """The seconds the program's threads other than ``judged`` have waited for a core, since
-    each started (read holding the GIL: see ``_cpu_wait``). Python's threads only: a thread
-    that holds the GIL runs Python."""
-    excluded = {thread.native_id for thread in judged}
-    return sum(
-        waited_for_cpu_holding_gil(thread.native_id)
-        for thread in threading.enumerate()
-        if thread.native_id is not None and thread.native_id not in excluded
-    )
-
-
-class _Look(NamedTuple):
-    """A probe batch's thread, since the batch began: its CPU seconds, the seconds it waited
-    for a core, and the seconds that took."""
-
-    cpu: float
-    waited: float
-    wall: float
-
-    @property
-    def off(self) -> float:
-        """The seconds it neither ran nor waited for a core: it slept (on I/O, a lock, the
-        GIL)."""
-        return max(0.0, self.wall - self.waited - self.cpu)
-
-
-def _share(looks: list[_Look]) -> float:
-    """The CPU time of batches judged together over the time they ran or slept: their CPU
-    seconds over their wall time less the seconds each waited for a core. (Together, not the
-    sum of each one's share: two batches that hold the GIL take turns with it, and while one
-    of them holds it waiting for a core, as on a busy machine, the other sleeps; the first's
-    wait is left out of both, so they compute all the time left, as one thread alone would.)"""
-    cpu = sum(look.cpu for look in looks)
-    time_left = max(look.wall for look in looks) - sum(look.waited for look in looks)
-    return math.inf if time_left <= 0 else cpu / time_left
 
 
 class _Route:
@@ -236,7 +103,7 @@ class _Route:
         self.timed = False
         self.alone = False  # a task had a task_timeout: each item is a task of its own
         self.width: Width | None = None  # the adaptive width of waiting work on threads
-        self.watched: dict[int, _Watched] = {}  # id(task) -> its probe batch, while it runs
+        self.watched: dict[int, Watched] = {}  # id(task) -> its probe batch, while it runs
         self.settled = 0  # plans made so far: a batch sent under an older one says nothing new
         self.recent: deque[tuple[int, float]] = deque(maxlen=RECENT)  # (items, seconds)
         # Whether the function and the first items pickle, once a plan wants processes: found
@@ -467,10 +334,10 @@ class AutoBackend:
         """A probe batch starts on its thread: from now on the watcher looks at it."""
         if not start():
             return False
-        watched = _Watched(task)  # (reads its clocks: not while holding the lock)
+        watched = Watched(task)  # (reads its clocks: not while holding the lock)
         with self._lock:
             route.watched[id(task)] = watched
-            if self._watcher_wakes > watched.since + WATCH_AFTER:
+            if self._watcher_wakes > watched.since + _watched.WATCH_AFTER:
                 self._watching.notify_all()
         return True
 
@@ -526,54 +393,29 @@ class AutoBackend:
 
     def _look(self, now: float) -> tuple[list[tuple[_Route, Plan, list[Task]]], float | None]:
         """Settle, as waiting work, each route whose probe batches have all run
-        ``WATCH_AFTER`` seconds waiting (holding the lock); return them, for ``_apply`` once
-        the lock is let go of, and the seconds until the next look is due (None: no route
-        probes; WATCH_AFTER while a route probes but runs no batch: one may start meanwhile)."""
+        ``WATCH_AFTER`` seconds waiting (``_watched.judge``; holding the lock); return them, for
+        ``_apply`` once the lock is let go of, and the seconds until the next look is due (None:
+        no route probes; WATCH_AFTER while a route probes but runs no batch: one may start
+        meanwhile)."""
         settled: list[tuple[_Route, Plan, list[Task]]] = []
         probing = False
-        due: list[float] = []  # when each probing route's batches have all run WATCH_AFTER
+        due: list[float] = []  # when to look at each probing route's batches again
         for route in self._routes.values():
-            batches = list(route.watched.values())
             if route.plan is not None:
                 continue
             probing = True
-            if not batches:
+            if not route.watched:
                 continue
-            if all(now - watched.since >= WATCH_AFTER for watched in batches):
-                # The batches running together are judged together: two that hold the GIL
-                # take turns, and either may get little of it for a while.
-                looks = [(watched, watched.look(now)) for watched in batches]
-                known = [(watched, look) for watched, look in looks if look is not None]
-                # (Where a thread's CPU clock cannot be read, a batch that runs this long is
-                # taken for waiting work: threads are the safe choice for it.)
-                share = _share([look for _, look in known]) if known else None
-                began = min(watched.began for watched in batches)
-                if share is not None and share >= WAITING_BELOW:
-                    due.append(max(w.since for w in batches) + WATCH_AFTER)
-                    continue
-                # A thread gets little CPU when it waits, but also when the program's other
-                # threads keep the GIL (the other batch of two run together, too, before it is
-                # watched): then it is looked at again, for a while.
-                first, look = known[0] if known else (None, None)
-                starved = (
-                    first is not None
-                    and look is not None
-                    and now - max(watched.base for watched in batches) < STARVED_AT_MOST
-                    and first.starved(
-                        look,
-                        [watched.thread for watched, _ in known],
-                        sum(look.cpu for _, look in known),
-                    )
-                )
-                if not starved:
-                    settled.append(self._settle_waiting(route, share, now - began))
-                    continue
-            due.append(max(w.since for w in batches) + WATCH_AFTER)
+            verdict = judge(list(route.watched.values()), now)
+            if isinstance(verdict, Waits):
+                settled.append(self._settle_waiting(route, verdict.share, verdict.running))
+            else:
+                due.append(verdict)
         if settled:
             return settled, 0.0
         if due:
             return [], max(0.0, min(due) - now)
-        return [], WATCH_AFTER if probing else None
+        return [], _watched.WATCH_AFTER if probing else None
 
     def _apply(self, settled: list[tuple[_Route, Plan, list[Task]]]) -> None:
         """Send on what waited for the routes ``_look`` settled (not holding the lock)."""
@@ -731,7 +573,7 @@ class AutoBackend:
         route.target = _Refused(error)
         return plan, waiting
 
-    def _learn(self, route: _Route, outcome: Outcome, watched: _Watched | None) -> None:
+    def _learn(self, route: _Route, outcome: Outcome, watched: Watched | None) -> None:
         route.batches += 1
         if route.together:
             route.ended_together += 1  # (its thread's clocks were read: see _probed)
