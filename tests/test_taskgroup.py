@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -260,6 +261,43 @@ def test_cancel_one_handle() -> None:
     assert sleeper.cancelled()
     assert other.result() == 9
     assert not sleeper.cancel()  # already done
+
+
+def release_once_the_block_waits(release: threading.Event, waiter: threading.Thread) -> None:
+    """Set ``release`` once ``waiter`` waits in a group's ``_wait_all`` (leaving its block
+    waits for the tasks); never, if it does not (the block ended them at once)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and waiter.is_alive():
+        frame = sys._current_frames().get(waiter.ident or 0)
+        while frame is not None:
+            if frame.f_code.co_name == "_wait_all":
+                release.set()
+                return
+            frame = frame.f_back
+        time.sleep(0.005)
+
+
+def test_a_block_left_by_the_result_of_a_task_its_handle_cancelled_waits_for_the_rest() -> None:
+    """``handle.cancel()``, then ``handle.result()`` raises Cancelled out of the block: the
+    block failed, as with any error (its tasks are told to stop, and waited for), and was not
+    interrupted. (Taken for Ctrl-C, it ended every task at once: a sibling that never looks
+    ran on past the block, and its handle said cancelled, its result lost.)"""
+    release = threading.Event()
+    releaser = threading.Thread(
+        target=release_once_the_block_waits, args=(release, threading.current_thread())
+    )
+    releaser.start()
+    try:
+        with pytest.raises(plait.Cancelled), plait.TaskGroup() as tg:
+            stubborn = tg.submit(lambda: "done" if release.wait(60) else "never released")
+            victim = tg.submit(nap_forever)
+            assert victim.cancel()
+            victim.result()
+        assert stubborn.result() == "done"  # (it ran to its end inside the block)
+        assert victim.cancelled()
+    finally:
+        release.set()
+        releaser.join(60)
 
 
 def test_a_failing_process_task_terminates_a_running_sibling(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ class TaskHandle(Generic[R]):
         ``plait.Cancelled`` if it was cancelled, ``TimeoutError`` if it is not done in time."""
         self._group._wait_for(self, timeout)
         if self._state == CANCELLED:
-            raise Cancelled(self._token.reason)
+            raise self._group._cancelled(self)
         if self._error is not None:
             raise self._error
         value: R = self._value
@@ -97,7 +97,7 @@ class TaskHandle(Generic[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._group._wait_for(self, timeout)
         if self._state == CANCELLED:
-            raise Cancelled(self._token.reason)
+            raise self._group._cancelled(self)
         return self._error
 
     # -- called by the backend -------------------------------------------------------------
@@ -165,6 +165,7 @@ class TaskGroup:
         self._entered = False
         self._exited = False
         self._timed_out = False
+        self._told: Cancelled | None = None  # the last Cancelled of a task its handle cancelled
         self._wakers: list[Callable[[], object]] = []  # one-shot, under _cond: see _changed
         self._loop: Any = None  # the event loop of ``async with``: async def tasks run on it
         self._loop_tasks: set[Any] = set()  # their asyncio tasks
@@ -253,6 +254,17 @@ class TaskGroup:
         for engine in self._engines():
             engine.terminate()
 
+    def _cancelled(self, handle: TaskHandle[Any]) -> Cancelled:
+        """What ``handle.result()`` raises for a cancelled task. One that ``handle.cancel()``
+        cancelled is remembered: the block that it leaves failed, as with any error, and its
+        tasks are waited for; it was not interrupted. (Taken for an interruption, it ended
+        every task at once: a sibling that never looks ran on past the block, and its handle
+        said cancelled.)"""
+        error = Cancelled(handle._token.reason)
+        if handle._token.cancelled_itself:
+            self._told = error
+        return error
+
     def _stop_now(self, interrupt: BaseException) -> None:
         """The block was left by ``interrupt`` (Ctrl-C, a cancellation): end every task now."""
         self._terminate(_reason_for(interrupt))
@@ -319,10 +331,13 @@ class TaskGroup:
     def _interrupted_by(self, exc: BaseException) -> bool:
         """Whether the block was left by an interruption (Ctrl-C, its task's cancellation),
         which ends every task now; not by an error, nor by a ``Cancelled`` of this group's
-        own (``handle.result()`` of a task the group cancelled: its failures are the news)."""
+        own (``handle.result()`` of a task the group cancelled: its failures are the news), nor
+        by one of a task cancelled by its handle (``_cancelled``)."""
         if isinstance(exc, Exception):
             return False
-        return not (isinstance(exc, Cancelled) and self._token.cancelled_itself)
+        if not isinstance(exc, Cancelled):
+            return True
+        return not (self._token.cancelled_itself or exc is self._told)
 
     def _close(self, exc: BaseException | None) -> None:
         """Every task is done: shut the pools down, raise what failed."""
