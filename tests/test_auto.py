@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import plait
 from conftest import read_in_a_thread
-from plait._backends import _auto, _watched
+from plait._backends import _auto, _probe, _watched
 from plait._backends._base import default_workers
 from plait._cores import usable_cores
 from plait._cpu_wait import Thread, read_clocks, waited_between
@@ -111,9 +111,9 @@ def test_clearly_tiny_work_is_decided_after_a_few_dozen_items(
     """Work under a quarter of INLINE_BELOW an item needs PROBE_TINY_ITEMS items, not
     PROBE_ITEMS (made endless here): a pause makes work look slower, never faster. Work of
     2.5 µs an item still needs them all."""
-    monkeypatch.setattr(_auto, "PROBE_ITEMS", 10**9)
-    monkeypatch.setattr(_auto, "PROBE_SECONDS", float("inf"))
-    monkeypatch.setattr(_auto, "PROBE_LONG", float("inf"))
+    monkeypatch.setattr(_probe, "PROBE_ITEMS", 10**9)
+    monkeypatch.setattr(_probe, "PROBE_SECONDS", float("inf"))
+    monkeypatch.setattr(_probe, "PROBE_LONG", float("inf"))
     results = plait.map(fn, range(3000), chunksize=None)
     out = list(results)
     assert [x if isinstance(x, int) else x[0] for x in out] == list(range(3000))
@@ -477,8 +477,8 @@ def test_moving_mid_map_keeps_every_item_once_and_in_order(
     count = Once()
     fn: Any = count if target != "process" else double
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_auto, "PROBE_ITEMS", probe_items)
-        patch.setattr(_auto, "PROBE_SECONDS", float("inf"))
+        patch.setattr(_probe, "PROBE_ITEMS", probe_items)
+        patch.setattr(_probe, "PROBE_SECONDS", float("inf"))
         patch.setattr(_auto, "decide", lambda measured, situation: Plan(target, 2, "a test"))
         patch.setattr(_auto, "tiny_plan", lambda measured, **_: None)  # (decide says all)
         results = list(plait.map(fn, range(n), backend="auto", ordered=ordered))
@@ -1041,8 +1041,8 @@ def test_measuring_again_mid_map_keeps_every_item_once_and_in_order(
     decisions = iter([*plans, *[plans[-1]] * 10])
     batches = iter(range(10**6))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_auto, "PROBE_ITEMS", 3)
-        patch.setattr(_auto, "PROBE_SECONDS", float("inf"))
+        patch.setattr(_probe, "PROBE_ITEMS", 3)
+        patch.setattr(_probe, "PROBE_SECONDS", float("inf"))
         patch.setattr(_auto, "decide", lambda measured, situation: Plan(next(decisions), 2, "test"))
         patch.setattr(
             _auto.AutoBackend,

@@ -20,7 +20,7 @@ import pytest
 
 import plait
 from plait import _in_hand
-from plait._backends import _auto
+from plait._backends import _auto, _probe
 from plait._chunking import ChunkSizer
 from plait._plan import Plan
 from plait._task import Outcome
@@ -165,8 +165,8 @@ def test_a_map_run_inline_sends_what_it_read_to_run_while_its_input_waits(
 ) -> None:
     """Planned inline, a map runs its batches in the consumer's thread, lazily: one whose read
     waits for an item it holds has that item run by the watcher."""
-    monkeypatch.setattr(_auto, "PROBE_ITEMS", 4)
-    monkeypatch.setattr(_auto, "PROBE_SECONDS", float("inf"))
+    monkeypatch.setattr(_probe, "PROBE_ITEMS", 4)
+    monkeypatch.setattr(_probe, "PROBE_SECONDS", float("inf"))
     monkeypatch.setattr(_auto, "tiny_plan", lambda measured, **_: Plan("inline", 1, "a test"))
     last = 9_049
     ran_last = threading.Event()

@@ -18,7 +18,7 @@ import pytest
 import plait
 from conftest import read_in_a_thread
 from plait import _standin
-from plait._backends import _auto
+from plait._backends import _auto, _probe
 from plait._plan import Plan
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,8 +31,8 @@ PAST_THE_PROBE = 9_000  # an item read long after the plan was made: in a lazy b
 def inline_after_a_short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every map is planned inline after its first few items, however busy the machine
     (which can make even a tiny item look slow to the probe)."""
-    monkeypatch.setattr(_auto, "PROBE_ITEMS", 4)
-    monkeypatch.setattr(_auto, "PROBE_SECONDS", float("inf"))
+    monkeypatch.setattr(_probe, "PROBE_ITEMS", 4)
+    monkeypatch.setattr(_probe, "PROBE_SECONDS", float("inf"))
     monkeypatch.setattr(
         _auto, "tiny_plan", lambda measured, **_: Plan("inline", 1, "inline, for a test")
     )
@@ -456,7 +456,7 @@ def test_a_shutdown_without_wait_does_not_wait_for_batches_handed_on_inline(
     batches that waited for it, there: a shutdown(wait=False) meanwhile returns at once (it
     waited for them, for as long as an item ran: for good, were that item waiting for the
     shutdown's caller); with cancel_futures=True, those not yet started are dropped."""
-    monkeypatch.setattr(_auto, "PROBE_ITEMS", 1)  # (the plan, once item 0 ran)
+    monkeypatch.setattr(_probe, "PROBE_ITEMS", 1)  # (the plan, once item 0 ran)
     enqueued, item_2_runs, gate = threading.Event(), threading.Event(), threading.Event()
     ran: list[tuple[int, str]] = []
     enqueue = _auto.AutoBackend._enqueue

@@ -3,8 +3,9 @@
 Each job (a map's function) gets a route. While the route probes, the job's batches run one at
 a time on a thread, each measuring its wall and CPU time; then, if the work computes and is not
 tiny, two at once on two threads, to see whether each keeps computing (the work releases the
-GIL) or they take turns. ``_plan.decide`` turns the measurements into a plan, and every later
-batch of the job goes where the plan says: threads, a process pool, or inline. Batches already
+GIL) or they take turns (what they measured: ``_probe``). ``_plan.decide`` turns the
+measurements into a plan, and every later batch of the job goes where the plan says: threads,
+a process pool, or inline. Batches already
 sent finish where they are; the scheduler's window puts every result in its place, so moving
 costs no item, repeats none and reorders none.
 
@@ -37,8 +38,6 @@ from .._cores import process_workers, usable_cores
 from .._errors import PoolClosed
 from .._plan import (
     INLINE_BELOW,
-    WAITING_BELOW,
-    Measured,
     Plan,
     Situation,
     decide,
@@ -52,30 +51,14 @@ from .._worker_spec import Workers
 from . import _watched
 from ._base import Backend, default_workers
 from ._inline import InlineBackend
+from ._probe import Probe, median
 from ._thread import ThreadBackend
 from ._together import THREADS as PROBE_THREADS
-from ._together import Round, parallel
 from ._watched import Waits, Watched, judge
 from .process._limits import most_workers
 
 INFO, DEBUG = 20, 10  # logging's levels (logging is not imported here: see _log)
 
-PROBE_SECONDS = 0.002  # measured work, batches run alone, before deciding
-# ... in at least this many batches, unless they took PROBE_LONG: one batch can meet a pause
-# that is not the work's (a garbage collection of a large heap takes milliseconds).
-PROBE_MIN_BATCHES = 3
-PROBE_LONG = 0.05
-PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
-# ... or this many, in PROBE_MIN_BATCHES, if each took less than a quarter of INLINE_BELOW:
-# clearly tiny work (a pause can make work look slower, never faster), which pays for each
-# batch of its probe (10 of them were a fifth of a map of 200,000 x * 2 on Python 3.11).
-PROBE_TINY_ITEMS = 64
-PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
-# Two batches run together again, up to this many rounds, until both threads have had a core
-# for this long while they overlapped (a busy machine lends one of them none for a while).
-# (Not lost time: the rounds' batches are the map's, run on two threads.)
-TOGETHER_SECONDS = 0.001
-TOGETHER_ROUNDS = 8
 # Who looks: the consumer, while it waits for results (``watch``); and, once a probe batch ran
 # this long (the next may run long while the consumer is busy elsewhere), a watcher thread.
 # Work whose first batches all end sooner (tiny work) is spared the thread; a batch that then
@@ -111,36 +94,12 @@ class _Route:
         # user's code, and may use this very pool), while ``checking``.
         self.travels: tuple[bool, str] | None = None
         self.checking = False
-        self.new_probe()
+        self.probe = Probe()  # what the job's batches measured, until its plan is made
 
     def new_probe(self) -> None:
-        """Forget what the last probe measured (a first probe, or measuring again)."""
-        self.together = False  # the second phase: two batches at once
-        self.started_together = 0
-        self.items = 0
-        self.busy = 0.0
-        # Per batch run alone: its CPU time over its wall time, and its time per item. The
-        # decision takes their medians: one batch that met a garbage collection, or another
-        # thread's turn with the GIL, does not make tiny work look costly or computing work
-        # look idle.
-        self.shares: list[float] = []
-        self.per_item: list[float] = []
-        self.slowest = (0, 0.0)  # the slowest batch run alone: (items, seconds)
-        self.collected = 0  # batches left out: a full garbage collection ran in them
-        # A batch run alone waited for PROBE_SECONDS or more while the program's other threads
-        # left the GIL free: the work waits, and that one batch says so (see _learn).
-        self.clearly_waits = False
-        # The batches run together (see ``_together``), round after round: how many of the
-        # present round's ended, and over the rounds, how long both threads had a core while
-        # their batches overlapped, and how long one of them slept meanwhile.
-        self.round = Round()
-        self.ended_together = 0
-        self.rounds = 0
-        self.informative = 0.0
-        self.slept = 0.0
-        self.sample: list[Any] | None = None  # the first batch's items: do they travel?
-        self.batches = 0
-        self.probed = 0  # items sent to the probe
+        """Forget what the last probe measured: the work changed, it is measured again."""
+        self.probe = Probe()
+        self.travels = None  # (of its first items then: those now may be others)
 
 
 class AutoBackend:
@@ -290,17 +249,18 @@ class AutoBackend:
     def _next_probes(self, route: _Route) -> list[Task]:
         """The waiting tasks to start now (holding the lock): one at a time, then two."""
         starting: list[Task] = []
+        probe = route.probe
         while route.waiting and (
-            route.started_together < PROBE_THREADS if route.together else route.running == 0
+            probe.started_together < PROBE_THREADS if probe.together else route.running == 0
         ):
             task = route.waiting.popleft()
             route.running += 1
-            if route.together:
-                route.started_together += 1
-                task.start = route.round.start(id(task), task.start)
-            route.probed += len(task.items)
-            if route.sample is None:
-                route.sample = list(task.items[:1])
+            if probe.together:
+                probe.started_together += 1
+                task.start = probe.round.start(id(task), task.start)
+            probe.probed += len(task.items)
+            if probe.sample is None:
+                probe.sample = list(task.items[:1])
             starting.append(task)
         self._starting[threading.get_ident()] += len(starting)  # (see _start_probes)
         return starting
@@ -474,7 +434,7 @@ class AutoBackend:
         finish: Callable[[Task, Outcome], None],
     ) -> None:
         """A probe batch ended (in a worker thread): learn from it, hand it on, go on."""
-        together = route.round if route.together else None
+        together = route.probe.round if route.probe.together else None
         if together is not None and together.has(id(task)):
             together.ended(id(task))  # (first thing: the overlap may end here)
         task.finish = finish
@@ -491,7 +451,7 @@ class AutoBackend:
             if route.plan is None:  # (else the watcher settled the route while this ran)
                 was_checking = route.checking
                 try:
-                    self._learn(route, outcome, watched)
+                    route.probe.learn(outcome, watched)
                     plan = self._decide(route)
                     if plan is not None:
                         waiting = self._settle(route, plan)
@@ -527,7 +487,8 @@ class AutoBackend:
         pickling runs the user's ``__reduce__``, which may take long, or submit to this very
         pool (it waited for good for the lock its own thread held)."""
         try:
-            travels: tuple[bool, str] | BaseException = _travels(route.job, route.sample or [])
+            sample = route.probe.sample or []
+            travels: tuple[bool, str] | BaseException = _travels(route.job, sample)
         except BaseException as exc:  # (Ctrl-C, or what looks like it: raised in the map)
             travels = exc
         plan: Plan | None = None
@@ -573,84 +534,30 @@ class AutoBackend:
         route.target = _Refused(error)
         return plan, waiting
 
-    def _learn(self, route: _Route, outcome: Outcome, watched: Watched | None) -> None:
-        route.batches += 1
-        if route.together:
-            route.ended_together += 1  # (its thread's clocks were read: see _probed)
-            return
-        if not outcome.measured or not outcome.values:
-            return
-        if outcome.collected and route.collected < PROBE_MIN_BATCHES:
-            route.collected += 1  # (after a few, the work's own allocations collect: counted)
-            return
-        items = len(outcome.values)
-        # Its time less the time it waited for a core: what it took on a machine that had one
-        # free for it (and what its thread did meanwhile: computed, or slept).
-        elapsed = max(outcome.elapsed - outcome.waited_for_cpu, 1e-9)
-        route.items += items
-        route.busy += elapsed
-        share = min(1.0, outcome.cpu / elapsed)
-        route.shares.append(share)
-        # Work that waits shows it in one batch, as the watcher sees it in one that runs on:
-        # more batches guard against a pause that makes work look costly (a collection), and
-        # a pause makes no work look idle, but the program's other threads holding the GIL
-        # would: then the probe goes on. (Three such batches of 10 ms sleeps cost a map of
-        # them 20 ms more than one.)
-        if (
-            share < WAITING_BELOW
-            and elapsed >= PROBE_SECONDS
-            and watched is not None
-            and not watched.others_computed(outcome.cpu, max(0.0, elapsed - outcome.cpu))
-        ):
-            route.clearly_waits = True
-        route.per_item.append(elapsed / items)
-        if elapsed > route.slowest[1]:
-            route.slowest = (items, elapsed)
-
     def _decide(self, route: _Route) -> Plan | None:
         """The plan, once the probe has measured enough (holding the lock)."""
-        if route.items == 0 and route.batches >= PROBE_BATCHES:
+        probe = route.probe
+        if probe.failed_throughout():
             return Plan(
                 "thread",
                 self._threads.workers,
-                f"its first {route.batches} batches all failed before they could be measured",
+                f"its first {probe.batches} batches all failed before they could be measured",
             )
-        enough = route.items >= PROBE_ITEMS or route.busy >= PROBE_LONG
-        enough |= (
-            route.items >= PROBE_TINY_ITEMS
-            and len(route.shares) >= PROBE_MIN_BATCHES
-            and _per_item(route) < INLINE_BELOW / 4
-        )
-        enough |= route.busy >= PROBE_SECONDS and len(route.shares) >= PROBE_MIN_BATCHES
-        enough |= route.clearly_waits
-        if route.items == 0 or not enough:
+        measured = probe.measured()
+        if measured is None:
             return None
-        measured = Measured(
-            route.items,
-            share=_median(route.shares),
-            per_item=_per_item(route),
-        )
         tiny = tiny_plan(measured, can_inline=not route.timed, alone=route.alone)
         if tiny is not None:
             return tiny
         situation = self._situation(route)
         if needs_parallel_probe(measured, situation) and self._threads.workers >= PROBE_THREADS:
-            if not route.together:
-                route.together = True
+            if not probe.together:
+                probe.together = True
                 _prepare_processes(self.spec)  # while no thread of ours runs yet, if none does
                 return None
-            if route.ended_together < PROBE_THREADS:
+            if not probe.rounds_over():
                 return None
-            informative, slept = route.round.measured()
-            route.informative += informative
-            route.slept += slept
-            route.rounds += 1
-            if route.informative < TOGETHER_SECONDS and route.rounds < TOGETHER_ROUNDS:
-                route.round = Round()  # (another round)
-                route.started_together = route.ended_together = 0
-                return None
-            together = parallel(route.informative, route.slept, enough=TOGETHER_SECONDS)
-            measured = replace(measured, parallel=together)
+            measured = replace(measured, parallel=probe.overlap)
         plan = decide(measured, situation)
         if plan.backend == "process":  # only now is it worth finding out (pickling)
             if route.travels is None:
@@ -668,7 +575,7 @@ class AutoBackend:
             process_workers=self.spec.count or process_workers(),
             can_inline=not route.timed,
             items_travel_alone=route.alone,
-            remaining=None if route.job.total is None else route.job.total - route.probed,
+            remaining=None if route.job.total is None else route.job.total - route.probe.probed,
         )
 
     def _settle(self, route: _Route, plan: Plan) -> list[Task]:
@@ -681,7 +588,7 @@ class AutoBackend:
         if plan.adaptive:
             route.width = Width(
                 time.perf_counter(),
-                latency=_median(route.per_item) if route.per_item else 0.0,
+                latency=median(route.probe.per_item) if route.probe.per_item else 0.0,
                 start=plan.workers,
                 maximum=self.spec.max_count or MAXIMUM,
             )
@@ -879,7 +786,7 @@ class AutoBackend:
         # The median batch's: a large batch read before the work changed must not outweigh
         # the small ones after it (an average weighed by items hid the change when a few fast
         # batches of 4,096 items stood beside the slow ones), nor one pause a batch met count.
-        per_item = _median([seconds / items for items, seconds in route.recent])
+        per_item = median([seconds / items for items, seconds in route.recent])
         if plan.backend == "inline":
             return per_item >= INLINE_TURNS_SLOW
         if plan.backend == "process":
@@ -969,18 +876,6 @@ def _described(exc: BaseException) -> str:
         return type(exc).__name__
 
 
-def _per_item(route: _Route) -> float:
-    """The work's time per item: all its items' time over their number (the largest batches
-    weigh most: the smallest are the most easily swayed by a wait for the GIL, and a batch of
-    one item is mostly the batch's own cost), less the slowest batch when there are others:
-    one batch can meet a pause that is not the work's (a garbage collection of a large heap
-    takes milliseconds)."""
-    items, seconds = route.slowest
-    if len(route.per_item) >= PROBE_MIN_BATCHES and items < route.items:
-        return (route.busy - seconds) / (route.items - items)
-    return route.busy / route.items
-
-
 def _log(level: int, message: str, *args: object) -> None:
     """Log to ``logging.getLogger("plait")``, if the program uses logging at all. One that never
     imported it has no handler that would show the record (logging's last resort shows
@@ -988,15 +883,6 @@ def _log(level: int, message: str, *args: object) -> None:
     logging = sys.modules.get("logging")
     if logging is not None:
         logging.getLogger("plait").log(level, message, *args)
-
-
-def _median(values: list[float]) -> float:
-    """``statistics.median``, without its import (decimal, fractions: 7 ms)."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _name(fn: Callable[..., Any]) -> str:
