@@ -32,6 +32,12 @@ TOOLS = textwrap.dedent(
         await asyncio.sleep(0.001)
         return int(x) + 1
 
+    class Later:
+        async def __call__(self, x):
+            return await later(x)
+
+    later_object = Later()
+
     def as_set(x):
         return {x} if x == "2" else x
 
@@ -284,6 +290,14 @@ def test_a_trickle_of_lines_gets_each_result_before_the_line_after_next(folder: 
 def test_an_async_function_is_awaited(folder: Path) -> None:
     """Before: each result printed as '<coroutine object later ...>', never awaited."""
     done = plait_map(folder, "tools.py:later", ":::", "1", "2", "3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3", "4"]
+    assert "never awaited" not in done.stderr
+
+
+def test_an_object_whose_call_is_async_is_awaited(folder: Path) -> None:
+    """Before: each result printed as '<coroutine object Later.__call__ ...>'."""
+    done = plait_map(folder, "tools.py:later_object", ":::", "1", "2", "3")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "3", "4"]
     assert "never awaited" not in done.stderr

@@ -127,16 +127,46 @@ def check_iterables(
 
 
 def is_async(fn: object) -> bool:
-    """An ``async def`` function (or a partial or bound method of one). Called per submit, so
-    the common cases are answered from the code object, without inspect's general search."""
+    """Whether calling ``fn`` gives a coroutine that plait must await on an event loop: an
+    ``async def`` function, a ``functools.partial`` or bound method of one, an object whose
+    class's ``__call__`` is one, or a callable marked with ``inspect.markcoroutinefunction``
+    (3.12+). The one answer to "is it async" in plait: every entry point asks it before the
+    first call, to choose where the calls run.
+
+    Called per submit, so the common cases are answered from the code object, without
+    inspect's general search."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    if isinstance(fn, types.BuiltinFunctionType | types.BuiltinMethodType | type):
+    if isinstance(fn, _NEVER_ASYNC):  # (a class's call makes an instance, whatever it is)
         return False
-    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-    if isinstance(code, types.CodeType):
-        return bool(code.co_flags & inspect.CO_COROUTINE)
-    return inspect.iscoroutinefunction(fn)
+    if _is_async_function(fn):
+        return True
+    if isinstance(fn, _FUNCTIONS):
+        return False
+    # An object is called through its class's ``__call__``, which inspect does not look at
+    # (``inspect.iscoroutinefunction(obj)`` is False even when that is ``async def``).
+    try:
+        call = type(fn).__call__
+    except AttributeError:  # not callable at all
+        return False
+    return isinstance(call, types.FunctionType) and _is_async_function(call)
+
+
+_NEVER_ASYNC = (types.BuiltinFunctionType, types.BuiltinMethodType, type)
+_FUNCTIONS = (types.FunctionType, types.MethodType)
+_MARKED = hasattr(inspect, "markcoroutinefunction")  # (Python 3.12+)
+
+
+def _is_async_function(fn: object) -> bool:
+    function = getattr(fn, "__func__", fn)  # (a bound method's own function)
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return inspect.iscoroutinefunction(fn)  # (a marked object, an AsyncMock ...)
+    if code.co_flags & inspect.CO_COROUTINE:
+        return True
+    # A plain function marked async carries the mark as an attribute: only a function with
+    # attributes needs inspect's slower look.
+    return _MARKED and bool(getattr(function, "__dict__", None)) and inspect.iscoroutinefunction(fn)
 
 
 def check_fits_backend(fn: object, backend: str, where: str) -> None:
