@@ -1,12 +1,15 @@
 """Which callables plait awaits: every kind of async callable runs on an event loop through
-every entry point."""
+every entry point, and a plain function that returns a coroutine fails its item with a
+TypeError that says how to make plait await it (never a coroutine handed out unawaited)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import inspect
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -17,6 +20,8 @@ import plait
 from plait._validate import is_async
 
 pytestmark = pytest.mark.timeout(60)
+
+NOT_AWAITED = r"returned a coroutine \(of double\) but is not an async function"
 
 
 async def double(x: int) -> int:
@@ -138,3 +143,95 @@ def test_taskgroup_in_async_with_awaits_each_kind_on_the_callers_loop(
 @pytest.mark.parametrize("make", ASYNC_KINDS)
 def test_run_awaits_each_kind(make: Callable[[], Any]) -> None:
     assert plait.run(functools.partial(make(), 3)) == (6,)
+
+
+# -- a plain function that returns a coroutine --------------------------------------------
+
+
+def assert_none_left_unawaited() -> None:
+    """A coroutine dropped unawaited warns as it is freed; warnings are errors in this suite,
+    and pytest reports one raised there (an unraisable exception) as the test's failure."""
+    gc.collect()
+
+
+@pytest.mark.parametrize("backend", ["auto", "thread", "process"])
+def test_a_plain_function_returning_coroutines_fails_with_the_fix(backend: str) -> None:
+    with pytest.raises(TypeError, match=NOT_AWAITED) as caught:
+        list(plait.map(returns_coroutine, range(5), backend=backend))
+    message = str(caught.value)
+    assert "returns_coroutine" in message
+    assert "async def" in message
+    assert any(note.startswith("plait: raised by item 0") for note in caught.value.__notes__)
+    assert_none_left_unawaited()
+
+
+@pytest.mark.parametrize("backend", ["auto", "thread", "process"])
+def test_each_coroutine_is_its_items_error_with_errors_return(backend: str) -> None:
+    results = list(plait.map(returns_coroutine, range(5), backend=backend, errors="return"))
+    assert len(results) == 5
+    assert all(isinstance(r, TypeError) for r in results), results
+    assert_none_left_unawaited()
+
+
+def sometimes_a_coroutine(x: int) -> Any:
+    return double(x) if x % 3 == 0 else x
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_function_returning_a_coroutine_for_some_items_fails_those_only(backend: str) -> None:
+    results = list(plait.map(sometimes_a_coroutine, range(30), backend=backend, errors="return"))
+    for x, result in enumerate(results):
+        if x % 3 == 0:
+            assert isinstance(result, TypeError), (x, result)
+        else:
+            assert result == x
+    assert_none_left_unawaited()
+
+
+class FailsFirst:
+    """Raises on an item's first call, returns a coroutine on its second."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[int] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, x: int) -> Any:
+        with self.lock:
+            self.calls[x] += 1
+            first = self.calls[x] == 1
+        if first:
+            raise OSError("first attempt")
+        return double(x)
+
+
+def test_a_retry_that_returns_a_coroutine_fails_with_the_fix() -> None:
+    with pytest.raises(TypeError, match=NOT_AWAITED) as caught:
+        list(plait.map(FailsFirst(), range(3), backend="thread", retries=1))
+    assert any("failed 2 times" in note for note in caught.value.__notes__)
+    assert_none_left_unawaited()
+
+
+def test_pool_submit_of_a_plain_function_returning_a_coroutine_fails_its_future() -> None:
+    with plait.Pool("thread") as pool:
+        future = pool.submit(returns_coroutine, 1)
+        assert isinstance(future.exception(timeout=30), TypeError)
+    with pytest.raises(TypeError, match=NOT_AWAITED):
+        future.result()
+    assert_none_left_unawaited()
+
+
+def test_run_of_a_plain_function_returning_a_coroutine_raises_the_fix() -> None:
+    with pytest.raises(TypeError, match=NOT_AWAITED):
+        plait.run(functools.partial(returns_coroutine, 1))
+    assert_none_left_unawaited()
+
+
+def test_taskgroup_in_async_with_runs_a_plain_function_on_its_pool_and_fails_it() -> None:
+    async def main() -> None:
+        async with plait.TaskGroup(backend="thread") as tg:
+            tg.submit(returns_coroutine, 1)
+
+    with pytest.raises(ExceptionGroup) as caught:
+        asyncio.run(main())
+    assert caught.group_contains(TypeError, match=NOT_AWAITED)
+    assert_none_left_unawaited()

@@ -120,6 +120,48 @@ def test_retries_run_in_a_lazy_batch() -> None:
     assert fn.tries == 2
 
 
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def returns_coroutine(x: int) -> Any:
+    return double(x)
+
+
+def test_a_function_returning_coroutines_fails_each_item_of_a_lazy_batch() -> None:
+    """Each item fails with a TypeError saying how to make plait await it (a lazy batch looks
+    at its first value and at the first after each failure: here, every value)."""
+    results = plait.map(returns_coroutine, range(N), errors="return")
+    taken = list(results)
+    assert results.plan.backend == "inline", str(results.plan)
+    assert len(taken) == N
+    assert all(isinstance(r, TypeError) for r in taken)
+    assert "returned a coroutine (of double)" in str(taken[PAST_THE_PROBE])
+    gc.collect()  # (a coroutine left unawaited would warn here: warnings are errors)
+
+
+class CoroutineOnRetry:
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def __call__(self, x: int) -> Any:
+        if x == PAST_THE_PROBE:
+            self.tries += 1
+            if self.tries == 1:
+                raise ConnectionError("once")
+            return double(x)
+        return 2 * x
+
+
+def test_a_retry_that_returns_a_coroutine_in_a_lazy_batch_fails_its_item() -> None:
+    results = list(plait.map(CoroutineOnRetry(), range(N), retries=2, errors="return"))
+    failed = results[PAST_THE_PROBE]
+    assert isinstance(failed, TypeError)
+    assert "returned a coroutine (of double)" in str(failed)
+    assert results[PAST_THE_PROBE + 1] == 2 * (PAST_THE_PROBE + 1)
+    gc.collect()
+
+
 def state_of_the_worker(x: int) -> tuple[int, int]:
     state = plait.worker_state()
     state["items"] = state.get("items", 0) + 1

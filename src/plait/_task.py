@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from . import _waits
 from ._cancel import CancelToken, cancelled
 from ._cpu_wait import waited_for_cpu
 from ._errors import note
+from ._not_awaited import not_awaited, refuse_coroutines
 from ._retry import Retry
 
 E = TypeVar("E", bound=BaseException)
@@ -297,9 +299,13 @@ def retry_item(
         _waits.sleep(retry.delay(attempt))  # (Retry(backoff=1e10, max_backoff=1e10) is legal)
         attempt += 1
         try:
-            return call(fn, kind, item), None, attempt - 1
+            value = call(fn, kind, item)
         except BaseException as exc:
             error = task_error(exc)
+            continue
+        if type(value) is CoroutineType:  # (see _not_awaited; a retry cannot make it async)
+            return None, note_attempts(not_awaited(fn, value), attempt), attempt - 1
+        return value, None, attempt - 1
     return None, note_attempts(error, attempt), attempt - 1
 
 
@@ -363,6 +369,7 @@ def execute(
             if error is not None:
                 errors[offset] = error
         else:
+            refuse_coroutines(fn, values, errors)  # (a plain function's: see _not_awaited)
             outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
             outcome.retries = retries
             if measure:
