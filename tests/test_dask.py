@@ -135,6 +135,14 @@ def test_an_address_connects_to_that_scheduler(client: Any) -> None:
         assert pool.submit(square, 9).result(timeout=60) == 81
 
 
+def test_a_count_for_a_cluster_plait_did_not_start_is_not_plaits_to_check(client: Any) -> None:
+    """(A cluster plait starts is refused one its machine cannot hold: test_local_cluster.)"""
+    for workers in (plait.Workers(2**70, address=client.scheduler.address), plait.Workers(2**70)):
+        with plait.Pool("dask", workers) as pool:  # at that address; the current client's
+            assert pool.workers == 2**70
+            assert list(pool.map(square, range(5))) == [0, 1, 4, 9, 16]
+
+
 SCRIPT = LIVING + textwrap.dedent(
     """
     import os

@@ -25,10 +25,10 @@ from collections.abc import Hashable
 from contextlib import suppress
 from typing import Any
 
-from .._cores import usable_cores
 from .._worker_spec import Workers
 from ._cluster import ClusterBackend, Ended, caller_path
 from ._dask_local import LocalDaskCluster
+from ._local_cluster import local_workers
 
 EXTRA = "pip install 'plait[dask]'"
 RELEASE_WAIT = 10.0  # seconds a restart waits for the scheduler to have an item's release
@@ -62,12 +62,12 @@ class DaskBackend(ClusterBackend):
                 self._client = self._distributed.default_client()
             except ValueError:  # no client: a cluster of our own, on the first batch
                 pass
-        if spec.count is not None:
+        if self._client is None:  # a cluster of our own, on this machine: refused if too big
+            workers = local_workers(spec.count, self.engine)
+        elif spec.count is not None:
             workers = spec.count
-        elif self._client is not None:
-            workers = max(1, sum(self._client.nthreads().values()))
         else:
-            workers = usable_cores()
+            workers = max(1, sum(self._client.nthreads().values()))
         super().__init__(workers, spec)
 
     def _owns_connection(self) -> bool:

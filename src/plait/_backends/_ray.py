@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from .._cores import usable_cores
 from .._worker_spec import Workers
 from ._cluster import ClusterBackend, Ended, caller_path
+from ._local_cluster import local_workers
 
 EXTRA = "pip install 'plait[ray]'"
 
@@ -59,13 +60,20 @@ class RayBackend(ClusterBackend):
         self._functions_remote: tuple[Any, Any] | None = None  # (plain, timed)
         if spec.address is not None and not self._ray.is_initialized():
             self._init(address=spec.address)
-        if spec.count is not None:
+        if self._starts_ray():  # a Ray of our own, on this machine: refused if too big
+            workers = local_workers(spec.count, self.engine)
+        elif spec.count is not None:
             workers = spec.count
         elif self._ray.is_initialized():
             workers = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
-        else:
+        else:  # (RAY_ADDRESS: a cluster joined on the first batch)
             workers = usable_cores()
         super().__init__(workers, spec)
+
+    def _starts_ray(self) -> bool:
+        """Whether the first batch starts a local Ray of this backend's own (unless ``ray
+        start`` runs one on this machine, which ray.init then joins as it is)."""
+        return not self._ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
 
     def _owns_connection(self) -> bool:
         return self._started_ray
@@ -121,7 +129,7 @@ class RayBackend(ClusterBackend):
     def _init(self, address: str | None) -> None:
         options: dict[str, Any] = {"configure_logging": False, "log_to_driver": False}
         if address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of our own
-            local = {"num_cpus": self.spec.count or usable_cores(), "include_dashboard": False}
+            local = {"num_cpus": self.workers, "include_dashboard": False}
             try:
                 self._ray.init(address=None, **options, **local)
             except ValueError as exc:
