@@ -148,6 +148,25 @@ def test_errors_return_puts_the_exception_in_the_items_place(engine: str) -> Non
     assert results[4:] == [4, 5]
 
 
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def sometimes_a_coroutine(x: int) -> Any:
+    return double(x) if x % 2 else x
+
+
+def test_a_coroutine_a_plain_function_returns_on_a_worker_fails_its_item(engine: str) -> None:
+    """It is closed there, never run (test_call_kinds); the error says how to have it awaited."""
+    results = list(
+        plait.map(sometimes_a_coroutine, range(6), backend=engine, chunksize=3, errors="return")
+    )
+    assert results[0::2] == [0, 2, 4]
+    for failed in results[1::2]:
+        assert isinstance(failed, TypeError)
+        assert "returned a coroutine (of double) but is not an async function" in str(failed)
+
+
 def test_an_initializer_runs_once_in_each_worker_and_tasks_reach_its_state(engine: str) -> None:
     """Each thread of the engine that runs a pool's batches is one of its workers (as on
     threads); a second pool with the same initializer has workers of its own, set up again;
