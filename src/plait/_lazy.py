@@ -17,7 +17,9 @@ item on Python 3.11, about 1.0x on 3.13), with every promise of an inline batch 
 
 What it cannot do is measure the function alone: its time includes the consumer's. The
 scheduler hands the batch's time to ``ended``; a batch that took long enough that the function
-may have become slow is followed by one run at once, which ``backend="auto"`` measures.
+may have become slow is followed by one run at once, which ``backend="auto"`` measures. Nor
+does it look at every value for a coroutine that the plain function returned (``_not_awaited``):
+only at the first, and at the first after each failure.
 """
 
 from __future__ import annotations
