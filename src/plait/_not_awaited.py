@@ -10,12 +10,13 @@ async function gets from plait: its coroutines, side by side on one loop. So, as
 ``to_thread.run_sync`` does, the coroutine is closed (never run, no warning) and the item
 fails; ``errors="return"`` hands out that error in its place, as any item's.
 
-Every value of a batch run at once is looked at (``refuse_coroutines``, one pass in C). A batch
-that ``backend="auto"`` runs lazily inline looks only at its first value and at the first after
-each failure (``_lazy``): there, a look at every value would add half again to a tiny item's
-time. A function that returns coroutines fails at each item there too; one that returns a
-coroutine for a few items only may hand those out in such a batch, as the builtin ``map``
-would.
+What is looked at: the first value of each batch (the first of an item that did not fail), and,
+if that is a coroutine, every value of the batch (``refuse_coroutines``); a batch that
+``backend="auto"`` runs lazily inline looks at its first value and at the first after each
+failure (``_lazy``). A look at every value, even one pass in C, cost a tiny item 40 % of its
+time (15 ns beside ``x * 2``'s 39). A wrapper of an async function returns a coroutine for every
+item, and each fails; a function that returns one for a few items only may hand those out, as
+the builtin ``map`` would.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from __future__ import annotations
 import types
 from typing import Any
 
-_COROUTINE = frozenset({types.CoroutineType})
-
 
 def refuse_coroutines(fn: Any, values: list[Any], errors: dict[int, BaseException]) -> None:
-    """Make each coroutine among a batch's ``values`` its item's error. One pass in C over a
-    batch without any (a loop in Python would cost as much as a tiny function's call)."""
-    if _COROUTINE.isdisjoint(map(type, values)):
+    """If the batch's first value (of an item that did not fail) is a coroutine, make each
+    coroutine among its ``values`` its item's error."""
+    first = 0
+    while first in errors:  # (an item's error is in its value's place)
+        first += 1
+    if first >= len(values) or type(values[first]) is not types.CoroutineType:
         return
     for offset, value in enumerate(values):
         if type(value) is types.CoroutineType:
