@@ -203,6 +203,36 @@ def test_halt_exits_as_gnu_parallel_does_for_counts_shares_and_signals() -> None
     same("-j1", "--halt=-1", "exit {}", ":::", "4", "0", "5")  # (-1: soon,success=1)
 
 
+TIMED_OUT = [  # jobs --timeout ends, each ending its own way
+    "sleep 5",  # a signal (SIGTERM)
+    'trap "exit 3" TERM; sleep 5 & wait',  # a status of its own
+    'trap "exit 0" TERM; sleep 5 & wait',  # 0: still failed
+    'trap "" TERM; sleep 5',  # SIGKILL, after the grace
+]
+
+
+@needs_gnu
+def test_halt_on_a_job_the_timeout_ended_exits_as_gnu_parallel_does() -> None:
+    """Its exit value is -1 (and exit(-1) is 255), unless it exited with a status of its own:
+    not 128 + the signal that ended it, as for a job a signal ended by itself."""
+    for job in TIMED_OUT:
+        same("--halt", "now,fail=1", "--timeout", "0.3", ":::", job)
+    same("-j2", "--halt", "soon,fail=1", "--timeout", "0.3", ":::", "sleep 5", "sleep 0.5")
+    same("--halt", "now,fail=1", "kill -TERM $$; : {}", ":::", "1")  # (by itself: 143)
+
+
+@needs_gnu
+def test_the_job_log_says_how_a_job_the_timeout_ended_ended(tmp_path: Path) -> None:
+    for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
+        run("-j4", "--timeout", "0.3", "--joblog", str(tmp_path / who), ":::", *TIMED_OUT)
+    ours, theirs = (
+        sorted(line.split("\t")[6:] for line in (tmp_path / who).read_text().splitlines()[1:])
+        for who in ("ours", "theirs")
+    )
+    assert ours == theirs  # Exitval, Signal, Command
+    assert [columns[:2] for columns in ours] == [["-1", "0"], ["-1", "15"], ["-1", "9"], ["3", "0"]]
+
+
 @needs_gnu
 def test_keep_order_holds_with_line_buffer_and_no_newline_is_added() -> None:
     same("-k", "--lb", "sleep {}; echo {}", ":::", "0.3", "0")

@@ -425,12 +425,15 @@ class Runner:
         self._ended(job, status)
 
     def _ended(self, job: Job, status: int) -> None:
+        # As GNU parallel records it: the signal that ended the job (0: it exited), its exit
+        # value (0: a signal ended it); a job --timeout ended has -1, unless it exited with a
+        # status of its own (one that traps SIGTERM and exits 3 has 3; one that exits 0, -1).
         if os.WIFSIGNALED(status):
-            job.exitval, job.signal = -1 if job.timed_out else 0, os.WTERMSIG(status)
+            job.exitval, job.signal = 0, os.WTERMSIG(status)
         else:
-            job.exitval = os.WEXITSTATUS(status)
-            if job.timed_out:
-                job.exitval, job.signal = -1, signal.SIGTERM
+            job.exitval, job.signal = os.WEXITSTATUS(status), 0
+        if job.timed_out and not job.exitval:
+            job.exitval = -1
         del self._running[job.pid]
         if job.pidfd >= 0:
             self._unwatch(job.pidfd)
@@ -564,15 +567,14 @@ class Runner:
             reached = count >= halt.count
         if not reached:
             return
-        # GNU parallel's exit status: 0 on success=; on fail=, the failing job's own (128 +
-        # the signal that ended it) if it is the only one failed; else, on fail= and done=,
-        # the share that failed (of all the jobs) if a share is given, or how many did.
+        # GNU parallel's exit status: 0 on success=; on fail=, the failing job's own if it is
+        # the only one failed (its exit value, or 128 + the signal that ended it; a job
+        # --timeout ended has -1, and exit(-1) is 255); else, on fail= and done=, the share
+        # that failed (of all the jobs) if a share is given, or how many did.
         if halt.on == "success":
             self._halt_status = 0
         elif halt.on == "fail" and self._failed == 1:
-            self._halt_status = (
-                128 + job.signal if job.signal else job.exitval if job.exitval > 0 else 1
-            )
+            self._halt_status = (job.exitval or 128 + job.signal) % 256
         elif halt.percent is not None:
             self._halt_status = self._failed_percent()
         else:
