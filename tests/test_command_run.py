@@ -203,6 +203,23 @@ def test_halt_exits_as_gnu_parallel_does_for_counts_shares_and_signals() -> None
     same("-j1", "--halt=-1", "exit {}", ":::", "4", "0", "5")  # (-1: soon,success=1)
 
 
+@needs_gnu
+def test_halt_that_comes_at_one_job_exits_with_that_jobs_own_status() -> None:
+    """fail=1, done=1, or a share of all the jobs that comes to exactly one: the job's own
+    status (0 if it succeeded), on done= too; a share that comes to less than one job: the
+    share that failed. GNU parallel reckons a share in floating point: 33% of 3 jobs is less
+    than one, and 28% of 25 is 7.000000000000001 jobs, which takes 8."""
+    same("-j1", "--halt", "now,done=1", "exit {}", ":::", "5", "0")
+    same("-j1", "--halt", "now,done=1", "exit {}", ":::", "0", "5")
+    same("-j1", "--halt", "now,done=1", "kill -9 $$; : {}", ":::", "1")
+    same("-j1", "--halt", "soon,done=25%", "exit {}", ":::", "7", "0", "0", "0")
+    same("-j1", "--halt", "soon,fail=10%", "exit {}", ":::", "7", "0", "0", "0", "0")
+    same("-j1", "--halt", "soon,fail=33%", "exit {}", ":::", "7", "0", "0")
+    same("-j1", "--halt", "soon,fail=28%", "echo {}; exit {}", ":::", *"1" * 7, *"0" * 17, "1")
+    same("--halt", "now,done=1", "--timeout", "0.3", ":::", "sleep 5")
+    same("-j1", "--halt", "soon,fail=50%", "--timeout", "0.3", ":::", "true", "sleep 5")
+
+
 TIMED_OUT = [  # jobs --timeout ends, each ending its own way
     "sleep 5",  # a signal (SIGTERM)
     'trap "exit 3" TERM; sleep 5 & wait',  # a status of its own

@@ -107,8 +107,9 @@ runs with /bin/sh -c (PARALLEL_SHELL chooses another), its inputs quoted.
 
 Exit status: the number of failed jobs (at most 101), 255 for a bad command line, 130 after
 Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (each ends every job's process group). With
---halt, GNU parallel's: 0 on success=, the failing job's own on fail=1, the percentage that
-failed when a percentage is given (all the input is read first, to count the jobs).
+--halt, GNU parallel's: 0 on success=; when it takes one job (fail=1, done=1, or a share
+that comes to one), that job's own (255 if --timeout ended it); the percentage that failed
+when a percentage is given (all the input is read first, to count the jobs).
 
 Where it differs from GNU parallel on purpose: jobs read /dev/null, never plait's stdin;
 the shell is /bin/sh unless PARALLEL_SHELL says otherwise (GNU parallel uses the shell that

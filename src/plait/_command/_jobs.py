@@ -561,20 +561,19 @@ class Runner:
         count = {"fail": self._failed, "success": self._succeeded}.get(
             halt.on, self._failed + self._succeeded
         )
-        if halt.percent is not None:  # (a share of all the jobs, read first: see __init__)
-            reached = count * 100 >= halt.percent * max(1, self._total)
-        else:
-            reached = count >= halt.count
-        if not reached:
+        # The jobs it takes: a count, or a share of all the jobs (read first: see __init__),
+        # reckoned as GNU parallel does, in floating point (so 7% of 100 jobs is
+        # 7.000000000000001 of them: it takes 8; and 33% of 3 is less than one job).
+        needed = halt.count if halt.percent is None else self._total * (halt.percent / 100)
+        if count < needed:
             return
-        # GNU parallel's exit status: 0 on success=; on fail=, the failing job's own if it is
-        # the only one failed (its exit value, or 128 + the signal that ended it; a job
-        # --timeout ended has -1, and exit(-1) is 255); else, on fail= and done=, the share
-        # that failed (of all the jobs) if a share is given, or how many did.
+        # GNU parallel's exit status: 0 on success=; when it takes one job (fail=1, done=1,
+        # or a share that comes to exactly one), that job's own; else, on fail= and done=,
+        # the share that failed (of all the jobs) if a share is given, or how many did.
         if halt.on == "success":
             self._halt_status = 0
-        elif halt.on == "fail" and self._failed == 1:
-            self._halt_status = (job.exitval or 128 + job.signal) % 256
+        elif needed == 1:
+            self._halt_status = _status(job)
         elif halt.percent is not None:
             self._halt_status = self._failed_percent()
         else:
@@ -586,6 +585,14 @@ class Runner:
 
     def _failed_percent(self) -> int:
         return math.ceil(self._failed * 100 / max(1, self._total or self._seen))
+
+
+def _status(job: Job) -> int:
+    """The job's exit status, as a shell would say it: its exit value (a job --timeout ended
+    has -1, and exit(-1) is 255), or 128 + the signal that ended it; 0 if it succeeded."""
+    if job.exitval:
+        return job.exitval % 256
+    return 128 + job.signal if job.signal else 0
 
 
 def _shell(name: str) -> str:
