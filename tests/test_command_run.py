@@ -220,6 +220,14 @@ def test_halt_that_comes_at_one_job_exits_with_that_jobs_own_status() -> None:
     same("-j1", "--halt", "soon,fail=50%", "--timeout", "0.3", ":::", "true", "sleep 5")
 
 
+@needs_gnu
+def test_halt_on_a_share_exits_with_the_share_that_failed_as_gnu_parallel_reckons_it() -> None:
+    """failed / all * 100, rounded up, in floating point: 7 of 25 is 28.000000000000004%, 29;
+    halted or not."""
+    same("-j1", "--halt", "soon,fail=27%", "exit {}", ":::", *"1" * 7, *"0" * 18)
+    same("-j1", "--halt", "soon,fail=60%", "exit {}", ":::", *"1" * 11, *"0" * 9)
+
+
 TIMED_OUT = [  # jobs --timeout ends, each ending its own way
     "sleep 5",  # a signal (SIGTERM)
     'trap "exit 3" TERM; sleep 5 & wait',  # a status of its own

@@ -584,7 +584,8 @@ class Runner:
                 self._terminate(running)
 
     def _failed_percent(self) -> int:
-        return math.ceil(self._failed * 100 / max(1, self._total or self._seen))
+        # (In GNU parallel's order, in floating point: 11 of 20 is 55.00000000000001%, so 56.)
+        return math.ceil(self._failed / max(1, self._total or self._seen) * 100)
 
 
 def _status(job: Job) -> int:
