@@ -137,6 +137,31 @@ def test_colsep_and_null_separated_input() -> None:
 
 
 @needs_gnu
+@pytest.mark.parametrize("trim", [None, "n", "l", "r", "lr", "rl"])
+def test_colsep_trims_each_column_and_trim_says_how(trim: str | None, tmp_path: Path) -> None:
+    """--colsep implies --trim rl (each column); --trim n keeps the white space; without
+    --colsep, --trim trims each whole input, wherever it goes (the tag, {.}, the command)."""
+    (tmp_path / "pairs").write_text("src.txt , dst.txt\n  a\tb  \n \t\n , \n")
+    given = ["--trim", trim] if trim else []
+    for colsep in (",", "\t"):
+        same("-k", *given, "--colsep", colsep, "--tag", "echo", "[{1}]", "[{2}]", "[{}]",
+             "::::", "pairs", cwd=tmp_path)  # fmt: skip
+    same("-k", *given, "--tag", "echo", "[{}]", "[{.}]", "[{1/}]", "::::", "pairs", cwd=tmp_path)
+    same("-k", *given, "--colsep", ",", "--dry-run", "printf '[%s]'", ":::", " a.c , b ", " c")
+    same("-k", *given, ":::", " echo  x ", "\techo y\t")
+
+
+@needs_gnu
+def test_trim_takes_away_the_white_space_gnu_parallel_does_and_no_more() -> None:
+    """ASCII's: space, tab, CR, VT, FF, newline (an input's own, with -0); not \\x1c-\\x1f,
+    which str.strip() takes, nor Unicode's spaces."""
+    sides = [" ", "\t", "\r", "\v", "\f", "\n", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u3000"]
+    stdin = "\0".join(f"{side}a{side}b{side}" for side in sides)
+    same("-0", "-k", "--trim", "lr", "printf '[%s]\\n'", stdin=stdin)
+    same("-0", "-k", "--colsep", "a", "printf '[%s]\\n'", stdin=stdin)
+
+
+@needs_gnu
 def test_a_nul_in_a_line_is_written_backslash_0_with_a_warning_and_every_job_runs() -> None:
     """No command line can hold a NUL: GNU parallel writes it \\0 and warns (plait crashed,
     ending the jobs that ran)."""
@@ -747,6 +772,7 @@ def test_bad_command_lines_exit_255_and_say_the_fix() -> None:
         (["--timeout", "10%", "echo"], "--timeout 10%: give seconds"),
         (["--resume", "echo"], "--resume needs --joblog"),
         (["--colsep", "(", "echo"], "not a regular expression"),
+        (["--trim", "both", "echo"], "invalid choice: 'both'"),
         (["-a", "/no/such/file", "echo"], "No such file"),
         (["-a", "/", "echo"], "/: a directory, not a file of inputs"),
         (["echo", ":::", "a", "::::", "/"], "/: a directory, not a file of inputs"),

@@ -38,7 +38,12 @@ def run_command(namespace: argparse.Namespace) -> int:
 
     try:
         options = read(namespace)
-        inputs = arguments(options.sources, separator=options.separator, colsep=options.colsep)
+        inputs = arguments(
+            options.sources,
+            separator=options.separator,
+            colsep=options.colsep,
+            trim=options.trim,
+        )
         runner = Runner(options, inputs)
     except (UsageError, OSError) as error:
         print(f"plait run: {error}", file=sys.stderr)
@@ -102,8 +107,9 @@ to the options below). The inputs: ::: ARGS, :::: FILES (several sources: every 
 :::+ and ::::+ pair with the source before), -a FILE, or else the lines of stdin. In the
 command, {} is the input, {.} without extension, {/} its basename, {//} its directory, {/.}
 its basename without extension, {#} the job's number, {%} its job slot, {1} {2}... the
-sources' values (or columns, with --colsep); with none, the input is appended. The command
-runs with /bin/sh -c (PARALLEL_SHELL chooses another), its inputs quoted.
+sources' values (or columns, with --colsep, each trimmed of white space as by --trim rl);
+with none, the input is appended. The command runs with /bin/sh -c (PARALLEL_SHELL chooses
+another), its inputs quoted.
 
 Exit status: the number of failed jobs (at most 101), 255 for a bad command line, 130 after
 Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (each ends every job's process group). With

@@ -62,11 +62,21 @@ def _values(source: Source, separator: bytes) -> Iterator[str]:
         yield from records(stream, separator)
 
 
+# What GNU parallel's --trim takes away: Perl's \s on bytes, ASCII white space only (not
+# str.strip()'s default, which also takes \x1c-\x1f, \x85, a no-break space, an em space...).
+WHITE_SPACE = " \t\n\v\f\r"
+
+
 def arguments(
-    sources: list[Source], *, separator: bytes = b"\n", colsep: str | None = None
+    sources: list[Source],
+    *,
+    separator: bytes = b"\n",
+    colsep: str | None = None,
+    trim: str = "n",
 ) -> Iterator[tuple[str, ...]]:
     """Each job's arguments, in order: one value per source (or its columns, with
-    ``colsep``)."""
+    ``colsep``), trimmed of white space as ``trim`` says (GNU parallel's --trim: ``n`` none,
+    ``l`` on the left, ``r`` on the right, ``lr`` or ``rl`` both)."""
     if not sources:
         sources = [Source(path="-")]
     groups: list[list[Source]] = []  # a source and those linked to it
@@ -83,7 +93,17 @@ def arguments(
             values = tuple(itertools.chain(first, *others))
             if split is not None:
                 values = tuple(column for value in values for column in split.split(value))
+            if trim != "n":
+                values = tuple(_trimmed(value, trim) for value in values)
             yield values
+
+
+def _trimmed(value: str, trim: str) -> str:
+    if "l" in trim:
+        value = value.lstrip(WHITE_SPACE)
+    if "r" in trim:
+        value = value.rstrip(WHITE_SPACE)
+    return value
 
 
 def _linked(group: list[Source], separator: bytes) -> Iterable[tuple[str, ...]]:

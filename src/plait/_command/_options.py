@@ -59,6 +59,7 @@ class RunOptions:
     bar: bool = False
     separator: bytes = b"\n"
     colsep: str | None = None
+    trim: str = "n"  # white space taken from each input: n, l, r, lr or rl (--trim)
 
 
 def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -106,7 +107,17 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="read inputs from FILE (several: every combination)",
     )
     add("-0", "--null", action="store_true", help="inputs are separated by NUL, not newline")
-    add("--colsep", metavar="REGEX", help="split each input into columns {1} {2} ...")
+    add(
+        "--colsep",
+        metavar="REGEX",
+        help="split each input into columns {1} {2} ... (each trimmed: --trim rl)",
+    )
+    add(
+        "--trim",
+        choices=("n", "l", "r", "lr", "rl"),
+        help="trim white space from each input (or column): n none (the default without "
+        "--colsep), l from its start, r from its end, lr or rl both",
+    )
     add("--joblog", metavar="FILE", help="log each job: GNU parallel's nine columns")
     add("--resume", action="store_true", help="skip the jobs the job log has")
     add(
@@ -176,6 +187,8 @@ def read(namespace: argparse.Namespace) -> RunOptions:
         bar=namespace.bar,
         separator=b"\0" if namespace.null else b"\n",
         colsep=_colsep(namespace.colsep),
+        # (--colsep implies --trim rl, as GNU parallel's does: "a , b" is a and b.)
+        trim=namespace.trim or ("rl" if namespace.colsep is not None else "n"),
     )
 
 
