@@ -520,6 +520,31 @@ def test_batches_running_when_a_map_is_given_up_are_drawn_on_their_workers(
     assert all(f"{b.group} / {b.row}" in summary for b in running), summary
 
 
+def test_a_maps_own_trace_holds_the_batches_running_as_it_was_given_up(
+    backend: str, tmp_path: Path
+) -> None:
+    """``trace=`` on a map given up while two of its batches run: its file draws each on its
+    worker until the map gave it up, its item cancelled (before, the file was written before
+    the map's workers were released: on processes it lacked both)."""
+    path = tmp_path / "run.json"
+    items = [(str(tmp_path), x) for x in range(4)]
+    results = plait.map(
+        run_until_released, items, backend=backend, workers=2, chunksize=1, trace=path
+    )
+    reader, taken = read_in_a_thread(results)
+    for x in (0, 1):
+        wait_for_file(tmp_path / f"started-{x}")
+    results.abort()
+    reader.join(30)
+    (tmp_path / "release").touch()  # (an abandoned thread ends)
+    assert isinstance(taken[-1], plait.Cancelled)
+    events = batches(load(path), "run_until_released")
+    running = [e for e in events if e["args"]["first item"] in (0, 1)]
+    assert [e["ph"] for e in running] == ["X", "X"], events
+    assert [e["args"].get("cancelled items") for e in running] == [1, 1], events
+    assert len({(e["pid"], e["tid"]) for e in running}) == 2, events
+
+
 def test_a_path_in_no_folder_is_refused_at_the_call_not_after_the_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"is not a folder this program can write to"):
         plait.trace(tmp_path / "missing" / "run.json")

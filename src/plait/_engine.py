@@ -134,9 +134,17 @@ class Engine:
 
         def closed(complete: bool, hurried: bool) -> None:
             backend.release(job)
+            try:
+                on_close(complete, hurried)
+            except BaseException as error:
+                if options.trace is not None:
+                    options.trace.map_ended(error)
+                raise
+            # The trace is written once the workers were released: a batch that ran as the map
+            # was left is settled by then, drawn where it ran until it was given up, and one
+            # that never started is a mark (written before, it lacked both).
             if options.trace is not None:
                 options.trace.map_ended()
-            on_close(complete, hurried)
 
         # A timed item travels alone: a batch's deadline would not say which item overran.
         fixed = 1 if options.task_timeout is not None else options.chunksize

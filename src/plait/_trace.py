@@ -242,11 +242,19 @@ class Trace:
             _keep_appends()
         return self
 
-    def map_ended(self) -> None:
-        """The map whose own trace this is (``trace=``) ended: written, if it has a path."""
+    def map_ended(self, error: BaseException | None = None) -> None:
+        """The map whose own trace this is (``trace=``) ended: written, if it has a path.
+        ``error``: what its ending raised, which goes on as itself (a trace that cannot be
+        written is a note on it, as in ``__exit__``)."""
         self._closed = time.perf_counter()
-        if self.path is not None:
+        if self.path is None:
+            return
+        try:
             self.write(self.path)
+        except Exception as exc:
+            if error is None:
+                raise
+            error.add_note(f"plait: the trace could not be written to {self.path}: {exc!r}")
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         with _active_lock:
