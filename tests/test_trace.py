@@ -545,6 +545,25 @@ def test_a_maps_own_trace_holds_the_batches_running_as_it_was_given_up(
     assert len({(e["pid"], e["tid"]) for e in running}) == 2, events
 
 
+def test_a_batch_skipped_as_its_map_was_closed_is_recorded_as_never_run(tmp_path: Path) -> None:
+    """A batch waiting for a worker of a pool when its map was given up is skipped as it was
+    to start: it is drawn as never run (before, it was in no trace, and neither were its items).
+    (Threads: a worker process is handed its next batch before the one it runs ends.)"""
+    items = [(str(tmp_path), x) for x in range(2)]
+    trace = plait.Trace()
+    with plait.Pool("thread", workers=1) as pool:
+        results = pool.map(run_until_released, items, chunksize=1, trace=trace)
+        reader, taken = read_in_a_thread(results)
+        wait_for_file(tmp_path / "started-0")
+        results.abort()
+        reader.join(30)
+        (tmp_path / "release").touch()
+    assert isinstance(taken[-1], plait.Cancelled)
+    ran, skipped = sorted(trace.batches, key=lambda b: b.first)
+    assert (ran.first, ran.ran, ran.errors) == (0, True, {})
+    assert (skipped.first, skipped.ran, skipped.errors) == (1, False, {"Cancelled": 1})
+
+
 def test_a_path_in_no_folder_is_refused_at_the_call_not_after_the_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"is not a folder this program can write to"):
         plait.trace(tmp_path / "missing" / "run.json")

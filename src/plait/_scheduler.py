@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -131,6 +132,9 @@ class MapRun:
         # (``on_close(complete, hurried)``): its consumer goes on now, as it asked.
         self._hurried = False
         self.closed = False
+        # The batches out that a trace records, by ``seq``: one skipped as it was to start
+        # (the map closed meanwhile) is recorded as never run, not lost (``_starts``).
+        self._traced: dict[int, Task] = {}
         if self._parent is not None:
             self._parent.on_cancel(self._parent_cancelled)
 
@@ -320,6 +324,7 @@ class MapRun:
         try:
             self._backend.submit(task)
         except PoolClosed as exc:
+            self._traced.pop(taken.seq, None)  # (its items are the map's error, not a batch)
             self._window.unsent(taken, exc)
             return False
         return True
@@ -362,10 +367,11 @@ class MapRun:
 
     def _task_for(self, taken: Taken) -> Task:
         timed = self._task_timeout is not None
+        traced = bool(_trace.active) or self._trace is not None  # (never so for a lazy batch)
         task = Task(
             self._job,
             taken.items,
-            start=self._is_open,
+            start=partial(self._starts, taken.seq) if traced else self._is_open,
             finish=self._finish,
             discard=self._dropped,
             seq=taken.seq,
@@ -375,8 +381,9 @@ class MapRun:
             token=CancelToken(self._token) if timed else self._token,
             owner_loads=True,
         )
-        if _trace.active or self._trace is not None:  # (never so for a lazy batch)
+        if traced:
             task.queued = _trace.clock()  # (_finish keeps its record)
+            self._traced[taken.seq] = task
         return task
 
     def _results_wait(self) -> bool:
@@ -469,6 +476,17 @@ class MapRun:
     def _is_open(self) -> bool:
         return not self.closed
 
+    def _starts(self, seq: int) -> bool:
+        """``_is_open``, for a batch a trace records: skipped, it is recorded as never run (a
+        batch that starts is recorded by ``_finish``, one dropped unstarted by ``_dropped``)."""
+        if not self.closed:
+            return True
+        task = self._traced.pop(seq, None)
+        if task is not None:
+            unstarted = failed(len(task.items), _abandoned, ran=False, owner_loads=True)
+            _trace.keep(task, unstarted, self._backend.name, also=self._trace)
+        return False
+
     def _dropped(self, task: Task) -> None:
         """A shutdown (``cancel_futures=True``, ``terminate()``) dropped the batch unstarted:
         its items fail with Cancelled, so the reader learns it instead of waiting for good."""
@@ -476,6 +494,7 @@ class MapRun:
 
     def _finish(self, task: Task, outcome: Outcome) -> None:
         if task.queued:
+            self._traced.pop(task.seq, None)
             _trace.keep(task, outcome, self._backend.name, also=self._trace)
         with self._cond:
             if self.closed:  # nobody will read it (and the sizer dies with the map)
@@ -497,6 +516,10 @@ def _handed_out(values: list[Any]) -> Iterator[Any]:
 
 def _dropped_unstarted() -> BaseException:
     return Cancelled(CancelReason.SHUT_DOWN, "the item")
+
+
+def _abandoned() -> BaseException:
+    return Cancelled(CancelReason.ABANDONED, "the item")
 
 
 class MapIterator(Generic[R]):
