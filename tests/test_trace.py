@@ -3,11 +3,13 @@ the summary."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -649,6 +651,33 @@ def test_trace_on_amap_of_coroutines(tmp_path: Path) -> None:
 
     assert asyncio.run(main()) == [x * x for x in range(10)]
     assert "async_square" in path.read_text()
+
+
+def test_only_a_map_with_a_trace_to_write_is_closed_at_exit_and_it_is_held_weakly(
+    tmp_path: Path,
+) -> None:
+    """A map still open as the program exits is closed then only if it has a file to write
+    (``trace=`` a path; test_trace_exit): others are not held at all, and one that is, weakly,
+    so that dropping it still closes it, and writes its trace, at once."""
+    untraced = plait.map(square, range(10), backend="thread")
+    gathered = plait.map(square, range(10), backend="thread", trace=plait.Trace())
+    assert next(untraced) == next(gathered) == 0
+    assert untraced._run not in _trace._unwritten
+    assert gathered._run not in _trace._unwritten
+    untraced.close()
+    gathered.close()
+    closed = plait.map(square, range(10), backend="thread", trace=tmp_path / "closed.json")
+    assert closed._run in _trace._unwritten
+    closed.close()
+    assert closed._run not in _trace._unwritten
+    path = tmp_path / "dropped.json"
+    results = plait.map(square, range(10), backend="thread", trace=path)
+    assert next(results) == 0
+    run = weakref.ref(results._run)
+    del results
+    gc.collect()
+    assert run() is None
+    assert batches(load(path), "square")
 
 
 def test_a_bad_trace_is_refused_at_the_call() -> None:

@@ -135,6 +135,8 @@ class MapRun:
         # The batches out that a trace records, by ``seq``: one skipped as it was to start
         # (the map closed meanwhile) is recorded as never run, not lost (``_starts``).
         self._traced: dict[int, Task] = {}
+        if trace is not None and trace.path is not None:
+            _trace.write_at_exit(self)  # (weakly held: it keeps the map alive no longer)
         if self._parent is not None:
             self._parent.on_cancel(self._parent_cancelled)
 
@@ -449,6 +451,8 @@ class MapRun:
         self.closed = True
         if self._owner.forked():  # the parent's map: its lock may have been held at the fork
             return
+        if self._trace is not None:
+            _trace.written(self)
         if self._in_hand is not None:
             self._in_hand.stop()
         if self._parent is not None:
@@ -463,6 +467,12 @@ class MapRun:
         finally:
             if self._started:
                 self._observer.finished()
+
+    def close_at_exit(self) -> None:
+        """The program exits with the map open, its trace to write: closed now, while the
+        interpreter still runs, as abort() would have it: nothing that runs is waited for."""
+        self._hurried = True
+        self.close()
 
     def _parent_cancelled(self) -> None:
         """The task that made the map was told to stop (its group failed or was cancelled, its

@@ -14,13 +14,15 @@ this one's, to within a message's trip.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ._task import EVENT_LOOP, THIS_PROCESS, Outcome, Task, failed_packed
 
@@ -33,6 +35,16 @@ active: list[Trace] = []
 _active_lock = threading.Lock()
 _appends: tuple[Callable[[Raw], None], ...] = ()  # each open trace's record keeper, at hand
 clock = time.perf_counter
+
+
+class OpenMap(Protocol):
+    def close_at_exit(self) -> None: ...
+
+
+# The maps still open whose own trace (``trace=``) is to be written as they end: closed as the
+# program exits (``write_at_exit``). Weakly held: a map dropped was closed, and written, then.
+_unwritten: weakref.WeakSet[OpenMap] = weakref.WeakSet()
+_exit_hook = False  # whether ``_close_at_exit`` is registered (with the first such map)
 
 
 @dataclass(slots=True)
@@ -193,6 +205,39 @@ def _batch(raw: Raw) -> Batch:
     )
 
 
+def write_at_exit(run: OpenMap) -> None:
+    """Have ``run``, an open map, closed as the program exits, if it still is then, so that its
+    trace is written: a map kept in a global, or aborted and never closed, is otherwise
+    collected only as the interpreter is torn down, too late to write a file (or never)."""
+    global _exit_hook
+    with _active_lock:
+        if not _exit_hook:
+            # Registered now, after plait's backends registered theirs (atexit runs the last
+            # first): a map is closed while its workers still run, and its own terminate
+            # settles its running batches as the trace shows them.
+            atexit.register(_close_at_exit)
+            _exit_hook = True
+        _unwritten.add(run)
+
+
+def written(run: OpenMap) -> None:
+    """``run``, a map, closed: nothing of it is left to do at exit."""
+    _unwritten.discard(run)
+
+
+def _close_at_exit() -> None:
+    failures: list[Exception] = []
+    for run in list(_unwritten):
+        try:
+            run.close_at_exit()
+        except Exception as exc:  # (its folder went away: the others are still written)
+            failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise ExceptionGroup("plait: traces that could not be written at exit", failures)
+
+
 def _keep_appends() -> None:  # holding _active_lock
     global _appends
     _appends = tuple(trace._raw.append for trace in active)
@@ -216,6 +261,7 @@ class Trace:
     ) -> None:
         if path is not None:
             _check_path(path, where)
+            _import_writers()
         self.path = None if path is None else Path(path)
         self._raw: list[Raw] = []  # a record per batch, as it ended (``batches`` reads them)
         self._opened = time.perf_counter()  # (again as the block begins)
@@ -354,6 +400,15 @@ def trace(path: str | os.PathLike[str] | None = None) -> Trace:
     trace events, which ui.perfetto.dev and chrome://tracing open; ``.html``, a timeline
     that needs nothing but a browser. ``summary()`` says what the workers did."""
     return Trace(path)
+
+
+def _import_writers() -> None:
+    """Import what writing a trace takes, as a trace with a path is made, not as it is
+    written: that may be as the program exits (``write_at_exit``), when an import can fail or
+    wait on a lock that a stopped thread held. (A program that writes no trace imports none.)"""
+    import json  # noqa: F401
+
+    from . import _timeline, _trace_out  # noqa: F401
 
 
 def _check_path(path: str | os.PathLike[str], where: str = "plait.trace") -> str:
