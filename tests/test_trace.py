@@ -566,6 +566,72 @@ def test_a_batch_skipped_as_its_map_was_closed_is_recorded_as_never_run(tmp_path
     assert (skipped.first, skipped.ran, skipped.errors) == (1, False, {"Cancelled": 1})
 
 
+def quick_then_until_released(item: tuple[str, int]) -> int:
+    """Item 0 returns at once; the others as ``run_until_released``."""
+    return item[1] if item[1] == 0 else run_until_released(item)
+
+
+def test_an_aborted_maps_trace_is_written_as_it_is_closed_and_whole(
+    backend: str, tmp_path: Path
+) -> None:
+    """``abort()`` with nobody waiting for a result: the map ends at the next ``next()``, which
+    raises Cancelled (or ``close()``, or the program's exit: test_trace_exit), and its trace is
+    written then, with every batch it made: the one running drawn on its worker until then,
+    its item cancelled, and those that never started as marks."""
+    path = tmp_path / "run.json"
+    items = [(str(tmp_path), x) for x in range(20)]
+    results = plait.map(
+        quick_then_until_released, items, backend=backend, workers=2, chunksize=1, trace=path
+    )
+    assert next(results) == 0
+    wait_for_file(tmp_path / "started-1")
+    results.abort()
+    with pytest.raises(plait.Cancelled):
+        next(results)
+    (tmp_path / "release").touch()  # (an abandoned thread ends)
+    events = batches(load(path), "quick_then_until_released")
+    covered = sorted(
+        index
+        for e in events
+        for index in range(e["args"]["first item"], e["args"]["last item"] + 1)
+    )
+    assert covered == list(range(len(covered))), events
+    for event in events:
+        if event["args"]["first item"] == 0:
+            assert "error" not in event["args"], event
+        else:
+            assert event["args"]["cancelled items"] == 1, event
+    (running,) = [e for e in events if e["args"]["first item"] == 1]
+    assert running["ph"] == "X", running
+
+
+def test_a_batch_waiting_for_a_worker_as_its_map_is_aborted_never_starts(
+    tmp_path: Path,
+) -> None:
+    """After ``abort()`` nothing more of the map starts, so its trace shows what ran up to the
+    abort: a batch still waiting for a worker is skipped, drawn as never run (before, it ran
+    once a worker was free, until the map was closed). (Threads: a worker process is handed
+    its next batch before the one it runs ends.)"""
+    path = tmp_path / "run.json"
+    items = [(str(tmp_path), x) for x in range(4)]
+    with plait.Pool("thread", workers=2) as pool:
+        results = pool.map(quick_then_until_released, items, chunksize=1, trace=path)
+        assert next(results) == 0
+        for x in (1, 2):
+            wait_for_file(tmp_path / f"started-{x}")
+        results.abort()
+        (tmp_path / "release").touch()
+    results.close()
+    assert not (tmp_path / "started-3").exists()
+    events = batches(load(path), "quick_then_until_released")
+    ended = [e for e in events if e["args"]["first item"] in (1, 2)]
+    assert [e["ph"] for e in ended] == ["X", "X"], events
+    assert not any("error" in e["args"] for e in ended), events
+    (waiting,) = [e for e in events if e["args"]["first item"] == 3]
+    assert waiting["ph"] == "i", waiting
+    assert waiting["args"]["ran"] is False, waiting
+
+
 def test_a_path_in_no_folder_is_refused_at_the_call_not_after_the_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"is not a folder this program can write to"):
         plait.trace(tmp_path / "missing" / "run.json")

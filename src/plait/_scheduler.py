@@ -429,10 +429,10 @@ class MapRun:
 
     def abort(self, reason: CancelReason = CancelReason.ABANDONED) -> bool:
         """Stop from any thread, even while the consumer waits in ``next_batch`` (which then
-        raises Cancelled, with ``reason``): running tasks are told to stop. ``close()`` still
-        releases the workers, from the consumer's side. Returns whether the consumer is in a
-        read of the input now, which an abort cannot end (a read that waits ends when it
-        does; no read starts after an abort)."""
+        raises Cancelled, with ``reason``): running tasks are told to stop, and no batch starts
+        after it. ``close()`` still releases the workers, from the consumer's side. Returns
+        whether the consumer is in a read of the input now, which an abort cannot end (a read
+        that waits ends when it does; no read starts after an abort)."""
         self._token.cancel(reason)
         self._hurried = True
         with self._reading:
@@ -484,12 +484,14 @@ class MapRun:
     # -- worker side (any thread) ------------------------------------------------------------
 
     def _is_open(self) -> bool:
-        return not self.closed
+        # (Aborted, it is over but for its close: nobody takes what a batch would make, and a
+        # trace shows what ran up to the abort.)
+        return not (self.closed or self._aborted)
 
     def _starts(self, seq: int) -> bool:
         """``_is_open``, for a batch a trace records: skipped, it is recorded as never run (a
         batch that starts is recorded by ``_finish``, one dropped unstarted by ``_dropped``)."""
-        if not self.closed:
+        if not (self.closed or self._aborted):
             return True
         task = self._traced.pop(seq, None)
         if task is not None:
@@ -573,8 +575,11 @@ class MapIterator(Generic[R]):
 
     def abort(self) -> bool:
         """Make a ``next()`` waiting in another thread raise ``plait.Cancelled`` now; the
-        iterator is then closed as usual. Safe from any thread. Returns whether that thread
-        is reading the input now, which no abort can end (it raises once the read is over)."""
+        iterator is then closed as usual. Safe from any thread. Running items are told to
+        stop, and nothing more of the map starts. Its trace (``trace=``) is written as it is
+        closed: by the ``next()`` that raises, ``close()``, or at the latest as the program
+        exits. Returns whether that thread is reading the input now, which no abort can end
+        (it raises once the read is over)."""
         return self._run.abort()
 
     def __enter__(self) -> MapIterator[R]:
