@@ -19,6 +19,9 @@ import pytest
 import plait
 from conftest import on, read_in_a_thread, wait_for_file
 from plait import _trace
+from plait._engine import Engine
+from plait._options import MapOptions
+from plait._worker_spec import as_workers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -675,6 +678,26 @@ def test_a_trace_that_cannot_be_written_leaves_the_blocks_own_error_as_it_was(
         list(plait.map(square, range(10), backend="thread"))
         folder.rmdir()  # (the folder goes while the block runs)
         raise KeyError("the block's own")
+    assert any("the trace could not be written" in note for note in caught.value.__notes__)
+
+
+def test_a_maps_own_trace_that_cannot_be_written_as_its_end_fails_is_a_note_on_that_error(
+    tmp_path: Path,
+) -> None:
+    """The map's trace is written after its workers are released; when that release raised
+    (Ctrl-C while it waited), its error goes on as itself, and the trace's failure is a note."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    engine = Engine("thread", as_workers(2))
+
+    def interrupted(complete: bool, hurried: bool) -> None:
+        folder.rmdir()
+        raise KeyboardInterrupt
+
+    options = MapOptions.build("plait.map", "raise", {"trace": folder / "run.json"})
+    with pytest.raises(KeyboardInterrupt) as caught:
+        list(engine.open_map(square, (range(10),), options, on_close=interrupted))
+    engine.shutdown()
     assert any("the trace could not be written" in note for note in caught.value.__notes__)
 
 
