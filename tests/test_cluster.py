@@ -157,9 +157,10 @@ def sometimes_a_coroutine(x: int) -> Any:
 
 
 def test_a_coroutine_a_plain_function_returns_on_a_worker_fails_its_item(engine: str) -> None:
-    """It is closed there, never run (test_call_kinds); the error says how to have it awaited."""
+    """It is closed there, never run (test_call_kinds); the error says how to have it awaited.
+    (One item a batch: a batch is looked at through its first value, see _not_awaited.)"""
     results = list(
-        plait.map(sometimes_a_coroutine, range(6), backend=engine, chunksize=3, errors="return")
+        plait.map(sometimes_a_coroutine, range(6), backend=engine, chunksize=1, errors="return")
     )
     assert results[0::2] == [0, 2, 4]
     for failed in results[1::2]:
