@@ -106,14 +106,21 @@ CTRL_C = textwrap.dedent(
 )
 
 
+# A script still running after this long dumps its threads' stacks and exits, before the wait
+# for it (150 s) and the test's own timeout: a test that fails so says where it was stuck, and
+# what it had printed.
+STUCK_AFTER = 120
+
+
 def run_script(tmp_path: Path, code: str, *args: str) -> list[str]:
     """Run ``code`` as a script of its own; its lines."""
     script = tmp_path / "script.py"
-    script.write_text(code)
+    watchdog = f"import faulthandler\nfaulthandler.dump_traceback_later({STUCK_AFTER}, exit=True)\n"
+    script.write_text(watchdog + code)
     proc = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=150
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"exit {proc.returncode}, after {proc.stdout!r}:\n{proc.stderr}"
     return proc.stdout.splitlines()
 
 
