@@ -282,15 +282,21 @@ def test_a_block_left_by_the_result_of_a_task_its_handle_cancelled_waits_for_the
     block failed, as with any error (its tasks are told to stop, and waited for), and was not
     interrupted. (Taken for Ctrl-C, it ended every task at once: a sibling that never looks
     ran on past the block, and its handle said cancelled, its result lost.)"""
-    release = threading.Event()
+    release, running = threading.Event(), threading.Event()
+
+    def never_looks() -> str:
+        running.set()
+        return "done" if release.wait(60) else "never released"
+
     releaser = threading.Thread(
         target=release_once_the_block_waits, args=(release, threading.current_thread())
     )
     releaser.start()
     try:
         with pytest.raises(plait.Cancelled), plait.TaskGroup() as tg:
-            stubborn = tg.submit(lambda: "done" if release.wait(60) else "never released")
+            stubborn = tg.submit(never_looks)
             victim = tg.submit(nap_forever)
+            assert running.wait(30)  # (a task not yet started when the block fails never starts)
             assert victim.cancel()
             victim.result()
         assert stubborn.result() == "done"  # (it ran to its end inside the block)
