@@ -28,8 +28,10 @@ PROBE_LONG = 0.05
 PROBE_ITEMS = 1024  # or this many items, for work too small to add up to PROBE_SECONDS
 # ... or this many, in PROBE_MIN_BATCHES, if each took less than a quarter of INLINE_BELOW:
 # clearly tiny work (a pause can make work look slower, never faster), which pays for each
-# batch of its probe (10 of them were a fifth of a map of 200,000 x * 2 on Python 3.11).
-PROBE_TINY_ITEMS = 64
+# batch of its probe (10 of them were a fifth of a map of 200,000 x * 2 on Python 3.11; 64
+# items, a round trip more than 16, a seventh of a map of 1,000). A batch of one item cannot
+# show it: the batch's own cost is more than a quarter of INLINE_BELOW.
+PROBE_TINY_ITEMS = 16
 PROBE_BATCHES = 32  # a probe that could measure nothing by then (every batch failed) ends
 # Two batches run together again, up to this many rounds, until both threads have had a core
 # for this long while they overlapped (a busy machine lends one of them none for a while).
