@@ -380,6 +380,42 @@ def test_a_closed_stdout_drops_the_output_and_the_jobs_still_run(tmp_path: Path)
 
 
 @needs_gnu
+def test_jobs_halt_now_ended_are_neither_logged_nor_written_as_gnu_parallel_does(
+    tmp_path: Path,
+) -> None:
+    """Job 1 runs on until --halt now ends it (job 2 fails once job 1 is seen running): GNU
+    parallel writes no log line and no output for it, so --resume runs it again."""
+    command = (
+        "if [ {} = long ]; then echo started; touch {}.$PARALLEL_SEQ; sleep 30;"
+        " else until [ -e long.1 ]; do sleep 0.01; done; echo failing; exit 3; fi"
+    )
+    logs = {}
+    for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
+        (tmp_path / who).mkdir()
+        ran = run(
+            "-j2", "--halt", "now,fail=1", "--joblog", "log", command, ":::", "long", "fails",
+            cwd=tmp_path / who,
+        )  # fmt: skip
+        assert (ran.out, ran.status) == ("failing\n", 3), (who, ran)
+        logs[who] = [
+            line.split("\t")[0] for line in (tmp_path / who / "log").read_text().splitlines()
+        ]
+    assert logs["ours"] == logs["theirs"] == ["Seq", "2"]
+    again = plait_run(
+        "-j2",
+        "--resume",
+        "--joblog",
+        "log",
+        "echo {}",
+        ":::",
+        "long",
+        "fails",
+        cwd=tmp_path / "ours",
+    )
+    assert again.out == "long\n"
+
+
+@needs_gnu
 def test_the_job_log_has_gnu_parallels_columns(tmp_path: Path) -> None:
     for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
         run("-j1", "--joblog", str(tmp_path / who), "echo {}; exit {}", ":::", "0", "1", "22")
@@ -745,6 +781,28 @@ def test_resume_after_kill_9_reruns_no_finished_job_and_loses_none(tmp_path: Pat
     assert seqs == list(range(1, 41))  # every job logged once: none lost, none twice
     for seq in logged_before:  # a job logged before the kill never ran again
         assert (runs / items[int(seq) - 1]).read_text().count("\n") == 1
+
+
+@needs_gnu
+def test_a_jobs_log_line_follows_its_output_in_the_order_gnu_parallel_writes_them(
+    tmp_path: Path,
+) -> None:
+    """Job 2 ends first; with --keep-order its output, and so its log line, come after job
+    1's: in a log file, and interleaved with the output in ``--joblog -``."""
+    command = (
+        "if [ {} = 1 ]; then until [ -e two ]; do sleep 0.01; done; fi; echo out {}; touch two"
+    )
+    seen = {}
+    for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
+        (tmp_path / who).mkdir()
+        to_file = run("-j2", "-k", "--joblog", "log", command, ":::", "1", "2", cwd=tmp_path / who)
+        (tmp_path / who / "two").unlink()
+        to_out = run("-j2", "-k", "--joblog", "-", command, ":::", "1", "2", cwd=tmp_path / who)
+        logged = [line.split("\t")[0] for line in (tmp_path / who / "log").read_text().splitlines()]
+        interleaved = [line.split("\t")[0] for line in to_out.out.splitlines()]
+        seen[who] = (to_file.out, logged, interleaved)
+    assert seen["ours"] == seen["theirs"], seen
+    assert seen["ours"][2] == ["Seq", "out 1", "1", "out 2", "2"]
 
 
 def test_a_job_log_of_dash_goes_to_standard_output() -> None:

@@ -64,6 +64,7 @@ class Job:
     ended: bool = False
     killing: float = 0.0  # when SIGKILL follows the SIGTERM sent (0: none sent)
     timed_out: bool = False
+    halted: bool = False  # ended by --halt now
 
     @property
     def failed(self) -> bool:
@@ -485,6 +486,11 @@ class Runner:
     # -- its end: retries, output, the log, --halt -------------------------------------------
 
     def _finish(self, job: Job) -> None:
+        if job.halted:
+            # As GNU parallel: a job --halt now ended writes neither its output nor a log line
+            # (so --resume runs it again: it never ended by itself).
+            self._done_without_running(job.seq)
+            return
         if job.failed and job.tries < self.options.retries and not self._stop_starting:
             job.out.clear()
             job.err.clear()
@@ -493,8 +499,6 @@ class Runner:
             job.timed_out, job.killing = False, 0.0
             self._retry.append(job)
             return
-        if self._log is not None:
-            self._log.write(job)
         if job.failed:
             self._failed += 1
         else:
@@ -505,7 +509,7 @@ class Runner:
             self._finished[job.seq] = job
             self._write_in_order()
         else:
-            self._write(job)
+            self._hand_out(job)
         self._check_halt(job)
 
     def _done_without_running(self, seq: int) -> None:
@@ -517,13 +521,21 @@ class Runner:
         while self._next_to_write in self._finished:
             job = self._finished.pop(self._next_to_write)
             if job is not None:
-                self._write(job)
+                self._hand_out(job)
             self._next_to_write += 1
         if self.options.output == "line-buffer":  # the next job's turn: its lines so far
             for running in self._running.values():
                 if running.seq == self._next_to_write:
                     self._write_lines(running, True)
                     self._write_lines(running, False)
+
+    def _hand_out(self, job: Job) -> None:
+        """The job's output, then its log line: as GNU parallel, in the order the output is
+        written (with --keep-order, the jobs' order), so that ``--joblog -`` follows each
+        job's output."""
+        self._write(job)
+        if self._log is not None:
+            self._log.write(job)
 
     def _write(self, job: Job) -> None:
         if self.options.output == "ungroup":
@@ -581,6 +593,7 @@ class Runner:
         self._stop_starting = True
         if halt.now:
             for running in list(self._running.values()):
+                running.halted = True
                 self._terminate(running)
 
     def _failed_percent(self) -> int:
