@@ -124,7 +124,7 @@ def test_no_cgroup_files_means_no_memory_limit(tmp_path: Path) -> None:
 def test_a_cgroup_limit_below_the_machines_memory_is_what_holds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_local_cluster, "cgroup_memory", lambda root, membership: 2**30)
+    monkeypatch.setattr(_local_cluster, "cgroup_memory", lambda *where: 2**30)
     assert _local_cluster.machine_memory() == 2**30
 
 

@@ -16,8 +16,9 @@ import os
 import time
 from pathlib import Path
 
+from . import _cgroup
+
 ENVIRONMENT = "PLAIT_WORKERS"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def process_workers() -> int:
@@ -54,7 +55,7 @@ def _recent_quota() -> int | None:
     read = _quota_read
     now = time.monotonic()
     if read is None or now - read[0] > QUOTA_FRESH_FOR:
-        read = _quota_read = (now, cgroup_quota(CGROUP_ROOT, Path("/proc/self/cgroup")))
+        read = _quota_read = (now, cgroup_quota())
     return read[1]
 
 
@@ -71,30 +72,20 @@ def workers_from_environment(value: str) -> int:
     return workers
 
 
-def cgroup_quota(root: Path, membership: Path) -> int | None:
+def cgroup_quota(root: Path = _cgroup.ROOT, membership: Path = _cgroup.MEMBERSHIP) -> int | None:
     """The CPU quota of this process's cgroup in cores, rounded up; None if it has none (or
     this is not Linux). cgroup v2 writes ``cpu.max`` as "<quota> <period>" or "max <period>";
     v1 writes ``cpu.cfs_quota_us`` (-1: none) and ``cpu.cfs_period_us``."""
-    try:
-        lines = membership.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        hierarchy, controllers, path = line.split(":", 2)
-        relative = path.lstrip("/")
+    for version, directory in _cgroup.directories("cpu", root, membership):
         try:
-            if hierarchy == "0" and controllers == "":  # v2: one unified hierarchy
-                quota, period = (root / relative / "cpu.max").read_text().split()
+            if version == 2:
+                quota, period = (directory / "cpu.max").read_text().split()
                 if quota == "max":
                     return None
                 return _cores(int(quota), int(period))
-            if "cpu" in controllers.split(","):  # v1
-                directory = root / "cpu,cpuacct" / relative
-                if not directory.exists():
-                    directory = root / "cpu" / relative
-                quota = (directory / "cpu.cfs_quota_us").read_text().strip()
-                period = (directory / "cpu.cfs_period_us").read_text().strip()
-                return None if int(quota) < 0 else _cores(int(quota), int(period))
+            quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+            period = (directory / "cpu.cfs_period_us").read_text().strip()
+            return None if int(quota) < 0 else _cores(int(quota), int(period))
         except (OSError, ValueError):
             continue
     return None

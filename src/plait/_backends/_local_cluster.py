@@ -18,7 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from .._cores import CGROUP_ROOT, usable_cores
+from .. import _cgroup
+from .._cores import usable_cores
 
 # The least memory one worker of a local cluster takes, below what was measured (Python 3.11,
 # memory of their own): Dask's, a nanny, its worker process and their resource tracker, 75 MiB;
@@ -35,29 +36,22 @@ def machine_memory() -> int | None:
         physical: int | None = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # (not a POSIX system that says)
         physical = None
-    limit = cgroup_memory(CGROUP_ROOT, Path("/proc/self/cgroup"))
+    limit = cgroup_memory()
     known = [size for size in (physical, limit) if size is not None and size > 0]
     return min(known) if known else None
 
 
-def cgroup_memory(root: Path, membership: Path) -> int | None:
+def cgroup_memory(root: Path = _cgroup.ROOT, membership: Path = _cgroup.MEMBERSHIP) -> int | None:
     """The memory limit of this process's cgroup in bytes; None if it has none (or this is not
     Linux). cgroup v2 writes ``memory.max`` ("max": none); v1 ``memory.limit_in_bytes`` (a
     number near 2**63: none)."""
-    try:
-        lines = membership.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        hierarchy, controllers, path = line.split(":", 2)
-        relative = path.lstrip("/")
+    for version, directory in _cgroup.directories("memory", root, membership):
         try:
-            if hierarchy == "0" and controllers == "":  # v2: one unified hierarchy
-                limit = (root / relative / "memory.max").read_text().strip()
+            if version == 2:
+                limit = (directory / "memory.max").read_text().strip()
                 return None if limit == "max" else int(limit)
-            if "memory" in controllers.split(","):  # v1
-                limit = (root / "memory" / relative / "memory.limit_in_bytes").read_text()
-                return None if int(limit) >= 2**62 else int(limit)
+            limit = (directory / "memory.limit_in_bytes").read_text()
+            return None if int(limit) >= 2**62 else int(limit)
         except (OSError, ValueError):
             continue
     return None
