@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -155,3 +156,36 @@ def test_a_batch_read_in_parts_ends_with_its_input() -> None:
     assert window.take(lambda seconds, items: False).items == list(range(5))
     assert not window.trickling
     assert window.take(lambda seconds, items: False) is None
+
+
+def steady(count: int, every: float, read: list[int]) -> Iterator[int]:
+    """An input that comes steadily, an item every ``every`` seconds (a stream of messages):
+    too fast to trickle in (the map reads it in batches), and ``read`` says how far it got."""
+    for k in range(count):
+        time.sleep(every)
+        read.append(k)
+        yield k
+
+
+@pytest.mark.parametrize("backend", ["thread", "auto"])
+def test_a_steady_input_is_not_read_a_whole_batch_ahead_of_its_first_result(
+    backend: str,
+) -> None:
+    """An item every 2 ms (not 5: it never counts as trickling in) of quick work: its batches
+    would grow to 4,096 items, and the first result waited for a whole batch's read (8 s).
+    A batch's read now ends after READ_AT_MOST with what it read, and the results ready are
+    handed out before the next read. (A busy machine reads fewer items in that time, never
+    more.)"""
+    read: list[int] = []
+    kwargs: dict[str, Any] = {} if backend == "auto" else {"backend": backend, "workers": 2}
+    with plait.map(double, steady(600, 0.002, read), **kwargs) as results:
+        iterator = iter(results)
+        assert next(iterator) == 0
+        # (READ_AT_MOST is 10 items here: a read of 1 + 2 + 4 + 8 + 16; on threads, the window
+        # may read a few batches ahead while the first runs)
+        assert len(read) < 200, len(read)
+        for k in range(1, 600):
+            assert next(iterator) == 2 * k
+            if k % 100 == 0:  # never thousands ahead of what was handed out
+                assert len(read) - k < 200, (k, len(read))
+        assert next(iterator, None) is None

@@ -38,7 +38,7 @@ from ._plan import INLINE_BELOW, Plan
 from ._stream import stream
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
 from ._waits import cut
-from ._window import SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
+from ._window import READ_AT_MOST, SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
 
 if TYPE_CHECKING:
     from ._backends._inline import InlineBackend
@@ -318,6 +318,8 @@ class MapRun:
                 self._window.trickles()
             if not self._submit(taken):
                 return
+            if took >= READ_AT_MOST and self._results_wait():
+                return  # (a slow input: what is ready is handed out before it is read on)
 
     def _submit(self, taken: Taken) -> bool:
         """Send a batch just taken to run; False if the pool was shut down under us: what is

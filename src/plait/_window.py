@@ -37,6 +37,10 @@ from ._task import Outcome, copy_error
 # (a few hundred items a second at most: lines from tail -f, messages, not a slow cursor that
 # gives thousands), means an input that trickles in.
 SLOW_INPUT, SLOW_ITEM = 0.05, 0.005
+# A batch's read ends once it took this long, with what it read: its results wait for its
+# whole read (a batch run inline runs none before), so an input slower than that (a stream
+# of a thousand items a second) makes smaller batches, not 4,096 items' wait for a result.
+READ_AT_MOST = 0.02
 
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
@@ -174,6 +178,8 @@ class MapWindow(Generic[B]):
                 self._read_one(items)
             elif waited is None or size == 1:
                 items.extend(islice(self._source, size))  # keeps what was read before a failure
+                if len(items) < size:
+                    self._exhausted = True
             else:
                 self._read_watching(items, size, waited)
         except Exception as exc:
@@ -184,8 +190,6 @@ class MapWindow(Generic[B]):
             read = self._next_index + len(items) - sent  # (those sent are counted in)
             note(error, f"plait: raised by the input after {read} items")
             self._input_error = error
-            self._exhausted = True
-        if len(items) < size and not self._trickles:
             self._exhausted = True
         return items[sent:] if sent else items
 
@@ -224,16 +228,22 @@ class MapWindow(Generic[B]):
     ) -> None:
         """Read up to ``size`` items into ``items``, in parts of 1, 2, 4, ... items, until a
         part shows the input trickling in (``take``). (Reading a batch of 16 at once, an input
-        that gives an item only once the consumer had a result waited for 16 items, each late.)"""
+        that gives an item only once the consumer had a result waited for 16 items, each late.)
+        A read that took ``READ_AT_MOST`` ends with what it has: the batch is smaller."""
         part = 1
+        read_began = time.perf_counter()
         while len(items) < size:
             want = min(part, size - len(items))
             began, before = time.perf_counter(), len(items)
             items.extend(islice(self._source, want))
             if len(items) - before < want:
-                return  # (the input ended)
-            if len(items) < size and waited(time.perf_counter() - began, want):
+                self._exhausted = True
+                return
+            ended = time.perf_counter()
+            if len(items) < size and waited(ended - began, want):
                 self._trickles = True
+                return
+            if ended - read_began >= READ_AT_MOST:
                 return
             part *= 2
 
