@@ -20,7 +20,8 @@ from plait._chunking import ChunkSizer
 from plait._errors import PoolClosed
 from plait._events import MapObserver
 from plait._plan import Plan
-from plait._scheduler import BATCHES_PER_WORKER, MapIterator, MapRun
+from plait._scheduler import BATCHES_PER_WORKER, MapRun
+from plait._stream import MapIterator
 from plait._task import Job, Kind, Outcome, Task, execute
 from plait._window import MapWindow, Taken
 

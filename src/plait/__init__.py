@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ._options import DEFAULT as DEFAULT
     from ._options import MapKeywords as MapKeywords
     from ._pool import Pool as Pool
-    from ._scheduler import MapIterator as MapIterator
+    from ._stream import MapIterator as MapIterator
     from ._taskgroup import TaskGroup as TaskGroup
     from ._taskgroup import TaskHandle as TaskHandle
     from ._trace import Trace as Trace
@@ -46,7 +46,7 @@ _LAZY = {
     "DEFAULT": "._options",
     "DeadlockError": ".sync",
     "MapKeywords": "._options",
-    "MapIterator": "._scheduler",
+    "MapIterator": "._stream",
     "Pool": "._pool",
     "map": "._api",
     "run": "._api",

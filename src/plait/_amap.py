@@ -38,7 +38,7 @@ from ._engine import open_owned_map, prepare_map
 from ._errors import Cancelled, CancelReason
 from ._events import MapObserver
 from ._options import MapKeywords, MapOptions
-from ._scheduler import MapIterator
+from ._stream import MapIterator
 from ._task import Job, Outcome, task_error
 from ._window import MapWindow, Taken, open_input
 

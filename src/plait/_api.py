@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import _validate as check
 from ._engine import open_owned_map
 from ._options import MapKeywords, MapOptions
-from ._scheduler import MapIterator
+from ._stream import MapIterator
 from ._taskgroup import TaskGroup
 from ._worker_spec import Workers, as_workers
 

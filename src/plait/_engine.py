@@ -26,7 +26,8 @@ from ._events import MapObserver, Observers
 from ._options import MapOptions
 from ._owner import Owner
 from ._retry import Retry
-from ._scheduler import MapIterator, MapRun
+from ._scheduler import MapRun
+from ._stream import MapIterator
 from ._task import Job, Kind, Outcome, Task
 from ._window import open_input, sliceable_input
 from ._worker_spec import Workers, as_workers

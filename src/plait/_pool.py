@@ -24,7 +24,7 @@ from ._engine import Engine
 from ._errors import Cancelled, PoolClosed
 from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
-from ._scheduler import MapIterator
+from ._stream import MapIterator
 from ._task import Outcome
 from ._waits import repeat
 from ._worker_spec import Workers, as_workers

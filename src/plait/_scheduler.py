@@ -22,8 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _trace
 from ._backends import Backend
@@ -35,15 +34,12 @@ from ._in_hand import Watch
 from ._lazy import LazyBatch
 from ._owner import Owner
 from ._plan import INLINE_BELOW, Plan
-from ._stream import stream
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
 from ._waits import cut
 from ._window import READ_AT_MOST, SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
 
 if TYPE_CHECKING:
     from ._backends._inline import InlineBackend
-
-R = TypeVar("R")
 
 TRICKLE_WAIT = 0.005  # seconds: see MapRun._ready_soon
 
@@ -534,63 +530,3 @@ def _dropped_unstarted() -> BaseException:
 
 def _abandoned() -> BaseException:
     return Cancelled(CancelReason.ABANDONED, "the item")
-
-
-class MapIterator(Generic[R]):
-    """The lazy iterator ``plait.map`` and ``Pool.map`` return; also a context manager.
-
-    Nothing runs until the first ``next()``. ``close()``, leaving the ``with`` block, or
-    dropping the last reference stop the work and release the workers; so does breaking out
-    of (or an exception in) a ``for`` loop over a map not kept in a variable, which drops it.
-    One kept in a variable lives on after a ``break``, as a generator does, until one of those.
-    Like a generator's, its results are for one thread at a time (see ``_stream._OneReader``).
-
-    ``iter()`` hands out the underlying iterator rather than ``self``: a ``for`` loop then
-    runs no Python code per item (see ``stream``) instead of an extra method call, and since
-    that iterator does not refer back to this object, losing the last reference still closes
-    it promptly.
-    """
-
-    def __init__(self, run: MapRun) -> None:
-        self._run = run
-        results, self._batches = stream(run)
-        self._results: Iterator[R] = results
-
-    def __iter__(self) -> Iterator[R]:
-        return self._results
-
-    def __next__(self) -> R:
-        return next(self._results)
-
-    @property
-    def plan(self) -> Plan:
-        """Where this map runs and why: ``str(results.plan)`` reads as one line, for
-        example ``process x 2: it computes holding the GIL (...)``. With
-        ``backend="auto"`` it is ``Plan("auto", ..., "measuring its first items")`` until
-        the first items were measured."""
-        return self._run.current_plan()
-
-    def close(self) -> None:
-        """Stop the map now and release its workers. Safe to call more than once."""
-        self._batches.close()
-        self._run.close()  # the generator may never have started
-
-    def abort(self) -> bool:
-        """Make a ``next()`` waiting in another thread raise ``plait.Cancelled`` now; the
-        iterator is then closed as usual. Safe from any thread. Running items are told to
-        stop, and nothing more of the map starts. Its trace (``trace=``) is written as it is
-        closed: by the ``next()`` that raises, ``close()``, or at the latest as the program
-        exits. Returns whether that thread is reading the input now, which no abort can end
-        (it raises once the read is over)."""
-        return self._run.abort()
-
-    def __enter__(self) -> MapIterator[R]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
