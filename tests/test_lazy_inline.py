@@ -542,3 +542,64 @@ def test_a_shutdown_without_wait_does_not_wait_for_batches_handed_on_inline(
         assert isinstance(taken[3], plait.Cancelled), taken
     else:
         assert taken[3] == 3
+
+
+class Halt(BaseException):
+    """Neither an Exception nor Ctrl-C nor SystemExit: an item's error all the same."""
+
+
+def halts_at(x: int) -> int:
+    if x == PAST_THE_PROBE:
+        raise Halt(x)
+    return x
+
+
+def test_a_base_exception_from_an_item_takes_its_place_or_is_raised_with_its_note() -> None:
+    """On a worker any BaseException is its item's error; inline only Exception, Ctrl-C and
+    SystemExit were: another (a BaseException subclass, plait.Cancelled) left the map bare,
+    without the note naming its item, even with errors="return"."""
+    results = plait.map(halts_at, range(N), errors="return")
+    out = list(results)
+    assert results.plan.backend == "inline", str(results.plan)
+    assert len(out) == N
+    assert isinstance(out[PAST_THE_PROBE], Halt)
+    assert f"plait: raised by item {PAST_THE_PROBE}: {PAST_THE_PROBE}" in (
+        out[PAST_THE_PROBE].__notes__
+    )
+    assert out[PAST_THE_PROBE + 1 :] == list(range(PAST_THE_PROBE + 1, N))
+    with pytest.raises(Halt) as raised:
+        list(plait.map(halts_at, range(N)))
+    assert f"plait: raised by item {PAST_THE_PROBE}: {PAST_THE_PROBE}" in raised.value.__notes__
+
+
+def test_abort_from_another_thread_starts_no_further_item_of_a_lazy_batch() -> None:
+    """abort() told running items to stop, but a lazy batch ran on, item after item, until
+    it ended (thousands of items, seconds later): now its next item does not start, and the
+    consumer's next() raises Cancelled."""
+    inside, aborted = threading.Event(), threading.Event()
+    after: list[int] = []
+
+    def fn(x: int) -> int:
+        if aborted.is_set():
+            after.append(x)
+        if x == PAST_THE_PROBE:
+            inside.set()
+            assert aborted.wait(30)
+        return x
+
+    results = plait.map(fn, range(N))
+
+    def abort() -> None:
+        assert inside.wait(30)
+        results.abort()
+        aborted.set()
+
+    aborter = threading.Thread(target=abort)
+    aborter.start()
+    taken: list[int] = []
+    with pytest.raises(plait.Cancelled):
+        taken.extend(results)  # (what it handed out before it raised)
+    aborter.join()
+    assert results.plan.backend == "inline", str(results.plan)
+    assert after == []  # no item started after the abort
+    assert taken == list(range(PAST_THE_PROBE + 1))

@@ -8,7 +8,8 @@ else: a generator's resumption an item more than the builtin ``map`` (1.15-1.2x 
 item on Python 3.11, about 1.0x on 3.13), with every promise of an inline batch kept:
 
 - a failing item's exception is the same: ``retries=`` first, a StopIteration made a
-  RuntimeError, a note naming the item, then raised (the map ends) or handed out in place;
+  RuntimeError, a note naming the item, then raised (the map ends) or handed out in place
+  (any BaseException but GeneratorExit, which is the consumer closing the generator);
 - ``plait.worker_state()`` and ``plait.cancelled()`` inside the function are the inline
   worker's and the map's, while between two items the consumer's own code sees its own
   (``_standin``);
@@ -96,9 +97,11 @@ def _run(
                 else:
                     for args, kwargs in remaining:
                         yield fn(*args, **kwargs)
-            # (Not GeneratorExit: the consumer closed us at a yield. Ctrl-C and SystemExit,
-            # like errors, get their item's note, and end the map in their item's place.)
-            except (Exception, KeyboardInterrupt, SystemExit) as exc:
+            except GeneratorExit:
+                raise  # the consumer closed us at a yield (or an item raised it: the same)
+            # (Any other BaseException is its item's, as on a worker: its note, then in its
+            # place, or raised; Ctrl-C and SystemExit end the map in their item's place.)
+            except BaseException as exc:
                 failure = exc
             if failure is None:
                 break

@@ -438,6 +438,8 @@ class MapRun:
                 self._aborted_for = reason
             self._aborted = True
             reading = self._in_input
+        if (lazy := self._lazy) is not None:
+            lazy.stop()  # (a lazy batch's next item does not start: the consumer's next() raises)
         with self._cond:
             self._cond.notify_all()
         return reading
