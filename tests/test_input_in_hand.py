@@ -164,7 +164,8 @@ def test_a_map_run_inline_sends_what_it_read_to_run_while_its_input_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Planned inline, a map runs its batches in the consumer's thread, lazily: one whose read
-    waits for an item it holds has that item run by the watcher."""
+    waits for an item it holds has that item sent to run on a thread (not in the watcher's:
+    it is one for the program, and an item there that runs a map of its own waited for good)."""
     monkeypatch.setattr(_probe, "PROBE_ITEMS", 4)
     monkeypatch.setattr(_probe, "PROBE_SECONDS", float("inf"))
     monkeypatch.setattr(_auto, "tiny_plan", lambda measured, **_: Plan("inline", 1, "a test"))
@@ -187,7 +188,8 @@ def test_a_map_run_inline_sends_what_it_read_to_run_while_its_input_waits(
     results = plait.map(fn, items(), chunksize=100)
     assert list(results) == [2 * x for x in range(10_000)]
     assert results.plan.backend == "inline", str(results.plan)
-    assert ran_in == [_in_hand.NAME]
+    assert len(ran_in) == 1
+    assert ran_in[0].startswith("plait-thread"), ran_in
 
 
 def test_an_input_that_fails_after_items_were_sent_names_every_item_it_gave() -> None:
@@ -353,3 +355,52 @@ def test_an_input_that_fails_after_a_send_counts_what_was_sent() -> None:
     with pytest.raises(OSError, match="broke") as caught:
         window.finished()
     assert "plait: raised by the input after 3 items" in caught.value.__notes__
+
+
+def crawl_on_a_queue(size: int) -> int:
+    """A crawler of ``size`` items over a queue its items fill: its reads wait for items it
+    holds, which only the watcher sends on."""
+    links: queue.Queue[int] = queue.Queue()
+    links.put(0)
+
+    def items() -> Iterator[int]:
+        for _ in range(size):
+            yield links.get(timeout=WAIT)
+
+    def visit(n: int) -> int:
+        for k in (2 * n + 1, 2 * n + 2):
+            if k < size:
+                links.put(k)
+        return n
+
+    return len(list(plait.map(visit, items(), workers=2)))
+
+
+def test_an_item_a_waiting_read_sends_on_may_crawl_with_a_map_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inline, the items a read that waits holds were run in the watcher's thread, the one of
+    the program: an item there that crawled (a map whose reads the watcher must help) waited
+    for good. Now they run on threads."""
+    monkeypatch.setattr(_probe, "PROBE_ITEMS", 4)
+    monkeypatch.setattr(_probe, "PROBE_SECONDS", float("inf"))
+    monkeypatch.setattr(_auto, "tiny_plan", lambda measured, **_: Plan("inline", 1, "a test"))
+    last = 9_049
+    crawled = threading.Event()
+
+    def fn(x: int) -> int:
+        if x == last:
+            x = crawl_on_a_queue(50)
+            crawled.set()
+        return x
+
+    def items() -> Iterator[int]:
+        yield from range(last + 1)
+        if not crawled.wait(WAIT):
+            raise TimeoutError(f"item {last} did not crawl within {WAIT} s")
+        yield from range(last + 1, 9_100)
+
+    results = plait.map(fn, items(), chunksize=100)
+    out = list(results)
+    assert results.plan.backend == "inline", str(results.plan)
+    assert out == [*range(last), 50, *range(last + 1, 9_100)]

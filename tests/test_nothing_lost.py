@@ -249,6 +249,27 @@ def test_a_failing_input_delivers_every_item_read_before_it(
     assert "plait: raised by the input after 150 items" in info.value.__notes__
 
 
+class InputHalt(BaseException):
+    """Neither an Exception nor Ctrl-C nor SystemExit."""
+
+
+def items_then_halt(count: int) -> Iterator[int]:
+    yield from range(count)
+    raise InputHalt("stopped")
+
+
+def test_an_input_that_raises_a_base_exception_delivers_every_item_read_before_it(
+    backend: str,
+) -> None:
+    """Only an Exception was the input's error, raised in its turn: another BaseException
+    left the map at once, and the items read before it (3,000 here) were lost."""
+    results: list[int] = []
+    with pytest.raises(InputHalt) as info:
+        results.extend(plait.map(abs, items_then_halt(3000), backend=backend))
+    assert results == list(range(3000))
+    assert "plait: raised by the input after 3000 items" in info.value.__notes__
+
+
 def test_a_failing_input_unordered_and_errors_return(backend: str) -> None:
     results: list[object] = []
     with pytest.raises(ValueError, match="broke"):

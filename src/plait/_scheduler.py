@@ -340,6 +340,7 @@ class MapRun:
         if taken is None:
             return
         task = self._task_for(taken)
+        task.elsewhere = True  # (were the map inline: not in the watcher's thread)
         try:
             self._backend.submit(task)
         except Exception as exc:  # (PoolClosed: shut down under us)

@@ -273,6 +273,9 @@ class Task:
     # The owner calls ``Outcome.load()`` before it reads the values: a backend may hand them
     # over still packed. (A map's batches; a call's owner reads its one value at once.)
     owner_loads: bool = False
+    # Not to run in the thread that submits it, were its map inline: the input watcher's,
+    # which sends items in hand (a thread of plait's, one for the program: ``_in_hand``).
+    elsewhere: bool = False
     queued: float = 0.0  # perf_counter() when it was made, if a trace records it (``_trace``)
 
 

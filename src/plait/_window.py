@@ -104,7 +104,7 @@ class MapWindow(Generic[B]):
         self._ready: dict[int, tuple[B, Outcome]] = {}  # ordered: by seq
         self._ready_unordered: deque[tuple[B, Outcome]] = deque()
         self._exhausted = False
-        self._input_error: Exception | None = None
+        self._input_error: BaseException | None = None
         self._batches_out = 0  # read and not yet handed out
         self._items_out = 0
         self._next_seq = 0
@@ -167,7 +167,7 @@ class MapWindow(Generic[B]):
     def _read(self, size: int, waited: Callable[[float, int], bool] | None) -> list[Any]:
         """Up to ``size`` items, read one by one (``take``), less those sent meanwhile."""
         items: list[Any] = []
-        error: Exception | None = None
+        error: BaseException | None = None
         # A read of one item has nothing else in hand as it waits; a longer one may wait with
         # items in hand that the input waits for (a crawler's queue): it is watched.
         watched = self._watch is not None and size > 1 and not self._trickles
@@ -182,7 +182,9 @@ class MapWindow(Generic[B]):
                     self._exhausted = True
             else:
                 self._read_watching(items, size, waited)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise  # (Ctrl-C in a read ends the map at once, as in any loop)
+        except BaseException as exc:  # (any other is the input's error, raised in its turn)
             error = exc
         finally:
             sent = self._let_go() if watched else 0

@@ -633,25 +633,14 @@ class AutoBackend:
             self.workers = self._threads.workers
 
     def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
-        """Send the tasks that waited during the probe where the plan says. Inline, they run
-        here, in one of the probe's threads (where the plan was made): as on any worker, an
-        item's Ctrl-C is then its error, which the consumer raises, not this thread's."""
-        if route.target is self._inline:
-            # They run here, one after another, for as long as their items take: a shutdown
-            # does not wait for them (with wait=True, it waits for this thread), and one that
-            # drops what has not started drops them.
-            with self._lock:
-                self._sent(len(tasks))
-            for task in tasks:
-                if self._dropping:
-                    task.discard(task)
-                else:
-                    self._inline.run(task)
-            return
+        """Send the tasks that waited during the probe where the plan says; settled inline, to
+        threads. (The inline worker is the thread that reads the map's results: run here, in
+        the probe's thread, those batches set up its worker_state(), initializer and all, in
+        a thread its later items never ran in, and raced it.)"""
         try:
             for task in tasks:
                 try:
-                    self._send(route, task)
+                    self._send(route, task, here=False)
                 except PoolClosed:
                     task.discard(task)
         finally:
@@ -659,13 +648,16 @@ class AutoBackend:
                 self._sent(len(tasks))
                 self._idle.notify_all()
 
-    def _send(self, route: _Route, task: Task) -> None:
+    def _send(self, route: _Route, task: Task, *, here: bool = True) -> None:
         """Submit ``task`` where its route's plan says; with an adaptive width, its run is
-        measured."""
+        measured. Inline, it runs in this thread, if ``here`` and the task may run in the
+        thread that submits it (``Task.elsewhere``); else on threads."""
         target, width, settled = route.target, route.width, route.settled
         if target is None:  # measuring again since the caller looked: the task joins the probe
             self._enqueue(task)
             return
+        if target is self._inline and (task.elsewhere or not here):
+            target = self._threads
         if width is not None or route.settled <= REDECIDE:
             start, finish = task.start, task.finish
             delivered = [0]

@@ -1,4 +1,4 @@
-"""Inline: a batch runs at once, in the thread that submits it.
+"""Inline: a batch runs at once, in the thread that submits it, the consumer's.
 
 For work so small per item that handing it to another thread or process costs more than the
 work itself (``backend="auto"`` decides so, see ``_plan``): a map then runs in the thread that
@@ -29,32 +29,30 @@ class InlineBackend(Unprobed):
         self.spec = spec
         self.workers = 1
         self._closed = False
-        # The caller's thread is this backend's one worker: its worker_state() (set up, with
-        # the initializer, on the first batch) is in place only while a batch runs.
-        self._state: dict[str, Any] | None = None
-        self._init_error: BaseException | None = None
+        # Each thread that runs batches here is a worker of its own: the consumer's, the one
+        # that reads the map's results. Its worker_state(), set up in that thread with the
+        # initializer on its first batch (a connection made there is used there only), is in
+        # place only while a batch runs.
+        self._local = threading.local()
 
     def submit(self, task: Task) -> None:
-        """Run the task now, in this thread: the consumer's, or (the batches auto read while it
-        measured) the probe's. An item's Ctrl-C or SystemExit is its error like any other,
-        raised where the consumer takes its result (``MapWindow.with_errors``), after the
-        results ahead of it: raised here, it would lose those, or end a probe's thread.
+        """Run the task now, in this thread (the consumer's). An item's Ctrl-C or SystemExit
+        is its error like any other, raised where the consumer takes its result
+        (``MapWindow.with_errors``), after the results ahead of it: raised here, it would
+        lose those.
         """
         if self._closed:
             raise PoolClosed("cannot submit work: the pool is shut down")
-        self.run(task)
-
-    def run(self, task: Task) -> None:
-        """``submit``, even once shut down: for a task submitted before (auto hands on what
-        waited for its plan)."""
         if not task.start():
             return
         job = task.job
-        with standing_in(self.worker_state(), task.token):
+        state = self.worker_state()
+        init_error: BaseException | None = self._local.init_error
+        with standing_in(state, task.token):
             outcome = (
                 execute(job.fn, job.kind, task.items, job.retry, measure=job.measure)
-                if self._init_error is None
-                else failed(len(task.items), self._init_error, ran=False)
+                if init_error is None
+                else failed(len(task.items), init_error, ran=False)
             )
         outcome.where = (THIS_PROCESS, f"inline [{threading.get_native_id()}]")  # the caller's
         task.finish(task, outcome)
@@ -65,18 +63,20 @@ class InlineBackend(Unprobed):
 
     @property
     def ready(self) -> bool:
-        """Whether its worker is set up (its initializer ran, and did not fail): until then
-        a batch goes through ``submit``, which sets it up and reports a failure."""
-        return self._state is not None and self._init_error is None
+        """Whether this thread's worker is set up (its initializer ran, and did not fail):
+        until then a batch goes through ``submit``, which sets it up and reports a failure."""
+        return getattr(self._local, "state", None) is not None and self._local.init_error is None
 
     def worker_state(self) -> dict[str, Any]:
-        """Its one worker's ``plait.worker_state()``: set up, with the initializer, on the
-        first call."""
-        if self._state is None:
-            self._state = {}
-            with standing_in(self._state, None):
-                self._init_error = initialize(self.spec)
-        return self._state
+        """This thread's worker's ``plait.worker_state()``: set up, with the initializer, on
+        its first call in this thread, and only then in place for others to see."""
+        state: dict[str, Any] | None = getattr(self._local, "state", None)
+        if state is None:
+            state = {}
+            with standing_in(state, None):
+                self._local.init_error = initialize(self.spec)
+            self._local.state = state
+        return state
 
     def release(self, job: Job) -> None:
         pass
