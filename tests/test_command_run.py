@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from plait._command import _signals
+
 pytestmark = pytest.mark.timeout(60)
 
 GNU = shutil.which("parallel")
@@ -891,3 +893,23 @@ def test_a_reader_that_stops_early_ends_the_run_quietly() -> None:
         proc.stdout.close()
         assert proc.wait(30) == 141
         assert proc.stderr.read() == b""
+
+
+def test_an_ending_signal_while_a_job_starts_is_raised_once_the_job_is_listed() -> None:
+    """A SIGTERM that came between a job's spawn and its entry in the list of running jobs
+    (which the ending ends) left it running after plait exited (1 start in 5 when the
+    signal came as the jobs started): it is now raised as the start lets go of it."""
+    previous = _signals.install()
+    try:
+        _signals.hold()
+        os.kill(os.getpid(), signal.SIGTERM)  # (its handler runs at once, in this thread)
+        listed = 0
+        for _ in range(1000):  # the rest of the start (a loop looks for signals): no raise
+            listed += 1
+        with pytest.raises(_signals.Terminated):
+            _signals.let_go()
+        assert listed == 1000
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one, while the jobs end: let go by
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -14,8 +14,8 @@ import argparse
 import os
 import signal
 import sys
-from types import FrameType
 
+from . import _signals
 from ._map import add_map_command, map_command
 from ._options import CommandParser, UsageError, build_parser, read
 
@@ -50,12 +50,12 @@ def run_command(namespace: argparse.Namespace) -> int:
         return 255
     # Ctrl-C, SIGTERM and SIGHUP (the terminal closed) end every job: the jobs run in process
     # groups of their own, which no signal to plait's group reaches.
-    previous = {signum: signal.signal(signum, _terminated) for signum in ENDING}
+    previous = _signals.install()
     try:
         return runner.run()
     except KeyboardInterrupt:  # (its jobs are ended: see Runner.run)
         return 130
-    except _Terminated as ended:
+    except _signals.Terminated as ended:
         return 128 + ended.signum
     except BrokenPipeError:  # whoever read the output stopped (``| head``): stop quietly
         return reader_gone()
@@ -67,9 +67,6 @@ def run_command(namespace: argparse.Namespace) -> int:
             signal.signal(signum, handler)
 
 
-ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 def reader_gone() -> int:
     """The exit status when the output's reader went away, after which nothing is written
     (not even at exit, when Python flushes its streams)."""
@@ -77,28 +74,6 @@ def reader_gone() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return 128 + signal.SIGPIPE
-
-
-class _Terminated(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    # The first ending signal ends the run; the ones after it are let go by: a second one
-    # (Ctrl-C pressed twice; `timeout`, which signals plait and then its whole group) must not
-    # interrupt the ending of the jobs, which would leave them running. (run_command puts the
-    # handlers back once the jobs are ended.)
-    for ending in ENDING:
-        signal.signal(ending, _ending_already)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise _Terminated(signum)
-
-
-def _ending_already(signum: int, frame: FrameType | None) -> None:
-    """A signal that came while the jobs are being ended: they are, already."""
 
 
 DESCRIPTION = """\

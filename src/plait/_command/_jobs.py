@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._waits import cut
+from . import _signals
 from ._inputs import ReadOnAThread, may_wait
 from ._joblog import JobLog
 from ._options import Halt, RunOptions, UsageError
@@ -239,11 +240,17 @@ class Runner:
         program, argv = self._program(job.command)
         job.started = time.time()
         job.began = time.monotonic()
+        _signals.hold()  # (a Ctrl-C meanwhile is raised once the job is in _running: ended)
         try:
-            job.pid = self._start(program, argv, environment, actions, job)
+            try:
+                job.pid = self._start(program, argv, environment, actions, job)
+            finally:
+                for end in [*ends, *spare]:  # (the spare's number is free now: for the pidfd)
+                    os.close(end)
+            if job.pid:
+                self._running[job.pid] = job
         finally:
-            for end in [*ends, *spare]:  # (the spare's number is free now: for the pidfd)
-                os.close(end)
+            _signals.let_go()
         if not job.pid:  # it could not start: it failed, as the shell's would (126, 127)
             if pipes:
                 os.close(out_r)
@@ -251,7 +258,6 @@ class Runner:
             heapq.heappush(self._free_slots, job.slot)
             self._finish(job)
             return
-        self._running[job.pid] = job
         if pipes:
             for fd, is_out in ((out_r, True), (err_r, False)):
                 os.set_blocking(fd, False)
