@@ -913,3 +913,27 @@ def test_an_ending_signal_while_a_job_starts_is_raised_once_the_job_is_listed() 
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_a_jobs_runtime_in_the_log_is_its_own_not_its_wait_for_its_turn(tmp_path: Path) -> None:
+    """With --keep-order a job's line is written in its turn; its JobRuntime was read then,
+    and held the wait for the jobs before it (job 2: 2.0 s, its own 0.1 s; GNU parallel's
+    is its own)."""
+    command = "if [ {} = 1 ]; then until [ -e two ]; do sleep 0.01; done; sleep 0.5; fi; touch two"
+    ran = plait_run("-j2", "-k", "--joblog", "log", command, ":::", "1", "2", cwd=tmp_path)
+    assert ran.status == 0, ran
+    lines = [line.split("\t") for line in (tmp_path / "log").read_text().splitlines()[1:]]
+    runtime = {int(columns[0]): float(columns[3]) for columns in lines}
+    assert runtime[2] + 0.4 < runtime[1], runtime  # (job 1 ran 0.5 s past job 2's end)
+
+
+@needs_gnu
+def test_a_dry_run_writes_no_job_log_as_gnu_parallel_does(tmp_path: Path) -> None:
+    """It emptied an existing log (a real one, lost) and wrote a header to ``--joblog -``."""
+    for who, run in (("ours", plait_run), ("theirs", gnu_parallel)):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "log").write_text("kept\n")
+        to_file = run("--dry-run", "--joblog", "log", "echo", ":::", "a", cwd=tmp_path / who)
+        to_out = run("--dry-run", "--joblog", "-", "echo", ":::", "a", cwd=tmp_path / who)
+        assert (to_file.out, to_out.out) == ("echo a\n", "echo a\n"), who
+        assert (tmp_path / who / "log").read_text() == "kept\n", who

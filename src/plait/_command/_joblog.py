@@ -1,11 +1,11 @@
 """``--joblog``: a line per finished job in GNU parallel's nine tab-separated columns, written
-(and flushed) as each job ends, so that a ``plait run`` killed outright loses no finished job
-from it; ``--resume`` and ``--resume-failed`` read it back to skip what ran."""
+(and flushed) as the job's output is (with ``--keep-order``, in the jobs' order), so that a
+``plait run`` killed outright loses no job it wrote; ``--resume`` and ``--resume-failed`` read
+it back to skip what ran."""
 
 from __future__ import annotations
 
 import os
-import time
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
@@ -30,18 +30,27 @@ class JobLog:
             stdout.write(HEADER.encode())
             stdout.flush()
             return cls(stdout, frozenset(), None)
-        skip: frozenset[int] = frozenset()
+        skip = cls.skipped(options)
         resuming = options.resume or options.resume_failed
-        if resuming and os.path.exists(path):
-            skip = _finished(path, succeeded_only=options.resume_failed)
         stream = open(path, "ab" if resuming else "wb")  # noqa: SIM115 (closed by close())
         if stream.tell() == 0:
             stream.write(HEADER.encode())
             stream.flush()
         return cls(stream, skip, stream)
 
+    @staticmethod
+    def skipped(options: RunOptions) -> frozenset[int]:
+        """The jobs (by number) that ``--resume`` (``--resume-failed``) skips: those the log
+        says ran (succeeded)."""
+        path = options.joblog
+        if path is None or path == "-" or not (options.resume or options.resume_failed):
+            return frozenset()
+        if not os.path.exists(path):
+            return frozenset()
+        return _finished(path, succeeded_only=options.resume_failed)
+
     def write(self, job: Job) -> None:
-        runtime = max(0.0, time.monotonic() - job.began)
+        runtime = job.runtime
         command = job.command.replace("\n", " ")
         line = (
             f"{job.seq}\t:\t{job.started:.3f}\t{runtime:10.3f}\t0\t{job.received}\t"

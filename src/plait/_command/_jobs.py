@@ -64,6 +64,7 @@ class Job:
     signal: int = 0
     ended: bool = False
     killing: float = 0.0  # when SIGKILL follows the SIGTERM sent (0: none sent)
+    runtime: float = 0.0  # seconds from its start to its end, for the job log
     timed_out: bool = False
     halted: bool = False  # ended by --halt now
 
@@ -109,8 +110,14 @@ class Runner:
         self._shell_defines = _defined_at_start(self._shell)
         self._environment = dict(os.environb)  # each job's, with its number and slot added
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # each job's stdin
-        self._log = JobLog.open(options, binary(sys.stdout)) if options.joblog else None
-        self._skip = self._log.skip if self._log else frozenset()
+        # (A dry run, as GNU parallel's, writes no log: an old one is neither emptied nor added
+        # to. With --resume it skips what that log says ran.)
+        self._log = (
+            JobLog.open(options, binary(sys.stdout))
+            if options.joblog and not options.dry_run
+            else None
+        )
+        self._skip = self._log.skip if self._log else JobLog.skipped(options)
         self._stdout = binary(sys.stdout)  # (nowhere if plait was started with it closed)
         self._stderr = binary(sys.stderr)
         self._bar: Any = None
@@ -492,6 +499,7 @@ class Runner:
     # -- its end: retries, output, the log, --halt -------------------------------------------
 
     def _finish(self, job: Job) -> None:
+        job.runtime = max(0.0, time.monotonic() - job.began)  # (logged when its output is)
         if job.halted:
             # As GNU parallel: a job --halt now ended writes neither its output nor a log line
             # (so --resume runs it again: it never ended by itself).
