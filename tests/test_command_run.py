@@ -82,6 +82,7 @@ def test_every_replacement_string_on_tricky_inputs() -> None:
 def test_dry_run_quotes_each_input_as_gnu_parallel_does() -> None:
     same("--dry-run", "-j1", "echo", ":::", *TRICKY)
     same("--dry-run", "-j1", "echo {} x{}y", ":::", *TRICKY)
+    same("--dry-run", "-j1", "--tag", "echo", ":::", *TRICKY)  # (each line tagged)
 
 
 @needs_gnu
@@ -937,3 +938,18 @@ def test_a_dry_run_writes_no_job_log_as_gnu_parallel_does(tmp_path: Path) -> Non
         to_out = run("--dry-run", "--joblog", "-", "echo", ":::", "a", cwd=tmp_path / who)
         assert (to_file.out, to_out.out) == ("echo a\n", "echo a\n"), who
         assert (tmp_path / who / "log").read_text() == "kept\n", who
+
+
+def test_an_input_that_cannot_be_read_midway_is_a_clear_error() -> None:
+    """A read that fails (a device: EIO) was a Python traceback, exit status 1."""
+    ran = plait_run("echo", "::::", "/proc/self/mem")
+    assert ran.status == 255
+    assert ran.err == "plait run: cannot read /proc/self/mem: Input/output error\n"
+
+
+def test_jobs_given_as_minus_n_after_a_space_is_a_value_and_minus_0_an_option() -> None:
+    """`-j -1` (a core less) was refused: argparse took -1 for an option, as -0 is one."""
+    ran = plait_run("-k", "-j", "-1", "echo", ":::", "a", "-2")
+    assert (ran.out, ran.status) == ("a\n-2\n", 0), ran
+    ran = plait_run("-0", "-k", "echo", stdin="x y\0z\0")
+    assert (ran.out, ran.status) == ("x y\nz\n", 0), ran

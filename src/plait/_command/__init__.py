@@ -17,7 +17,8 @@ import sys
 
 from . import _signals
 from ._map import add_map_command, map_command
-from ._options import CommandParser, UsageError, build_parser, read
+from ._options import CommandParser, build_parser, read
+from ._usage import UsageError
 
 __all__ = ["CommandParser", "add_map_command", "add_run_command", "map_command", "run_command"]
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Generic, TypeVar
 
+from ._usage import UsageError
+
 T = TypeVar("T")
 
 
@@ -51,15 +53,20 @@ def _values(source: Source, separator: bytes) -> Iterator[str]:
         yield from source.values
         return
     assert source.path is not None
-    if source.path == "-":
-        if sys.stdin is not None:  # (None: plait was started with its stdin closed)
-            # (A reader of its own, not sys.stdin's: a thread may wait in it for a line while
-            # plait exits, and Python's exit closes sys.stdin, which would then wait too.)
-            with open(sys.stdin.fileno(), "rb", closefd=False) as stream:
-                yield from records(stream, separator)
-        return
-    with open(source.path, "rb") as stream:
-        yield from records(stream, separator)
+    try:
+        if source.path == "-":
+            if sys.stdin is not None:  # (None: plait was started with its stdin closed)
+                # (A reader of its own, not sys.stdin's: a thread may wait in it for a line
+                # while plait exits, and Python's exit closes sys.stdin, which would then wait
+                # too.)
+                with open(sys.stdin.fileno(), "rb", closefd=False) as stream:
+                    yield from records(stream, separator)
+            return
+        with open(source.path, "rb") as stream:
+            yield from records(stream, separator)
+    except OSError as error:  # (a read that fails midway: the device, a directory)
+        name = "standard input" if source.path == "-" else source.path
+        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
 
 
 # What GNU parallel's --trim takes away: Perl's \s on bytes, ASCII white space only (not

@@ -36,9 +36,10 @@ from .._waits import cut
 from . import _signals
 from ._inputs import ReadOnAThread, may_wait
 from ._joblog import JobLog
-from ._options import Halt, RunOptions, UsageError
+from ._options import Halt, RunOptions
 from ._streams import binary
 from ._template import Template
+from ._usage import UsageError
 
 TERM_GRACE = 0.2  # seconds between SIGTERM and SIGKILL to a job's process group
 READ_SIZE = 65536
@@ -185,8 +186,10 @@ class Runner:
                 continue
             command = self.template.render(args, seq, self._free_slots[0])
             job = Job(seq, args, command)
-            if self.options.dry_run:
-                self._stdout.write(command.encode(errors="surrogateescape") + b"\n")
+            if self.options.dry_run:  # (tagged with --tag, as GNU parallel's)
+                self._stdout.write(
+                    self._tagged(job, command.encode(errors="surrogateescape") + b"\n")
+                )
                 self._done_without_running(seq)
                 continue
             self._spawn(job)

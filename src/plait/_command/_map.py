@@ -27,7 +27,8 @@ from typing import Any
 
 from . import _streams
 from ._inputs import arguments
-from ._options import MARKERS, CommandParser, UsageError, _sources, check_readable
+from ._options import MARKERS, CommandParser, _sources, check_readable
+from ._usage import UsageError
 
 DESCRIPTION = """\
 Call MODULE:FUNCTION once per input through plait.map (threads or processes, as wide as pays:

@@ -15,13 +15,10 @@ from typing import NoReturn
 
 from .._cores import usable_cores
 from ._inputs import Source
+from ._usage import UsageError
 
 MARKERS = (":::", ":::+", "::::", "::::+")
 UNLIMITED_JOBS = 256  # what -j 0 ("as many as possible") means
-
-
-class UsageError(Exception):
-    """A command line ``plait run`` cannot run: exit status 255, as GNU parallel's."""
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -148,6 +145,10 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add("command", nargs=argparse.REMAINDER,
         help="the command, then its inputs: ::: ARGS, :::: FILES (:::+ and ::::+ link to the "
         "source before); none: lines of stdin")  # fmt: skip
+    # An option that looks like a negative number (-0) makes argparse take every negative
+    # number for an option: `-j -1` (GNU parallel's "a core less") was "expected one
+    # argument". Told there is none, argparse still knows -0 by its name, and -1 is a value.
+    parser._has_negative_number_optionals.clear()
     return parser
 
 
