@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from plait._command import _signals
+from plait._command._inputs import perl_pattern
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -953,3 +954,17 @@ def test_jobs_given_as_minus_n_after_a_space_is_a_value_and_minus_0_an_option() 
     assert (ran.out, ran.status) == ("a\n-2\n", 0), ran
     ran = plait_run("-0", "-k", "echo", stdin="x y\0z\0")
     assert (ran.out, ran.status) == ("x y\nz\n", 0), ran
+
+
+@needs_gnu
+@pytest.mark.parametrize(
+    "pattern", [",", "|", ",?", "a*", r"\s+", "[[:space:]]+", "[[:digit:][:punct:]]", "(,)", r"\d"]
+)
+def test_colsep_is_read_as_gnu_parallels_perl_reads_it(pattern: str) -> None:
+    """As a Python regular expression, `\\s` split at a no-break space and \\x1f, `\\d` at
+    Arabic-Indic digits, `[[:space:]]` was the characters ":space" (with a warning), and a
+    pattern that matches nothing at the start made an empty first column."""
+    inputs = ["x,y,", ",b c", "a|b,", "x\x1fy z", "p:q 7"]
+    if not perl_pattern(pattern).match(b""):  # (one that matches nothing splits every byte)
+        inputs += ["a\u00a0b c", "1\u0663 2"]
+    same("-k", "--colsep", pattern, "echo", "[{1}][{2}][{3}][{4}][{5}]", ":::", *inputs)

@@ -16,7 +16,7 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Generic, TypeVar
 
@@ -94,15 +94,64 @@ def arguments(
             groups.append([source])
     streams = [_linked(group, separator) for group in groups]
     rest = [list(stream) for stream in streams[1:]]  # (read once: they repeat)
-    split = re.compile(colsep) if colsep is not None else None
+    split = columns(colsep) if colsep is not None else None
     for first in streams[0]:
         for others in itertools.product(*rest):
             values = tuple(itertools.chain(first, *others))
             if split is not None:
-                values = tuple(column for value in values for column in split.split(value))
+                values = tuple(column for value in values for column in split(value))
             if trim != "n":
                 values = tuple(_trimmed(value, trim) for value in values)
             yield values
+
+
+# The POSIX classes of a bracket expression (``[[:space:]]+``), which Perl's regular expressions
+# know and Python's do not (it read ``[:space:]`` as the characters ":space", with a warning).
+POSIX_CLASSES = {
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "a-zA-Z0-9",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": r" \t\n\r\f\v",
+    "blank": r" \t",
+    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+    "xdigit": "0-9A-Fa-f",
+    "word": "a-zA-Z0-9_",
+    "cntrl": r"\x00-\x1f\x7f",
+    "print": r"\x20-\x7e",
+    "graph": r"\x21-\x7e",
+}
+
+
+def perl_pattern(colsep: str) -> re.Pattern[bytes]:
+    """``--colsep`` read as GNU parallel's Perl reads it, on bytes: ``\\s``, ``\\d`` and
+    ``\\w`` are ASCII only (not a no-break space, nor Arabic-Indic digits), and the POSIX
+    classes are known. Raises ``re.error``."""
+    pattern = re.sub(r"\[:(\w+):\]", lambda match: POSIX_CLASSES.get(match[1], match[0]), colsep)
+    return re.compile(pattern.encode(errors="surrogateescape"))
+
+
+def columns(colsep: str) -> Callable[[str], list[str]]:
+    """A value's columns, split as Perl's ``split`` does: its groups' text kept between them,
+    and no empty match where the last match ended (at the start, no empty first column)."""
+    pattern = perl_pattern(colsep)
+
+    def split(value: str) -> list[str]:
+        data = value.encode(errors="surrogateescape")
+        fields: list[bytes] = []
+        start = 0
+        for match in pattern.finditer(data):
+            begin, end = match.span()
+            if begin == end and (begin == start or end == len(data)):
+                continue
+            fields.append(data[start:begin])
+            fields.extend(group or b"" for group in match.groups())
+            start = end
+        fields.append(data[start:])
+        return [field.decode(errors="surrogateescape") for field in fields]
+
+    return split
 
 
 def _trimmed(value: str, trim: str) -> str:

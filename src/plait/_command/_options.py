@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from .._cores import usable_cores
-from ._inputs import Source
+from ._inputs import Source, perl_pattern
 from ._usage import UsageError
 
 MARKERS = (":::", ":::+", "::::", "::::+")
@@ -279,7 +279,7 @@ def _colsep(given: str | None) -> str | None:
     if given is None:
         return None
     try:
-        re.compile(given)
+        perl_pattern(given)
     except re.error as error:
         raise UsageError(f"--colsep {given!r}: not a regular expression ({error})") from None
     return given
