@@ -832,6 +832,8 @@ def test_bad_command_lines_exit_255_and_say_the_fix() -> None:
         (["-j", "lots", "echo"], "-j lots: give N"),
         (["--halt", "sometimes", "echo"], "--halt sometimes: give"),
         (["--timeout", "10%", "echo"], "--timeout 10%: give seconds"),
+        (["--timeout", "-1", "echo"], "--timeout -1: give a number of seconds (0: none)"),
+        (["-j", "1.5", "echo"], "-j 1.5: give a whole number of jobs"),
         (["--resume", "echo"], "--resume needs --joblog"),
         (["--colsep", "(", "echo"], "not a regular expression"),
         (["--trim", "both", "echo"], "invalid choice: 'both'"),
@@ -968,3 +970,21 @@ def test_colsep_is_read_as_gnu_parallels_perl_reads_it(pattern: str) -> None:
     if not perl_pattern(pattern).match(b""):  # (one that matches nothing splits every byte)
         inputs += ["a\u00a0b c", "1\u0663 2"]
     same("-k", "--colsep", pattern, "echo", "[{1}][{2}][{3}][{4}][{5}]", ":::", *inputs)
+
+
+@needs_gnu
+def test_a_timeout_of_0_is_none_and_a_share_of_the_cores_may_be_a_fraction() -> None:
+    same("-k", "--timeout", "0", "echo", ":::", "a", "b")
+    same("-k", "-j", "1.5%", "echo", ":::", "a", "b")
+
+
+@needs_gnu
+def test_time_is_the_shells_keyword_under_bash_not_usr_bin_time() -> None:
+    """bash runs `time` itself (a keyword): started as a program, it was /usr/bin/time."""
+    env = {**ENV, "PARALLEL_SHELL": "/bin/bash"}
+    ours = subprocess.run(
+        [sys.executable, "-m", "plait", "run", "time", "true", ":::", "a"],
+        capture_output=True, text=True, env=env, timeout=50,
+    )  # fmt: skip
+    assert ours.returncode == 0, ours
+    assert "real" in ours.stderr, ours  # (bash's: real, user, sys; /usr/bin/time's: elapsed)

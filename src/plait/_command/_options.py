@@ -230,6 +230,8 @@ def jobs(given: str | None) -> int:
     if match is None:
         raise UsageError(f"-j {given}: give N, N%, +N or -N (for example -j 4 or -j 50%)")
     sign, number, percent = match.groups()
+    if "." in number and not percent:  # (as GNU parallel's: a share of the cores is N%)
+        raise UsageError(f"-j {given}: give a whole number of jobs (or N% of the cores)")
     value = float(number)
     if percent:
         count = math.floor(cores * value / 100)
@@ -270,8 +272,10 @@ def _timeout(given: str | None) -> float | None:
             f"--timeout {given}: give seconds (a share of the median run time, GNU parallel's "
             "N%, is not supported)"
         ) from None
+    if seconds == 0:
+        return None  # (as GNU parallel's: no timeout)
     if not seconds > 0:
-        raise UsageError(f"--timeout {given}: give a number of seconds above 0")
+        raise UsageError(f"--timeout {given}: give a number of seconds (0: none)")
     return seconds
 
 

@@ -110,4 +110,6 @@ _SHELL_OWN = frozenset([
     "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd", "read", "readonly",
     "return", "set", "shift", "test", "then", "times", "trap", "type", "ulimit", "umask",
     "unalias", "unset", "until", "wait", "while",
+    # bash's (and zsh's) keywords and builtins that are also programs: `time` is /usr/bin/time
+    "time", "[[", "function", "select", "coproc", "declare", "typeset", "let", "source",
 ])  # fmt: skip
