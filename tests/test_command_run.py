@@ -988,3 +988,21 @@ def test_time_is_the_shells_keyword_under_bash_not_usr_bin_time() -> None:
     )  # fmt: skip
     assert ours.returncode == 0, ours
     assert "real" in ours.stderr, ours  # (bash's: real, user, sys; /usr/bin/time's: elapsed)
+
+
+@needs_gnu
+def test_an_empty_source_among_others_is_one_empty_value_as_gnu_parallels(
+    tmp_path: Path,
+) -> None:
+    """It made no job at all: `::: a b :::` ran nothing (GNU parallel: a and b)."""
+    (tmp_path / "empty").write_text("")
+    for args in (
+        [":::", ":::", "a", "b"],
+        [":::", "a", "b", ":::"],
+        ["::::", "empty", ":::", "a", "b"],
+        [":::", "a", "b", ":::", ":::", "c"],
+        [":::", "a", "b", ":::+"],
+        [":::", "a", "b", ":::+", "x", ":::"],
+        ["::::", "empty"],  # (alone: no job)
+    ):
+        same("-k", "echo", "[{1}][{2}][{3}]", *args, cwd=tmp_path)

@@ -92,7 +92,8 @@ def arguments(
             groups[-1].append(source)
         else:
             groups.append([source])
-    streams = [_linked(group, separator) for group in groups]
+    several = len(sources) > 1
+    streams = [_linked(group, separator, several) for group in groups]
     rest = [list(stream) for stream in streams[1:]]  # (read once: they repeat)
     split = columns(colsep) if colsep is not None else None
     for first in streams[0]:
@@ -162,9 +163,21 @@ def _trimmed(value: str, trim: str) -> str:
     return value
 
 
-def _linked(group: list[Source], separator: bytes) -> Iterable[tuple[str, ...]]:
-    """The values of linked sources, paired (as many as the shortest has)."""
-    return zip(*(_values(source, separator) for source in group), strict=False)
+def _linked(group: list[Source], separator: bytes, several: bool) -> Iterable[tuple[str, ...]]:
+    """The values of linked sources, paired (as many as the shortest has). Among ``several``
+    sources, one that is empty has one empty value, as GNU parallel's (``::: a b :::`` runs
+    a and b, with an empty second value; alone, it runs nothing)."""
+    values = (_values(source, separator) for source in group)
+    return zip(*(map(_or_one_empty, values) if several else values), strict=False)
+
+
+def _or_one_empty(values: Iterator[str]) -> Iterator[str]:
+    empty = True
+    for value in values:
+        empty = False
+        yield value
+    if empty:
+        yield ""
 
 
 def may_wait(sources: list[Source]) -> bool:
