@@ -1006,3 +1006,9 @@ def test_an_empty_source_among_others_is_one_empty_value_as_gnu_parallels(
         ["::::", "empty"],  # (alone: no job)
     ):
         same("-k", "echo", "[{1}][{2}][{3}]", *args, cwd=tmp_path)
+
+
+@needs_gnu
+def test_a_dry_run_halts_now_where_gnu_parallels_does() -> None:
+    for halt in ("now,done=1", "now,success=2", "now,fail=1"):
+        same("-k", "--dry-run", "--halt", halt, "echo", ":::", "a", "b", "c")

@@ -191,6 +191,8 @@ class Runner:
                     self._tagged(job, command.encode(errors="surrogateescape") + b"\n")
                 )
                 self._done_without_running(seq)
+                self._succeeded += 1  # (as GNU parallel's: --halt done=/success= counts it)
+                self._check_halt(job)
                 continue
             self._spawn(job)
 
