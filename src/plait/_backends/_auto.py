@@ -633,14 +633,27 @@ class AutoBackend:
             self.workers = self._threads.workers
 
     def _hand_on(self, route: _Route, tasks: list[Task]) -> None:
-        """Send the tasks that waited during the probe where the plan says; settled inline, to
-        threads. (The inline worker is the thread that reads the map's results: run here, in
-        the probe's thread, those batches set up its worker_state(), initializer and all, in
-        a thread its later items never ran in, and raced it.)"""
+        """Send the tasks that waited during the probe where the plan says. Settled inline,
+        they run here, in the probe's thread that made the plan, one after another, as the
+        thread worker it is (``ThreadBackend.run_here``): not as the inline worker, which is
+        the thread that reads the map's results (set up here, its worker_state() and
+        initializer were in a thread its later items never ran in, and raced them). A
+        shutdown does not wait for them (with wait=True, it waits for this thread), and one
+        that drops what has not started drops them."""
+        if route.target is self._inline:
+            with self._lock:
+                self._sent(len(tasks))
+                self._idle.notify_all()
+            for task in tasks:
+                if self._dropping:
+                    task.discard(task)
+                else:
+                    self._threads.run_here(task)
+            return
         try:
             for task in tasks:
                 try:
-                    self._send(route, task, here=False)
+                    self._send(route, task)
                 except PoolClosed:
                     task.discard(task)
         finally:
@@ -648,15 +661,15 @@ class AutoBackend:
                 self._sent(len(tasks))
                 self._idle.notify_all()
 
-    def _send(self, route: _Route, task: Task, *, here: bool = True) -> None:
+    def _send(self, route: _Route, task: Task) -> None:
         """Submit ``task`` where its route's plan says; with an adaptive width, its run is
-        measured. Inline, it runs in this thread, if ``here`` and the task may run in the
-        thread that submits it (``Task.elsewhere``); else on threads."""
+        measured. Inline, it runs in this thread, unless it may not run in the thread that
+        submits it (``Task.elsewhere``: then on threads)."""
         target, width, settled = route.target, route.width, route.settled
         if target is None:  # measuring again since the caller looked: the task joins the probe
             self._enqueue(task)
             return
-        if target is self._inline and (task.elsewhere or not here):
+        if target is self._inline and task.elsewhere:
             target = self._threads
         if width is not None or route.settled <= REDECIDE:
             start, finish = task.start, task.finish

@@ -77,6 +77,8 @@ class ThreadBackend(Unprobed):
         # Threads in their task's finish callback, and those of them that queued their own next
         # task there (``submit_next``).
         self._finishing: set[threading.Thread] = set()
+        # Each thread's initializer error, if it failed (see run_here: kept for its life).
+        self._init_errors: dict[threading.Thread, BaseException | None] = {}
         self._handed_on: set[threading.Thread] = set()
 
     def resize(self, workers: int) -> None:
@@ -199,7 +201,7 @@ class ThreadBackend(Unprobed):
         if spawn:
             with self._cond:
                 self._spawn()
-        init_error = start_worker(self.spec)
+        init_error = self._init_errors[me] = start_worker(self.spec)
         if free:
             self._free.put(True)
         try:
@@ -222,9 +224,34 @@ class ThreadBackend(Unprobed):
                     return  # the pool shut down while this thread was parked
                 self._free.put(True)
         finally:
+            self._init_errors.pop(me, None)
             with self._cond:
                 self._live.discard(me)
                 self._cond.notify_all()
+
+    def run_here(self, task: Task) -> None:
+        """Run ``task`` now, in this thread, as the worker it is: from one of this pool's
+        threads as it finishes its task (auto hands on the batches that waited for a plan to
+        run inline: the probe's thread that made it runs them, one after another, and no
+        other thread is woken or started for them, 0.3 ms each). Anywhere else, ``submit``."""
+        me = threading.current_thread()
+        if me not in self._finishing:
+            self.submit(task)
+            return
+        if not task.start():
+            return
+        job, init_error = task.job, self._init_errors.get(me)
+        set_current_token(task.token)
+        try:
+            outcome = (
+                execute(job.fn, job.kind, task.items, job.retry, measure=job.measure)
+                if init_error is None
+                else failed(len(task.items), init_error, ran=False, owner_loads=task.owner_loads)
+            )
+        finally:
+            set_current_token(None)
+        outcome.where = _where(me)
+        task.finish(task, outcome)
 
     def _park(self, me: threading.Thread) -> bool:
         """Park while more threads take work than the pool may run (a resize narrowed it, or
