@@ -129,8 +129,8 @@ def tiny_plan(measured: Measured, *, can_inline: bool, alone: bool) -> Plan | No
         return Plan(
             "thread",
             1,
-            f"{per_item} an item, too little to hand to several workers; one thread, "
-            "which task_timeout can abandon",
+            f"{per_item} an item, too little to hand to several workers; one thread, not "
+            "yours: task_timeout (or timeout) needs a worker it can give up on",
         )
     return Plan(
         "inline",
