@@ -22,6 +22,7 @@ by the same window.
 from __future__ import annotations
 
 import reprlib
+import sys
 import threading
 import time
 from collections import deque
@@ -312,7 +313,8 @@ class MapWindow(Generic[B]):
         """A batch ended (from whichever thread saw it: the driver holds its lock). True if a
         batch is now ready to hand out: one ending ahead of its turn gives the reader nothing."""
         if outcome.measured:
-            self._sizer.observe(len(batch.items), outcome.elapsed, outcome.sent_bytes)
+            held = outcome.sent_bytes or _held_bytes(batch.items)
+            self._sizer.observe(len(batch.items), outcome.elapsed, held)
         if self._ordered:
             self._ready[batch.seq] = (batch, outcome)
             return batch.seq == self._next_to_yield
@@ -377,6 +379,19 @@ class MapWindow(Generic[B]):
             if self._raise or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise exc
             yield exc
+
+
+def _held_bytes(items: Sequence[Any]) -> int:
+    """About what a batch's items take in memory, as ``sys.getsizeof`` sees its first (a
+    buffer's bytes, a container's shell): so that quick work on large items (``len`` of
+    100 KB chunks) does not grow batches of thousands of them, held at once (224 MB for what
+    the builtin ``map`` holds in 8). A process map measures what it sent instead."""
+    if not items or not isinstance(items, list | tuple | range):  # (no pickles unpickled)
+        return 0
+    try:
+        return sys.getsizeof(items[0]) * len(items)
+    except Exception:  # (a __sizeof__ of the user's that fails: the item is not counted)
+        return 0
 
 
 # The iterators of what is in memory already: taking an item from one never waits.
