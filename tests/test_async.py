@@ -273,3 +273,24 @@ def test_amap_of_an_async_def_raising_stop_async_iteration_is_as_on_threads() ->
         assert isinstance(returned[2], RuntimeError)
 
     asyncio.run(main())
+
+
+def test_an_amap_left_unclosed_as_asyncio_run_ends_leaves_no_fetch_thread() -> None:
+    """Dropped after a break as the loop ends, the amap's async generator is closed by a
+    GeneratorExit that interrupted its last await, on 3.11: its fetch thread was left waiting
+    for good."""
+
+    def slow_double(x: int) -> int:
+        time.sleep(0.001)
+        return 2 * x
+
+    async def main() -> None:
+        async for value in plait.amap(slow_double, range(100)):
+            if value == 6:
+                break  # (not closed: asyncio.run's shutdown closes it)
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 10
+    while any(t.name == "plait-amap-fetch" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the fetch thread is still there"
+        time.sleep(0.01)

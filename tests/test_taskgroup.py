@@ -383,3 +383,45 @@ def test_a_sibling_cancelled_for_a_failure_and_re_raised_by_the_block_keeps_the_
         other = group.submit(sleep_until_told)
         other.result()
     assert caught.value.exceptions == (error,)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_failure_a_sibling_waited_on_is_in_the_group_once() -> None:
+    """A task that waits on a failed sibling (``handle.result()``) raises the sibling's error:
+    it was counted twice, "2 task(s) failed", one object twice in the group."""
+    failing = threading.Event()
+
+    def fail() -> None:
+        assert failing.wait(30)
+        raise Boom("once")
+
+    with pytest.raises(BaseExceptionGroup) as raised, plait.TaskGroup() as group:
+        first = group.submit(fail)
+        group.submit(first.result)
+        failing.set()
+    assert [type(error) for error in raised.value.exceptions] == [Boom]
+    assert "1 task(s) failed" in str(raised.value)
+
+
+def test_a_task_submits_to_its_group_after_the_body_has_ended() -> None:
+    """The group still waits for the task, so what it submits is waited for too: it was
+    refused ("use it inside the group's `with` block") once the body had ended."""
+    box: list[plait.TaskGroup] = []
+
+    def parent() -> int:
+        group = box[0]
+        deadline = time.monotonic() + 30
+        while not group._exited:  # (the body has ended: the group waits for us)
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        return group.submit(lambda: 41).result() + 1
+
+    with plait.TaskGroup() as group:
+        box.append(group)
+        handle = group.submit(parent)
+    assert handle.result() == 42
+    with pytest.raises(RuntimeError, match="inside the group's `with` block, or in one of its"):
+        group.submit(lambda: 0)  # (from outside, once the block ended: refused)

@@ -190,23 +190,28 @@ async def _from_blocking(
                 return
             yield result
     finally:
-        if fetch is not None and not fetch.done():  # cancelled while a fetch was under way
-            reading = results.abort()
-            bridge.cancel()  # (the fetch may be reading an async input, on this loop)
-            if not reading or bridge.pending:
-                await asyncio.wait([fetch])  # (it ends at once: Cancelled)
-                if not fetch.cancelled():
-                    fetch.exception()  # of no interest now (asyncio would report it, unretrieved)
-                await off_loop(results.close)
+        # (The fetcher's thread ends whatever happens to the awaits below: a generator dropped
+        # as asyncio.run ends is closed by a GeneratorExit that interrupts them, on 3.11.)
+        try:
+            if fetch is not None and not fetch.done():  # cancelled while a fetch was under way
+                reading = results.abort()
+                bridge.cancel()  # (the fetch may be reading an async input, on this loop)
+                if not reading or bridge.pending:
+                    await asyncio.wait([fetch])  # (it ends at once: Cancelled)
+                    if not fetch.cancelled():
+                        fetch.exception()  # of no interest now (asyncio would report it)
+                    await off_loop(results.close)
+                else:
+                    # It is in a read of the input, which may wait for good: not waited for.
+                    # The map is closed from here (closing its generator, running in that
+                    # thread, would raise); that thread's next() ends with Cancelled once the
+                    # read does.
+                    fetch.cancel()
+                    await off_loop(results._run.close)
             else:
-                # It is in a read of the input, which may wait for good: not waited for. The
-                # map is closed from here (closing its generator, running in that thread,
-                # would raise); that thread's next() ends with Cancelled once the read does.
-                fetch.cancel()
-                await off_loop(results._run.close)
-        else:
-            await off_loop(results.close)
-        fetcher.close()
+                await off_loop(results.close)
+        finally:
+            fetcher.close()
 
 
 async def _coroutines(

@@ -46,6 +46,10 @@ class CancelToken:
         self._callbacks: list[Callable[[], object]] | None = None
 
     @property
+    def parent(self) -> CancelToken | None:
+        return self._parent
+
+    @property
     def cancelled(self) -> bool:
         token: CancelToken | None = self
         while token is not None:

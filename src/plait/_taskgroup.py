@@ -209,8 +209,10 @@ class TaskGroup:
         def`` function runs on the caller's event loop in ``async with``, and on an event loop
         thread of the group's in ``with``."""
         check.check_fn(fn, "TaskGroup.submit")
-        if not self._entered or self._exited:
-            raise RuntimeError("TaskGroup.submit: use it inside the group's `with` block")
+        if not self._entered or (self._exited and not self._in_a_task()):
+            raise RuntimeError(
+                "TaskGroup.submit: use it inside the group's `with` block, or in one of its tasks"
+            )
         handle: TaskHandle[Any] = TaskHandle(self, CancelToken(self._token))
         self._handles.append(handle)  # list.append is atomic; _wait_all reads under _cond
         if self._loop is not None and check.is_async(fn):
@@ -230,6 +232,17 @@ class TaskGroup:
             token=handle._token,
         )
         return handle
+
+    def _in_a_task(self) -> bool:
+        """Whether the caller is one of the group's tasks (or runs inside one): the group waits
+        for it, so what it submits is waited for too, even once the block's body has ended.
+        (By its token: a task's is a child of the group's.)"""
+        token = current_token()
+        while token is not None:
+            if token is self._token:
+                return True
+            token = token.parent
+        return False
 
     def _engine_for(self, fn: Callable[..., Any]) -> Engine:
         if not check.is_async(fn):
@@ -278,6 +291,8 @@ class TaskGroup:
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
+            if any(error is failure for failure in self._failures):
+                return  # a task that waited on a failed sibling raised its error: one failure
             self._failures.append(error)
             first = len(self._failures) == 1
         if first:
