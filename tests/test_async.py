@@ -294,3 +294,28 @@ def test_an_amap_left_unclosed_as_asyncio_run_ends_leaves_no_fetch_thread() -> N
     while any(t.name == "plait-amap-fetch" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the fetch thread is still there"
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_an_items_ctrl_c_reaches_the_amap_consumer_as_itself(error: type[BaseException]) -> None:
+    """A plain function's Ctrl-C (or SystemExit) was raised in a fetch task of its own, which
+    handed it to the event loop: the consumer got a CancelledError instead, after the results
+    before it."""
+
+    def fn(x: int) -> int:
+        if x == 3:
+            raise error(f"item {x}")
+        return x
+
+    async def main() -> tuple[list[int], BaseException | None]:
+        got: list[int] = []
+        try:
+            async for value in plait.amap(fn, range(8), backend="thread"):
+                got.append(value)  # noqa: PERF401 (what came before the error is kept)
+        except BaseException as exc:
+            return got, exc
+        return got, None
+
+    got, caught = asyncio.run(main())
+    assert got == [0, 1, 2]
+    assert type(caught) is error, repr(caught)

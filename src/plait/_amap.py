@@ -180,12 +180,16 @@ async def _from_blocking(
     # A thread of its own: waiting fetches must not hold the threads of the loop's default
     # executor, which asyncio.to_thread and getaddrinfo (every new connection) need.
     fetcher = ReaderThread(iter(results), name="plait-amap-fetch")
-    fetch: asyncio.Task[Any] | None = None
+    fetch: asyncio.Future[tuple[Any, BaseException | None]] | None = None
     try:
         while True:
-            fetch = asyncio.ensure_future(fetcher.read())
-            result = await _by_deadline(asyncio.shield(fetch), deadline)
+            # (A future, its error raised here: a task of its own raising an item's Ctrl-C or
+            # SystemExit handed it to the event loop, and the consumer got a CancelledError.)
+            fetch = fetcher.ask()
+            result, error = await _by_deadline(asyncio.shield(fetch), deadline)
             fetch = None
+            if error is not None:
+                raise error
             if result is END:
                 return
             yield result

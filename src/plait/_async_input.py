@@ -84,12 +84,14 @@ class ReaderThread:
         self._lock = threading.Lock()  # (between the check of a read's ask and _in_next)
 
     async def read(self) -> Any:
-        item, error = await self._ask()
+        item, error = await self.ask()
         if error is not None:
             raise error
         return item
 
-    def _ask(self) -> asyncio.Future[tuple[Any, BaseException | None]]:
+    def ask(self) -> asyncio.Future[tuple[Any, BaseException | None]]:
+        """The next read's outcome, (item, None) or (None, error), as a future: awaited where
+        the error is to be raised (a task of its own would hand a Ctrl-C to the loop)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
         if self._thread is None:
