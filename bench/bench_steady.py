@@ -62,7 +62,8 @@ def mapped(case: str, items: Iterator[int]) -> Iterable[int]:
         from mpire.pool import WorkerPool
 
         pool = WorkerPool(2, start_method="threading")
-        return pool.imap(double, items)
+        results: Iterable[int] = pool.imap(double, items)
+        return results
     raise ValueError(case)
 
 

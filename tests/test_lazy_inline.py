@@ -566,10 +566,9 @@ def test_a_base_exception_from_an_item_takes_its_place_or_is_raised_with_its_not
     out = list(results)
     assert results.plan.backend == "inline", str(results.plan)
     assert len(out) == N
-    assert isinstance(out[PAST_THE_PROBE], Halt)
-    assert f"plait: raised by item {PAST_THE_PROBE}: {PAST_THE_PROBE}" in (
-        out[PAST_THE_PROBE].__notes__
-    )
+    error = out[PAST_THE_PROBE]
+    assert isinstance(error, Halt)
+    assert f"plait: raised by item {PAST_THE_PROBE}: {PAST_THE_PROBE}" in error.__notes__
     assert out[PAST_THE_PROBE + 1 :] == list(range(PAST_THE_PROBE + 1, N))
     with pytest.raises(Halt) as raised:
         list(plait.map(halts_at, range(N)))
