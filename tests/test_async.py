@@ -319,3 +319,61 @@ def test_an_items_ctrl_c_reaches_the_amap_consumer_as_itself(error: type[BaseExc
     got, caught = asyncio.run(main())
     assert got == [0, 1, 2]
     assert type(caught) is error, repr(caught)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_an_async_items_ctrl_c_reaches_the_amap_consumer_as_itself(
+    error: type[BaseException],
+) -> None:
+    """An ``async def`` item's Ctrl-C (or SystemExit) left its asyncio task, which hands it to
+    the event loop at once: the consumer got a CancelledError, before the results that came
+    first. Now it is raised in the consumer's frame, in its item's place, as on a pool."""
+    release = asyncio.Event()
+
+    async def fn(x: int) -> int:
+        if x == 3:
+            release.set()  # (it ends before item 0: the order is the window's, not the clock's)
+            raise error(f"item {x}")
+        if x == 0:
+            await release.wait()
+        return x
+
+    async def main() -> tuple[list[int], BaseException | None]:
+        got: list[int] = []
+        try:
+            async for value in plait.amap(fn, range(8)):
+                got.append(value)  # noqa: PERF401 (what came before the error is kept)
+        except BaseException as exc:
+            return got, exc
+        return got, None
+
+    got, caught = asyncio.run(main())
+    assert got == [0, 1, 2]
+    assert type(caught) is error, repr(caught)
+    assert any("item 3" in note for note in getattr(caught, "__notes__", ())), caught
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_an_async_items_ctrl_c_on_the_event_loop_thread_ends_the_map_in_its_place(
+    error: type[BaseException],
+) -> None:
+    """``plait.map`` over an ``async def``: an item's Ctrl-C (or SystemExit) left its task and
+    ended the event loop's thread, and the map waited for good. Now it is raised in its item's
+    place, after the results before it, and the next map runs."""
+
+    async def fn(x: int) -> int:
+        if x == 3:
+            raise error(f"item {x}")
+        return x
+
+    got: list[int] = []
+    with pytest.raises(error) as caught:
+        for value in plait.map(fn, range(8)):
+            got.append(value)  # noqa: PERF402 (what came before the error is kept)
+    assert got == [0, 1, 2]
+    assert any("item 3" in note for note in getattr(caught.value, "__notes__", ()))
+    assert list(plait.map(fn, range(3))) == [0, 1, 2]
+    with plait.Pool("async") as pool:
+        with pytest.raises(error):
+            pool.submit(fn, 3).result(timeout=10)
+        assert pool.submit(fn, 1).result(timeout=10) == 1

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from . import _trace
 from . import _validate as check
 from ._api import resolve_backend
-from ._async_call import DEFAULT_ASYNC_WORKERS, run_item
+from ._async_call import DEFAULT_ASYNC_WORKERS, Ended, held, run_item
 from ._async_input import END, Buffer, Inputs, ReaderThread, bridged, is_async_iterable, off_loop
 from ._chunking import ChunkSizer
 from ._cores import check_environment
@@ -283,7 +283,7 @@ async def _coroutines(
                 traced = _trace.active or options.trace is not None
                 tally = [0] if traced else None
                 task = asyncio.ensure_future(
-                    run_item(job, taken.items[0], options.task_timeout, tally=tally)
+                    held(run_item(job, taken.items[0], options.task_timeout, tally=tally))
                 )
                 running[task] = taken
                 if tally is not None:
@@ -326,7 +326,10 @@ def _outcome(task: asyncio.Task[Any], closing: bool = False) -> Outcome:
         return Outcome([None], {0: Cancelled(reason, "the item")})
     error = task.exception()
     if error is None:
-        return Outcome([task.result()])
+        result = task.result()
+        if isinstance(result, Ended):
+            return Outcome([None], {0: result.error})
+        return Outcome([result])
     return Outcome([None], {0: task_error(error)})  # (a StopAsyncIteration: as on threads)
 
 

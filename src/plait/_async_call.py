@@ -8,13 +8,37 @@ A leaf shared by the async backend (which runs batches on a loop of its own) and
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import TaskTimeout
 from ._task import Job, call, note_attempts
 
 DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are the real limit
+
+R = TypeVar("R")
+
+
+class Ended:
+    """An item's Ctrl-C or SystemExit, held as its task's result (see ``held``)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: KeyboardInterrupt | SystemExit) -> None:
+        self.error = error
+
+
+async def held(item: Awaitable[R]) -> R | Ended:
+    """An item whose Ctrl-C or SystemExit stays with its task, as ``Ended``: asyncio hands
+    those, from a task, to the event loop at once. On the async backend's loop that ended its
+    thread, and the map waited for good; under ``plait.amap`` it ended ``asyncio.run`` beneath
+    the consumer (a CancelledError in its frame, before the results that came first). Held,
+    each is raised in the consumer's frame in its item's place, as an item's on a pool is."""
+    try:
+        return await item
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return Ended(exc)
 
 
 async def run_item(

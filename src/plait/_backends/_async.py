@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
-from .._async_call import DEFAULT_ASYNC_WORKERS, run_item
+from .._async_call import DEFAULT_ASYNC_WORKERS, Ended, held, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
 from .._plan import Plan
 from .._task import EVENT_LOOP, THIS_PROCESS, Job, Outcome, Task
@@ -108,7 +108,10 @@ class AsyncBackend(Unprobed):
         else:
             try:
                 results = await asyncio.gather(
-                    *(run_item(task.job, item, task.timeout, batch, tally) for item in task.items),
+                    *(
+                        held(run_item(task.job, item, task.timeout, batch, tally))
+                        for item in task.items
+                    ),
                     return_exceptions=True,
                 )
             except asyncio.CancelledError:  # the owner cancelled it: every item says so
@@ -117,11 +120,7 @@ class AsyncBackend(Unprobed):
             batch.began = task.start()
         if not batch.began:  # its owner gave up on it, or a shutdown dropped it
             return
-        errors = {
-            i: _cancelled(task) if isinstance(r, asyncio.CancelledError) else r
-            for i, r in enumerate(results)
-            if isinstance(r, BaseException)
-        }
+        errors = {i: e for i, r in enumerate(results) if (e := _error(r, task)) is not None}
         values = [None if i in errors else r for i, r in enumerate(results)]
         outcome = Outcome(values, errors, time.perf_counter() - started, began=started)
         outcome.where = (THIS_PROCESS, EVENT_LOOP)
@@ -184,6 +183,15 @@ def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> No
     ended it, and with it everything that ran there."""
     with suppress(RuntimeError):
         loop.call_soon_threadsafe(callback)
+
+
+def _error(result: Any, task: Task) -> BaseException | None:
+    """The error an item's result from ``gather`` stands for, if it stands for one."""
+    if isinstance(result, asyncio.CancelledError):
+        return _cancelled(task)
+    if isinstance(result, Ended):
+        return result.error
+    return result if isinstance(result, BaseException) else None
 
 
 def _cancelled(task: Task) -> Cancelled:
