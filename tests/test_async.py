@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterator
 from typing import Any
 
 import pytest
@@ -296,6 +296,19 @@ def test_an_amap_left_unclosed_as_asyncio_run_ends_leaves_no_fetch_thread() -> N
         time.sleep(0.01)
 
 
+async def _taken_until_error(
+    results: AsyncIterable[int],
+) -> tuple[list[int], BaseException | None]:
+    """The results taken before the map raised, and what it raised (None: it ended)."""
+    got: list[int] = []
+    try:
+        async for value in results:
+            got.append(value)  # noqa: PERF401 (what came before the error is kept)
+    except BaseException as exc:
+        return got, exc
+    return got, None
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
 def test_an_items_ctrl_c_reaches_the_amap_consumer_as_itself(error: type[BaseException]) -> None:
     """A plain function's Ctrl-C (or SystemExit) was raised in a fetch task of its own, which
@@ -308,13 +321,7 @@ def test_an_items_ctrl_c_reaches_the_amap_consumer_as_itself(error: type[BaseExc
         return x
 
     async def main() -> tuple[list[int], BaseException | None]:
-        got: list[int] = []
-        try:
-            async for value in plait.amap(fn, range(8), backend="thread"):
-                got.append(value)  # noqa: PERF401 (what came before the error is kept)
-        except BaseException as exc:
-            return got, exc
-        return got, None
+        return await _taken_until_error(plait.amap(fn, range(8), backend="thread"))
 
     got, caught = asyncio.run(main())
     assert got == [0, 1, 2]
@@ -339,13 +346,7 @@ def test_an_async_items_ctrl_c_reaches_the_amap_consumer_as_itself(
         return x
 
     async def main() -> tuple[list[int], BaseException | None]:
-        got: list[int] = []
-        try:
-            async for value in plait.amap(fn, range(8)):
-                got.append(value)  # noqa: PERF401 (what came before the error is kept)
-        except BaseException as exc:
-            return got, exc
-        return got, None
+        return await _taken_until_error(plait.amap(fn, range(8)))
 
     got, caught = asyncio.run(main())
     assert got == [0, 1, 2]
