@@ -3,7 +3,10 @@
 _options    the command line, read into RunOptions
 _inputs     the input sources, read lazily
 _template   each job's command line: replacement strings, shell quoting
-_jobs       the jobs: started, watched, their output written, --halt, Ctrl-C
+_jobs       the jobs: watched in one loop, retried, written in order, --halt, Ctrl-C
+_job        one job: its input, its process, its output so far, how it ended
+_spawn      starting a job's process: posix_spawn, its program or the shell
+_output     writing a job's output: whole, by lines, tagged
 _joblog     --joblog, --resume
 _streams    plait's own stdout and stderr, as bytes (nowhere if closed)
 """

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from ._jobs import Job
+    from ._job import Job
     from ._options import RunOptions
     from ._streams import Output
 

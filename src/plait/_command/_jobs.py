@@ -2,18 +2,17 @@
 (input that may wait on its writer, such as stdin, is read on a thread of its own, so that
 the jobs are watched meanwhile).
 
-Each job is a process of its own process group (a timeout, ``--halt now`` or Ctrl-C ends the
-whole group: what the job started in the background too), started with ``posix_spawn`` (no
-copy of this process is made), its standard input ``/dev/null``, its output in two pipes that
-one ``poll`` loop reads while it runs, and its end seen through a ``pidfd`` in that same
-loop (polled where the system has none). A job has ended when its process has: output a
+Each job is a process of its own process group (``_spawn``; a timeout, ``--halt now`` or
+Ctrl-C ends the whole group: what the job started in the background too), its output in two
+pipes that one ``poll`` loop reads while it runs, and its end seen through a ``pidfd`` in that
+same loop (polled where the system has none). A job has ended when its process has: output a
 background child writes later is not waited for.
 
 Its output is written whole when it ends (``--group``, the default), so no two jobs' outputs
 ever mix: in the order jobs end, or in input order with ``--keep-order`` (which never runs more
 than a bounded distance ahead of the oldest unfinished job: memory stays flat however long the
 input). ``--line-buffer`` writes whole lines as they come; ``--ungroup`` lets jobs write to
-plait's own output directly.
+plait's own output directly (``_output``).
 """
 
 from __future__ import annotations
@@ -24,54 +23,25 @@ import math
 import os
 import resource
 import select
-import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from .._waits import cut
 from . import _signals
 from ._inputs import ReadOnAThread, may_wait
+from ._job import Job
 from ._joblog import JobLog
 from ._options import Halt, RunOptions
-from ._streams import binary
+from ._output import Output
+from ._spawn import HAS_PIDFD, Spawner, signal_group
 from ._template import Template
 from ._usage import UsageError
 
 TERM_GRACE = 0.2  # seconds between SIGTERM and SIGKILL to a job's process group
 READ_SIZE = 65536
-_HAS_PIDFD = hasattr(os, "pidfd_open")
-
-
-@dataclass(slots=True, eq=False)
-class Job:
-    seq: int
-    args: tuple[str, ...]
-    command: str
-    tries: int = 0
-    slot: int = 0
-    pid: int = 0
-    started: float = 0.0  # time.time(), for the job log
-    began: float = 0.0  # time.monotonic()
-    out: bytearray = field(default_factory=bytearray)
-    err: bytearray = field(default_factory=bytearray)
-    received: int = 0  # bytes of output on stdout, for the job log
-    pipes: dict[int, bool] = field(default_factory=dict)  # open read ends: fd -> is stdout
-    pidfd: int = -1
-    exitval: int = 0
-    signal: int = 0
-    ended: bool = False
-    killing: float = 0.0  # when SIGKILL follows the SIGTERM sent (0: none sent)
-    runtime: float = 0.0  # seconds from its start to its end, for the job log
-    timed_out: bool = False
-    halted: bool = False  # ended by --halt now
-
-    @property
-    def failed(self) -> bool:
-        return self.exitval != 0 or self.signal != 0
 
 
 class Runner:
@@ -85,6 +55,22 @@ class Runner:
             every = list(inputs)
             self._total, inputs = len(every), iter(every)
         self._inputs = enumerate(inputs, start=1)
+        # (What may fail comes first: a shell that is not there, a log that cannot be
+        # written. Nothing is left open then: no descriptor, no reading thread.)
+        self._spawner = Spawner(self.template)
+        self._output = Output(options.output, options.tag)
+        try:
+            # (A dry run, as GNU parallel's, writes no log: an old one is neither emptied nor
+            # added to. With --resume it skips what that log says ran.)
+            self._log = (
+                JobLog.open(options, self._output.stdout)
+                if options.joblog and not options.dry_run
+                else None
+            )
+        except BaseException:
+            self._spawner.close()
+            raise
+        self._skip = self._log.skip if self._log else JobLog.skipped(options)
         # Input that may wait on its writer (stdin, a pipe) is read on a thread: meanwhile
         # the loop goes on, ends jobs on time and writes what the ended ones wrote.
         self._reader = ReadOnAThread(self._inputs) if may_wait(options.sources) else None
@@ -106,21 +92,6 @@ class Runner:
         self._failed = 0
         self._succeeded = 0
         self._retry: list[Job] = []
-        self._programs: dict[str, str | None] = {}  # a plain command's program, by name
-        self._shell = _shell(os.environ.get("PARALLEL_SHELL") or "/bin/sh")
-        self._shell_defines = _defined_at_start(self._shell)
-        self._environment = dict(os.environb)  # each job's, with its number and slot added
-        self._devnull = os.open(os.devnull, os.O_RDONLY)  # each job's stdin
-        # (A dry run, as GNU parallel's, writes no log: an old one is neither emptied nor added
-        # to. With --resume it skips what that log says ran.)
-        self._log = (
-            JobLog.open(options, binary(sys.stdout))
-            if options.joblog and not options.dry_run
-            else None
-        )
-        self._skip = self._log.skip if self._log else JobLog.skipped(options)
-        self._stdout = binary(sys.stdout)  # (nowhere if plait was started with it closed)
-        self._stderr = binary(sys.stderr)
         self._bar: Any = None
         self._warned_nul = False
 
@@ -151,7 +122,7 @@ class Runner:
                 self._bar.close()
             if self._log is not None:
                 self._log.close()
-            os.close(self._devnull)
+            self._spawner.close()
         if self._halt_status is not None:
             return self._halt_status
         halt = self.options.halt
@@ -187,9 +158,8 @@ class Runner:
             command = self.template.render(args, seq, self._free_slots[0])
             job = Job(seq, args, command)
             if self.options.dry_run:  # (tagged with --tag, as GNU parallel's)
-                self._stdout.write(
-                    self._tagged(job, command.encode(errors="surrogateescape") + b"\n")
-                )
+                line = command.encode(errors="surrogateescape") + b"\n"
+                self._output.stdout.write(self._output.tagged(job, line))
                 self._done_without_running(seq)
                 self._succeeded += 1  # (as GNU parallel's: --halt done=/success= counts it)
                 self._check_halt(job)
@@ -201,16 +171,15 @@ class Runner:
         can hold a NUL (exec would refuse the job). Said once, on stderr."""
         if not self._warned_nul:
             self._warned_nul = True
-            self._stderr.write(
-                f"plait run: warning: input {seq} has a NUL character, which no command line "
-                "can hold: it is written \\0 (for NUL-separated input, give -0)\n".encode()
+            self._output.warn(
+                f"input {seq} has a NUL character, which no command line can hold: it is "
+                "written \\0 (for NUL-separated input, give -0)"
             )
-            self._stderr.flush()
         return tuple(arg.replace("\0", "\\0") for arg in args)
 
     def _timeout(self) -> float | None:
         """How long the loop may wait: until the next deadline, if any."""
-        wait: float | None = None if _HAS_PIDFD else 0.005
+        wait: float | None = None if HAS_PIDFD else 0.005
         timeout = self.options.timeout
         if timeout is None and not any(job.killing for job in self._running.values()):
             return wait
@@ -224,9 +193,8 @@ class Runner:
     # -- a job's life -----------------------------------------------------------------------
 
     def _spawn(self, job: Job) -> None:
-        ungroup = self.options.output == "ungroup"
         try:
-            pipes, spare = self._descriptors(ungroup)
+            pipes, spare = self._spawner.descriptors(self.options.output == "ungroup")
         except OSError as error:
             if error.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -237,64 +205,36 @@ class Runner:
         job.slot = heapq.heappop(self._free_slots)
         if job.tries > 1 or "{%}" in self.template.text:  # (its slot may differ this time)
             job.command = self.template.render(job.args, job.seq, job.slot)
-        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, self._devnull, 0)]
-        ends: list[int] = []
-        if pipes:
-            (out_r, out_w), (err_r, err_w) = pipes
-            actions += [(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
-            ends = [out_w, err_w]
-        else:
-            self._stdout.flush()
-            self._stderr.flush()
-        environment = self._environment.copy()  # (os.environ's own copy costs 20x more)
-        environment[b"PARALLEL_SEQ"] = b"%d" % job.seq
-        environment[b"PARALLEL_JOBSLOT"] = b"%d" % job.slot
-        program, argv = self._program(job.command)
+        if not pipes:  # (it writes to plait's own output: what plait wrote goes first)
+            self._output.stdout.flush()
+            self._output.stderr.flush()
         job.started = time.time()
         job.began = time.monotonic()
         _signals.hold()  # (a Ctrl-C meanwhile is raised once the job is in _running: ended)
         try:
             try:
-                job.pid = self._start(program, argv, environment, actions, job)
+                job.pid = self._spawner.start(job, pipes)
             finally:
-                for end in [*ends, *spare]:  # (the spare's number is free now: for the pidfd)
+                # (The write ends are the job's now; the spare's number is free for the pidfd.)
+                for end in [*(write for _, write in pipes), *spare]:
                     os.close(end)
             if job.pid:
                 self._running[job.pid] = job
         finally:
             _signals.let_go()
         if not job.pid:  # it could not start: it failed, as the shell's would (126, 127)
-            if pipes:
-                os.close(out_r)
-                os.close(err_r)
+            for read, _ in pipes:
+                os.close(read)
             heapq.heappush(self._free_slots, job.slot)
             self._finish(job)
             return
-        if pipes:
-            for fd, is_out in ((out_r, True), (err_r, False)):
-                os.set_blocking(fd, False)
-                self._watch(fd, job, is_out)
-                job.pipes[fd] = is_out
-        if _HAS_PIDFD:
+        for (fd, _), is_out in zip(pipes, (True, False), strict=False):
+            os.set_blocking(fd, False)
+            self._watch(fd, job, is_out)
+            job.pipes[fd] = is_out
+        if HAS_PIDFD:
             job.pidfd = os.pidfd_open(job.pid)
             self._watch(job.pidfd, job, None)
-
-    def _descriptors(self, ungroup: bool) -> tuple[list[tuple[int, int]], list[int]]:
-        """Every descriptor a job needs, taken before it starts: its two pipes, whose write
-        ends are closed once it has started (their numbers are then free for its pidfd); with
-        ``--ungroup`` no pipe, but a spare closed for the pidfd so. Out of descriptors, none is
-        left open (``OSError``) and the job has not started."""
-        taken: list[int] = []
-        try:
-            if ungroup:
-                return [], [os.dup(self._devnull)] if _HAS_PIDFD else []
-            taken.extend(os.pipe())
-            taken.extend(os.pipe())
-        except OSError:
-            for fd in taken:
-                os.close(fd)
-            raise
-        return [(taken[0], taken[1]), (taken[2], taken[3])], []
 
     def _fewer_at_once(self) -> None:
         """Out of file descriptors: run only as many jobs at once as the descriptors allow,
@@ -303,82 +243,18 @@ class Runner:
         # and four as it starts (both ends of its pipes): as many jobs as run now if one more
         # is free now (a start after a job's end then fits), else one fewer. (Without a pidfd
         # it holds two, so two more; with --ungroup, its pidfd alone, the same as it starts.)
-        extra = 0 if self.options.output == "ungroup" else 1 if _HAS_PIDFD else 2
-        at_once = len(self._running) - (not self._descriptors_free(extra))
+        extra = 0 if self.options.output == "ungroup" else 1 if HAS_PIDFD else 2
+        at_once = len(self._running) - (not self._spawner.descriptors_free(extra))
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if at_once < 1:
             raise UsageError(
                 f"too few file descriptors to run a job (ulimit -n is {limit}): raise ulimit -n"
             )
         self._at_once = at_once
-        self._stderr.write(
-            f"plait run: warning: only enough file descriptors (ulimit -n {limit}) to run "
-            f"{at_once} jobs at once, not {self.options.jobs} (raise ulimit -n for more)\n"
-            .encode()
-        )  # fmt: skip
-        self._stderr.flush()
-
-    def _descriptors_free(self, count: int) -> bool:
-        """Whether ``count`` more descriptors could be opened now."""
-        taken: list[int] = []
-        try:
-            while len(taken) < count:  # (one by one: those taken are closed whatever comes)
-                taken.append(os.dup(self._devnull))
-        except OSError as error:
-            if error.errno not in (errno.EMFILE, errno.ENFILE):
-                raise
-            return False
-        finally:
-            for fd in taken:
-                os.close(fd)
-        return True
-
-    def _start(
-        self,
-        program: str,
-        argv: list[str],
-        environment: dict[bytes, bytes],
-        actions: list[tuple[Any, ...]],
-        job: Job,
-    ) -> int:
-        """The job's pid; 0 if it could not start (its exit status and message set)."""
-        try:
-            return os.posix_spawn(
-                program,
-                argv,
-                environment,
-                file_actions=actions,
-                setpgroup=0,
-                # (Python ignores SIGPIPE, and an ignored signal stays ignored across exec:
-                # a job's `yes | head -1` would never end.)
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-            )
-        except OSError as error:
-            if error.errno == errno.E2BIG:
-                raise UsageError(
-                    f"the command line of job {job.seq} is too long for this system "
-                    f"({len(job.command.encode(errors='surrogateescape'))} bytes)"
-                ) from None
-            if error.errno == errno.ENOEXEC and program != self._shell:
-                # A script without a #! line: the shell runs it, as it would have.
-                return self._start(self._shell, [self._shell, "-c", job.command], environment,
-                                   actions, job)  # fmt: skip
-            job.exitval = 127 if error.errno == errno.ENOENT else 126
-            job.err += f"plait run: {argv[0]}: {error.strerror}\n".encode(errors="replace")
-            return 0
-
-    def _program(self, command: str) -> tuple[str, list[str]]:
-        """The program to start and its arguments: the command's own program where the shell
-        would run it plainly (one process, not two), else the shell."""
-        words = self.template.simple_words(command)
-        if words is not None and not self._shell_defines(words[0]):
-            name = words[0]
-            if name not in self._programs:
-                self._programs[name] = shutil.which(name)
-            path = self._programs[name]
-            if path is not None:
-                return path, words
-        return self._shell, [self._shell, "-c", command]
+        self._output.warn(
+            f"only enough file descriptors (ulimit -n {limit}) to run {at_once} jobs at "
+            f"once, not {self.options.jobs} (raise ulimit -n for more)"
+        )
 
     def _wait(self, timeout: float | None) -> None:
         # (--timeout 1e10 is legal, poll's int of milliseconds ends at 24.8 days: the loop
@@ -396,7 +272,7 @@ class Runner:
                 self._reap(job)
             else:
                 self._read(job, fd, is_out)
-        if not _HAS_PIDFD:  # (no pidfd to select on: look)
+        if not HAS_PIDFD:  # (no pidfd to select on: look)
             for pid, job in list(self._running.items()):
                 ended, status = os.waitpid(pid, os.WNOHANG)
                 if ended:
@@ -418,7 +294,7 @@ class Runner:
         else:
             job.err += data
         if self.options.output == "line-buffer" and self._streams(job):
-            self._write_lines(job, is_out)
+            self._output.lines(job, is_out)
         return True
 
     def _streams(self, job: Job) -> bool:
@@ -465,7 +341,7 @@ class Runner:
             if fd in job.pipes:
                 self._close_pipe(job, fd)
         if job.timed_out or job.killing:
-            _signal_group(job.pid, signal.SIGKILL)  # what it left behind goes with it
+            signal_group(job.pid, signal.SIGKILL)  # what it left behind goes with it
         heapq.heappush(self._free_slots, job.slot)
         self._finish(job)
 
@@ -474,28 +350,28 @@ class Runner:
         now = time.monotonic()
         for job in list(self._running.values()):
             if job.killing and now >= job.killing:
-                _signal_group(job.pid, signal.SIGKILL)
+                signal_group(job.pid, signal.SIGKILL)
             elif timeout is not None and not job.killing and now - job.began >= timeout:
                 job.timed_out = True
                 self._terminate(job)
 
     def _terminate(self, job: Job) -> None:
         job.killing = time.monotonic() + TERM_GRACE
-        _signal_group(job.pid, signal.SIGTERM)
+        signal_group(job.pid, signal.SIGTERM)
 
     def _end_all(self) -> None:
         """End every running job's process group and wait for them: TERM, then KILL."""
         for job in self._running.values():
-            _signal_group(job.pid, signal.SIGTERM)
+            signal_group(job.pid, signal.SIGTERM)
         deadline = time.monotonic() + TERM_GRACE * 2
         for pid, job in list(self._running.items()):
             while not os.waitpid(pid, os.WNOHANG)[0]:
                 if time.monotonic() > deadline:
-                    _signal_group(pid, signal.SIGKILL)
+                    signal_group(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
                     break
                 time.sleep(0.005)
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             for fd in [*job.pipes, job.pidfd]:
                 if fd >= 0:
                     os.close(fd)
@@ -545,43 +421,16 @@ class Runner:
         if self.options.output == "line-buffer":  # the next job's turn: its lines so far
             for running in self._running.values():
                 if running.seq == self._next_to_write:
-                    self._write_lines(running, True)
-                    self._write_lines(running, False)
+                    self._output.lines(running, True)
+                    self._output.lines(running, False)
 
     def _hand_out(self, job: Job) -> None:
         """The job's output, then its log line: as GNU parallel, in the order the output is
         written (with --keep-order, the jobs' order), so that ``--joblog -`` follows each
         job's output."""
-        self._write(job)
+        self._output.whole(job)
         if self._log is not None:
             self._log.write(job)
-
-    def _write(self, job: Job) -> None:
-        if self.options.output == "ungroup":
-            return
-        # (With --line-buffer, what is left: its last line, if unended, and with
-        # --keep-order all that came before its turn.)
-        for data, stream in ((job.out, self._stdout), (job.err, self._stderr)):
-            if data:
-                stream.write(self._tagged(job, data))
-                stream.flush()
-                data.clear()
-
-    def _write_lines(self, job: Job, is_out: bool) -> None:
-        data = job.out if is_out else job.err
-        end = data.rfind(b"\n") + 1
-        if end:
-            stream = self._stdout if is_out else self._stderr
-            stream.write(self._tagged(job, bytes(data[:end])))
-            stream.flush()
-            del data[:end]
-
-    def _tagged(self, job: Job, data: bytes | bytearray) -> bytes:
-        if not self.options.tag:
-            return bytes(data)
-        tag = " ".join(job.args).encode(errors="surrogateescape") + b"\t"
-        lines = bytes(data).splitlines(keepends=True)
-        return b"".join(tag + line for line in lines)
 
     def _check_halt(self, job: Job) -> None:
         halt: Halt | None = self.options.halt
@@ -604,7 +453,7 @@ class Runner:
         if halt.on == "success":
             self._halt_status = 0
         elif needed == 1:
-            self._halt_status = _status(job)
+            self._halt_status = job.status
         elif halt.percent is not None:
             self._halt_status = self._failed_percent()
         else:
@@ -618,44 +467,3 @@ class Runner:
     def _failed_percent(self) -> int:
         # (In GNU parallel's order, in floating point: 11 of 20 is 55.00000000000001%, so 56.)
         return math.ceil(self._failed / max(1, self._total or self._seen) * 100)
-
-
-def _status(job: Job) -> int:
-    """The job's exit status, as a shell would say it: its exit value (a job --timeout ended
-    has -1, and exit(-1) is 255), or 128 + the signal that ended it; 0 if it succeeded."""
-    if job.exitval:
-        return job.exitval % 256
-    return 128 + job.signal if job.signal else 0
-
-
-def _shell(name: str) -> str:
-    """PARALLEL_SHELL (or /bin/sh) as a path: a bare name is looked up on PATH."""
-    path = shutil.which(name) if os.sep not in name else name
-    if path is None or not os.access(path, os.X_OK):
-        raise UsageError(f"the shell {name!r} (PARALLEL_SHELL) is not there, or cannot run")
-    return path
-
-
-def _defined_at_start(shell: str) -> Callable[[str], bool]:
-    """Whether the shell, as it starts, defines a name as something other than the program of
-    that name: bash (also as /bin/sh) imports the functions exported to it (``export -f``:
-    ``BASH_FUNC_name%%`` in the environment), and runs the file ``BASH_ENV`` names, which may
-    define any name. A command whose program is such a name needs the shell."""
-    if not os.path.basename(os.path.realpath(shell)).startswith("bash"):
-        return lambda name: False
-    if os.environ.get("BASH_ENV"):
-        return lambda name: True
-    functions = {
-        key.removeprefix("BASH_FUNC_").removesuffix("%%")
-        for key in os.environ
-        if key.startswith("BASH_FUNC_")
-    }
-    return functions.__contains__
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except OSError as error:  # (ended, all of it)
-        if error.errno not in (errno.ESRCH, errno.EPERM):
-            raise

@@ -1,0 +1,50 @@
+"""What ``plait run`` writes of a job's output: whole when it ends (``--group``, the default),
+whole lines as they come (``--line-buffer``), or nothing (``--ungroup``: the job wrote to
+plait's own output itself); each line after the job's input with ``--tag``."""
+
+from __future__ import annotations
+
+import sys
+
+from ._job import Job
+from ._streams import binary
+
+
+class Output:
+    def __init__(self, mode: str, tag: bool) -> None:
+        self.mode = mode  # "group", "line-buffer" or "ungroup"
+        self._tag = tag
+        self.stdout = binary(sys.stdout)  # (nowhere if plait was started with it closed)
+        self.stderr = binary(sys.stderr)
+
+    def whole(self, job: Job) -> None:
+        """What the job wrote and is not written yet (with --line-buffer, its last line if
+        unended, and with --keep-order all that came before its turn)."""
+        if self.mode == "ungroup":
+            return
+        for data, stream in ((job.out, self.stdout), (job.err, self.stderr)):
+            if data:
+                stream.write(self.tagged(job, data))
+                stream.flush()
+                data.clear()
+
+    def lines(self, job: Job, is_out: bool) -> None:
+        """The whole lines the job wrote so far on stdout (``is_out``) or stderr."""
+        data = job.out if is_out else job.err
+        end = data.rfind(b"\n") + 1
+        if end:
+            stream = self.stdout if is_out else self.stderr
+            stream.write(self.tagged(job, bytes(data[:end])))
+            stream.flush()
+            del data[:end]
+
+    def tagged(self, job: Job, data: bytes | bytearray) -> bytes:
+        if not self._tag:
+            return bytes(data)
+        tag = " ".join(job.args).encode(errors="surrogateescape") + b"\t"
+        lines = bytes(data).splitlines(keepends=True)
+        return b"".join(tag + line for line in lines)
+
+    def warn(self, message: str) -> None:
+        self.stderr.write(f"plait run: warning: {message}\n".encode())
+        self.stderr.flush()
