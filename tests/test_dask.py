@@ -297,3 +297,42 @@ def test_a_cluster_whose_nanny_was_killed_closes_though_nobody_reaps_its_orphans
         "close took less than 15 s True",
         "left unreaped {'zombie'}",
     ]
+
+
+# A process of the cluster's that will not stop when told (it ignores SIGTERM) and holds a
+# semaphore of multiprocessing's, whose resource tracker (a process of the same group) removes
+# it from /dev/shm once its holders are gone.
+SEMAPHORE_HELD = textwrap.dedent(
+    """
+    import os, subprocess, sys, tempfile
+    from plait._backends import _dask_local
+
+    _dask_local.STOP_SECONDS = 1.0  # (the grace before the SIGKILL)
+    HOLDER = (
+        "import multiprocessing, signal, time\\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+        "lock = multiprocessing.get_context('spawn').Lock()\\n"
+        "print(lock._semlock.name, flush=True)\\n"
+        "time.sleep(600)\\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, start_new_session=True
+    )
+    path = "/dev/shm/sem." + holder.stdout.readline().decode().strip().lstrip("/")
+    print("held", os.path.exists(path))
+    cluster = object.__new__(_dask_local.LocalDaskCluster)  # (one of this process alone)
+    cluster._processes = [holder]
+    cluster._directory = tempfile.TemporaryDirectory()
+    cluster.close()
+    holder.stdout.close()
+    print("left in /dev/shm", os.path.exists(path))
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="named semaphores live in /dev/shm")
+def test_a_cluster_killed_after_its_grace_leaves_no_semaphore_behind(tmp_path: Path) -> None:
+    """The SIGKILL after the grace ended multiprocessing's resource tracker too, before it
+    could remove the semaphores of the processes killed with it (a worker a nanny had just
+    started again): each close that came to it left three in /dev/shm for good."""
+    assert run_script(tmp_path, SEMAPHORE_HELD) == ["held True", "left in /dev/shm False"]

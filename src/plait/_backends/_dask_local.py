@@ -27,6 +27,10 @@ from pathlib import Path
 
 START_SECONDS = 60.0
 STOP_SECONDS = 5.0
+# A nanny told to stop, its worker idle, is gone in 0.2 s; one whose worker is busy takes
+# seconds: past this, its group is told (the nanny, closing by then, starts no worker again).
+NANNY_FIRST = 0.5
+TRACKER_GRACE = 1.0  # after the SIGKILL, for the resource trackers to exit by themselves
 
 # Run a dask command line program, ending it if its parent (this program) goes.
 BOOTSTRAP = (
@@ -117,8 +121,23 @@ class LocalDaskCluster:
         raise RuntimeError(f"plait's Dask scheduler did not start within {START_SECONDS} s")
 
     def close(self) -> None:
-        """End every process of the cluster (each program's process group: the nanny and the
-        worker process it started), and wait until they are gone (SIGKILL after a grace)."""
+        """End every process of the cluster, and wait until they are gone.
+
+        First each nanny alone: a nanny told to stop closes its worker process itself, and
+        starts no other. Its whole process group only then (a busy worker holds its nanny's
+        close up for seconds): a worker ended at the same moment as its nanny was now and then
+        started again by it, which held the close up until the SIGKILL, and that ended the
+        resource tracker of multiprocessing with it, before it could remove the new worker's
+        semaphores from ``/dev/shm``. So a SIGKILL spares the trackers a moment, too: each
+        exits by itself once the processes it cleans up after are gone."""
+        nannies = self._processes[1:]  # (the first is the scheduler)
+        for nanny in nannies:
+            with suppress(ProcessLookupError):
+                nanny.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + NANNY_FIRST
+        for nanny in nannies:
+            with suppress(subprocess.TimeoutExpired):
+                nanny.wait(max(0.0, deadline - time.monotonic()))
         groups = [process.pid for process in self._processes]
         for group in reversed(groups):
             _signal_group(group, signal.SIGTERM)
@@ -131,9 +150,10 @@ class LocalDaskCluster:
             # is killed, and a process that has ended but that nobody reaps (an orphan's
             # zombie, where the machine's first process does not reap) counts as gone.
             while _group_runs(group):
-                if time.monotonic() > deadline:
-                    _signal_group(group, signal.SIGKILL)
-                if time.monotonic() > deadline + STOP_SECONDS:
+                now = time.monotonic()
+                if now > deadline:
+                    _kill_group(group, trackers=now > deadline + TRACKER_GRACE)
+                if now > deadline + STOP_SECONDS:
                     break  # (SIGKILL cannot be refused: what is left is not ours to wait for)
                 time.sleep(0.02)
         for process in self._processes:
@@ -151,20 +171,41 @@ def _signal_group(group: int, signum: int) -> bool:
     return True
 
 
+def _kill_group(group: int, *, trackers: bool) -> None:
+    """SIGKILL the group's processes; its resource trackers (multiprocessing's) too only if
+    ``trackers``: else they exit by themselves, once what they clean up after has gone."""
+    members = _members(group)
+    if members is None or trackers:
+        _signal_group(group, signal.SIGKILL)
+        return
+    for pid, _, command in members:
+        if b"multiprocessing.resource_tracker" not in command:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _group_runs(group: int) -> bool:
     """Whether a process of the group still runs: a zombie does not (where ``/proc`` tells)."""
     if not _signal_group(group, 0):
         return False
+    members = _members(group)
+    return members is None or any(state not in ("Z", "X") for _, state, _ in members)
+
+
+def _members(group: int) -> list[tuple[int, str, bytes]] | None:
+    """The group's processes, as ``/proc`` tells: pid, state, command line (None: no
+    ``/proc``)."""
     proc = Path("/proc")
     if not proc.is_dir():
-        return True
+        return None
+    members = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:
+                members.append((int(entry.name), fields[0], (entry / "cmdline").read_bytes()))
         except (OSError, IndexError):  # (it ended while we looked)
             continue
-        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return members
