@@ -373,8 +373,28 @@ def test_an_async_items_ctrl_c_on_the_event_loop_thread_ends_the_map_in_its_plac
             got.append(value)  # noqa: PERF402 (what came before the error is kept)
     assert got == [0, 1, 2]
     assert any("item 3" in note for note in getattr(caught.value, "__notes__", ()))
+    got.clear()
+    with pytest.raises(error):  # (with a time limit, the item ran as a task of its own on 3.11)
+        for value in plait.map(fn, range(8), task_timeout=30):
+            got.append(value)  # noqa: PERF402 (what came before the error is kept)
+    assert got == [0, 1, 2]
     assert list(plait.map(fn, range(3))) == [0, 1, 2]
     with plait.Pool("async") as pool:
         with pytest.raises(error):
             pool.submit(fn, 3).result(timeout=10)
         assert pool.submit(fn, 1).result(timeout=10) == 1
+
+
+def test_an_async_items_own_timeout_error_is_not_taken_for_its_time_limit() -> None:
+    """``task_timeout`` on an ``async def``: the item's own TimeoutError, raised long before
+    its time is up, is handed out as itself, not as a TaskTimeout."""
+
+    async def fn(x: int) -> int:
+        if x == 1:
+            raise TimeoutError("the item's own")
+        return x
+
+    results = list(plait.map(fn, range(3), task_timeout=30, errors="return"))
+    assert results[::2] == [0, 2]
+    assert type(results[1]) is TimeoutError, repr(results[1])
+    assert str(results[1]) == "the item's own"

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from . import _trace
 from . import _validate as check
 from ._api import resolve_backend
-from ._async_call import DEFAULT_ASYNC_WORKERS, Ended, held, run_item
+from ._async_call import DEFAULT_ASYNC_WORKERS, Ended, run_item
 from ._async_input import END, Buffer, Inputs, ReaderThread, bridged, is_async_iterable, off_loop
 from ._chunking import ChunkSizer
 from ._cores import check_environment
@@ -283,7 +283,7 @@ async def _coroutines(
                 traced = _trace.active or options.trace is not None
                 tally = [0] if traced else None
                 task = asyncio.ensure_future(
-                    held(run_item(job, taken.items[0], options.task_timeout, tally=tally))
+                    run_item(job, taken.items[0], options.task_timeout, tally=tally)
                 )
                 running[task] = taken
                 if tally is not None:

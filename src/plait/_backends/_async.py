@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
-from .._async_call import DEFAULT_ASYNC_WORKERS, Ended, held, run_item
+from .._async_call import DEFAULT_ASYNC_WORKERS, Ended, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
 from .._plan import Plan
 from .._task import EVENT_LOOP, THIS_PROCESS, Job, Outcome, Task
@@ -108,10 +108,7 @@ class AsyncBackend(Unprobed):
         else:
             try:
                 results = await asyncio.gather(
-                    *(
-                        held(run_item(task.job, item, task.timeout, batch, tally))
-                        for item in task.items
-                    ),
+                    *(run_item(task.job, item, task.timeout, batch, tally) for item in task.items),
                     return_exceptions=True,
                 )
             except asyncio.CancelledError:  # the owner cancelled it: every item says so
