@@ -44,9 +44,11 @@ SCRIPT = textwrap.dedent(
 
 
 @contextmanager
-def run_script(tmp_path: Path, backend: str, mode: str) -> Iterator[subprocess.Popen[str]]:
+def run_script(
+    tmp_path: Path, backend: str, mode: str, code: str = SCRIPT
+) -> Iterator[subprocess.Popen[str]]:
     script = tmp_path / "script.py"
-    script.write_text(SCRIPT)
+    script.write_text(code)
     proc = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", str(script), backend, mode],
         stdin=subprocess.PIPE,
@@ -94,6 +96,46 @@ def test_one_ctrl_c_stops_the_map_within_a_second(backend: str, tmp_path: Path) 
     assert proc.returncode == -signal.SIGINT
     if backend == "process":
         assert len(pids) == 2
+        assert all(gone(pid) for pid in pids), "a worker process outlived the interrupt"
+
+
+# A `with` block that only submits: the Ctrl-C comes while its end waits for the work.
+WITH_BLOCK = textwrap.dedent(
+    """
+    import os, sys, time
+    import plait
+
+    def slow(x):
+        sys.stdout.write(f"started {os.getpid()}\\n")
+        sys.stdout.flush()
+        time.sleep(60)
+        return x
+
+    try:
+        with plait.Pool(sys.argv[1], workers=2) as pool:
+            futures = [pool.submit(slow, i) for i in range(6)]
+    except KeyboardInterrupt:
+        print(f"interrupted {time.monotonic()}", flush=True)
+        print("pending cancelled", all(future.cancelled() for future in futures[2:]), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(30)
+def test_a_ctrl_c_as_a_pool_block_ends_stops_the_pool(backend: str, tmp_path: Path) -> None:
+    """The Ctrl-C reached the code, but the pool went on: its end's wait was interrupted, not
+    the block, so nothing terminated it: the pending calls started one after another and the
+    workers ran on, in a program that caught the Ctrl-C (a notebook). Now it is terminated, as
+    after a Ctrl-C in the block."""
+    with run_script(tmp_path, backend, "", WITH_BLOCK) as proc:
+        pids = wait_for_starts(proc, 2)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "pending cancelled True" in out, (out, err)
+    interrupted = float(out.split("interrupted ")[1].split()[0])
+    assert interrupted - sent < 1.5, f"KeyboardInterrupt came {interrupted - sent:.2f}s later"
+    if backend == "process":
         assert all(gone(pid) for pid in pids), "a worker process outlived the interrupt"
 
 

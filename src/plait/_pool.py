@@ -148,7 +148,14 @@ class Pool(Executor):
         """Stop taking work. Pending work still runs unless ``cancel_futures``; with ``wait``,
         return once every worker has exited."""
         self._closed = True
-        self._engine.shutdown(wait=wait, cancel_pending=cancel_futures)
+        try:
+            self._engine.shutdown(wait=wait, cancel_pending=cancel_futures)
+        except BaseException:
+            # Ctrl-C while it waits for the work (as a `with` block's end does: a block that
+            # only submits spends its time there) stops the work, as one press anywhere does:
+            # pending work dropped, process workers ended, busy threads told to stop.
+            self._engine.terminate()
+            raise
 
     def terminate(self) -> None:
         """Stop now: drop pending work, kill process workers, abandon busy threads (after half a
