@@ -81,6 +81,54 @@ def test_a_finished_call_keeps_nothing_of_itself() -> None:
         assert kept() is None
 
 
+class Scaler:
+    """A callable whose state may change between two calls: it travels by value."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def scaled(self, x: int, gate: str | None = None) -> int:
+        """``x`` scaled; with ``gate``, once it says it started (``gate`` + ".x") and then
+        the file ``gate`` exists (the call runs in another process)."""
+        if gate is not None:
+            open(f"{gate}.{x}", "w").close()
+            wait_for_file(gate)
+        return x * self.factor
+
+    __call__ = scaled
+
+
+class Unhashable:
+    def __hash__(self) -> int:
+        raise ValueError("no hash here")
+
+    def __call__(self, x: int) -> int:
+        return x + 1
+
+
+def test_each_call_ships_its_callable_as_it_was_when_submitted(tmp_path: Any) -> None:
+    """On processes, a call of a callable that travels by value (an object, a bound method)
+    shared the shipped copy of an earlier call of it still in flight: submitted after its
+    state changed, it ran the old state. As concurrent.futures, each call has its own now."""
+    gate = str(tmp_path / "go")
+    scaler = Scaler(1)
+    with plait.Pool("process", workers=2) as pool:
+        first = pool.submit(scaler, 10, gate)  # (in flight until the gate opens)
+        first_method = pool.submit(scaler.scaled, 1, gate)
+        wait_for_file(f"{gate}.10")  # (both run: the state they were sent with is theirs)
+        wait_for_file(f"{gate}.1")
+        scaler.factor = 100
+        second = pool.submit(scaler, 10)
+        second_method = pool.submit(scaler.scaled, 1)
+        open(gate, "w").close()
+        assert first.result(timeout=30) == 10
+        assert first_method.result(timeout=30) == 1
+        assert second.result(timeout=30) == 1000
+        assert second_method.result(timeout=30) == 100
+        # A callable whose hash raises is called as any other.
+        assert pool.submit(Unhashable(), 1).result(timeout=30) == 2
+
+
 def test_a_pool_used_only_through_its_map_is_shut_down_once_both_are_dropped(
     backend: str,
 ) -> None:

@@ -4,16 +4,19 @@
     plait.map / Pool.map / amap    ──► Engine.open_map    ──► MapRun (_scheduler) ──► backend
 
 A call travels as a one-item Task of a ``Kind.CALL`` job. On processes, calls of one function in
-flight together share a job, so a worker receives the function once for a burst of submits;
-once a function's last call is over, nothing of it (or its arguments) is kept. A map is
+flight together share a job, so a worker receives the function once for a burst of submits
+(only a function sent by name: ``_sent_by_name``); once a function's last call is over, nothing
+of it (or its arguments) is kept. A map is
 assembled here (its job, its input, its chunk sizer, its observers) and run by the scheduler's
 ``MapRun``.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable
+from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 from . import _trace
@@ -87,11 +90,7 @@ class Engine:
 
     def _ship(self, fn: Callable[..., Any]) -> tuple[Job, Callable[[], None]]:
         """The job for a call of ``fn``, and what to call once the call is over (once)."""
-        try:
-            key: object = fn
-            hash(key)
-        except TypeError:  # an unhashable callable: a job of its own
-            key = object()
+        key: object = fn if _sent_by_name(fn) else object()  # (else: a job of its own)
         with self._lock:
             entry = self._shipped.get(key)
             if entry is None:
@@ -250,3 +249,22 @@ def open_owned_map(
             engine.terminate(grace=not hurried)
 
     return engine.open_map(fn, iterables, options, on_close=end)
+
+
+def _sent_by_name(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` reaches a process worker by name (a function or class of a module the
+    worker imports): its copy there is the module's own, whenever it was sent, so calls in
+    flight together may share one. What travels by value (a callable object, a bound method,
+    a closure, a lambda, what ``__main__`` defines, with the globals it uses) is as it was
+    when pickled: shared, a call submitted after its state changed ran the old state while
+    an earlier call was in flight. Each call of those ships its own, as ``concurrent.futures``
+    does."""
+    if not isinstance(fn, FunctionType | BuiltinFunctionType | type):
+        return False
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:  # (<lambda>, <locals>)
+        return False
+    found: object = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is fn
