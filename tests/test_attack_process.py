@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import plait
@@ -105,3 +107,38 @@ def test_guard_crashing_batches_rerun_item_by_item_deliver_every_outcome_once(
     assert all(isinstance(r, plait.WorkerCrashed) for r in crashed)
     if ordered:
         assert [i for i, r in enumerate(results) if not isinstance(r, int)] == [7, 57, 107, 157]
+
+
+class HereOnly:
+    """An item that pickles here and is rebuilt only here: its ``__setstate__`` refuses any
+    other process (a resource only this one can reopen)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __getstate__(self) -> dict[str, int]:
+        return {"value": self.value, "made_in": os.getpid()}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        if os.getpid() != state["made_in"]:
+            raise LookupError("cannot be rebuilt in another process")
+        self.value = state["value"]
+
+
+def double_value(x: int | HereOnly) -> int:
+    return 2 * (x.value if isinstance(x, HereOnly) else x)
+
+
+@pytest.mark.timeout(60)
+def test_an_item_the_worker_cannot_rebuild_fails_alone() -> None:
+    """The batch travels as one pickle: one item the worker could not rebuild failed its 16
+    to 32 batch-mates with its error, unrun (their own errors hidden). The batch is read
+    again item by item (none of it ran): that item fails alone, with its own error."""
+    items: list[int | HereOnly] = list(range(40))
+    items[20] = HereOnly(5)
+    results = list(
+        plait.map(double_value, items, backend="process", workers=2, chunksize=8, errors="return")
+    )
+    assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [20]
+    assert isinstance(results[20], LookupError), repr(results[20])
+    assert [r for i, r in enumerate(results) if i != 20] == [2 * i for i in range(40) if i != 20]

@@ -37,7 +37,7 @@ from ._codec import (
     encode_failed_batch,
     encode_result,
 )
-from ._frames import CLEAN, TIMED, Tag, frame, parse
+from ._frames import CLEAN, TIMED, UNREAD, Tag, frame, parse
 
 PARENT_CHECK_SECONDS = 0.5
 
@@ -176,14 +176,15 @@ def run(
     payload: memoryview,
     started: Callable[[], object] | None = None,
 ) -> tuple[list[bytes | memoryview], int, int]:
-    """Run one batch: its DONE payload, kind (``CLEAN`` or 0) and elapsed nanoseconds.
+    """Run one batch: its DONE payload, kind (``CLEAN``, ``UNREAD`` or 0) and elapsed
+    nanoseconds.
     ``started`` (for a timed task) tells the parent its clock starts now, once the items are
     loaded: loading a slow module is not the item's time."""
     try:
         items = decode_items(payload)
     except BaseException as exc:
         note(exc, "plait: the items could not be unpickled in the worker process")
-        return encode_failed_batch(exc), 0, 0
+        return encode_failed_batch(exc), UNREAD, 0
     if started is not None:
         started()
     if isinstance(fn, Unloadable):  # nothing can run: the whole batch fails, unrun

@@ -48,7 +48,7 @@ from ._codec import (
     encode_surroundings,
     might_be_ctrl_c,
 )
-from ._frames import CLEAN, TIMED, Tag, frame, parse
+from ._frames import CLEAN, TIMED, UNREAD, Tag, frame, parse
 from ._handle import (
     EARLY_DEATHS,
     WorkerHandle,
@@ -58,7 +58,7 @@ from ._handle import (
 )
 from ._launch import prepare
 from ._limits import worker_count
-from ._rerun import run_again
+from ._rerun import read_again, run_again
 from ._wakeup import Wakeup
 
 TASKS_PER_WORKER = 2  # one running, one waiting in the socket: no idle gap between batches
@@ -478,6 +478,10 @@ class ProcessBackend(Unprobed):
             return
         sent = worker.tasks.pop(head.task)  # a DONE
         worker.next_head()  # the worker starts its next task right away
+        if head.kind & UNREAD and (parts := read_again(sent.task)):
+            with self._lock:  # (first: they are the oldest work)
+                self._requeued.extendleft(reversed(parts))
+            return
         outcome = sent.answer(payload, clean=bool(head.kind & CLEAN), elapsed=head.job / 1e9)
         elapsed = outcome.elapsed
         self._typical = elapsed if self._typical is None else (self._typical + elapsed) / 2

@@ -29,11 +29,13 @@ the order they were sent; the worker runs its tasks in that order too.
     READY    worker → parent   -                    -
     STARTED  worker → parent   task                 -
     DONE     worker → parent   task, job: elapsed   [errors, (elapsed, retries), *values]
-                               ns, kind: CLEAN      (encode_result)
+                               ns, kind: CLEAN or   (encode_result)
+                               UNREAD
 
 ``kind`` is the job's ``Kind``, with ``TIMED`` or-ed in when the task has a deadline; in a DONE,
 ``CLEAN`` says that every item succeeded, so the parent may leave the values packed until they
-are handed out (it needs only the elapsed time, in the head, to size the next batches). Task ids
+are handed out (it needs only the elapsed time, in the head, to size the next batches);
+``UNREAD`` that the items could not be unpickled in the worker, and none ran. Task ids
 are the dispatcher's own counter; job ids are ``Job.id``. A payload is a pickle with its large
 buffers after it, out of band (``pack``): they go from their own memory to the socket and are
 read into one buffer of the frame's exact size, never copied into a bigger one.
@@ -69,6 +71,7 @@ class Tag(enum.IntEnum):
 
 TIMED = 0x80  # or-ed into a RUN frame's kind: the task has a deadline, say when it starts
 CLEAN = 1  # a DONE frame's kind: no item failed (the errors in its payload are empty)
+UNREAD = 2  # a DONE frame's kind: the worker could not unpickle the items: none ran
 
 
 class Head(NamedTuple):

@@ -1,4 +1,5 @@
-"""A batch whose worker process died, run again one item at a time.
+"""A batch whose worker process died, run again one item at a time (and one whose items the
+worker could not unpickle: ``read_again``).
 
 A worker that dies (``os._exit``, a segfault, SIGKILL, the OOM killer) takes the results of its
 running batch with it, and the parent cannot tell which item was running. Rather than fail the
@@ -40,6 +41,17 @@ def run_again(
     if retry is not None and retry.applies(make_error(), running.attempt):
         running.attempt += 1
         return [running]
+    return None
+
+
+def read_again(running: Task) -> list[Task] | None:
+    """What to run again of a batch whose items its worker could not unpickle:
+    none of them ran, and the pickle of the batch does not say which item failed to load. So
+    a batch of several items is run again item by item (none runs twice): the item that
+    cannot be rebuilt fails alone, with its own error, as one that will not pickle does. None:
+    the batch fails whole (a single item; or its items cannot even be loaded here)."""
+    if len(running.items) > 1 and (items := _loaded(running)) is not None:
+        return ItemByItem(running).parts(items)
     return None
 
 
