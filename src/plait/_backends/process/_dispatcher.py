@@ -12,10 +12,11 @@
                                  EOF, or its process ended: it died ─► WorkerCrashed for its
                                  running task, queued ones go back, a new worker starts
 
-What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``; how a
-worker starts, ``_launch``; how it is kept warm between pools, ``_warm``. The dispatcher never
-blocks on a write (the sockets are non-blocking, writes queue up), so a worker sending a large
-result while we send it a large batch cannot deadlock the pair.
+What crosses the sockets is in ``_frames`` and ``_codec``; the worker's side is ``_child``; the
+workers themselves (started as work needs them, recycled, replaced, kept warm between pools)
+are ``_crew``'s; how a worker starts, ``_launch``; how it is kept warm, ``_warm``. The
+dispatcher never blocks on a write (the sockets are non-blocking, writes queue up), so a worker
+sending a large result while we send it a large batch cannot deadlock the pair.
 """
 
 from __future__ import annotations
@@ -41,21 +42,10 @@ from ..._worker_spec import Workers
 from .. import _spare
 from .._base import Unprobed, finish_at_exit, given_up, terminated, track
 from . import _warm
-from ._codec import (
-    Sent,
-    encode_function,
-    encode_init,
-    encode_surroundings,
-    might_be_ctrl_c,
-)
+from ._codec import Sent, encode_function, might_be_ctrl_c
+from ._crew import Crew
 from ._frames import CLEAN, TIMED, UNREAD, Tag, frame, parse
-from ._handle import (
-    EARLY_DEATHS,
-    WorkerHandle,
-    crash_message,
-    early_death_message,
-    stop_all,
-)
+from ._handle import WorkerHandle, crash_message
 from ._launch import prepare
 from ._limits import worker_count
 from ._rerun import read_again, run_again
@@ -77,9 +67,7 @@ class ProcessBackend(Unprobed):
         self.workers = worker_count(spec.count)  # (refused at the call if no pool can hold it)
         self.batch_limit = spec.max_tasks  # a batch never carries a worker past its quota
         self.start_method = spec.start_method or "forkserver"
-        self._reusable = _warm.reusable(spec)
-        self._init: bytes | None = None  # the INIT payload, made once
-        self._surroundings: bytes | None = None  # the RESET payload, made once if needed
+        self._crew = Crew(spec, self.start_method)  # the worker processes
         self._functions: weakref.WeakKeyDictionary[Job, bytes] = weakref.WeakKeyDictionary()
         self._task_ids = itertools.count()  # wire ids of tasks, unique for this backend
         self._typical: float | None = None  # how long a batch takes, lately
@@ -93,14 +81,8 @@ class ProcessBackend(Unprobed):
         self._thread: _spare.Service | None = None  # the dispatcher, once it runs
         self._launched = threading.Event()  # ``_thread`` is set: it can be joined
         self._wakeup = Wakeup()
-        self._selector: selectors.BaseSelector  # made when the dispatcher starts
-        self._workers: list[WorkerHandle] = []
         self._owner = os.getpid()
         self._forked = False  # this is a fork of the owner process: the pool is not ours
-        self._early_deaths = 0  # workers that ended before READY since the last READY
-        # The error each task gets once workers are no longer started: they keep dying before
-        # READY (see EARLY_DEATHS), or the initializer cannot be sent to them.
-        self._unstartable: BaseException | Callable[[], BaseException] | None = None
         _backends.add(self)
 
     # -- callers' side -------------------------------------------------------------------
@@ -117,7 +99,7 @@ class ProcessBackend(Unprobed):
                 self._started = True
                 prepare(self.start_method)  # before the dispatcher thread exists
                 self._wakeup.open()
-                self._selector = selectors.DefaultSelector()
+                self._crew.open()
         if first:
             try:
                 self._send_early()
@@ -133,11 +115,12 @@ class ProcessBackend(Unprobed):
         worker runs it while the thread starts (a thread takes about 0.3 ms to start, several
         times a warm worker's round trip). Only what cannot fail is done here: a task whose
         function or items would not pickle is left to the dispatcher, which reports it."""
-        if not (self._reusable and _warm.any_parked() and self._take_parked(None)):
+        crew = self._crew
+        if not (crew.reusable and _warm.any_parked() and crew.take_parked(None)):
             return  # (one worker is enough: the dispatcher takes the rest)
         if (task := self._next_task()) is None:
             return
-        if self._write_task(self._workers[0], task) is not None:
+        if self._write_task(crew.workers[0], task) is not None:
             with self._lock:  # the dispatcher tries again, and reports the failure
                 self._requeued.appendleft(task)
 
@@ -187,9 +170,9 @@ class ProcessBackend(Unprobed):
 
     def _dispatch(self) -> None:
         try:
-            self._selector.register(self._wakeup.fd, selectors.EVENT_READ)
+            self._crew.selector.register(self._wakeup.fd, selectors.EVENT_READ)
             while not self._finished():
-                self._grow()
+                self._crew.grow(self.workers, self._waiting)
                 self._assign()
                 self._forget_jobs()
                 self._poll()
@@ -199,18 +182,14 @@ class ProcessBackend(Unprobed):
         finally:
             self._stop_workers()
             self._wakeup.close()
-            self._selector.close()
+            self._crew.selector.close()
 
     def _stop_workers(self) -> None:
         """End every worker: idle ones are kept warm for the next pool when they can be, the
         rest end (see ``stop_all``). Tasks they still held (only after terminate) get
         ``Cancelled``: each worker's first one as given up where it ran, since it began (a
         trace draws it there), those behind it and those waiting to be re-sent as never run."""
-        workers, self._workers = self._workers, []
-        if not self._stop_now and self._reusable and workers:
-            key = _warm.surroundings(self.start_method)
-            workers = [w for w in workers if not _warm.park(w, key)]
-        stop_all(workers, kill=self._stop_now)
+        workers = self._crew.stop(kill=self._stop_now)
         with self._lock:  # only after terminate() can tasks be left waiting to be re-sent
             left = list(self._requeued)
             self._requeued.clear()
@@ -224,82 +203,10 @@ class ProcessBackend(Unprobed):
             unrun = failed(len(task.items), terminated, ran=False, owner_loads=task.owner_loads)
             self._finish(task, unrun)
 
-    def _grow(self) -> None:
-        """Start workers as the work needs them, up to ``workers``: one for each task waiting
-        beyond what the workers without a task will take (one still starting counts: it takes
-        a task once ready). Started all up front, ``workers=300`` forked 300 processes for a
-        map of 5 items (0.8 s before its first result), and 5,000 hung the call."""
-        room = self.workers - len(self._workers)
-        if room <= 0 or self._unstartable is not None:
-            return
+    def _waiting(self) -> int:
+        """Tasks not yet sent to a worker."""
         with self._lock:
-            waiting = len(self._pending) + len(self._requeued)
-        free = sum(1 for worker in self._workers if not worker.tasks and not worker.retiring)
-        needed = min(room, waiting - free)
-        if needed <= 0:
-            return
-        # (The program's surroundings, which parked workers must match, are read once a round.)
-        key = self._warm_key() if _warm.any_parked() else None
-        for _ in range(needed):
-            if not self._start_worker(len(self._workers), key):
-                return
-
-    def _start_worker(self, index: int, warm_key: tuple[object, ...] | None = None) -> bool:
-        """Start a worker (or take a parked one); False if none can be started."""
-        if self._reusable and _warm.any_parked() and self._take_parked(warm_key, index):
-            return True
-        if (init := self._init_payload()) is None:
-            return False  # none can be started: ``_assign`` fails the tasks
-        worker = WorkerHandle(index, self.start_method, init, self.spec.max_tasks)
-        self._add_worker(worker)
-        return True
-
-    def _take_parked(self, key: tuple[object, ...] | None, index: int | None = None) -> bool:
-        """Take a parked worker (``_warm``) as worker ``index`` (the next one by default)."""
-        if (init := self._init_payload()) is None:
-            return False
-        worker = _warm.take(key or self._warm_key())
-        if worker is None:
-            return False
-        if self._surroundings is None:  # made once, for every worker this pool takes
-            self._surroundings = encode_surroundings()
-        worker.reuse(
-            len(self._workers) if index is None else index,
-            init,
-            self.spec.max_tasks,
-            self._surroundings,
-        )
-        self._add_worker(worker)
-        return True
-
-    def _init_payload(self) -> bytes | None:
-        """What every worker gets first: sys.path and the initializer, pickled once; None if
-        the initializer or its initargs would not pickle (that error, noted, is then what
-        each task fails with: the user's to fix, not a failure of the dispatcher)."""
-        if self._init is None and self._unstartable is None:
-            try:
-                self._init = encode_init(self.spec)
-            except BaseException as exc:  # (whatever a __reduce__ of the user's raised)
-                if might_be_ctrl_c(exc):
-                    raise
-                self._unstartable = exc
-        return self._init
-
-    def _add_worker(self, worker: WorkerHandle) -> None:
-        self._workers.append(worker)
-        self._selector.register(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
-        if worker.exit_fd is not None:
-            self._selector.register(worker.exit_fd, selectors.EVENT_READ, worker)
-
-    def _drop_worker(self, worker: WorkerHandle) -> None:
-        """Stop watching ``worker`` (before its socket and exit descriptor close)."""
-        self._selector.unregister(worker.sock)
-        if worker.exit_fd is not None:
-            self._selector.unregister(worker.exit_fd)
-        self._workers.remove(worker)
-
-    def _warm_key(self) -> tuple[object, ...]:
-        return _warm.surroundings(self.start_method)
+            return len(self._pending) + len(self._requeued)
 
     def _finished(self) -> bool:
         with self._lock:
@@ -307,20 +214,21 @@ class ProcessBackend(Unprobed):
                 return True
             if not self._closed or self._pending or self._requeued:
                 return False
-        return not any(worker.tasks for worker in self._workers)
+        return not any(worker.tasks for worker in self._crew.workers)
 
     def _assign(self) -> None:
-        if self._unstartable is not None and not self._workers:
+        workers = self._crew.workers
+        if self._crew.unstartable is not None and not workers:
             self._fail_unstartable()
             return
         # Fill the emptiest workers first, so a lone task never queues behind another.
         prefetch = (
             self._typical is not None
             and self._typical < PREFETCH_BELOW
-            and all(worker.ready for worker in self._workers)
+            and all(worker.ready for worker in workers)
         )
         for slot in range(TASKS_PER_WORKER if prefetch else 1):
-            for worker in list(self._workers):
+            for worker in list(workers):
                 if len(worker.tasks) > slot or worker.retiring or not worker.ready:
                     continue
                 while (task := self._next_task()) is not None:
@@ -329,7 +237,7 @@ class ProcessBackend(Unprobed):
                             self._requeued.appendleft(task)
                         worker.items_sent = worker.max_tasks or 0
                         if not worker.tasks:
-                            self._recycle(worker)
+                            self._crew.recycle(worker)
                         break
                     if self._send(worker, task):
                         break  # (not sent: it failed at once, and the worker is still free)
@@ -380,7 +288,7 @@ class ProcessBackend(Unprobed):
         worker.items_sent += len(task.items)
         kind = job.kind | TIMED if task.timeout is not None else job.kind
         worker.writer.add(frame(Tag.RUN, task=task_id, job=job.id, kind=kind, payload=sent.blob))
-        self._write_now(worker)
+        self._crew.write_now(worker)
         return None
 
     def _function(self, job: Job) -> bytes:
@@ -394,26 +302,16 @@ class ProcessBackend(Unprobed):
         with self._lock:
             forget, self._forget = self._forget, []
         for job_id in forget:
-            for worker in self._workers:
+            for worker in self._crew.workers:
                 if job_id in worker.jobs:
                     worker.jobs.discard(job_id)
                     worker.writer.add(frame(Tag.FORGET, job=job_id))
-                    self._want_write(worker)
-
-    def _write_now(self, worker: WorkerHandle) -> None:
-        """Write what the worker's socket takes at once (a batch of small items: all of it),
-        and wait for it to become writable only for the rest: no loop round and no two
-        ``epoll_ctl`` calls per batch. A worker found gone is lost at the next poll."""
-        if not worker.writer.flush(worker.sock) or worker.writer:
-            self._want_write(worker)
-
-    def _want_write(self, worker: WorkerHandle) -> None:
-        self._selector.modify(worker.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
+                    self._crew.want_write(worker)
 
     def _expire(self) -> None:
         """Kill each worker whose running item is past its deadline; the item gets TaskTimeout."""
         now = time.monotonic()
-        for worker in list(self._workers):
+        for worker in list(self._crew.workers):
             deadline = worker.deadline()
             if deadline is None or now < deadline:
                 continue
@@ -422,17 +320,18 @@ class ProcessBackend(Unprobed):
             self._lose_worker(worker, partial(TaskTimeout, message, timeout=timeout))
 
     def _poll(self) -> None:
-        deadlines = (d for worker in self._workers if (d := worker.deadline()) is not None)
+        crew = self._crew
+        deadlines = (d for worker in crew.workers if (d := worker.deadline()) is not None)
         deadline = min(deadlines, default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         # (A deadline a month away is legal; epoll is not told of it: see ``_waits``. Woken
         # early, ``_expire`` finds nothing due, and the loop comes round to wait again.)
-        for key, mask in self._selector.select(cut(timeout)):
+        for key, mask in crew.selector.select(cut(timeout)):
             if key.data is None:
                 self._wakeup.drain()
                 continue
             worker: WorkerHandle = key.data
-            if worker not in self._workers:  # lost by an earlier event of this round
+            if worker not in crew.workers:  # lost by an earlier event of this round
                 continue
             if key.fileobj is not worker.sock:  # its exit descriptor: the process has ended
                 self._worker_exited(worker)
@@ -442,12 +341,12 @@ class ProcessBackend(Unprobed):
                     self._lose_worker(worker, None)
                     continue
                 if not worker.writer:
-                    self._selector.modify(worker.sock, selectors.EVENT_READ, worker)
+                    crew.selector.modify(worker.sock, selectors.EVENT_READ, worker)
             if mask & selectors.EVENT_READ:
                 frames, closed = worker.reader.read(worker.sock)
                 for body in frames:  # what the worker sent before it went: delivered
                     self._receive(worker, body)
-                if closed and worker in self._workers:  # (its last result may have retired it)
+                if closed and worker in crew.workers:  # (its last result may have retired it)
                     self._lose_worker(worker, None)
         if deadline is not None:
             self._expire()
@@ -456,21 +355,19 @@ class ProcessBackend(Unprobed):
         """The worker process ended, though its socket may not show it: a process the task
         forked holds the worker's end, and no EOF comes while that one lives. What the worker
         sent before it ended is delivered; then it is lost like a worker whose socket closed."""
-        while worker in self._workers:  # (a DONE may retire it)
+        while worker in self._crew.workers:  # (a DONE may retire it)
             frames, closed = worker.reader.read(worker.sock)
             for body in frames:
                 self._receive(worker, body)
             if closed or not frames:
                 break
-        if worker in self._workers:
+        if worker in self._crew.workers:
             self._lose_worker(worker, None)
 
     def _receive(self, worker: WorkerHandle, body: bytearray) -> None:
         head, payload = parse(body)
         if head.tag == Tag.READY:
-            worker.ready = True
-            worker.unconfirmed = False
-            self._early_deaths = 0
+            self._crew.ready(worker)
             return
         if head.tag == Tag.STARTED:
             if worker.tasks and next(iter(worker.tasks)) == head.task:
@@ -489,21 +386,14 @@ class ProcessBackend(Unprobed):
         outcome.where = worker.where
         self._finish(sent.task, outcome)
         if worker.retiring and not worker.tasks:
-            self._recycle(worker)
-
-    def _recycle(self, worker: WorkerHandle) -> None:
-        """Replace a worker that ran its quota of items: EOF ends it, a fresh one starts."""
-        self._drop_worker(worker)
-        worker.sock.close()
-        worker.reap(time.monotonic() + 5)
-        self._start_worker(worker.index)
+            self._crew.recycle(worker)
 
     def _lose_worker(self, worker: WorkerHandle, error: Callable[[], BaseException] | None) -> None:
         """End a worker that died (error None: WorkerCrashed) or overran (error: TaskTimeout).
         Its running item fails with that error (a running batch of several items is run again
         item by item, see ``_rerun``), its queued task goes to another worker, and a new worker
         takes its place."""
-        self._drop_worker(worker)
+        self._crew.drop(worker)
         returncode = worker.stop()
         tasks = [sent.task for sent in worker.tasks.values()]
         if tasks and worker.unconfirmed and error is None:  # it ran none of them: see reuse()
@@ -533,29 +423,11 @@ class ProcessBackend(Unprobed):
                 outcome.elapsed, outcome.began, outcome.where = ran_for, began, where
                 self._finish(running, outcome)
         if not self._stop_now:
-            self._replace(worker, returncode)
-
-    def _replace(self, worker: WorkerHandle, returncode: int) -> None:
-        """Start a worker in place of one that ended, unless workers keep ending before they
-        are ready (``EARLY_DEATHS``): then the place stays empty, and once none is left
-        ``_assign`` fails the tasks."""
-        if worker.ready or self.spec.initializer is None:
-            # (Without an initializer, a worker that ended before it was ready was ended from
-            # outside, most likely: a killer of processes, the OOM killer. Counted, a few such
-            # kills of newly started workers failed every task of a healthy pool.)
-            self._start_worker(worker.index)
-            return
-        self._early_deaths += 1
-        if self._early_deaths < EARLY_DEATHS and self._unstartable is None:
-            self._start_worker(worker.index)
-            return
-        if self._unstartable is None:
-            message = early_death_message(worker.proc.pid, returncode, self.spec.initializer)
-            self._unstartable = partial(WorkerCrashed, message, exitcode=returncode)
+            self._crew.replace(worker, returncode)
 
     def _fail_unstartable(self) -> None:
         """No worker is left, and none is started any more: every task fails, unrun."""
-        error = self._unstartable
+        error = self._crew.unstartable
         assert error is not None
         while (task := self._next_task()) is not None:
             outcome = failed(len(task.items), error, ran=False, owner_loads=task.owner_loads)
@@ -577,11 +449,11 @@ class ProcessBackend(Unprobed):
         self._lock = threading.Lock()  # another thread may have held it at the fork
         self._pending.clear()  # the owner's to run, not ours
         self._requeued.clear()
-        self._workers = []
+        self._crew.workers = []
         if self._wakeup.fd < 0:
             return  # never started, or ended: it holds no descriptor
         self._wakeup.after_fork_in_child()
-        self._selector.close()
+        self._crew.selector.close()
 
     def _fail_everything(self, exc: BaseException) -> None:
         error = PlaitError(f"plait's process dispatcher failed: {exc!r}")
@@ -590,7 +462,7 @@ class ProcessBackend(Unprobed):
             self._closed = True
             tasks = [*self._requeued, *self._take_pending()]
             self._requeued.clear()
-        for worker in self._workers:
+        for worker in self._crew.workers:
             tasks.extend(sent.task for sent in worker.tasks.values())
             worker.tasks.clear()
         for task in tasks:

@@ -4,7 +4,7 @@ Each worker holds ``FDS_PER_WORKER`` descriptors in this process for as long as 
 pool of more workers than ``ulimit -n`` allows would fail as it grows (socketpair: "Too many
 open files") after part of its work ran. A count past the limit (``workers=2**70``, a
 ``PLAIT_WORKERS`` with a typing slip) is refused where it is given instead, saying what holds.
-Workers start as the work needs them (``ProcessBackend._grow``): a count within the limit costs
+Workers start as the work needs them (``Crew.grow``): a count within the limit costs
 nothing until items wait for that many.
 """
 
