@@ -184,6 +184,81 @@ def test_condition_wait_releases_its_lock_so_others_can_take_it(
     assert results == [True]
 
 
+def until(condition: Callable[[], bool]) -> None:
+    """Poll until ``condition()`` holds (it must, soon): waits for a fact, not for luck."""
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.001)
+
+
+class HookedRLock(sync.RLock):
+    """An RLock that calls ``on_release`` as a Condition's wait() lets go of it, before that
+    wait blocks: what another thread does there happens while the waiter waits, for sure."""
+
+    def __init__(self, on_release: Callable[[], None], *, name: str) -> None:
+        super().__init__(name=name)
+        self.on_release = on_release
+
+    def _release_save(self) -> int:
+        count = super()._release_save()
+        self.on_release()
+        return count
+
+
+@pytest.mark.timeout(30)
+def test_a_condition_wait_that_cannot_take_its_lock_back_leaves_no_waiter_behind() -> None:
+    """(The waiter was taken off the condition only once its lock was back: a DeadlockError
+    there left it queued, ``waiting`` stayed 1, and the next notify() woke the dead waiter
+    instead of a live one.)"""
+    other = sync.Lock(name="other")
+    taker: list[threading.Thread] = []
+
+    def take_both() -> None:
+        with cond, other:  # other is the waiter's: waits, until the waiter's error lets it go
+            pass
+
+    def let_another_in() -> None:
+        if not taker:  # the first wait only
+            taker.append(threading.Thread(target=take_both, name="taker"))
+            taker[0].start()
+            until(lambda: other.statistics().waiting == 1)
+
+    cond = sync.Condition(HookedRLock(let_another_in, name="cond.lock"), name="cond")
+
+    def wait_holding_other() -> None:
+        with other, cond:
+            # times out (no one notifies); taking the lock back would wait for the taker,
+            # which waits for other: the cycle is refused here
+            cond.wait(timeout=0.01)
+
+    errors = run_threads(wait_holding_other)
+    taker[0].join(5)
+    assert not taker[0].is_alive()
+    assert isinstance(errors[0], sync.DeadlockError), errors
+    stats = cond.statistics()
+    assert (stats.waiting, stats.timeouts, stats.acquisitions) == (0, 1, 0)
+    assert "0 waiting" in repr(cond)
+    with cond:
+        cond.notify()  # nobody waits: nobody is woken
+    assert cond.statistics().notifications == 0
+
+    woken: list[bool] = []
+
+    def wait_for_notice() -> None:
+        with cond:
+            woken.append(cond.wait(timeout=10))
+
+    waiter = threading.Thread(target=wait_for_notice)
+    waiter.start()
+    until(lambda: cond.statistics().waiting == 1)
+    with cond:
+        cond.notify()
+    waiter.join(15)
+    assert woken == [True]
+    assert cond.statistics().notifications == 1
+
+
 def test_timed_acquire_is_not_a_deadlock() -> None:
     a, b = sync.Lock(name="a"), sync.Lock(name="b")
     meet = threading.Barrier(2)

@@ -38,6 +38,9 @@ class Condition:
         self._tracked = isinstance(self._lock, _TrackedLock)
         self._waiters: deque[Any] = deque()
         self._rec = WaitRecorder()
+        # Guards the waiters and the counters: a wait that cannot take the lock back (a
+        # DeadlockError) still has to take itself off the queue, without the lock.
+        self._books = allocate_lock()
         self._notifications = 0
         self.name = name if name is not None else f"Condition-{id(self):x}"
 
@@ -80,8 +83,9 @@ class Condition:
             raise RuntimeError("cannot wait on un-acquired lock")
         waiter = allocate_lock()
         waiter.acquire()
-        self._waiters.append(waiter)
-        self._rec.waiting += 1
+        with self._books:
+            self._waiters.append(waiter)
+            self._rec.waiting += 1
         start = monotonic()
         saved = None
         if hasattr(self._lock, "_release_save"):
@@ -98,14 +102,23 @@ class Condition:
                 notified = waiter.acquire(False)
             return notified
         finally:
-            self._restore(saved)
+            try:
+                self._restore(saved)
+            finally:
+                # Whatever taking the lock back raised: a timed-out waiter left queued would
+                # take the next notify() for itself, and a live waiter would wait on.
+                self._unqueue(waiter, notified, monotonic() - start)
+
+    def _unqueue(self, waiter: Any, notified: bool, waited: float) -> None:
+        """Undo what wait() queued, and count the wait."""
+        with self._books:
             if not notified:
                 try:
                     self._waiters.remove(waiter)
-                except ValueError:
+                except ValueError:  # a notify() took it off as it timed out
                     pass
             self._rec.waiting -= 1
-            self._rec.waited(monotonic() - start, succeeded=notified)
+            self._rec.waited(waited, succeeded=notified)
             if notified:
                 self._rec.acquisitions += 1
 
@@ -138,22 +151,25 @@ class Condition:
         """Wake up to ``n`` waiters; they run once they get the lock back."""
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
-        while self._waiters and n > 0:
-            waiter = self._waiters.popleft()
-            try:
-                waiter.release()
-            except RuntimeError:  # pragma: no cover - it timed out and was released already
-                continue
-            self._notifications += 1
-            n -= 1
+        with self._books:
+            while self._waiters and n > 0:
+                waiter = self._waiters.popleft()
+                try:
+                    waiter.release()
+                except RuntimeError:  # pragma: no cover - it timed out and was released already
+                    continue
+                self._notifications += 1
+                n -= 1
 
     def notify_all(self) -> None:
         self.notify(len(self._waiters))
 
     def statistics(self) -> ConditionStatistics:
-        """A snapshot; the counters only change while the condition's lock is held."""
-        fields = base_fields(self.name, self._rec)
-        return ConditionStatistics(**fields, notifications=self._notifications)  # type: ignore[arg-type]
+        """A snapshot; the counters only change under the condition's bookkeeping lock."""
+        with self._books:
+            fields = base_fields(self.name, self._rec)
+            notifications = self._notifications
+        return ConditionStatistics(**fields, notifications=notifications)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (
