@@ -409,3 +409,49 @@ def test_barrier_reset_breaks_current_waiters(impl: ModuleType) -> None:
     join(t)
     assert len(errors) == 1
     assert not b.broken
+
+
+# --- a NaN timeout ------------------------------------------------------------------------
+# threading's answers: a lock refuses NaN; Event and Condition waits take it as "do not block"
+# (NaN > 0 is false). Semaphore, Barrier and Condition.wait_for hang on it in threading (their
+# deadline never passes), so plait's do too: those are not tested here.
+
+NAN = float("nan")
+
+
+@pytest.mark.timeout(10)
+def test_event_wait_with_a_nan_timeout_returns_at_once(impl: ModuleType) -> None:
+    """(plait's waited a day at a time, for ever: NaN is no number of days.)"""
+    e = impl.Event()
+    assert e.wait(NAN) is False
+    e.set()
+    assert e.wait(NAN) is True
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_lock_acquire_refuses_a_nan_timeout(impl: ModuleType, kind: str) -> None:
+    """(plait's took the lock if it was free, and an RLock's holder took it again.)"""
+    lock = getattr(impl, kind)()
+    for args in [(True, NAN), (False, NAN)]:
+        with pytest.raises(ValueError, match="NaN"):
+            lock.acquire(*args)
+    assert lock.acquire(False)  # the refusals left it free
+    with pytest.raises(ValueError, match="NaN"):
+        lock.acquire(timeout=NAN)  # held: a wait (Lock) or a re-entry (RLock), refused alike
+    lock.release()
+    other: list[bool] = []
+    join(in_thread(lambda: other.append(lock.acquire(False))))
+    assert other == [True]  # held once, released once: free for another thread
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("lock_kind", ["default", "Lock", "RLock"])
+def test_condition_takes_a_nan_timeout_as_its_lock_does(impl: ModuleType, lock_kind: str) -> None:
+    cond = (
+        impl.Condition() if lock_kind == "default" else impl.Condition(getattr(impl, lock_kind)())
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        cond.acquire(True, NAN)
+    with cond:
+        assert cond.wait(NAN) is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from math import isnan
 from time import monotonic
 
 from .._waits import repeat
@@ -33,6 +34,10 @@ class Event:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or the timeout ends; return the flag."""
+        if timeout is not None and isnan(timeout):
+            # threading's Condition.wait does not block for a timeout that is not > 0, NaN
+            # included; ``repeat`` would take NaN for a long wait and wait a day at a time.
+            timeout = 0.0
         with self._cond:
             if self._flag:
                 self._rec.acquisitions += 1

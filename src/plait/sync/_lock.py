@@ -43,6 +43,8 @@ Read at each wait, so changing it affects locks that exist already."""
 
 def check_timeout(blocking: bool, timeout: float) -> None:
     """Refuse the arguments ``threading.Lock.acquire`` refuses, with its messages."""
+    if timeout != timeout:  # NaN: no deadline would ever compare as passed
+        raise ValueError("Invalid value NaN (not a number)")
     if not blocking and timeout != -1:
         raise ValueError("can't specify a timeout for a non-blocking call")
     if timeout < 0 and timeout != -1:
@@ -381,7 +383,7 @@ class RLock(_TrackedLock):
             me = LOCAL.owner
         except AttributeError:
             me = current_owner()
-        if self._owner is me:
+        if self._owner is me and timeout == -1:
             self._count += 1
             self._acquired += 1
             return True
@@ -415,6 +417,7 @@ class RLock(_TrackedLock):
 
     def _acquire_at(self, blocking: bool, timeout: float, depth: int, bound: bool = False) -> bool:
         if self._owner is current_owner():
+            check_timeout(blocking, timeout)  # threading refuses bad ones on re-entry too
             self._count += 1
             self._acquired += 1
             return True
