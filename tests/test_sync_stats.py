@@ -102,6 +102,47 @@ def test_semaphore_event_condition_barrier_counts() -> None:
     assert (b.acquisitions, b.cycles, b.broken, b.parties) == (2, 2, False, 1)
 
 
+def fail() -> None:
+    raise KeyError("action")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["abort", "reset", "failing action"])
+def test_a_barrier_broken_under_its_waiter_is_not_a_timeout(how: str) -> None:
+    """(Every wait that ended broken counted as a timeout, though none had one.)"""
+    barrier = sync.Barrier(2, action=fail if how == "failing action" else None, name="b")
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            barrier.wait()  # no timeout at all
+        except threading.BrokenBarrierError as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while barrier.n_waiting != 1:  # a state no primitive announces
+        assert time.monotonic() < deadline, "the waiter never arrived"
+        time.sleep(0.001)
+    if how == "failing action":
+        with pytest.raises(KeyError):
+            barrier.wait()  # the last arrival: runs the action, which breaks the barrier
+    else:
+        getattr(barrier, how)()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert len(errors) == 1
+    stats = barrier.statistics()
+    assert (stats.timeouts, stats.contended, stats.acquisitions) == (0, 1, 0)
+
+    barrier.reset()
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(0.01)  # a real timeout still counts
+    stats = barrier.statistics()
+    assert (stats.timeouts, stats.contended, stats.acquisitions) == (1, 2, 0)
+
+
 def test_detection_off_keeps_statistics() -> None:
     lock = sync.Lock(detect=False)
     with lock:

@@ -82,10 +82,14 @@ class Barrier:
 
     def _wait(self, timeout: float | None) -> None:
         start = monotonic()
+        timed_out = False
         try:
             passed = repeat(partial(self._cond.wait_for, lambda: self._state != _FILLING), timeout)
+            timed_out = not passed
         finally:
-            self._rec.waited(monotonic() - start, succeeded=self._state == _DRAINING)
+            # Only a wait whose time ran out is a timeout: one that an abort(), a reset() or a
+            # failing action broke ended for another reason.
+            self._rec.waited(monotonic() - start, succeeded=not timed_out)
         if not passed:
             self._break()
             raise BrokenBarrierError

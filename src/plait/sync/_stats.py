@@ -95,7 +95,9 @@ class ConditionStatistics(Statistics):
 
 @dataclass(frozen=True, kw_only=True)
 class BarrierStatistics(Statistics):
-    """``acquisitions`` counts passages through the barrier (one per thread per cycle)."""
+    """``acquisitions`` counts passages through the barrier (one per thread per cycle); a wait
+    that its breaking ended (``abort()``, ``reset()``, a failing action) is contended, but no
+    timeout."""
 
     parties: int
     broken: bool
