@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -409,6 +410,59 @@ def test_barrier_reset_breaks_current_waiters(impl: ModuleType) -> None:
     join(t)
     assert len(errors) == 1
     assert not b.broken
+
+
+# --- the same methods ---------------------------------------------------------------------
+
+DROP_INS = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier"]
+
+
+def make(module: ModuleType, name: str) -> object:
+    return getattr(module, name)(*((1,) if name == "Barrier" else ()))
+
+
+@pytest.mark.parametrize("name", DROP_INS)
+def test_each_drop_in_has_every_public_name_threadings_has(name: str) -> None:
+    """Compared on the Python that runs the tests, so a name a new Python adds shows up."""
+
+    def public(obj: object) -> set[str]:
+        return {attribute for attribute in dir(obj) if not attribute.startswith("_")}
+
+    assert public(make(threading, name)) - public(make(sync, name)) == set()
+
+
+def outcome(call: Callable[[], object]) -> tuple[object, list[tuple[type[Warning], str]]]:
+    """What ``call()`` returns and the warnings it gives, each once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("detect", [True, False])
+def test_the_old_names_behave_and_warn_as_threadings_do(detect: bool) -> None:
+    """``Lock.acquire_lock``, ``Event.isSet``, ``Condition.notifyAll``...: the same results
+    and the same warnings (or none) as threading's on this Python."""
+
+    def old_names(impl: ModuleType) -> list[tuple[object, list[tuple[type[Warning], str]]]]:
+        lock = sync.Lock(detect=detect) if impl is sync else threading.Lock()
+        event, cond = impl.Event(), impl.Condition()
+        seen = [
+            outcome(lock.acquire_lock),
+            outcome(lock.locked_lock),
+            outcome(lambda: lock.acquire_lock(False)),
+            outcome(lock.release_lock),
+            outcome(lock.locked_lock),
+            outcome(event.isSet),
+        ]
+        event.set()
+        seen.append(outcome(event.isSet))
+        with cond:
+            seen.append(outcome(cond.notifyAll))
+        return seen
+
+    assert old_names(sync) == old_names(threading)
 
 
 # --- a NaN timeout ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ the wait could never end and raises DeadlockError naming the holder, as an RLock
 
 from __future__ import annotations
 
+import warnings
 from _thread import allocate_lock
 from collections import deque
 from collections.abc import Callable
@@ -163,6 +164,13 @@ class Condition:
 
     def notify_all(self) -> None:
         self.notify(len(self._waiters))
+
+    def notifyAll(self) -> None:
+        """Deprecated alias of notify_all(), warning as threading's does."""
+        warnings.warn(
+            "notifyAll() is deprecated, use notify_all() instead", DeprecationWarning, stacklevel=2
+        )
+        self.notify_all()
 
     def statistics(self) -> ConditionStatistics:
         """A snapshot; the counters only change under the condition's bookkeeping lock."""

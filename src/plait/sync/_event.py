@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from math import isnan
 from time import monotonic
 
@@ -21,6 +22,13 @@ class Event:
 
     def is_set(self) -> bool:
         return self._flag
+
+    def isSet(self) -> bool:
+        """Deprecated alias of is_set(), warning as threading's does."""
+        warnings.warn(
+            "isSet() is deprecated, use is_set() instead", DeprecationWarning, stacklevel=2
+        )
+        return self.is_set()
 
     def set(self) -> None:
         """Set the flag and wake every waiter; later waits return at once."""

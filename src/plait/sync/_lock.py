@@ -317,6 +317,12 @@ class Lock(_TrackedLock):
             order.released(self)
         self._release()
 
+    # threading's old names, which ``_thread.lock`` keeps (without a warning); aliases, not
+    # calls, so that the holder's site is still the caller's
+    acquire_lock = acquire
+    release_lock = release
+    locked_lock = _TrackedLock.locked
+
     def _release_save(self) -> None:
         self._drop()
 
@@ -355,6 +361,10 @@ class _UncheckedLock(Lock):
         tb: TracebackType | None,
     ) -> None:
         self._release()
+
+    # the old names again, for this class's own acquire and release
+    acquire_lock = acquire
+    release_lock = release
 
     def _took(self, where: Site | None) -> None:
         self._acquired += 1
