@@ -46,7 +46,8 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def check_as_perfetto_reads_it(events: list[dict[str, Any]]) -> None:
     """What the trace viewers need: complete events with every field, in microseconds; every
-    row and every process named; no two events on a row overlapping."""
+    row and every process named; no two events on a row overlapping; a counter that never
+    goes below zero."""
     named_rows = {(e["pid"], e["tid"]) for e in events if e["name"] == "thread_name"}
     named_places = {e["pid"] for e in events if e["name"] == "process_name"}
     rows: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
@@ -60,6 +61,7 @@ def check_as_perfetto_reads_it(events: list[dict[str, Any]]) -> None:
         assert event["ts"] >= 0, event
         assert event["pid"] in named_places, event
         if event["ph"] == "C":
+            assert event["args"]["waiting"] >= 0, event
             continue
         assert isinstance(event["name"], str), event
         assert event["name"], event
@@ -395,6 +397,25 @@ def test_the_queue_in_front_of_the_workers_is_a_counter(tmp_path: Path) -> None:
     assert counter
     assert counter[-1]["args"]["waiting"] == 0
     assert max(e["args"]["waiting"] for e in counter) >= 1
+
+
+def test_the_queue_counter_of_amap_coroutines_never_goes_below_zero(tmp_path: Path) -> None:
+    """A coroutine waits for no worker: it is made as it starts. Before, its "started" came
+    before its "queued" at the same time, and the counter went to -1 (and the summary's share
+    of time that a batch waited counted from the clock's zero)."""
+    import asyncio
+
+    from plait._trace_out import _queued_share
+
+    async def main() -> list[int]:
+        return [x async for x in plait.amap(async_square, range(5))]
+
+    with plait.trace(tmp_path / "run.json") as trace:
+        assert asyncio.run(main()) == [x * x for x in range(5)]
+    counter = [e["args"]["waiting"] for e in load(tmp_path / "run.json") if e["ph"] == "C"]
+    assert counter
+    assert min(counter) == 0
+    assert _queued_share(trace.batches, 1.0) == 0.0
 
 
 def test_the_summary_says_when_the_input_was_the_bottleneck() -> None:

@@ -67,12 +67,14 @@ def lay_out(batches: list[Batch], opened: float) -> Layout:
         placed.append(Placed(batch, row, ts, dur))
     if batches:
         places.setdefault(THIS_PROCESS, len(places))  # (the queue's counter lives there)
-    changes = sorted([(b.queued, 1) for b in batches] + [(b.start, -1) for b in batches])
     queue: list[tuple[float, int]] = []
     waiting = 0
-    for at, change in changes:
+    for at, change in _queue_changes(batches):
         waiting += change
-        queue.append((us(at), waiting))
+        if queue and queue[-1][0] == us(at):  # (a time has one value, its last: no blip)
+            queue[-1] = (us(at), waiting)
+        else:
+            queue.append((us(at), waiting))
     return Layout(
         list(places),
         [(places[group], name) for group, name in rows],
@@ -247,11 +249,18 @@ def _covered(batches: list[Batch]) -> float:
     return total
 
 
+def _queue_changes(batches: list[Batch]) -> list[tuple[float, int]]:
+    """When a batch began to wait for a worker (+1) and stopped (-1), in order: at the same
+    time, the waits begin first (a coroutine of amap is made as it starts: before, its -1 came
+    first, and the count went below zero)."""
+    changes = [(b.queued, 1) for b in batches] + [(b.start, -1) for b in batches]
+    return sorted(changes, key=lambda change: (change[0], -change[1]))
+
+
 def _queued_share(batches: list[Batch], wall: float) -> float:
     """The share of the time some batch waited for a worker."""
-    changes = sorted([(b.queued, 1) for b in batches] + [(b.start, -1) for b in batches])
     waiting, since, total = 0, 0.0, 0.0
-    for at, change in changes:
+    for at, change in _queue_changes(batches):
         if waiting == 0 and change > 0:
             since = at
         waiting += change
