@@ -751,6 +751,20 @@ def test_trace_on_maps_can_gather_into_one_trace(any_backend: str, tmp_path: Pat
     assert len(batches(load(tmp_path / "both.json"), fn.__qualname__)) >= 2
 
 
+def test_a_trace_given_to_a_map_then_entered_keeps_its_earliest_start(tmp_path: Path) -> None:
+    """Before, its block's start became the trace's: the map's batches, recorded earlier, got
+    negative times."""
+    trace = plait.Trace(tmp_path / "run.json")
+    assert list(plait.map(square, range(10), backend="thread", trace=trace)) == [
+        x * x for x in range(10)
+    ]
+    with trace:
+        list(plait.map(square, range(10, 20), backend="thread"))
+    mine = batches(load(tmp_path / "run.json"), "square")  # (no time below zero)
+    assert sum(e["args"]["items"] for e in mine) == 20
+    assert "20 items" in trace.summary()
+
+
 def test_trace_on_amap_of_coroutines(tmp_path: Path) -> None:
     import asyncio
 

@@ -264,7 +264,7 @@ class Trace:
             _import_writers()
         self.path = None if path is None else Path(path)
         self._raw: list[Raw] = []  # a record per batch, as it ended (``batches`` reads them)
-        self._opened = time.perf_counter()  # (again as the block begins)
+        self._opened = time.perf_counter()  # (again as the block begins, if it holds no batch yet)
         self._closed: float | None = None
         self._depth = 0  # how many ``with`` blocks of it are open (nested: one recording)
         # Its block ended: it is not entered again (its times are from that block's start, and
@@ -282,7 +282,10 @@ class Trace:
             self._depth += 1
             if self._depth > 1:  # (the same trace entered again inside its block: one record)
                 return self
-            self._opened = time.perf_counter()
+            if not self._raw:
+                self._opened = time.perf_counter()
+            # (else it keeps its earliest start: it holds the batches of a map it was given to,
+            # ``trace=``, recorded before the block, whose times would be below zero)
             self._closed = None
             active.append(self)
             _keep_appends()
