@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,24 @@ def test_the_demo_whose_output_cannot_be_written_says_so_or_stops_quietly(
     assert done.returncode == status, done.stderr
     assert "Traceback" not in done.stderr
     assert says in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_demo_whose_timeline_cannot_be_written_says_so_before_its_tour(
+    tmp_path: Path,
+) -> None:
+    """Before, it ran its whole tour, then died with a ValueError's traceback."""
+    (tmp_path / "plait-demo.html").mkdir()  # (where it writes the timeline: a folder)
+    done = subprocess.run(
+        [sys.executable, "-m", "plait", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""  # (nothing ran)
+    assert done.stderr.startswith("plait demo: ")
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert str(tmp_path / "plait-demo.html") in done.stderr

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._api import map as plait_map
 from ._api import run
-from ._trace import trace
+from ._trace import _check_path, trace
 
 FILES = 40
 SERVER_DELAY = 0.05  # seconds the server waits before answering each request
@@ -155,13 +155,26 @@ def number_crunching() -> list[tuple[str, float]]:
 
 def main() -> int:
     """The tour, and what becomes of it when its output cannot be written: a closed standard
-    output (``>&-``) or a full disk is said on stderr (exit 1, as ``ls`` does); a reader that
-    went away (``| head``) ends it quietly (exit 141, as a shell reports SIGPIPE)."""
+    output (``>&-``), a full disk or a timeline file it cannot write (found before the tour)
+    is said on stderr (exit 1, as ``ls`` does); a reader that went away (``| head``) ends it
+    quietly (exit 141, as a shell reports SIGPIPE)."""
     if sys.stdout is None:
         _complain("there is no standard output to write the tour to (it was closed)")
         return 1
+    # Checked before the tour, which is not run for a timeline that cannot be written (a
+    # folder of that name, or on a shared /tmp a file that another user left there).
     try:
-        return _tour()
+        timeline = Path(tempfile.gettempdir()) / "plait-demo.html"
+    except OSError as error:  # (no temporary folder at all)
+        _complain(f"there is no folder to write its timeline to: {error}")
+        return 1
+    try:
+        _check_path(timeline, "plait demo")
+    except ValueError:
+        _complain(_unwritable(timeline))
+        return 1
+    try:
+        return _tour(timeline)
     except BrokenPipeError:
         from ._command import reader_gone
 
@@ -171,12 +184,20 @@ def main() -> int:
         return 1
 
 
+def _unwritable(timeline: Path) -> str:
+    why = "it is a folder" if timeline.is_dir() else "this program cannot write there"
+    return (
+        f"its timeline cannot be written to {timeline}: {why}; set TMPDIR to a folder it "
+        "can write to"
+    )
+
+
 def _complain(message: str) -> None:
     if sys.stderr is not None:
         print(f"plait demo: {message}", file=sys.stderr)
 
 
-def _tour() -> int:
+def _tour(timeline: Path) -> int:
     started = time.perf_counter()
     print("plait demo: the same work, serially and with plait")
     with trace() as runs:  # what plait's workers did, for the timeline at the end
@@ -193,6 +214,10 @@ def _tour() -> int:
             print(f"{title:<20} {how:<20} {seconds:>8.2f}s {baseline / seconds:>8.1f}x")
             title = ""
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s")
-    timeline = runs.write(Path(tempfile.gettempdir()) / "plait-demo.html")
+    try:
+        runs.write(timeline)
+    except ValueError:  # (it became a folder, or unwritable, during the tour)
+        _complain(_unwritable(timeline))
+        return 1
     print(f"timeline of plait's runs: {timeline} (open it in any browser)")
     return 0
