@@ -3,12 +3,14 @@ network off (a lane per worker, no console error, a screenshot)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,6 +114,44 @@ def test_a_hundred_thousand_batches_render_and_the_file_stays_small(tmp_path: Pa
     assert body["rendered"] == "yes"
     assert body["errors"] == ""
     assert body["lanes"] == "8"
+
+
+def page_data(page: Path) -> dict[str, Any]:
+    """The data the page draws (one JSON line in its script)."""
+    (line,) = [line for line in page.read_text().splitlines() if line.startswith("const D = ")]
+    data: dict[str, Any] = json.loads(line.removeprefix("const D = ").removesuffix(";"))
+    return data
+
+
+def test_a_map_inline_inside_an_inline_batch_gets_a_lane_under_it_drawn_when_it_ran(
+    tmp_path: Path,
+) -> None:
+    """Its batches ran within the outer one, in the same thread (the same row): drawn when they
+    ran, on a lane of their own under it (the page's lanes never overlap: its search for what
+    is on screen counts on it). Before, they were drawn after the outer batch ended."""
+    trace = Trace()
+    now = time.perf_counter()
+    where = ("this process", "inline [7]")
+    for name, start, elapsed, first in [
+        ("outer", now, 0.5, 0),  # (its item 3 runs the inner map, then sleeps)
+        *(("inner", now + 0.08 + k * 1e-3, 5e-4, 10 * k) for k in range(4)),
+        ("outer", now + 0.6, 0.01, 8),
+    ]:
+        raw = (name, "auto", where, start, start, elapsed, start + elapsed, 8, first, 1, False)
+        trace._raw.append((*raw, None, True, False, 0))
+    trace._opened = now
+    page = trace.write(tmp_path / "nested.html")
+    data = page_data(page)
+    assert data["rows"] == [[0, "inline [7]"], [0, "inline [7] (within the lane above)"]]
+    outer = data["names"].index("outer (auto)")
+    assert [(data["r"][k], round(data["s"][k])) for k in range(6)] == [
+        (0 if data["f"][k] == outer else 1, round(start))
+        for k, start in enumerate([0, 80_000, 81_000, 82_000, 83_000, 600_000])
+    ]
+    body = rendered(page, tmp_path)
+    assert body["rendered"] == "yes"
+    assert body["errors"] == ""
+    assert body["lanes"] == "2"
 
 
 @pytest.mark.parametrize(

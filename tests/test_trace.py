@@ -4,7 +4,6 @@ the summary."""
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import os
 import threading
@@ -46,8 +45,9 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def check_as_perfetto_reads_it(events: list[dict[str, Any]]) -> None:
     """What the trace viewers need: complete events with every field, in microseconds; every
-    row and every process named; no two events on a row overlapping; a counter that never
-    goes below zero."""
+    row and every process named; no two events on a row overlapping (one that runs inside
+    another, whole, nests in it: a map run inline inside a batch that ran inline); a counter
+    that never goes below zero."""
     named_rows = {(e["pid"], e["tid"]) for e in events if e["name"] == "thread_name"}
     named_places = {e["pid"] for e in events if e["name"] == "process_name"}
     rows: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
@@ -75,9 +75,13 @@ def check_as_perfetto_reads_it(events: list[dict[str, Any]]) -> None:
             assert event["dur"] > 0, event
             rows[event["pid"], event["tid"]].append((event["ts"], event["dur"]))
     for spans in rows.values():
-        spans.sort()
-        for (ts, dur), (next_ts, _) in itertools.pairwise(spans):
-            assert ts + dur <= next_ts + 1e-3, spans  # (rounded to nanoseconds)
+        spans.sort(key=lambda span: (span[0], -span[1]))  # (of two at once, the outer first)
+        inside: list[float] = []  # the ends of the events that the next may be inside
+        for ts, dur in spans:
+            while inside and inside[-1] <= ts + 1e-3:  # (rounded to nanoseconds)
+                inside.pop()
+            assert not inside or ts + dur <= inside[-1], spans  # (within it, whole, or after)
+            inside.append(ts + dur)
 
 
 def batches(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -388,6 +392,64 @@ def test_two_pools_at_once_never_share_a_row(tmp_path: Path) -> None:
         assert [f.result(timeout=60) for f in futures] == [0, 1, 0, 1]
     events = load(tmp_path / "run.json")  # (no overlap on any row)
     assert len({(e["pid"], e["tid"]) for e in batches(events, meet.__qualname__)}) == 4
+
+
+def sum_of_squares_on_a_hundred(x: int) -> int:
+    """Item 100 runs a map of its own, in the same thread: inline too, inside the outer batch."""
+    if x == 100:
+        return sum(plait.map(square, range(100), chunksize=10))
+    return x
+
+
+def test_a_map_run_inline_inside_an_inline_batch_is_drawn_inside_it_when_it_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both maps' batches are on the caller's row ("inline [its id]"). Before, the rows' rule
+    put each inner batch after the outer one ended: drawn where it never ran."""
+    from plait._backends import _auto, _probe
+    from plait._plan import Plan
+
+    # Every map planned inline after its first few items (run by the probe, on a thread).
+    monkeypatch.setattr(_probe, "PROBE_ITEMS", 4)
+    monkeypatch.setattr(_probe, "PROBE_SECONDS", float("inf"))
+    monkeypatch.setattr(_auto, "tiny_plan", lambda measured, **_: Plan("inline", 1, "a test"))
+    path = tmp_path / "run.json"
+    with plait.trace(path) as trace:
+        results = list(plait.map(sum_of_squares_on_a_hundred, range(200), chunksize=20))
+    assert results[99:102] == [99, sum(x * x for x in range(100)), 101]
+    events = load(path)  # (nested whole, or not overlapping)
+    mine = batches(events, "sum_of_squares_on_a_hundred")
+    (outer,) = [e for e in mine if e["args"]["first item"] <= 100 <= e["args"]["last item"]]
+    row = (outer["pid"], outer["tid"])
+    inner = [e for e in batches(events, "square") if (e["pid"], e["tid"]) == row]
+    assert inner  # (what ran after the probe, inline)
+    for event in inner:
+        assert outer["ts"] < event["ts"]
+        assert event["ts"] + event["dur"] <= outer["ts"] + outer["dur"]
+    began = {(b.function, b.first): (b.start - trace._opened) * 1e6 for b in trace.batches}
+    for event in mine + batches(events, "square"):
+        assert event["ts"] == pytest.approx(began[event["name"], event["args"]["first item"]])
+
+
+def test_a_batch_on_a_workers_row_is_put_after_one_it_overlaps_but_is_not_inside() -> None:
+    """Inside another batch of its row, whole, a batch is drawn where it ran (a call inside
+    its caller); begun inside it but ending after it, it is put after it (the row's rule)."""
+    from plait._trace_out import lay_out
+
+    def batch(start: float, elapsed: float, first: int) -> _trace.Batch:
+        where = ("this process", "inline [7]")
+        return _trace.Batch(
+            "f", "inline", *where, start, start, elapsed, 1, first, 1, False, {}, True
+        )
+
+    layout = lay_out([batch(1.0, 0.5, 0), batch(1.1, 0.1, 1), batch(1.3, 0.3, 2)], 1.0)
+    placed = [(p.batch.first, p.row, round(p.ts), round(p.dur)) for p in layout.placed]
+    assert placed == [
+        (0, 0, 0, 500_000),  # (ts and dur in microseconds)
+        (1, 0, 100_000, 100_000),  # within it, whole: where it ran
+        (2, 0, 500_000, 300_000),  # begun within it, ended after it: after it
+    ]
+    assert [p.depth for p in layout.placed] == [0, 1, 0]
 
 
 def test_the_queue_in_front_of_the_workers_is_a_counter(tmp_path: Path) -> None:

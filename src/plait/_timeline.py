@@ -34,9 +34,21 @@ def timeline_html(layout: Layout, summary: str, title: str = "plait trace") -> s
     names: dict[str, int] = {}
     error_names: dict[str, int] = {}
     columns: dict[str, list[Any]] = {k: [] for k in "rsdfniaqoegt"}
+    # A lane per row, and one more under it for each depth of the batches that ran within
+    # another of its batches (a map inline inside a batch run inline): a lane's batches never
+    # overlap, which is what the page's search, and drawing, count on.
+    depths = [0] * len(layout.rows)
+    for item in layout.placed:
+        depths[item.row] = max(depths[item.row], item.depth)
+    lanes: dict[tuple[int, int], int] = {}
+    rows: list[list[Any]] = []
+    for row, (place, name) in enumerate(layout.rows):
+        for depth in range(depths[row] + 1):
+            lanes[row, depth] = len(rows)
+            rows.append([place, f"{name} (within the lane above)" if depth else name])
     for item in layout.placed:
         batch = item.batch
-        columns["r"].append(item.row)
+        columns["r"].append(lanes[item.row, item.depth])
         columns["s"].append(item.ts)
         columns["d"].append(item.dur)
         columns["f"].append(names.setdefault(f"{batch.function} ({batch.backend})", len(names)))
@@ -51,7 +63,7 @@ def timeline_html(layout: Layout, summary: str, title: str = "plait trace") -> s
         columns["t"].append(batch.retries)
     data = {
         "places": layout.places,
-        "rows": [[place, name] for place, name in layout.rows],
+        "rows": rows,
         "names": list(names),
         "errors": list(error_names),
         **columns,

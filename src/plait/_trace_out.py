@@ -4,7 +4,11 @@ and the summary in words (the HTML timeline is ``_timeline``'s).
 The layout is where the rows' rule holds: a worker runs one batch at a time, so a batch on its
 row never begins before the one before it ended (a batch placed by its answer's arrival may
 seem to: a later answer's trip may have been shorter than an earlier one's); the event loop,
-which runs coroutines side by side, gets a further row for each that ran beside others.
+which runs coroutines side by side, gets a further row for each that ran beside others. One
+exception, drawn as it ran: a map run inline inside a batch that ran inline, in the same thread,
+so on the same row ("inline [its id]"). Its batches run within that batch, as a call within its
+caller, and are placed within it (trace events nest so on a row; the timeline gives each depth
+a lane of its own).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._task import EVENT_LOOP, THIS_PROCESS
-from ._trace import Batch
+from ._trace import NO_WORKER, Batch
 
 
 @dataclass(slots=True)
@@ -24,6 +28,7 @@ class Placed:
     row: int  # index into Layout.rows
     ts: float  # microseconds since the trace opened
     dur: float  # microseconds
+    depth: int = 0  # how many batches of its row it ran within (a map inline inside one)
 
 
 @dataclass(slots=True)
@@ -35,10 +40,13 @@ class Layout:
 
 
 def lay_out(batches: list[Batch], opened: float) -> Layout:
-    """Rows for ``batches`` (sorted by start), one per worker, none overlapping."""
+    """Rows for ``batches`` (sorted by start), one per worker, none overlapping (but those
+    that ran within another of their row, whole: nested in it)."""
     places: dict[str, int] = {}
     rows: dict[tuple[str, str], int] = {}
-    ends: list[float] = []  # per row: where its last batch ended
+    # Per row: where the batches still running ended, the outermost first (a batch runs
+    # within the others: see ``nests``). Its last is where the row's last batch ended.
+    ends: list[list[float]] = []
     placed: list[Placed] = []
 
     def us(at: float) -> float:
@@ -52,19 +60,29 @@ def lay_out(batches: list[Batch], opened: float) -> Layout:
             row = rows.get((batch.group, name))
             if row is None:
                 row = rows[batch.group, name] = len(ends)
-                ends.append(-math.inf)
+                ends.append([])
                 return row
-            if ends[row] <= ts or batch.row != EVENT_LOOP:
+            if not ends[row] or ends[row][-1] <= ts or batch.row != EVENT_LOOP:
                 return row
             lane += 1
 
     for batch in batches:
         ts = us(batch.start)
         row = row_of(batch, ts)
-        ts = max(ts, ends[row])
         dur = round(batch.elapsed * 1e6, 3)
-        ends[row] = max(ends[row], ts + dur)
-        placed.append(Placed(batch, row, ts, dur))
+        running = ends[row]
+        nested = nests(batch)
+        while running:
+            end = running[-1]
+            if end <= ts:  # it ended before this one began
+                running.pop()
+            elif nested and ts + dur <= end + 0.01:  # within it (to the rounding of both)
+                dur = min(dur, end - ts)
+                break
+            else:  # it overlaps: this one is put after it (the rows' rule)
+                ts = running.pop()
+        running.append(ts + dur)
+        placed.append(Placed(batch, row, ts, dur, len(running) - 1))
     if batches:
         places.setdefault(THIS_PROCESS, len(places))  # (the queue's counter lives there)
     queue: list[tuple[float, int]] = []
@@ -81,6 +99,14 @@ def lay_out(batches: list[Batch], opened: float) -> Layout:
         placed,
         queue,
     )
+
+
+def nests(batch: Batch) -> bool:
+    """Whether ``batch`` is drawn within a batch of its row that it ran within: it ran in
+    this process, at the time that its own thread measured, on a row of one thread (the other
+    rows' batches, placed by their answers' arrival, on the event loop or on no worker's row,
+    overlap for other reasons than a call within a call)."""
+    return batch.group == THIS_PROCESS and batch.row not in (EVENT_LOOP, NO_WORKER)
 
 
 def trace_events(layout: Layout) -> list[dict[str, Any]]:
