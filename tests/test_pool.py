@@ -453,18 +453,3 @@ def test_start_method_is_checked() -> None:
         plait.Workers(start_method="forked")
     with pytest.raises(ValueError, match="applies to backend='process' only"):
         plait.Pool("thread", plait.Workers(start_method="fork"))
-
-
-def first(items: list[int]) -> int:
-    return next(iter(items))  # (a StopIteration when there is none)
-
-
-def test_a_calls_stop_iteration_comes_back_as_itself(backend: str) -> None:
-    """As an Executor's future does (no loop over results stands between the call and the
-    caller), not as the RuntimeError a map hands out in its place."""
-    with plait.Pool(backend, workers=2) as pool:
-        future = pool.submit(first, [])
-        with pytest.raises(StopIteration):
-            future.result(timeout=30)
-        assert isinstance(future.exception(timeout=30), StopIteration)
-        assert pool.submit(first, [7]).result(timeout=30) == 7

@@ -25,7 +25,7 @@ from ._errors import Cancelled, PoolClosed
 from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
 from ._stream import MapIterator
-from ._task import Outcome, stop_iteration_behind
+from ._task import Outcome
 from ._waits import repeat
 from ._worker_spec import Workers, as_workers
 
@@ -260,9 +260,7 @@ def _settle(future: Future[Any], outcome: Outcome) -> None:
             cancelled = CancelledError(str(error))
             cancelled.__cause__ = error
             error = cancelled
-        # A StopIteration is handed back as itself, as an Executor's future does: no loop
-        # over results stands between the call and the caller here (``task_error``).
-        future.set_exception(stop_iteration_behind(error) or error)
+        future.set_exception(error)
     else:
         future.set_result(outcome.values[0])
 
