@@ -875,6 +875,32 @@ def test_a_maps_deadline_is_kept_for_a_consumer_slower_than_its_workers() -> Non
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize("backend", ["thread", "auto", "pool"])
+def test_results_ready_by_the_deadline_are_handed_out_after_it(backend: str) -> None:
+    """As an Executor's map: only a result not ready in time raises TimeoutError. A consumer
+    slower than the deadline lost results computed long before it, and one whose last loop
+    body outlasted it got a TimeoutError from a map that had finished."""
+    computed = threading.Semaphore(0)
+
+    def counted(x: int) -> int:
+        computed.release()
+        return x
+
+    with plait.Pool("thread", workers=4) as pool:
+        results = (
+            pool.map(counted, range(4), timeout=0.5, chunksize=1)
+            if backend == "pool"
+            else plait.map(counted, range(4), backend=backend, workers=4, timeout=0.5, chunksize=1)
+        )
+        assert next(results) == 0
+        for _ in range(4):
+            assert computed.acquire(timeout=10)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # (past the deadline, whatever the clock's grain)
+            time.sleep(0.05)
+        assert list(results) == [1, 2, 3]
+
+
 def test_a_deadline_and_an_abort_are_kept_while_an_input_trickles_in() -> None:
     """An input that gives an item every so often always has a result ready for the
     consumer, which never waits: neither was acted on until the input ended (after 1 s at

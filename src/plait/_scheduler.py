@@ -141,20 +141,24 @@ class MapRun:
     def next_batch(self) -> tuple[Task, Outcome] | None:
         """Top up the window, then wait for the next batch to yield (None: the map is done)."""
         self._owner.check()
-        # (Both checked here too, not only while waiting: a consumer slower than the workers,
-        # or an input that trickles in, always finds a batch ready, and never waits.)
+        # (Checked here too, not only while waiting: a consumer slower than the workers, or an
+        # input that trickles in, always finds a batch ready, and never waits.)
         if self._aborted:
             raise Cancelled(self._aborted_for, "the map")
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            self._hurried = True
-            raise TimeoutError("the map did not finish within its timeout")
         if not self._started:
             self._started = True
             self._observer.started(self._total)
+        # Past the deadline, nothing more is read or sent; what is ready is still handed out,
+        # as an Executor's map does: only a result not ready in time raises TimeoutError (in
+        # the wait). A slow consumer lost results computed long before, or got a TimeoutError
+        # after the last result, from a map that had finished.
+        late = self._deadline is not None and time.monotonic() >= self._deadline
         # (A map that runs inline reads no more until what is out was handed out: a batch run
         # now, in this thread, would run ahead of results that wait, and an item's Ctrl-C in
         # it would be raised before them.)
-        if not (self._window.out() and self._backend.runs_inline(self._job) is not None):
+        if not late and not (
+            self._window.out() and self._backend.runs_inline(self._job) is not None
+        ):
             self._top_up()
         with self._cond:
             entry = self._window.pop()
