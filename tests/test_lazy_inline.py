@@ -313,6 +313,15 @@ def test_a_generator_exit_from_an_item_ends_the_map() -> None:
     assert list(results) == []
 
 
+def test_a_generator_exit_from_an_item_is_a_value_with_errors_return() -> None:
+    """As on threads: it takes its item's place and the map goes on. It was taken for the
+    consumer closing the lazy batch, and the map ended there, its later results lost."""
+    results = list(plait.map(generator_exit_at, range(N), errors="return"))
+    assert len(results) == N
+    assert isinstance(results[PAST_THE_PROBE], GeneratorExit)
+    assert results[PAST_THE_PROBE + 1 :] == list(range(PAST_THE_PROBE + 1, N))
+
+
 @pytest.mark.parametrize("bad", [4, 5, 6, 9, 13, 21, 37, 70])
 @pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
 def test_ctrl_c_in_a_batch_read_while_it_measured_reaches_the_consumer(

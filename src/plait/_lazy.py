@@ -9,7 +9,7 @@ item on Python 3.11, about 1.0x on 3.13), with every promise of an inline batch 
 
 - a failing item's exception is the same: ``retries=`` first, a StopIteration made a
   RuntimeError, a note naming the item, then raised (the map ends) or handed out in place
-  (any BaseException but GeneratorExit, which is the consumer closing the generator);
+  (any BaseException, a GeneratorExit too, unless it is the consumer closing the generator);
 - ``plait.worker_state()`` and ``plait.cancelled()`` inside the function are the inline
   worker's and the map's, while between two items the consumer's own code sees its own
   (``_standin``);
@@ -97,8 +97,13 @@ def _run(
                 else:
                     for args, kwargs in remaining:
                         yield fn(*args, **kwargs)
-            except GeneratorExit:
-                raise  # the consumer closed us at a yield (or an item raised it: the same)
+            except GeneratorExit as exc:
+                # The consumer closed us at a yield: thrown in here, its traceback is this
+                # frame's alone. One an item raised has the item's frames after ours: it is
+                # that item's failure, as any other.
+                if exc.__traceback__ is None or exc.__traceback__.tb_next is None:
+                    raise
+                failure = exc
             # (Any other BaseException is its item's, as on a worker: its note, then in its
             # place, or raised; Ctrl-C and SystemExit end the map in their item's place.)
             except BaseException as exc:
@@ -109,9 +114,8 @@ def _run(
             yield from failed(task, offset, failure)
             del failure
     except BaseException:
-        # Ctrl-C or SystemExit from an item, an error raised (errors="raise"), the consumer
-        # closing us (GeneratorExit at a yield; the map is closing anyway), or a GeneratorExit
-        # from an item (not told apart from the last): the map ends.
+        # Ctrl-C or SystemExit from an item, an error raised (errors="raise"), or the consumer
+        # closing us (GeneratorExit at a yield; the map is closing anyway): the map ends.
         interrupted(len(items) - length_hint(remaining))
         raise
     finally:
