@@ -45,18 +45,25 @@ class LazyBatch:
     def __init__(
         self,
         task: Task,
-        state: dict[str, Any],
+        state: Callable[[], dict[str, Any]],
         *,
         failed: Failed,
         ended: Callable[[Task, float], None],
         interrupted: Callable[[int], None],
     ) -> None:
-        """``failed(task, offset, error)`` gives what takes the failed item's place (or raises:
+        """``state()`` is the worker state of the thread an item runs in (a map may be handed
+        to another thread between two items). ``failed(task, offset, error)`` gives what takes
+        the failed item's place (or raises:
         then, as after any BaseException, ``interrupted(taken)`` ends the map, told how many
         results were taken); ``ended(task, seconds)`` is told once the last was taken."""
         self._remaining = iter(task.items)
         self.results: Iterator[Any] = _run(
-            task, self._remaining, _standin.StandIn(state, task.token), failed, ended, interrupted
+            task,
+            self._remaining,
+            _standin.StandIn(None, task.token, of_thread=state),
+            failed,
+            ended,
+            interrupted,
         )
 
     def stop(self) -> None:

@@ -190,9 +190,10 @@ class MapRun:
             # after it, at once, and its results are handed out after that batch's.
             self._submit(taken)
             return None
+        inline.worker_state()  # (this thread's worker, set up now if it is new)
         self._lazy = LazyBatch(
             self._task_for(taken),
-            inline.worker_state(),
+            inline.worker_state,  # (asked per item that asks: see _standin.StandIn)
             failed=self._failed_lazily,
             ended=self._ended_lazily,
             interrupted=self._interrupted_lazily,

@@ -19,20 +19,35 @@ A leaf: ``_worker_spec`` and ``_cancel`` ask it; nothing of plait is imported he
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 
 class StandIn:
-    """The worker a batch's items stand in for: its state, and the task's token."""
+    """The worker a batch's items stand in for: its state, and the task's token. A lazy
+    batch's state is asked for as an item asks (``of_thread``): the consumer may hand the
+    iterator to another thread between two items, and that thread is a worker of its own."""
 
-    __slots__ = ("state", "token")
+    __slots__ = ("_of_thread", "_state", "token")
 
-    def __init__(self, state: dict[str, Any], token: Any) -> None:
-        self.state = state
+    def __init__(
+        self,
+        state: dict[str, Any] | None,
+        token: Any,
+        of_thread: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self._state = state
+        self._of_thread = of_thread
         self.token = token  # the task's CancelToken (or None): not imported, to keep a leaf
+
+    @property
+    def state(self) -> dict[str, Any]:
+        if self._of_thread is not None:
+            return self._of_thread()
+        assert self._state is not None
+        return self._state
 
 
 # id(frame) -> its stand-in, for the frames running inline batches now (any thread's). By id,
