@@ -48,6 +48,8 @@ TOOLS = textwrap.dedent(
         open(x, "w").close()
         return x
 
+    NOTHING = None
+
     def fail_on_three(x):
         if x == "3":
             raise ValueError(f"no threes: {x}")
@@ -131,7 +133,12 @@ def test_a_file_named_like_a_module_already_imported_is_loaded_as_itself(
 
 
 def test_bad_workers_and_backends_exit_255_and_say_so(folder: Path) -> None:
-    for args, words in ((["-j", "0"], "workers must be >= 1"), (["--backend", "nope"], "nope")):
+    for args, words in (
+        (["-j", "0"], "-j 0: give 1 or more workers, or leave -j out"),
+        (["-j", "-1"], "-j -1: give 1 or more workers"),  # (it was "expected one argument")
+        (["--backend", "nope"], "nope"),
+        (["--colsep", "("], "--colsep '(': not a regular expression"),  # (a traceback, exit 1)
+    ):
         done = plait_map(folder, *args, "tools.py:square", ":::", "1")
         assert done.returncode == 255, done
         assert words in done.stderr
@@ -225,6 +232,7 @@ def test_options_after_the_function_as_the_readme_writes_them(folder: Path) -> N
         ("tools", "give MODULE:FUNCTION"),
         ("no_such_module:f", "cannot import it"),
         ("tools:nothing", "tools has no nothing"),
+        ("tools:NOTHING", "NOTHING is not a function"),  # (a name whose value is None)
         ("missing.py:f", "no such file"),
     ],
 )

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import _streams
 from ._inputs import arguments
-from ._options import MARKERS, CommandParser, _sources, check_readable
+from ._options import MARKERS, CommandParser, _sources, check_colsep, check_readable
 from ._usage import UsageError
 
 DESCRIPTION = """\
@@ -61,6 +61,9 @@ def add_map_command(commands: argparse._SubParsersAction[CommandParser]) -> None
     add("function", metavar="MODULE:FUNCTION")
     add("inputs", nargs=argparse.REMAINDER, help="::: ARGS, :::: FILES; none: stdin's lines")
     parser.set_defaults(parser=parser)
+    # (-0 makes argparse take every negative number for an option: `-j -1` was "expected one
+    # argument", not the count's own error. See _options.build_parser.)
+    parser._has_negative_number_optionals.clear()
 
 
 def _options_after_function(namespace: argparse.Namespace) -> None:
@@ -83,6 +86,12 @@ def map_command(namespace: argparse.Namespace) -> int:
 
     try:
         _options_after_function(namespace)
+        check_colsep(namespace.colsep)
+        if namespace.workers is not None and namespace.workers < 1:
+            raise UsageError(
+                f"-j {namespace.workers}: give 1 or more workers, or leave -j out to let "
+                "plait choose"
+            )
         fn = load_function(namespace.function)
         sources = _sources(namespace.inputs)
         check_readable(sources)
@@ -210,9 +219,9 @@ def load_function(spec: str) -> Callable[..., Any]:
             raise UsageError(f"{module_name}: cannot import it ({error})") from None
     fn = module
     for part in name.split("."):
-        fn = getattr(fn, part, None)  # type: ignore[assignment]
-        if fn is None:
+        if not hasattr(fn, part):
             raise UsageError(f"{spec}: {module_name} has no {name}")
+        fn = getattr(fn, part)
     if not callable(fn):
         raise UsageError(f"{spec}: {name} is not a function")
     return fn

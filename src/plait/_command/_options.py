@@ -187,7 +187,7 @@ def read(namespace: argparse.Namespace) -> RunOptions:
         dry_run=namespace.dry_run,
         bar=namespace.bar,
         separator=b"\0" if namespace.null else b"\n",
-        colsep=_colsep(namespace.colsep),
+        colsep=check_colsep(namespace.colsep),
         # (--colsep implies --trim rl, as GNU parallel's does: "a , b" is a and b.)
         trim=namespace.trim or ("rl" if namespace.colsep is not None else "n"),
     )
@@ -279,7 +279,8 @@ def _timeout(given: str | None) -> float | None:
     return seconds
 
 
-def _colsep(given: str | None) -> str | None:
+def check_colsep(given: str | None) -> str | None:
+    """``--colsep``'s pattern, checked: Perl's, as GNU parallel reads it."""
     if given is None:
         return None
     try:
