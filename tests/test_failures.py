@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import gc
@@ -859,6 +860,33 @@ def test_a_worker_that_cannot_reach_the_rate_bucket_takes_its_share_starting_emp
     started = time.monotonic()
     assert worker_side(-1) == 1
     assert time.monotonic() - started >= 1 / 5  # its share: 100/s over 20 threads, no burst
+
+
+def quick_or_slow(x: int) -> int:
+    if x < 0:
+        time.sleep(2)  # (past its time limit, once its slot came)
+    return x
+
+
+async def quick_or_slow_async(x: int) -> int:
+    if x < 0:
+        await asyncio.sleep(2)
+    return x
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "async"])
+def test_the_wait_for_a_rate_slot_is_no_part_of_an_items_time_limit(backend: str) -> None:
+    """12 items at 20 a second, each allowed 0.2 s: the last waits 0.55 s for its slot.
+    That wait counted as the item running: 13 of 16 such items failed with TaskTimeout,
+    some of them never called. The clock starts once the slot came, and then it runs."""
+    fn = quick_or_slow_async if backend == "async" else quick_or_slow
+    kind = None if backend == "async" else backend
+    results = list(
+        plait.map(fn, [*range(12), -1], backend=kind or "auto", workers=8, rate=20,
+                  task_timeout=0.2, errors="return")
+    )  # fmt: skip
+    assert results[:12] == list(range(12)), [type(r).__name__ for r in results]
+    assert isinstance(results[12], plait.TaskTimeout)
 
 
 def test_rate_must_be_positive() -> None:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ._errors import TaskTimeout
+from ._item_clock import timeout_of_task
 from ._task import Job, call, note_attempts
 
 DEFAULT_ASYNC_WORKERS = 1000  # coroutines are cheap; sockets and servers are the real limit
@@ -72,7 +73,11 @@ async def _attempt(job: Job, item: Any, timeout: float | None) -> Any:
     limit = asyncio.timeout(timeout)
     try:
         async with limit:
-            return await coroutine
+            clock = timeout_of_task.set((limit, timeout))  # (a rate= slot's wait restarts it)
+            try:
+                return await coroutine
+            finally:
+                timeout_of_task.reset(clock)
     except TimeoutError:
         if not limit.expired():
             raise  # the item's own

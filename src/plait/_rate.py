@@ -35,7 +35,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
-from . import _waits
+from . import _item_clock, _waits
 
 SLOT = struct.Struct("d")  # the file's one number: the next free slot, time.monotonic()
 SHARED_DIR = "/dev/shm"  # in memory, and never seen by another machine (where it exists)
@@ -64,8 +64,13 @@ class RateLimited:
         self.rate = rate
         self._limiter = bucket
 
+    # A process worker starts a timed item's clock only once its slot came (``_item_clock``).
+    waits_for_slots = True
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _item_clock.pause()  # (the wait for the slot is none of a task_timeout's time)
         self._limiter.acquire()
+        _item_clock.restart()
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:  # (a bucket of one process does not travel)
@@ -83,7 +88,9 @@ class AsyncRateLimited:
         self._limiter = RateLimiter(rate)
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _item_clock.pause_async()
         await asyncio.sleep(self._limiter.reserve())
+        _item_clock.restart_async()
         return await self.fn(*args, **kwargs)
 
 

@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from functools import partial
 from queue import Empty, SimpleQueue
 
+from .. import _item_clock as item_clock
 from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
 from .._plan import Plan
@@ -290,9 +292,8 @@ class ThreadBackend(Unprobed):
         if task.timeout is None:
             self._running[me] = (task, math.inf, began)  # atomic: the watchdog only reads it
         else:
-            with self._cond:
-                self._running[me] = (task, time.monotonic() + task.timeout, began)
-                self._cond.notify_all()
+            self._clock(me, task, began, True)
+            item_clock.run_with(partial(self._clock, me, task, began))
         set_current_token(task.token)
         try:
             if init_error is None:
@@ -319,6 +320,8 @@ class ThreadBackend(Unprobed):
                 )
         finally:
             set_current_token(None)
+            if task.timeout is not None:
+                item_clock.run_with(None)
         if task.timeout is None:
             # Whoever pops the entry settles the task: this thread, or terminate() giving up.
             if self._running.pop(me, None) is None:
@@ -341,6 +344,17 @@ class ThreadBackend(Unprobed):
         finally:
             self._finishing.discard(me)
         return True
+
+    def _clock(self, me: threading.Thread, task: Task, began: float, running: bool) -> None:
+        """The timed task's clock starts now (``running``), or stops: it runs from the task's
+        start, but not while it waits for its ``rate=`` slot (``_item_clock``). Unless the
+        watchdog gave up on it meanwhile."""
+        with self._cond:
+            entry = self._running.get(me)
+            if (entry is None or entry[0] is task) and me in self._live:
+                deadline = time.monotonic() + (task.timeout or 0.0) if running else math.inf
+                self._running[me] = (task, deadline, began)
+                self._cond.notify_all()
 
     def _watch(self) -> None:
         with self._cond:

@@ -24,6 +24,7 @@ from contextlib import suppress
 from functools import partial
 from typing import Any
 
+from ... import _item_clock as item_clock
 from ..._errors import note
 from ..._retry import Retry
 from ..._task import Kind, execute
@@ -185,10 +186,16 @@ def run(
     except BaseException as exc:
         note(exc, "plait: the items could not be unpickled in the worker process")
         return encode_failed_batch(exc), UNREAD, 0
-    if started is not None:
-        started()
     if isinstance(fn, Unloadable):  # nothing can run: the whole batch fails, unrun
         return encode_failed_batch(fn.error), 0, 0
-    outcome = execute(fn, kind, items, retry)
+    if started is not None:
+        if getattr(fn, "waits_for_slots", False):  # once its rate= slot came: _item_clock
+            item_clock.run_with(lambda running: started() if running else None)
+        else:
+            started()
+    try:
+        outcome = execute(fn, kind, items, retry)
+    finally:
+        item_clock.run_with(None)
     pieces, clean = encode_result(outcome)
     return pieces, CLEAN if clean else 0, int(outcome.elapsed * 1e9)
