@@ -398,3 +398,25 @@ def test_an_async_items_own_timeout_error_is_not_taken_for_its_time_limit() -> N
     assert results[::2] == [0, 2]
     assert type(results[1]) is TimeoutError, repr(results[1])
     assert str(results[1]) == "the item's own"
+
+
+def test_an_amaps_results_ready_by_its_deadline_are_handed_out_after_it() -> None:
+    """As plait.map's: only a result not ready in time raises TimeoutError. A plain
+    function's amap raised it at the first fetch past the deadline, the ready results lost."""
+    computed = threading.Semaphore(0)
+
+    def counted(x: int) -> int:
+        computed.release()
+        return x
+
+    async def main() -> list[int]:
+        results = plait.amap(counted, range(4), backend="thread", workers=4, chunksize=1,
+                             timeout=0.5)  # fmt: skip
+        got = [await results.__anext__()]
+        for _ in range(4):
+            assert await asyncio.to_thread(computed.acquire, timeout=10)
+        await asyncio.sleep(0.6)  # (past the deadline, however late this task was woken)
+        got += [value async for value in results]
+        return got
+
+    assert asyncio.run(main()) == [0, 1, 2, 3]

@@ -185,8 +185,14 @@ async def _from_blocking(
         while True:
             # (A future, its error raised here: a task of its own raising an item's Ctrl-C or
             # SystemExit handed it to the event loop, and the consumer got a CancelledError.)
+            # Past the deadline, a fetch reads no input and waits for no item (the map's own
+            # deadline ends it, ``MapRun.next_batch``): what is ready is still handed out, as
+            # plait.map does. Before it, the fetch may wait in a read the map cannot end.
+            late = deadline is not None and time.monotonic() >= deadline
             fetch = fetcher.ask()
-            result, error = await _by_deadline(asyncio.shield(fetch), deadline)
+            result, error = await (
+                asyncio.shield(fetch) if late else _by_deadline(asyncio.shield(fetch), deadline)
+            )
             fetch = None
             if error is not None:
                 raise error
