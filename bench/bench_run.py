@@ -9,6 +9,9 @@
 2. Start-up: from the command's launch to its one job's start (the job prints the clock).
 3. ``--keep-order`` over endless stdin (``yes``): the resident memory of ``plait run`` after
    10,000 jobs and after 100,000.
+4. ``--line-buffer`` and one job writing one long line (50 and 200 MB): plait run and GNU
+   parallel, the line's time growing with its length (a line's end looked for in all that
+   waited, at each read, made 200 MB take 27 s).
 
 Targets (issue: the plait command): 1 at most 1.3x the time of xargs and at least 3x faster
 than GNU parallel; 2 at most 150 ms; 3 flat.
@@ -97,6 +100,20 @@ def keep_order_memory(marks: tuple[int, ...]) -> list[tuple[int, int]]:
     return found
 
 
+def long_lines(sizes: tuple[int, ...], rounds: int) -> dict[str, dict[int, float]]:
+    plait = " ".join(PLAIT)
+    takes: dict[str, dict[int, float]] = {"plait run --lb": {}}
+    if shutil.which("parallel"):
+        takes["parallel --lb"] = {}
+    for size in sizes:
+        job = f"'head -c {size} /dev/zero; echo' ::: x"
+        for name in takes:
+            tool = plait if name.startswith("plait") else "parallel --will-cite"
+            line = f"{tool} --lb {job}"
+            takes[name][size] = statistics.median(timed(line) for _ in range(rounds))
+    return takes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -105,6 +122,8 @@ def main() -> None:
     jobs = trivial_jobs(200 if args.quick else 1000, rounds)
     started = start_up(3 if args.quick else 11)
     memory = keep_order_memory((2_000, 10_000) if args.quick else (10_000, 100_000))
+    sizes = (5_000_000, 20_000_000) if args.quick else (50_000_000, 200_000_000)
+    lines = long_lines(sizes, 1 if args.quick else 3)
     print(f"`python bench/bench_run.py`{' --quick' if args.quick else ''}: {os.cpu_count()} cores")
     print()
     print(f"{1000 if not args.quick else 200} jobs of `true`, medians of {rounds} interleaved:")
@@ -120,6 +139,13 @@ def main() -> None:
     print("`--keep-order` over endless stdin: " + ", ".join(
         f"{kib / 1024:.1f} MiB after {done:,} jobs" for done, kib in memory
     ))  # fmt: skip
+    print()
+    print("`--line-buffer`, one job writing one line (medians):")
+    print()
+    print("| command | " + " | ".join(f"{size / 1e6:.0f} MB" for size in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for name, times in lines.items():
+        print(f"| `{name}` | " + " | ".join(f"{times[size]:.2f} s" for size in sizes) + " |")
 
 
 if __name__ == "__main__":

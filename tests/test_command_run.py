@@ -93,6 +93,31 @@ def test_the_input_is_appended_when_the_command_has_no_replacement_string() -> N
 
 
 @needs_gnu
+def test_a_negative_position_counts_from_the_last_value() -> None:
+    """({-1} and its kin were left as they are, and every value appended.)"""
+    same("-k", "echo", "{-1}", "{-2/}", "{-1.}", ":::", "a/x.c", "b/y.d", ":::", "p/q.r")
+    same("-k", "--colsep", ",", "echo", "{-1}", "{-3}", ":::", "a,b,c")
+
+
+@needs_gnu
+def test_a_value_given_after_three_colons_is_read_as_lines() -> None:
+    """As GNU parallel reads them: a newline in one makes two inputs (one input did); with
+    -0 it stays one."""
+    same("-k", "printf", "[%s]\\n", ":::", "new\nline", "x")
+    same("-k", "echo", ":::", "a\nb", ":::", "c\nd")
+    same("-k", "-0", "printf", "[%s]\\n", ":::", "new\nline", "x")
+
+
+def test_a_perl_replacement_string_is_refused() -> None:
+    """It was handed to the shell as it is, with the input appended: exit 0, wrong output."""
+    for expression in ("{= s/a/b/ =}", "{=1 s/a/b/ =}", "{=uc($_)=}"):
+        ran = plait_run("echo", expression, ":::", "abc")
+        assert ran.status == 255, ran
+        assert "not supported" in ran.err
+        assert ran.out == ""
+
+
+@needs_gnu
 def test_without_a_command_the_inputs_are_the_commands() -> None:
     same("-k", ":::", "echo one", "echo two; echo three", "exit 3")
 
@@ -463,6 +488,13 @@ def test_a_jobs_output_is_never_mixed_with_anothers() -> None:
     assert sorted(lines) == ["a-1", "a-2", "b-1", "b-2"]
     assert lines.index("a-2") == lines.index("a-1") + 1
     assert lines.index("b-2") == lines.index("b-1") + 1
+
+
+def test_line_buffer_writes_a_long_line_whole() -> None:
+    """(A line's end is looked for in what each read brought: bench/bench_run.py times it.)"""
+    ran = plait_run("--line-buffer", "head -c 3000000 /dev/zero; echo; echo done", ":::", "x")
+    assert ran.status == 0
+    assert ran.out == "\0" * 3_000_000 + "\ndone x\n"
 
 
 def test_line_buffer_and_ungroup_write_every_line() -> None:

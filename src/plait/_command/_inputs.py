@@ -50,7 +50,11 @@ def records(stream: BinaryIO, separator: bytes) -> Iterator[str]:
 
 def _values(source: Source, separator: bytes) -> Iterator[str]:
     if source.values is not None:
-        yield from source.values
+        if separator != b"\n":
+            yield from source.values
+            return
+        for value in source.values:  # (lines, as GNU parallel reads them: ::: $'a\nb' is two)
+            yield from value.split("\n")
         return
     assert source.path is not None
     try:

@@ -51,7 +51,7 @@ class JobLog:
 
     def write(self, job: Job) -> None:
         runtime = job.runtime
-        command = job.command.replace("\n", " ")
+        command = job.command.replace("\n", "\0")  # (as GNU parallel's: one line a job)
         line = (
             f"{job.seq}\t:\t{job.started:.3f}\t{runtime:10.3f}\t0\t{job.received}\t"
             f"{job.exitval}\t{job.signal}\t{command}\n"

@@ -294,7 +294,7 @@ class Runner:
         else:
             job.err += data
         if self.options.output == "line-buffer" and self._streams(job):
-            self._output.lines(job, is_out)
+            self._output.lines(job, is_out, len(data))
         return True
 
     def _streams(self, job: Job) -> bool:

@@ -8,7 +8,10 @@ appended. No command at all: the inputs are the commands, run as they are.
     {}    the input (several sources: their values, space-separated)
     {.}   without its extension          {/}   its basename          {//}  its directory
     {/.}  its basename without extension  {#}   the job's number      {%}   its job slot
-    {n}   the n-th source's value (or column, with --colsep); also {n.} {n/} {n//} {n/.}
+    {n}   the n-th source's value (or column, with --colsep); also {n.} {n/} {n//} {n/.};
+          a negative n counts from the last ({-1}: the last value)
+
+Not there: ``{= perl expression =}`` (refused, rather than handed to the shell as it is).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-REPLACEMENT = re.compile(r"\{(?:(#)|(%)|(\d*)(\.|/\.|//|/)?)\}")
+from ._usage import UsageError
+
+REPLACEMENT = re.compile(r"\{(?:(#)|(%)|(-?\d+|)(\.|/\.|//|/)?)\}")
+PERL = re.compile(r"\{=.*?=\}", re.DOTALL)  # {= perl =}, {=2 perl =}
 
 # Characters no POSIX shell treats specially: a word made of them needs no quotes.
 _PLAIN = re.compile(r"[-_.+a-zA-Z0-9/]+")
@@ -67,6 +73,11 @@ class Template:
 
     def __init__(self, words: Sequence[str]) -> None:
         self.text = " ".join(words)
+        if (perl := PERL.search(self.text)) is not None:
+            raise UsageError(
+                f"{perl.group()}: perl replacement strings ({{= ... =}}) are not supported; "
+                "compute the value in the command (a shell's ${x%.gz}, say), or use GNU parallel"
+            )
         self.has_replacements = REPLACEMENT.search(self.text) is not None
 
     def render(self, values: Sequence[str], seq: int, slot: int) -> str:
@@ -83,7 +94,8 @@ class Template:
                 return str(slot)
             transform = _CHANGES[change]
             if position:
-                index = int(position) - 1
+                index = int(position)
+                index = index - 1 if index > 0 else len(values) + index  # ({-1}: the last)
                 if not 0 <= index < len(values):  # (no such column: nothing, not '')
                     return ""
                 return quote(transform(values[index]))
