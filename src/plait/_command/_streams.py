@@ -9,7 +9,7 @@ from typing import Protocol, TextIO
 
 
 class Output(Protocol):
-    def write(self, data: bytes | bytearray, /) -> int: ...
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
 
     def flush(self) -> None: ...
 
@@ -33,7 +33,7 @@ class NowhereText:
 class Nowhere:
     """A standard stream plait has none of."""
 
-    def write(self, data: bytes | bytearray, /) -> int:
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
         return len(data)
 
     def flush(self) -> None:
