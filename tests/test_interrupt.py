@@ -180,6 +180,62 @@ def test_a_ctrl_c_delivered_to_a_worker_thread_still_stops_the_map(tmp_path: Pat
     assert interrupted - started < 10, "the Ctrl-C was seen only after the sleeps ended"
 
 
+# The Ctrl-C comes to a worker thread, asleep in a system call, while the block's end waits for
+# the work (as a terminal's Ctrl-C may: the kernel hands it to any thread of the process).
+ELSEWHERE_AT_THE_END = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    import plait
+
+    idents = []
+
+    def waiting(frame):
+        return frame is not None and frame.f_code.co_name in ("wait", "wait_for", "join")
+
+    def slow(x):
+        idents.append(threading.get_ident())
+        time.sleep(30)
+        return x
+
+    def killer():
+        main = threading.main_thread().ident
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frames = sys._current_frames()
+            if idents and waiting(frames.get(main)) and all(
+                frames.get(i) is not None and frames[i].f_code.co_name == "slow" for i in idents
+            ):
+                break
+            time.sleep(0.01)
+        time.sleep(0.2)  # (the worker is in its sleep, a system call)
+        signal.pthread_kill(idents[0], signal.SIGINT)
+
+    began = time.monotonic()
+    threading.Thread(target=killer, daemon=True).start()
+    try:
+        with plait.Pool(sys.argv[1], workers=2) as pool:
+            futures = [pool.submit(slow, i) for i in range(2)]
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.monotonic() - began:.1f}", flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(40)
+def test_a_ctrl_c_given_to_a_worker_thread_stops_a_pool_blocks_end(tmp_path: Path) -> None:
+    """The main thread waited for the pool's threads without a break: a Ctrl-C the kernel gave
+    to a worker thread was seen only once the tasks ended (30 s here; a loaded suite run
+    failed so)."""
+    script = tmp_path / "elsewhere_at_the_end.py"
+    script.write_text(ELSEWHERE_AT_THE_END)
+    proc = subprocess.run(
+        [sys.executable, str(script), "thread"], capture_output=True, text=True, timeout=35
+    )
+    assert "interrupted after" in proc.stdout, proc.stderr
+    took = float(proc.stdout.split("interrupted after ")[1].split()[0])
+    assert took < 20, f"the Ctrl-C was seen only after {took} s"
+
+
 @pytest.mark.timeout(30)
 def test_interpreter_exits_promptly_with_a_map_abandoned_midway(
     backend: str, tmp_path: Path

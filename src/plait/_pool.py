@@ -26,7 +26,7 @@ from ._options import MapKeywords, MapOptions
 from ._retry import Retry, as_retry
 from ._stream import MapIterator
 from ._task import Outcome
-from ._waits import repeat
+from ._waits import attentive
 from ._worker_spec import Workers, as_workers
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class _PoolFuture(Future[R]):
     def _wait(self, timeout: float | None) -> None:
         if not self.done():
             with self._backend.blocking():
-                repeat(self._done_within, timeout)
+                attentive(self._done_within, timeout)
 
     def _done_within(self, seconds: float | None) -> bool:
         # (``exception`` returns the call's own error, a TaskTimeout too, and raises

@@ -27,7 +27,7 @@ from ._cancel import CancelToken, current_token
 from ._engine import Engine
 from ._errors import Cancelled, CancelReason
 from ._task import Outcome, Task
-from ._waits import cut, repeat
+from ._waits import attentive, cut
 from ._worker_spec import Workers, as_workers
 
 R = TypeVar("R")
@@ -302,7 +302,7 @@ class TaskGroup:
         self._engine.owner.check("task group")  # (in a fork, nothing would end the wait)
         # A task of this group may wait on a sibling: its pool runs a thread more meanwhile.
         with self._engine.backend.blocking(), self._cond:
-            if not repeat(partial(self._cond.wait_for, handle.done), timeout):
+            if not attentive(partial(self._cond.wait_for, handle.done), timeout):
                 raise TimeoutError("the task did not finish in time")
 
     def _wait_all(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import select
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, overload
@@ -46,6 +47,33 @@ def repeat(wait: Callable[[float | None], object], timeout: float | None) -> boo
         if left <= LONGEST_WAIT:
             return bool(wait(max(0.0, left)))
     return True
+
+
+# How soon a Ctrl-C reaches the main thread while it waits (see ``attentive``).
+SIGNAL_CHECK = 0.2
+
+
+def attentive(wait: Callable[[float | None], object], timeout: float | None) -> bool:
+    """``repeat``, but in the main thread a wait of at most ``SIGNAL_CHECK`` at a time. The
+    kernel may hand a Ctrl-C to any thread of the process (a worker asleep in ``time.sleep``),
+    and then nothing interrupts the main thread's wait: Python runs the signal's handler in
+    the main thread only once it runs again. A ``with Pool()`` block's end waited so for its
+    tasks, and the KeyboardInterrupt came only once they ended."""
+    if threading.current_thread() is not threading.main_thread():
+        return repeat(wait, timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return bool(wait(0.0))
+        if wait(SIGNAL_CHECK if left is None else min(SIGNAL_CHECK, left)):
+            return True
+
+
+def joined(thread: threading.Thread, seconds: float | None) -> bool:
+    """``thread.join(seconds)``, saying whether the thread has ended: for ``attentive``."""
+    thread.join(seconds)
+    return not thread.is_alive()
 
 
 def sleep(seconds: float) -> None:

@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
+from functools import partial
 from typing import Any
 
 from .._async_call import DEFAULT_ASYNC_WORKERS, Ended, run_item
 from .._errors import Cancelled, CancelReason, PoolClosed
 from .._plan import Plan
 from .._task import EVENT_LOOP, THIS_PROCESS, Job, Outcome, Task
+from .._waits import attentive, joined
 from .._worker_spec import Workers, start_worker
 from ._base import Unprobed
 
@@ -144,7 +146,7 @@ class AsyncBackend(Unprobed):
             _soon(loop, self._drop_pending)
         _soon(loop, idle.set)
         if wait and thread is not threading.current_thread():
-            thread.join()
+            attentive(partial(joined, thread), None)  # (a Ctrl-C meanwhile: seen in time)
 
     def started(self) -> bool:
         return self._thread is not None

@@ -24,7 +24,7 @@ from .._cancel import set_current_token
 from .._errors import CancelReason, PoolClosed, TaskTimeout
 from .._plan import Plan
 from .._task import THIS_PROCESS, Job, Outcome, Task, execute, failed, note_attempts
-from .._waits import cut
+from .._waits import attentive, cut
 from .._warnings import warn_at_function
 from .._worker_spec import Workers, start_worker
 from ._base import Unprobed, default_workers, finish_at_exit, given_up
@@ -496,7 +496,7 @@ class ThreadBackend(Unprobed):
         (it then returns, and its thread exits after it)."""
         me = threading.current_thread()
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._live - {me}, timeout):
+            if not attentive(partial(self._cond.wait_for, lambda: not self._live - {me}), timeout):
                 return False
             finished = [t for t in self._all if t not in self._given_up and t is not me]
             watchdog = self._watchdog

@@ -37,7 +37,7 @@ from ..._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed, note
 from ..._owner import forked_error
 from ..._plan import Plan
 from ..._task import Job, Outcome, Task, failed, note_attempts
-from ..._waits import cut
+from ..._waits import attentive, cut
 from ..._worker_spec import Workers
 from .. import _spare
 from .._base import Unprobed, finish_at_exit, given_up, terminated, track
@@ -154,7 +154,7 @@ class ProcessBackend(Unprobed):
             self._launched.wait()  # (the first submit may be sending its task early)
             assert self._thread is not None
             if not self._thread.is_current():
-                self._thread.join()
+                attentive(self._thread.join, None)  # (a Ctrl-C meanwhile: seen in time)
 
     def started(self) -> bool:
         return self._started
