@@ -35,7 +35,7 @@ from ._lazy import LazyBatch
 from ._owner import Owner
 from ._plan import INLINE_BELOW, Plan
 from ._task import Job, Outcome, Task, failed, retry_item, task_error
-from ._waits import cut
+from ._waits import SIGNAL_CHECK, cut
 from ._window import READ_AT_MOST, SLOW_INPUT, SLOW_ITEM, MapWindow, Taken, instant
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 TRICKLE_WAIT = 0.005  # seconds: see MapRun._ready_soon
 
-SIGNAL_CHECK = 0.2  # seconds: how soon a Ctrl-C reaches a map waiting in the main thread
 BATCHES_PER_WORKER = 2  # one running, one queued behind it: no worker waits for the consumer
 # Items between "read" and "handed out", at most: what bounds memory when batches are large
 # (tiny tasks). A process map holds them as pickles, a thread map as objects: about 2 MiB of
