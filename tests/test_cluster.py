@@ -28,6 +28,7 @@ import plait
 from engine_scripts import CTRL_C, TERMINATE, interrupt, living, run_script
 from plait._backends._cluster import ClusterBackend
 from plait._scheduler import max_items_in_flight
+from test_attack_process import HereOnly, double_value
 from test_lifecycle import broken_initializer, remember_worker, who_am_i
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.engine_client]
@@ -115,6 +116,18 @@ def test_tiny_items_travel_in_batches_not_one_task_each(
     total = sum(plait.map(square, range(20_000), backend=engine))
     assert total == sum(x * x for x in range(20_000))
     assert 0 < next(launched) <= 200  # (about 20,000 / 4,096 once sized; small batches first)
+
+
+def test_an_item_the_worker_cannot_rebuild_fails_alone_and_nothing_is_lost(engine: str) -> None:
+    """The worker's "items not read" was taken for a clean batch: its results were read as
+    none, and the map went on without them (6 items, 3 results; no error, even with
+    errors="raise"). The batch runs again item by item, as on local processes."""
+    items: list[int | HereOnly] = list(range(12))
+    items[5] = HereOnly(5)
+    results = list(plait.map(double_value, items, backend=engine, chunksize=4, errors="return"))
+    assert len(results) == 12
+    assert isinstance(results[5], LookupError), repr(results[5])
+    assert [r for i, r in enumerate(results) if i != 5] == [2 * i for i in range(12) if i != 5]
 
 
 def test_an_endless_input_is_read_a_bounded_window_ahead(engine: str) -> None:

@@ -34,7 +34,7 @@ WORKERS_KEPT = 16  # an engine's thread stands for this many pools' workers (the
 
 # What run_batch answers: (clean, elapsed seconds, the DONE payload, whether an item overran
 # and still runs (where), and where the batch ran: (this worker, this thread), for a trace).
-Answer = tuple[bool, float, bytes, bool | str, tuple[str, str]]
+Answer = tuple[int, float, bytes, bool | str, tuple[str, str]]
 
 _functions: OrderedDict[bytes, tuple[Any, Retry | None]] = OrderedDict()
 _functions_lock = threading.Lock()
@@ -50,7 +50,8 @@ def run_batch(
     sys_path: tuple[str, ...],
     init: bytes | None = None,
 ) -> Answer:
-    """Run one batch: (clean, elapsed seconds, the DONE payload, whether an item overran
+    """Run one batch: (its kind, ``CLEAN``, ``UNREAD`` or 0, as a DONE frame's; elapsed
+    seconds, the DONE payload, whether an item overran
     ``timeout`` and still runs, abandoned, in a thread of this worker: if so, this worker's
     address where the engine gives one (Dask's), else True; and where it ran, for a trace:
     this worker and this thread's name). ``sys_path`` is the
@@ -66,7 +67,7 @@ def run_batch(
     with working_as(state):  # plait.worker_state() is this worker's
         if timeout is None:
             pieces, clean, elapsed = run(fn, retry, Kind(kind), memoryview(items))
-            return bool(clean), elapsed / 1e9, b"".join(pieces), False, _where()
+            return clean, elapsed / 1e9, b"".join(pieces), False, _where()
         return _run_timed(fn, retry, Kind(kind), items, timeout, state)
 
 
@@ -159,7 +160,7 @@ def _run_timed(
     repeat(ended_within, timeout)  # (a task_timeout past 1e10 s raised in Thread.join)
     if answer:
         pieces, clean, elapsed = answer[0]
-        return bool(clean), elapsed / 1e9, b"".join(pieces), False, _where()
+        return clean, elapsed / 1e9, b"".join(pieces), False, _where()
     thread.name = "plait-timed-item (abandoned)"
     error = TaskTimeout(
         f"the item ran longer than task_timeout={timeout}s; plait gave up on it",
@@ -167,7 +168,7 @@ def _run_timed(
     )
     ran_for = time.monotonic() - began
     pieces, _ = encode_result(Outcome([None], {0: error}, ran_for))
-    return False, ran_for, b"".join(pieces), _this_worker(), _where()
+    return 0, ran_for, b"".join(pieces), _this_worker(), _where()
 
 
 def _where() -> tuple[str, str]:
