@@ -321,6 +321,33 @@ def test_an_item_past_its_task_timeout_fails_and_its_worker_is_ended(
     assert list(plait.map(square, range(4), backend=engine)) == [0, 1, 4, 9]
 
 
+def hang_on_one_each_time(args: tuple[int, str]) -> int:
+    x, folder = args
+    if x == 1:
+        with Path(folder, "attempts").open("a") as attempts:
+            attempts.write("1")
+        time.sleep(600)
+    return x
+
+
+def test_a_timeout_is_retried_when_the_retry_policy_counts_timeouts(
+    engine: str, tmp_path: Path
+) -> None:
+    """Retry(timeouts=True): the item past its time limit is sent again, as on processes. The
+    worker's TaskTimeout came back as a finished batch's result, never weighed against the
+    policy: one attempt, and no note saying how many failed."""
+    items = [(x, str(tmp_path)) for x in range(3)]
+    retry = plait.Retry(retries=1, timeouts=True, backoff=0.0)
+    results = list(
+        plait.map(hang_on_one_each_time, items, backend=engine, task_timeout=2, retries=retry,
+                  errors="return")
+    )  # fmt: skip
+    assert [results[0], results[2]] == [0, 2]
+    assert isinstance(results[1], plait.TaskTimeout), repr(results[1])
+    assert (tmp_path / "attempts").read_text() == "11"
+    assert any("failed 2 times" in note for note in results[1].__notes__), results[1].__notes__
+
+
 @pytest.mark.parametrize("seconds", [86_400.0 * 30, 1e10, 1e308])
 def test_a_task_timeout_of_any_length_is_kept(engine: str, seconds: float) -> None:
     # The worker's wait for the item's thread raised OverflowError past 1e10 s (Thread.join):

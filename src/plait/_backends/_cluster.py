@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import PlaitError, PoolClosed, WorkerCrashed, note
+from .._errors import PlaitError, PoolClosed, TaskTimeout, WorkerCrashed, note
 from .._plan import Plan
 from .._task import Job, Outcome, Task, failed, note_attempts
 from .._worker_spec import Workers
@@ -307,8 +307,12 @@ class ClusterBackend(Unprobed):
             # its items' results were read as none, and the map went on without them.)
             if kind & UNREAD and (parts := read_again(task)):
                 return None, parts, overran
+            if overran and _retried(task):  # past its task_timeout: Retry(timeouts=True)
+                return None, [task], overran
             outcome = sent.answer(memoryview(payload), clean=bool(kind & CLEAN), elapsed=elapsed)
             outcome.where = where
+            if overran and task.attempt > 1 and 0 in outcome.errors:
+                note_attempts(outcome.errors[0], task.attempt)
             return outcome, None, overran
         if ended.how == "cancelled":
             return failed(len(task.items), terminated, owner_loads=task.owner_loads), None, False
@@ -353,3 +357,15 @@ class ClusterBackend(Unprobed):
 def caller_path() -> tuple[str, ...]:
     """The caller's module path, for workers on the same machine to import its modules."""
     return tuple(sys.path)
+
+
+def _retried(task: Task) -> bool:
+    """Whether the task, its item past its ``task_timeout``, runs again (its retry policy
+    counts timeouts): sent again at once, as on local processes. (The worker's TaskTimeout
+    came back as any finished batch's result, and was never weighed against the policy.)"""
+    retry = task.job.retry
+    timeout = TaskTimeout("the item ran longer than its task_timeout", timeout=task.timeout or 0.0)
+    if retry is None or not retry.applies(timeout, task.attempt):
+        return False
+    task.attempt += 1
+    return True
